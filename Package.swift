@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+// gunn: a multi-agent simulation core. No package dependencies: the toolchain and two system
+// libraries (libsqlite3, OpenSSL's libcrypto) only. Swift 6 language mode, which implies complete
+// strict concurrency checking; no target relaxes it.
+import PackageDescription
+
+let package = Package(
+    name: "gunn",
+    products: [
+        .library(name: "GunnCore", targets: ["GunnCore"]),
+        .library(name: "GunnCrypto", targets: ["GunnCrypto"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCrypto",
+            path: "Sources/CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(name: "GunnCrypto", dependencies: ["CCrypto"]),
+        .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
+        .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
+        .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore"]),
+        .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
