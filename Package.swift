@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "GunnCore", targets: ["GunnCore"]),
         .library(name: "GunnCrypto", targets: ["GunnCrypto"]),
+        .executable(name: "gunn-bench", targets: ["gunn-bench"]),
     ],
     targets: [
         .systemLibrary(
@@ -25,6 +26,7 @@ let package = Package(
         ),
         .target(name: "GunnCrypto", dependencies: ["CCrypto"]),
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore"]),
         .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),

@@ -33,15 +33,26 @@ public enum JSONDiff {
             if overflowed { return }
             switch (old, new) {
             case let (.object(a), .object(b)):
-                // Removals first, then additions and changes, each in key order.
-                for key in a.storage.keys.sorted() where b.storage[key] == nil {
+                // Find what differs in dictionary order (no output depends on it), then emit in
+                // key order: removals first, then additions and changes. Only the differing keys
+                // are sorted, so one changed member of a large object costs one pass, not a sort.
+                var removed: [JSONKey] = [], changed: [JSONKey] = []
+                for key in a.storage.keys where b.storage[key] == nil { removed.append(key) }
+                for (key, newValue) in b.storage {
+                    if let oldValue = a.storage[key] {
+                        if oldValue != newValue { changed.append(key) }
+                    } else {
+                        changed.append(key)
+                    }
+                }
+                for key in removed.sorted() {
                     emit(.remove(path: JSONPointer(tokens: path + [key.string])), into: &ops)
                     if overflowed { return }
                 }
-                for key in b.storage.keys.sorted() {
+                for key in changed.sorted() {
                     let newValue = b.storage[key]!
                     if let oldValue = a.storage[key] {
-                        if oldValue != newValue { walk(oldValue, newValue, path + [key.string], into: &ops) }
+                        walk(oldValue, newValue, path + [key.string], into: &ops)
                     } else {
                         emit(.add(path: JSONPointer(tokens: path + [key.string]), value: newValue), into: &ops)
                     }

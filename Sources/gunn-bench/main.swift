@@ -1,0 +1,25 @@
+import Foundation
+
+// gunn-bench: measures gunn's figures next to a baseline measured in the same run.
+// Usage: gunn-bench <suite> [--json PATH]; suites: json.
+let arguments = Array(CommandLine.arguments.dropFirst())
+let usage = "usage: gunn-bench json [--json PATH]"
+guard let suite = arguments.first else {
+    FileHandle.standardError.write(Data((usage + "\n").utf8))
+    exit(64)
+}
+var jsonPath: String?
+if let i = arguments.firstIndex(of: "--json"), i + 1 < arguments.count { jsonPath = arguments[i + 1] }
+
+switch suite {
+case "json":
+    let figures = JSONBench.run(arguments: arguments)
+    if let jsonPath {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(["json": figures]).write(to: URL(fileURLWithPath: jsonPath))
+    }
+default:
+    FileHandle.standardError.write(Data("gunn-bench: unknown suite \"\(suite)\"\n\(usage)\n".utf8))
+    exit(64)
+}
