@@ -37,6 +37,7 @@ extension ErrorCode {
     public static let invalidIntent = ErrorCode(code: 2004, name: "INVALID_INTENT", meaning: "The intent is malformed: unknown kind, missing or ill-typed payload fields.", httpStatus: 400, recovery: "Fix the intent; resending it unchanged fails again.")
     public static let intentValidationFailed = ErrorCode(code: 2005, name: "INTENT_VALIDATION_FAILED", meaning: "The validator refused the intent: permission, cooldown, payload limit or world constraint.", httpStatus: 422, recovery: "Read the message, change the intent or wait out the cooldown.")
     public static let duplicateReqID = ErrorCode(code: 2006, name: "DUPLICATE_REQ_ID", meaning: "The req_id was already used by this agent for a different intent.", httpStatus: 409, recovery: "Use a fresh req_id for a new intent; reuse an id only to retry the same intent.")
+    public static let unknownEffectKind = ErrorCode(code: 2007, name: "UNKNOWN_EFFECT_KIND", meaning: "No reducer is registered for the effect's kind.", httpStatus: 422, recovery: "Register a reducer for the kind, or use a built-in kind.")
 
     // 3xxx flow control and generation
     public static let quotaExceeded = ErrorCode(code: 3001, name: "QUOTA_EXCEEDED", meaning: "The agent's or tenant's rate quota is exhausted.", httpStatus: 429, recovery: "Wait retry_after_ms, then retry with the same req_id.")
@@ -70,7 +71,7 @@ extension ErrorCode {
     public static let all: [ErrorCode] = [
         malformedFrame, frameTooLarge, versionMismatch, unknownMessage, handshakeRequired, invalidJSON,
         payloadTooLarge, unsupportedSchemaVersion,
-        staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID,
+        staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID, unknownEffectKind,
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined,
         adapterUnavailable, llmServiceError, unityConnectionLost,

@@ -1,0 +1,506 @@
+/// Something the host hands to the engine.
+public enum EngineInput: Sendable {
+    case registerAgent(AgentRegistration)
+    case submitIntent(Intent)
+    /// The agent withdraws an intent that is still queued.
+    case cancelIntent(AgentID, ReqID)
+    /// An effect draft from the message facade or an external engine.
+    case emit(EffectDraft)
+    /// An external engine's clock reading (used when sim time authority is `externalTicks`).
+    case tick(SimTime)
+    /// The host's timer: close the current quantum if it is due.
+    case flush
+}
+
+/// Something the host must carry out: replies, log entries to persist and publish, signals, timers.
+public enum EngineOutput: Hashable, Sendable {
+    case agentRegistered(AgentID)
+    case registrationRejected(AgentID, GunnError)
+    case intentCommitted(agent: AgentID, reqID: ReqID, effect: Effect)
+    case intentRejected(agent: AgentID, reqID: ReqID, error: GunnError)
+    /// The same req_id is already queued; its outcome will follow once.
+    case intentPending(agent: AgentID, reqID: ReqID)
+    /// Held in the overflow list of the `defer` policy; its outcome will follow.
+    case intentDeferred(agent: AgentID, reqID: ReqID)
+    case emitRejected(sourceID: String, draftID: String?, error: GunnError)
+    /// A new log entry: persist it, then publish.
+    case effectCommitted(EventLogEntry)
+    /// The agent's queue crossed its high watermark (`high`) or fell back below its low one.
+    case backpressure(agent: AgentID, queueDepth: Int, high: Bool)
+    case warning(String)
+    /// Call `handle(.flush, at:)` at this host time.
+    case wakeAt(HostTime)
+}
+
+/// The deterministic heart of gunn: world state, the two-phase intent pipeline, ordering, the
+/// hash-chained log. No I/O, no clock, no global randomness: `handle(input, at:)` returns what
+/// the host must do, and the same inputs at the same times give the same log, byte for byte.
+public struct Engine: Sendable {
+    public let config: EngineConfig
+    public let worldID: String
+    public let worldSeed: UInt64
+    public private(set) var world = WorldState()
+    public private(set) var log: InMemoryEventLog
+    public private(set) var reducers = ReducerRegistry()
+    private let validator: any EffectValidator
+    private var idempotency: IdempotencyTable
+    private var agents: [AgentID: AgentState] = [:]
+    private var tenantBuckets: [String: TokenBucket] = [:]
+    private var rng: SplitMix64
+    /// Effects observed by every agent so far (the part-1 observation model: all see all).
+    private var broadcastCount: ViewSeq = 0
+    private var quantumEnd: HostTime?
+    private var pendingEmits: [PendingEmit] = []
+    private var agentsWithWork: Set<AgentID> = []
+    private var externalSimTime: SimTime = 0
+    private var lastHostTime: HostTime = -.infinity
+    private var outputs: [EngineOutput] = []
+
+    struct PendingIntent: Sendable {
+        var intent: Intent
+        var fingerprint: [UInt8]
+    }
+
+    struct PendingEmit: Sendable {
+        var draft: EffectDraft
+        var tiebreak: String
+    }
+
+    struct AgentState: Sendable {
+        var registration: AgentRegistration
+        var bucket: TokenBucket
+        var backpressure: BackpressureConfig
+        var broadcastBase: ViewSeq
+        /// The agent's own effects, as positions in its view stream (newest last, bounded).
+        var ownViewSeqs: [ViewSeq] = []
+        var queue = FIFO<PendingIntent>()
+        var deferred = FIFO<PendingIntent>()
+        var highSignalled = false
+        var lastActionSimTime: [IntentKind: SimTime] = [:]
+
+        static let ownHistoryBound = 256
+    }
+
+    public init(config: EngineConfig = EngineConfig(), worldID: String, worldSeed: UInt64,
+                validator: any EffectValidator = DefaultEffectValidator()) {
+        self.config = config
+        self.worldID = worldID
+        self.worldSeed = worldSeed
+        self.validator = validator
+        self.log = InMemoryEventLog(worldID: worldID, snapshotEvery: config.snapshotEvery)
+        self.idempotency = IdempotencyTable(ttlSeconds: config.idempotencyTTLSeconds, maxEntries: config.idempotencyMaxEntries)
+        self.rng = SplitMix64(seed: worldSeed)
+    }
+
+    /// Adds a reducer for a custom effect kind. Register the same reducers wherever the log is replayed.
+    public mutating func registerReducer(kind: String, _ reducer: @escaping Reducer) throws(GunnError) {
+        try reducers.register(kind: kind, reducer)
+    }
+
+    // MARK: - Reading
+
+    public var headSeq: GlobalSeq { log.headSeq }
+    public var registeredAgents: [AgentID] { agents.keys.sorted() }
+    public func registration(of agent: AgentID) -> AgentRegistration? { agents[agent]?.registration }
+    public func queueDepth(of agent: AgentID) -> Int { agents[agent].map { $0.queue.count + $0.deferred.count } ?? 0 }
+    public var idempotencyEntries: Int { idempotency.count }
+
+    /// The agent's current position in its view stream.
+    public func viewSeq(of agent: AgentID) -> ViewSeq? {
+        agents[agent].map { broadcastCount - $0.broadcastBase }
+    }
+
+    /// What the agent sees now (part 1: the whole world).
+    public func view(of agent: AgentID) -> View? {
+        guard let seq = viewSeq(of: agent) else { return nil }
+        var ents = JSONObject()
+        for (id, e) in world.entities { ents[id] = .object(e) }
+        var rels = JSONObject()
+        for (from, targets) in world.relationships {
+            var t = JSONObject()
+            for (to, v) in targets { t[to] = v }
+            rels[from] = .object(t)
+        }
+        return View(agentID: agent, viewSeq: seq, entities: ents, relationships: rels)
+    }
+
+    // MARK: - Handling input
+
+    public mutating func handle(_ input: EngineInput, at now: HostTime) -> [EngineOutput] {
+        outputs.removeAll(keepingCapacity: true)
+        // Host time never runs backwards inside the engine, whatever the host passes.
+        let now = max(now, lastHostTime)
+        lastHostTime = now
+        if let end = quantumEnd, now >= end { closeQuantum(at: now) }
+        switch input {
+        case .registerAgent(let r): register(r, at: now)
+        case .submitIntent(let intent): submit(intent, at: now)
+        case let .cancelIntent(agent, req): cancel(agent, req, at: now)
+        case .emit(let draft): emit(draft, at: now)
+        case .tick(let t):
+            if t > externalSimTime { externalSimTime = t }
+        case .flush:
+            if quantumEnd != nil && config.quantumMs > 0 && now >= quantumEnd! { closeQuantum(at: now) }
+        }
+        if config.quantumMs == 0 && (!agentsWithWork.isEmpty || !pendingEmits.isEmpty) { closeQuantum(at: now) }
+        #if DEBUG
+        checkInvariants()
+        #endif
+        return outputs
+    }
+
+    /// Closes the open quantum now, whether or not it is due (the RL facade's `step`).
+    public mutating func flushNow(at now: HostTime) -> [EngineOutput] {
+        outputs.removeAll(keepingCapacity: true)
+        let now = max(now, lastHostTime)
+        lastHostTime = now
+        if quantumEnd != nil || !agentsWithWork.isEmpty || !pendingEmits.isEmpty { closeQuantum(at: now) }
+        return outputs
+    }
+
+    private mutating func register(_ r: AgentRegistration, at now: HostTime) {
+        guard r.agentID.isValid else {
+            outputs.append(.registrationRejected(r.agentID, GunnError(.invalidAgentID, "agent id \"\(r.agentID)\" must be 1 to 128 ASCII letters, digits, '-', '_', '.', ':'")))
+            return
+        }
+        let bp = r.agentClass.flatMap { config.agentClasses[$0] } ?? config.backpressure
+        if var existing = agents[r.agentID] {
+            existing.registration = r
+            existing.backpressure = bp
+            agents[r.agentID] = existing
+        } else {
+            agents[r.agentID] = AgentState(registration: r, bucket: config.agentQuota, backpressure: bp, broadcastBase: broadcastCount)
+        }
+        outputs.append(.agentRegistered(r.agentID))
+        if let spawn = r.spawn {
+            var entity = r.entityFields
+            entity["kind"] = entity["kind"] ?? "agent"
+            entity["pos"] = spawn.json
+            _ = try? commit(kind: "EntityUpsert", payload: ["id": .string(r.agentID.rawValue), "entity": .object(entity)],
+                            simTime: simTimeNow(at: now), sourceID: "engine", agent: nil, req: nil, at: now)
+        }
+    }
+
+    private mutating func reject(_ intent: Intent, _ error: GunnError, record fingerprint: [UInt8]?, at now: HostTime) {
+        if let fingerprint {
+            idempotency.record(agent: intent.agentID, req: intent.reqID, fingerprint: fingerprint, outcome: .rejected(error), at: now)
+        }
+        outputs.append(.intentRejected(agent: intent.agentID, reqID: intent.reqID, error: error))
+    }
+
+    private mutating func submit(_ intent: Intent, at now: HostTime) {
+        // Form: a known agent and a readable schema version. Nothing is recorded for these.
+        guard agents[intent.agentID] != nil else {
+            return reject(intent, GunnError(.invalidAgentID, "agent \"\(intent.agentID)\" is not registered in world \(worldID)"), record: nil, at: now)
+        }
+        do {
+            if let warning = try SchemaVersion.check(intent.schemaVersion, record: "intent") { outputs.append(.warning(warning)) }
+        } catch {
+            return reject(intent, error, record: nil, at: now)
+        }
+        // 1. Idempotency.
+        let fingerprint = intent.fingerprint
+        switch idempotency.lookup(agent: intent.agentID, req: intent.reqID, fingerprint: fingerprint, at: now) {
+        case .done(let outcome):
+            switch outcome {
+            case .committed(let e): outputs.append(.intentCommitted(agent: intent.agentID, reqID: intent.reqID, effect: e))
+            case .rejected(let e): outputs.append(.intentRejected(agent: intent.agentID, reqID: intent.reqID, error: e))
+            }
+            return
+        case .pending:
+            outputs.append(.intentPending(agent: intent.agentID, reqID: intent.reqID))
+            return
+        case .conflict:
+            return reject(intent, GunnError(.duplicateReqID, "req_id \(intent.reqID) of agent \(intent.agentID) was used for a different intent"), record: nil, at: now)
+        case .new:
+            break
+        }
+        var agent = agents[intent.agentID]!
+        // 2. Quota: the agent's bucket, then its tenant's. Transient: the id stays free.
+        if let waitMs = agent.bucket.take(at: now) {
+            agents[intent.agentID] = agent
+            return reject(intent, GunnError(.quotaExceeded, "agent \(intent.agentID) is over its quota", retryAfterMs: waitMs), record: nil, at: now)
+        }
+        let tenant = agent.registration.tenant
+        var tenantBucket = tenantBuckets[tenant] ?? config.tenantQuota
+        if let waitMs = tenantBucket.take(at: now) {
+            agent.bucket.refund()
+            agents[intent.agentID] = agent
+            tenantBuckets[tenant] = tenantBucket
+            return reject(intent, GunnError(.quotaExceeded, "tenant \(tenant) is over its quota", retryAfterMs: waitMs), record: nil, at: now)
+        }
+        tenantBuckets[tenant] = tenantBucket
+        agents[intent.agentID] = agent
+        // 3. Backpressure: a full queue under drop_newest refuses now; the other policies act on admission.
+        let bp = agent.backpressure
+        let full = agent.queue.count >= bp.maxQueueDepth
+        if full && (bp.policy == .dropNewest || (bp.policy == .defer && agent.deferred.count >= bp.maxDeferred)) {
+            return reject(intent, GunnError(.queueFull, "agent \(intent.agentID)'s queue is at its bound of \(bp.maxQueueDepth)",
+                                            retryAfterMs: UInt64(max(1, config.quantumMs))), record: nil, at: now)
+        }
+        // 4. Staleness against what this agent could see.
+        let viewSeq = broadcastCount - agent.broadcastBase
+        if intent.contextSeq > viewSeq {
+            return reject(intent, GunnError(.invalidViewSeq, "context_seq \(intent.contextSeq) is ahead of agent \(intent.agentID)'s view_seq \(viewSeq)"), record: fingerprint, at: now)
+        }
+        let threshold = agent.registration.stalenessThreshold ?? config.stalenessThreshold
+        let own = agent.ownViewSeqs.reversed().prefix { $0 > intent.contextSeq }.count
+        let missed = Int(viewSeq - intent.contextSeq) - own
+        if missed > threshold {
+            return reject(intent, GunnError(.staleContext, "agent \(intent.agentID) decided at view_seq \(intent.contextSeq) and has since observed \(missed) effects of others (threshold \(threshold)); view_seq is \(viewSeq)"),
+                          record: fingerprint, at: now)
+        }
+        // Admission.
+        idempotency.markPending(agent: intent.agentID, req: intent.reqID, fingerprint: fingerprint)
+        let pending = PendingIntent(intent: intent, fingerprint: fingerprint)
+        if full {
+            switch bp.policy {
+            case .shedOldest:
+                if let shed = agents[intent.agentID]!.queue.pop() {
+                    idempotency.release(agent: shed.intent.agentID, req: shed.intent.reqID)
+                    outputs.append(.intentRejected(agent: shed.intent.agentID, reqID: shed.intent.reqID,
+                                                   error: GunnError(.queueFull, "shed: a newer intent of agent \(intent.agentID) took its place in a full queue",
+                                                                    retryAfterMs: UInt64(max(1, config.quantumMs)))))
+                }
+                agents[intent.agentID]!.queue.push(pending)
+            case .defer:
+                agents[intent.agentID]!.deferred.push(pending)
+                outputs.append(.intentDeferred(agent: intent.agentID, reqID: intent.reqID))
+            case .dropNewest:
+                preconditionFailure("drop_newest refuses before admission")
+            }
+        } else {
+            agents[intent.agentID]!.queue.push(pending)
+        }
+        agentsWithWork.insert(intent.agentID)
+        signalWatermark(intent.agentID)
+        openQuantum(at: now)
+    }
+
+    private mutating func cancel(_ agentID: AgentID, _ req: ReqID, at now: HostTime) {
+        guard var agent = agents[agentID] else { return }
+        let removed = agent.queue.remove { $0.intent.reqID == req } ?? agent.deferred.remove { $0.intent.reqID == req }
+        agents[agentID] = agent
+        guard let removed else {
+            outputs.append(.warning("cancel: req_id \(req) of agent \(agentID) is not queued"))
+            return
+        }
+        reject(removed.intent, GunnError(.generationCancelled, "cancelled by agent \(agentID) before it was processed"), record: removed.fingerprint, at: now)
+        signalWatermark(agentID)
+    }
+
+    private mutating func emit(_ draft: EffectDraft, at now: HostTime) {
+        do {
+            if let warning = try SchemaVersion.check(draft.schemaVersion, record: "effect draft") { outputs.append(.warning(warning)) }
+        } catch {
+            return outputs.append(.emitRejected(sourceID: draft.sourceID, draftID: draft.draftID, error: error))
+        }
+        guard reducers.knows(draft.kind) else {
+            return outputs.append(.emitRejected(sourceID: draft.sourceID, draftID: draft.draftID,
+                                                error: GunnError(.unknownEffectKind, "no reducer for effect kind \"\(draft.kind)\"")))
+        }
+        guard pendingEmits.count < config.maxPendingEmits else {
+            return outputs.append(.emitRejected(sourceID: draft.sourceID, draftID: draft.draftID,
+                                                error: GunnError(.queueFull, "\(config.maxPendingEmits) drafts already wait for this quantum", retryAfterMs: UInt64(max(1, config.quantumMs)))))
+        }
+        // Drafts without an id are ordered by their content, so arrival order never matters.
+        let tiebreak = draft.draftID ?? (config.quantumMs == 0 ? "" : HashChain.checksum(previous: nil, effect:
+            ["kind": .string(draft.kind), "payload": draft.payload, "source_id": .string(draft.sourceID)]))
+        pendingEmits.append(PendingEmit(draft: draft, tiebreak: tiebreak))
+        openQuantum(at: now)
+    }
+
+    private mutating func openQuantum(at now: HostTime) {
+        guard config.quantumMs > 0, quantumEnd == nil else { return }
+        let q = config.quantumMs / 1000
+        let end = ((now / q).rounded(.down) + 1) * q
+        quantumEnd = end
+        outputs.append(.wakeAt(end))
+    }
+
+    private func simTimeNow(at now: HostTime) -> SimTime {
+        switch config.simTimeAuthority {
+        case .hostWallTime: return now
+        case .externalTicks: return externalSimTime
+        }
+    }
+
+    // MARK: - Closing a quantum
+
+    private enum Work {
+        case intent(PendingIntent)
+        case emit(PendingEmit)
+    }
+
+    private mutating func closeQuantum(at now: HostTime) {
+        let simTime: SimTime
+        switch config.simTimeAuthority {
+        case .hostWallTime: simTime = quantumEnd ?? now
+        case .externalTicks: simTime = externalSimTime
+        }
+        quantumEnd = nil
+
+        // 5. Fairness: weighted round robin over agents with queued intents, in id order.
+        var batch: [(key: OrderKey, work: Work)] = []
+        var budget = config.maxIntentsPerQuantum
+        let order = agentsWithWork.sorted()
+        var active = order
+        while budget > 0 && !active.isEmpty {
+            var stillActive: [AgentID] = []
+            for id in active where budget > 0 {
+                var a = agents[id]!
+                var taken = 0
+                while taken < a.registration.weight && budget > 0, let p = a.queue.pop() {
+                    batch.append((OrderKey(simTime: simTime, priority: p.intent.priority, sourceID: id.rawValue, tiebreak: p.intent.reqID.rawValue), .intent(p)))
+                    taken += 1
+                    budget -= 1
+                    // Room in the queue admits the oldest deferred intent.
+                    if a.queue.count < a.backpressure.maxQueueDepth, let d = a.deferred.pop() { a.queue.push(d) }
+                }
+                agents[id] = a
+                if !a.queue.isEmpty { stillActive.append(id) }
+            }
+            active = stillActive
+        }
+        for id in order {
+            signalWatermark(id)
+            if agents[id]!.queue.isEmpty && agents[id]!.deferred.isEmpty { agentsWithWork.remove(id) }
+        }
+        for e in pendingEmits {
+            batch.append((OrderKey(simTime: e.draft.simTime ?? simTime, priority: e.draft.priority, sourceID: e.draft.sourceID, tiebreak: e.tiebreak), .emit(e)))
+        }
+        pendingEmits.removeAll(keepingCapacity: true)
+
+        // 7. Order by (sim_time, priority desc, source_id, tiebreak); uuids are drawn in this order.
+        if batch.count > 1 { batch.sort { $0.key < $1.key } }
+        for (key, work) in batch {
+            switch work {
+            case .intent(let p): process(p, simTime: key.simTime, at: now)
+            case .emit(let e):
+                do {
+                    _ = try commit(kind: e.draft.kind, payload: e.draft.payload, simTime: key.simTime, sourceID: e.draft.sourceID, agent: nil, req: nil, at: now)
+                } catch {
+                    outputs.append(.emitRejected(sourceID: e.draft.sourceID, draftID: e.draft.draftID, error: error))
+                }
+            }
+        }
+        if !agentsWithWork.isEmpty { openQuantum(at: now) }
+    }
+
+    private mutating func process(_ p: PendingIntent, simTime: SimTime, at now: HostTime) {
+        let intent = p.intent
+        guard let agent = agents[intent.agentID] else { return }
+        // 6. Validator.
+        let context = ValidationContext(world: world, agent: agent.registration, simTime: simTime,
+                                        lastActionSimTime: agent.lastActionSimTime, limits: config.limits, reducers: reducers)
+        if let error = validator.validate(intent, context: context) {
+            return reject(intent, error, record: p.fingerprint, at: now)
+        }
+        let (kind, payload) = Self.effectContent(of: intent)
+        do {
+            let effect = try commit(kind: kind, payload: payload, simTime: simTime, sourceID: intent.agentID.rawValue,
+                                    agent: intent.agentID, req: intent.reqID, at: now)
+            agents[intent.agentID]!.lastActionSimTime[intent.kind] = simTime
+            idempotency.record(agent: intent.agentID, req: intent.reqID, fingerprint: p.fingerprint, outcome: .committed(effect), at: now)
+            outputs.append(.intentCommitted(agent: intent.agentID, reqID: intent.reqID, effect: effect))
+        } catch {
+            reject(intent, error, record: p.fingerprint, at: now)
+        }
+    }
+
+    /// The effect an accepted intent becomes. Positions are normalised to 3D (2D gets z = 0).
+    static func effectContent(of intent: Intent) -> (kind: String, payload: JSONValue) {
+        let agent = JSONValue.string(intent.agentID.rawValue)
+        switch intent.kind {
+        case .move:
+            let to = intent.payload["to"].flatMap(Position.init(json:))!
+            return ("Move", ["agent_id": agent, "to": to.json])
+        case .speak:
+            return ("Speak", ["agent_id": agent, "text": intent.payload["text"]!])
+        case .interact:
+            return ("Interact", ["agent_id": agent, "target": intent.payload["target"]!, "action": intent.payload["action"] ?? .null])
+        case .custom:
+            return (intent.payload["kind"]!.stringValue!, ["agent_id": agent, "data": intent.payload["data"] ?? .null])
+        }
+    }
+
+    /// Steps 7-9: uuid, global_seq, reducer, log append, observation.
+    private mutating func commit(kind: String, payload: JSONValue, simTime: SimTime, sourceID: String,
+                                 agent: AgentID?, req: ReqID?, at now: HostTime) throws(GunnError) -> Effect {
+        let effect = Effect(uuid: nextUUID(), kind: kind, payload: payload, globalSeq: log.headSeq + 1, simTime: simTime, sourceID: sourceID)
+        try reducers.apply(effect, to: &world)
+        assert(world.lastGlobalSeq == effect.globalSeq)
+        let entry = log.append(effect, wallTime: now, agentID: agent, reqID: req)
+        log.snapshotIfDue(world)
+        // Everyone observes everything (part 1); the source remembers which view positions were its own.
+        broadcastCount += 1
+        if let agent, var a = agents[agent] {
+            a.ownViewSeqs.append(broadcastCount - a.broadcastBase)
+            if a.ownViewSeqs.count > AgentState.ownHistoryBound { a.ownViewSeqs.removeFirst(a.ownViewSeqs.count - AgentState.ownHistoryBound) }
+            agents[agent] = a
+        }
+        outputs.append(.effectCommitted(entry))
+        return effect
+    }
+
+    private mutating func signalWatermark(_ id: AgentID) {
+        guard var a = agents[id] else { return }
+        let depth = a.queue.count + a.deferred.count
+        if !a.highSignalled && depth >= a.backpressure.highWatermark {
+            a.highSignalled = true
+            outputs.append(.backpressure(agent: id, queueDepth: depth, high: true))
+        } else if a.highSignalled && depth <= a.backpressure.lowWatermark {
+            a.highSignalled = false
+            outputs.append(.backpressure(agent: id, queueDepth: depth, high: false))
+        }
+        agents[id] = a
+    }
+
+    /// A version-4-shaped UUID from the world's seeded generator.
+    private mutating func nextUUID() -> String {
+        var hi = rng.next(), lo = rng.next()
+        hi = (hi & ~0xF000) | 0x4000                       // version 4
+        lo = (lo & ~(0xC000 << 48)) | (0x8000 << 48)        // RFC 4122 variant
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(36)
+        for (i, shift) in stride(from: 60, through: 0, by: -4).enumerated() {
+            if i == 8 || i == 12 { out.append(UInt8(ascii: "-")) }
+            out.append(hex[Int((hi >> UInt64(shift)) & 0xF)])
+        }
+        for (i, shift) in stride(from: 60, through: 0, by: -4).enumerated() {
+            if i == 0 || i == 4 { out.append(UInt8(ascii: "-")) }
+            out.append(hex[Int((lo >> UInt64(shift)) & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The invariants that must hold after every step; traps on a broken one (our bug, not input).
+    public func checkInvariants() {
+        precondition(world.lastGlobalSeq == log.headSeq, "world is at \(world.lastGlobalSeq), log head at \(log.headSeq)")
+        for (id, a) in agents {
+            precondition(a.queue.count <= a.backpressure.maxQueueDepth, "agent \(id) queue over its bound")
+            precondition(a.deferred.count <= a.backpressure.maxDeferred, "agent \(id) overflow over its bound")
+            precondition(a.queue.isEmpty && a.deferred.isEmpty || agentsWithWork.contains(id), "agent \(id) has work but is not scheduled")
+        }
+        precondition(config.quantumMs == 0 || agentsWithWork.isEmpty && pendingEmits.isEmpty || quantumEnd != nil, "queued work without an open quantum")
+    }
+}
+
+/// The order of effects within a quantum: sim_time, then priority (higher first), then source id,
+/// then a stable per-input id (req_id, draft id, or the draft's content digest).
+struct OrderKey: Comparable, Sendable {
+    var simTime: SimTime
+    var priority: Int
+    var sourceID: String
+    var tiebreak: String
+
+    static func < (a: OrderKey, b: OrderKey) -> Bool {
+        if a.simTime != b.simTime { return a.simTime < b.simTime }
+        if a.priority != b.priority { return a.priority > b.priority }
+        if !a.sourceID.utf8.elementsEqual(b.sourceID.utf8) { return a.sourceID.utf8.lexicographicallyPrecedes(b.sourceID.utf8) }
+        return a.tiebreak.utf8.lexicographicallyPrecedes(b.tiebreak.utf8)
+    }
+
+    static func == (a: OrderKey, b: OrderKey) -> Bool { !(a < b) && !(b < a) }
+}

@@ -1,0 +1,81 @@
+/// What an intent finally came to: committed as an effect, or refused with a coded error.
+public enum IntentOutcome: Hashable, Sendable {
+    case committed(Effect)
+    case rejected(GunnError)
+
+    public var effect: Effect? { if case .committed(let e) = self { return e } else { return nil } }
+    public var error: GunnError? { if case .rejected(let e) = self { return e } else { return nil } }
+}
+
+/// Remembers `(world_id, agent_id, req_id)` → the first final outcome, for `ttl` seconds of host
+/// time and at most `maxEntries` entries (oldest evicted first). A retry with the same id and the
+/// same intent gets that outcome again and creates nothing; the same id with a different intent
+/// is DUPLICATE_REQ_ID. Transient refusals (quota, queue full) are not recorded, so the id stays
+/// usable for the retry their `retry_after_ms` invites.
+public struct IdempotencyTable: Sendable {
+    struct Key: Hashable, Sendable { let agent: AgentID; let req: ReqID }
+    enum Entry: Sendable {
+        case pending(fingerprint: [UInt8])
+        case done(fingerprint: [UInt8], outcome: IntentOutcome, expiresAt: HostTime)
+    }
+
+    public let ttlSeconds: Double
+    public let maxEntries: Int
+    private var entries: [Key: Entry] = [:]
+    /// Completed keys in completion order, which with a fixed TTL is also expiry order.
+    private var order: [Key] = []
+    private var orderHead = 0
+    public private(set) var evictedBeforeExpiry = 0
+
+    public init(ttlSeconds: Double, maxEntries: Int) {
+        precondition(ttlSeconds > 0 && maxEntries > 0)
+        self.ttlSeconds = ttlSeconds
+        self.maxEntries = maxEntries
+    }
+
+    public var count: Int { entries.count }
+
+    enum Lookup { case new, pending, done(IntentOutcome), conflict }
+
+    mutating func lookup(agent: AgentID, req: ReqID, fingerprint: [UInt8], at now: HostTime) -> Lookup {
+        expire(at: now)
+        switch entries[Key(agent: agent, req: req)] {
+        case nil: return .new
+        case .pending(let f)?: return f == fingerprint ? .pending : .conflict
+        case let .done(f, outcome, _)?: return f == fingerprint ? .done(outcome) : .conflict
+        }
+    }
+
+    mutating func markPending(agent: AgentID, req: ReqID, fingerprint: [UInt8]) {
+        entries[Key(agent: agent, req: req)] = .pending(fingerprint: fingerprint)
+    }
+
+    /// Forgets a pending id (its intent met a transient refusal).
+    mutating func release(agent: AgentID, req: ReqID) {
+        let key = Key(agent: agent, req: req)
+        if case .pending? = entries[key] { entries[key] = nil }
+    }
+
+    mutating func record(agent: AgentID, req: ReqID, fingerprint: [UInt8], outcome: IntentOutcome, at now: HostTime) {
+        let key = Key(agent: agent, req: req)
+        entries[key] = .done(fingerprint: fingerprint, outcome: outcome, expiresAt: now + ttlSeconds)
+        order.append(key)
+        expire(at: now)
+    }
+
+    private mutating func expire(at now: HostTime) {
+        while orderHead < order.count {
+            let key = order[orderHead]
+            guard case let .done(_, _, expiresAt)? = entries[key] else { orderHead += 1; continue }
+            let overfull = entries.count > maxEntries
+            guard expiresAt <= now || overfull else { break }
+            if expiresAt > now { evictedBeforeExpiry += 1 }
+            entries[key] = nil
+            orderHead += 1
+        }
+        if orderHead > 4096 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+    }
+}
