@@ -9,14 +9,14 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
 
     /// Lowercase hexadecimal, two characters per byte.
     public var hex: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0f)])
+        @inline(__always) func digit(_ n: UInt8) -> UInt8 { n < 10 ? n + 0x30 : n + 0x57 }
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (i, b) in bytes.enumerated() {
+                out[2 * i] = digit(b >> 4)
+                out[2 * i + 1] = digit(b & 0x0f)
+            }
+            return bytes.count * 2
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses lowercase or uppercase hex; nil on odd length or a non-hex character.

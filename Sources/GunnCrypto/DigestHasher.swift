@@ -18,9 +18,29 @@ public enum DigestAlgorithm: Sendable {
 
     var evpMD: OpaquePointer? {
         switch self {
-        case .sha256: return EVP_sha256()
-        case .sha1: return EVP_sha1()
+        case .sha256: return FetchedDigests.shared.sha256
+        case .sha1: return FetchedDigests.shared.sha1
         }
+    }
+}
+
+/// Algorithm objects fetched once. With OpenSSL 3, `EVP_sha256()` triggers an implicit fetch on
+/// every `EVP_DigestInit_ex`, which costs more than hashing a short message; an explicitly fetched
+/// `EVP_MD` skips it.
+///
+/// `@unchecked Sendable` is safe here: both pointers are written once, in `init`, before the
+/// value is published through a `static let` (which Swift initialises exactly once, thread-safely);
+/// OpenSSL documents fetched algorithm objects as immutable and shareable between threads; and
+/// they are never freed (they live as long as the process).
+final class FetchedDigests: @unchecked Sendable {
+    let sha256: OpaquePointer?
+    let sha1: OpaquePointer?
+
+    static let shared = FetchedDigests()
+
+    private init() {
+        sha256 = EVP_MD_fetch(nil, "SHA2-256", nil) ?? EVP_sha256()
+        sha1 = EVP_MD_fetch(nil, "SHA1", nil) ?? EVP_sha1()
     }
 }
 

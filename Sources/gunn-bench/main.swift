@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json [--json PATH]"
+let usage = "usage: gunn-bench json|engine|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -11,15 +11,24 @@ guard let suite = arguments.first else {
 var jsonPath: String?
 if let i = arguments.firstIndex(of: "--json"), i + 1 < arguments.count { jsonPath = arguments[i + 1] }
 
+struct Report: Encodable {
+    var json: JSONBench.Figures?
+    var engine: [EngineBench.Figures]?
+}
+var report = Report()
 switch suite {
-case "json":
-    let figures = JSONBench.run(arguments: arguments)
-    if let jsonPath {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(["json": figures]).write(to: URL(fileURLWithPath: jsonPath))
-    }
+case "json": report.json = JSONBench.run(arguments: arguments)
+case "engine": report.engine = EngineBench.run(arguments: arguments)
+case "all":
+    report.json = JSONBench.run(arguments: arguments)
+    report.engine = EngineBench.run(arguments: arguments)
 default:
     FileHandle.standardError.write(Data("gunn-bench: unknown suite \"\(suite)\"\n\(usage)\n".utf8))
     exit(64)
+}
+
+if let jsonPath {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try encoder.encode(report).write(to: URL(fileURLWithPath: jsonPath))
 }

@@ -102,3 +102,16 @@ final class EventLogTests: XCTestCase {
         XCTAssertEqual(d.engine.world.digest, digest)
     }
 }
+
+final class EffectEncodingTests: XCTestCase {
+    func testHandWrittenCanonicalBytesEqualTheGenericEncoder() {
+        var rng = SplitMix64(seed: 11)
+        for i in 0..<500 {
+            let e = Effect(uuid: "u-\(i)", kind: ["Move", "Speak", "x\"y"][i % 3], payload: JSONDiffTests.randomDocument(&rng),
+                           globalSeq: rng.next() >> 12, simTime: Double(bitPattern: rng.next() >> 2), sourceID: "src\u{e9}\(i)")
+            XCTAssertEqual(e.canonicalBytes, CanonicalJSON.encode(e.json))
+        }
+        let i = Intent(kind: .speak, payload: ["text": "hi"], contextSeq: 3, reqID: "r", agentID: "a")
+        XCTAssertEqual(i.fingerprint, CanonicalJSON.encode(["context_seq": 3, "kind": "Speak", "payload": ["text": "hi"]]))
+    }
+}

@@ -40,6 +40,35 @@ public struct Effect: Hashable, Sendable {
          "sim_time": .number(simTime), "source_id": .string(sourceID), "schema_version": .string(schemaVersion)]
     }
 
+    /// `CanonicalJSON.encode(json)`, written directly in canonical member order (the log's hot path).
+    public var canonicalBytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160)
+        out.append(UInt8(ascii: "{"))
+        CanonicalJSON.appendKey("global_seq", into: &out)
+        CanonicalJSON.appendNumber(Double(globalSeq), into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("kind", into: &out)
+        CanonicalJSON.appendString(kind, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("payload", into: &out)
+        CanonicalJSON.encode(payload, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("schema_version", into: &out)
+        CanonicalJSON.appendString(schemaVersion, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("sim_time", into: &out)
+        CanonicalJSON.appendNumber(simTime, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("source_id", into: &out)
+        CanonicalJSON.appendString(sourceID, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("uuid", into: &out)
+        CanonicalJSON.appendString(uuid, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     public init(json: JSONValue) throws(GunnError) {
         guard case .string(let uuid)? = json["uuid"], case .string(let kind)? = json["kind"],
               let seq = json["global_seq"]?.int64Value, seq > 0, case .number(let t)? = json["sim_time"],
@@ -58,11 +87,20 @@ public struct EventLogEntry: Hashable, Sendable {
     /// Host time when committed; recorded for audit, outside the hash.
     public var wallTime: HostTime
     public var effect: Effect
-    /// Always carries `world_id`; intents add `agent_id` and `req_id`.
-    public var sourceMetadata: JSONObject
+    public var worldID: String
+    /// The submitting agent, for effects of intents.
+    public var agentID: AgentID?
     public var reqID: ReqID?
     /// `HashChain.checksum(previous:canonicalEffect:)` of this entry.
     public var checksum: String
+
+    /// `world_id` always; `agent_id` and `req_id` for effects of intents.
+    public var sourceMetadata: JSONObject {
+        var meta: JSONObject = ["world_id": .string(worldID)]
+        if let agentID { meta["agent_id"] = .string(agentID.rawValue) }
+        if let reqID { meta["req_id"] = .string(reqID.rawValue) }
+        return meta
+    }
 
     public var json: JSONValue {
         var o: JSONObject = ["global_seq": .number(Double(globalSeq)), "sim_time": .number(simTime), "wall_time": .number(wallTime),

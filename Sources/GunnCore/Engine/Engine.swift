@@ -44,14 +44,17 @@ public struct Engine: Sendable {
     public private(set) var reducers = ReducerRegistry()
     private let validator: any EffectValidator
     private var idempotency: IdempotencyTable
-    private var agents: [AgentID: AgentState] = [:]
+    /// Agents by id → index into `agentStates` (one hash lookup per input; then array access).
+    private var agentIndex: [AgentID: Int] = [:]
+    private var agentStates: [AgentState] = []
     private var tenantBuckets: [String: TokenBucket] = [:]
     private var rng: SplitMix64
     /// Effects observed by every agent so far (the part-1 observation model: all see all).
     private var broadcastCount: ViewSeq = 0
     private var quantumEnd: HostTime?
     private var pendingEmits: [PendingEmit] = []
-    private var agentsWithWork: Set<AgentID> = []
+    /// Indices of agents with queued intents (each also flagged `scheduled`).
+    private var agentsWithWork: [Int] = []
     private var externalSimTime: SimTime = 0
     private var lastHostTime: HostTime = -.infinity
     private var outputs: [EngineOutput] = []
@@ -76,6 +79,7 @@ public struct Engine: Sendable {
         var queue = FIFO<PendingIntent>()
         var deferred = FIFO<PendingIntent>()
         var highSignalled = false
+        var scheduled = false
         var lastActionSimTime: [IntentKind: SimTime] = [:]
 
         static let ownHistoryBound = 256
@@ -100,14 +104,14 @@ public struct Engine: Sendable {
     // MARK: - Reading
 
     public var headSeq: GlobalSeq { log.headSeq }
-    public var registeredAgents: [AgentID] { agents.keys.sorted() }
-    public func registration(of agent: AgentID) -> AgentRegistration? { agents[agent]?.registration }
-    public func queueDepth(of agent: AgentID) -> Int { agents[agent].map { $0.queue.count + $0.deferred.count } ?? 0 }
+    public var registeredAgents: [AgentID] { agentIndex.keys.sorted() }
+    public func registration(of agent: AgentID) -> AgentRegistration? { agentIndex[agent].map { agentStates[$0].registration } }
+    public func queueDepth(of agent: AgentID) -> Int { agentIndex[agent].map { agentStates[$0].queue.count + agentStates[$0].deferred.count } ?? 0 }
     public var idempotencyEntries: Int { idempotency.count }
 
     /// The agent's current position in its view stream.
     public func viewSeq(of agent: AgentID) -> ViewSeq? {
-        agents[agent].map { broadcastCount - $0.broadcastBase }
+        agentIndex[agent].map { broadcastCount - agentStates[$0].broadcastBase }
     }
 
     /// What the agent sees now (part 1: the whole world).
@@ -164,12 +168,12 @@ public struct Engine: Sendable {
             return
         }
         let bp = r.agentClass.flatMap { config.agentClasses[$0] } ?? config.backpressure
-        if var existing = agents[r.agentID] {
-            existing.registration = r
-            existing.backpressure = bp
-            agents[r.agentID] = existing
+        if let i = agentIndex[r.agentID] {
+            agentStates[i].registration = r
+            agentStates[i].backpressure = bp
         } else {
-            agents[r.agentID] = AgentState(registration: r, bucket: config.agentQuota, backpressure: bp, broadcastBase: broadcastCount)
+            agentIndex[r.agentID] = agentStates.count
+            agentStates.append(AgentState(registration: r, bucket: config.agentQuota, backpressure: bp, broadcastBase: broadcastCount))
         }
         outputs.append(.agentRegistered(r.agentID))
         if let spawn = r.spawn {
@@ -190,7 +194,7 @@ public struct Engine: Sendable {
 
     private mutating func submit(_ intent: Intent, at now: HostTime) {
         // Form: a known agent and a readable schema version. Nothing is recorded for these.
-        guard agents[intent.agentID] != nil else {
+        guard let ai = agentIndex[intent.agentID] else {
             return reject(intent, GunnError(.invalidAgentID, "agent \"\(intent.agentID)\" is not registered in world \(worldID)"), record: nil, at: now)
         }
         do {
@@ -215,36 +219,33 @@ public struct Engine: Sendable {
         case .new:
             break
         }
-        var agent = agents[intent.agentID]!
         // 2. Quota: the agent's bucket, then its tenant's. Transient: the id stays free.
-        if let waitMs = agent.bucket.take(at: now) {
-            agents[intent.agentID] = agent
+        if let waitMs = agentStates[ai].bucket.take(at: now) {
             return reject(intent, GunnError(.quotaExceeded, "agent \(intent.agentID) is over its quota", retryAfterMs: waitMs), record: nil, at: now)
         }
-        let tenant = agent.registration.tenant
+        let tenant = agentStates[ai].registration.tenant
         var tenantBucket = tenantBuckets[tenant] ?? config.tenantQuota
         if let waitMs = tenantBucket.take(at: now) {
-            agent.bucket.refund()
-            agents[intent.agentID] = agent
+            agentStates[ai].bucket.refund()
             tenantBuckets[tenant] = tenantBucket
             return reject(intent, GunnError(.quotaExceeded, "tenant \(tenant) is over its quota", retryAfterMs: waitMs), record: nil, at: now)
         }
         tenantBuckets[tenant] = tenantBucket
-        agents[intent.agentID] = agent
         // 3. Backpressure: a full queue under drop_newest refuses now; the other policies act on admission.
-        let bp = agent.backpressure
-        let full = agent.queue.count >= bp.maxQueueDepth
-        if full && (bp.policy == .dropNewest || (bp.policy == .defer && agent.deferred.count >= bp.maxDeferred)) {
+        // (Fields are read one by one: a copy of the whole agent state would make the queue push below copy its storage.)
+        let bp = agentStates[ai].backpressure
+        let full = agentStates[ai].queue.count >= bp.maxQueueDepth
+        if full && (bp.policy == .dropNewest || (bp.policy == .defer && agentStates[ai].deferred.count >= bp.maxDeferred)) {
             return reject(intent, GunnError(.queueFull, "agent \(intent.agentID)'s queue is at its bound of \(bp.maxQueueDepth)",
                                             retryAfterMs: UInt64(max(1, config.quantumMs))), record: nil, at: now)
         }
         // 4. Staleness against what this agent could see.
-        let viewSeq = broadcastCount - agent.broadcastBase
+        let viewSeq = broadcastCount - agentStates[ai].broadcastBase
         if intent.contextSeq > viewSeq {
             return reject(intent, GunnError(.invalidViewSeq, "context_seq \(intent.contextSeq) is ahead of agent \(intent.agentID)'s view_seq \(viewSeq)"), record: fingerprint, at: now)
         }
-        let threshold = agent.registration.stalenessThreshold ?? config.stalenessThreshold
-        let own = agent.ownViewSeqs.reversed().prefix { $0 > intent.contextSeq }.count
+        let threshold = agentStates[ai].registration.stalenessThreshold ?? config.stalenessThreshold
+        let own = agentStates[ai].ownViewSeqs.reversed().prefix { $0 > intent.contextSeq }.count
         let missed = Int(viewSeq - intent.contextSeq) - own
         if missed > threshold {
             return reject(intent, GunnError(.staleContext, "agent \(intent.agentID) decided at view_seq \(intent.contextSeq) and has since observed \(missed) effects of others (threshold \(threshold)); view_seq is \(viewSeq)"),
@@ -256,37 +257,39 @@ public struct Engine: Sendable {
         if full {
             switch bp.policy {
             case .shedOldest:
-                if let shed = agents[intent.agentID]!.queue.pop() {
+                if let shed = agentStates[ai].queue.pop() {
                     idempotency.release(agent: shed.intent.agentID, req: shed.intent.reqID)
                     outputs.append(.intentRejected(agent: shed.intent.agentID, reqID: shed.intent.reqID,
                                                    error: GunnError(.queueFull, "shed: a newer intent of agent \(intent.agentID) took its place in a full queue",
                                                                     retryAfterMs: UInt64(max(1, config.quantumMs)))))
                 }
-                agents[intent.agentID]!.queue.push(pending)
+                agentStates[ai].queue.push(pending)
             case .defer:
-                agents[intent.agentID]!.deferred.push(pending)
+                agentStates[ai].deferred.push(pending)
                 outputs.append(.intentDeferred(agent: intent.agentID, reqID: intent.reqID))
             case .dropNewest:
                 preconditionFailure("drop_newest refuses before admission")
             }
         } else {
-            agents[intent.agentID]!.queue.push(pending)
+            agentStates[ai].queue.push(pending)
         }
-        agentsWithWork.insert(intent.agentID)
-        signalWatermark(intent.agentID)
+        if !agentStates[ai].scheduled {
+            agentStates[ai].scheduled = true
+            agentsWithWork.append(ai)
+        }
+        signalWatermark(ai)
         openQuantum(at: now)
     }
 
     private mutating func cancel(_ agentID: AgentID, _ req: ReqID, at now: HostTime) {
-        guard var agent = agents[agentID] else { return }
-        let removed = agent.queue.remove { $0.intent.reqID == req } ?? agent.deferred.remove { $0.intent.reqID == req }
-        agents[agentID] = agent
+        guard let ai = agentIndex[agentID] else { return }
+        let removed = agentStates[ai].queue.remove { $0.intent.reqID == req } ?? agentStates[ai].deferred.remove { $0.intent.reqID == req }
         guard let removed else {
             outputs.append(.warning("cancel: req_id \(req) of agent \(agentID) is not queued"))
             return
         }
         reject(removed.intent, GunnError(.generationCancelled, "cancelled by agent \(agentID) before it was processed"), record: removed.fingerprint, at: now)
-        signalWatermark(agentID)
+        signalWatermark(ai)
     }
 
     private mutating func emit(_ draft: EffectDraft, at now: HostTime) {
@@ -343,28 +346,33 @@ public struct Engine: Sendable {
         // 5. Fairness: weighted round robin over agents with queued intents, in id order.
         var batch: [(key: OrderKey, work: Work)] = []
         var budget = config.maxIntentsPerQuantum
-        let order = agentsWithWork.sorted()
+        let order = agentsWithWork.count > 1
+            ? agentsWithWork.sorted { agentStates[$0].registration.agentID < agentStates[$1].registration.agentID } : agentsWithWork
         var active = order
         while budget > 0 && !active.isEmpty {
-            var stillActive: [AgentID] = []
-            for id in active where budget > 0 {
-                var a = agents[id]!
+            var stillActive: [Int] = []
+            for i in active where budget > 0 {
                 var taken = 0
-                while taken < a.registration.weight && budget > 0, let p = a.queue.pop() {
-                    batch.append((OrderKey(simTime: simTime, priority: p.intent.priority, sourceID: id.rawValue, tiebreak: p.intent.reqID.rawValue), .intent(p)))
+                let weight = agentStates[i].registration.weight
+                while taken < weight && budget > 0, let p = agentStates[i].queue.pop() {
+                    batch.append((OrderKey(simTime: simTime, priority: p.intent.priority, sourceID: p.intent.agentID.rawValue, tiebreak: p.intent.reqID.rawValue), .intent(p)))
                     taken += 1
                     budget -= 1
                     // Room in the queue admits the oldest deferred intent.
-                    if a.queue.count < a.backpressure.maxQueueDepth, let d = a.deferred.pop() { a.queue.push(d) }
+                    if agentStates[i].queue.count < agentStates[i].backpressure.maxQueueDepth, let d = agentStates[i].deferred.pop() { agentStates[i].queue.push(d) }
                 }
-                agents[id] = a
-                if !a.queue.isEmpty { stillActive.append(id) }
+                if !agentStates[i].queue.isEmpty { stillActive.append(i) }
             }
             active = stillActive
         }
-        for id in order {
-            signalWatermark(id)
-            if agents[id]!.queue.isEmpty && agents[id]!.deferred.isEmpty { agentsWithWork.remove(id) }
+        agentsWithWork.removeAll(keepingCapacity: true)
+        for i in order {
+            signalWatermark(i)
+            if agentStates[i].queue.isEmpty && agentStates[i].deferred.isEmpty {
+                agentStates[i].scheduled = false
+            } else {
+                agentsWithWork.append(i)
+            }
         }
         for e in pendingEmits {
             batch.append((OrderKey(simTime: e.draft.simTime ?? simTime, priority: e.draft.priority, sourceID: e.draft.sourceID, tiebreak: e.tiebreak), .emit(e)))
@@ -389,7 +397,8 @@ public struct Engine: Sendable {
 
     private mutating func process(_ p: PendingIntent, simTime: SimTime, at now: HostTime) {
         let intent = p.intent
-        guard let agent = agents[intent.agentID] else { return }
+        guard let ai = agentIndex[intent.agentID] else { return }
+        let agent = agentStates[ai]
         // 6. Validator.
         let context = ValidationContext(world: world, agent: agent.registration, simTime: simTime,
                                         lastActionSimTime: agent.lastActionSimTime, limits: config.limits, reducers: reducers)
@@ -400,7 +409,7 @@ public struct Engine: Sendable {
         do {
             let effect = try commit(kind: kind, payload: payload, simTime: simTime, sourceID: intent.agentID.rawValue,
                                     agent: intent.agentID, req: intent.reqID, at: now)
-            agents[intent.agentID]!.lastActionSimTime[intent.kind] = simTime
+            agentStates[ai].lastActionSimTime[intent.kind] = simTime
             idempotency.record(agent: intent.agentID, req: intent.reqID, fingerprint: p.fingerprint, outcome: .committed(effect), at: now)
             outputs.append(.intentCommitted(agent: intent.agentID, reqID: intent.reqID, effect: effect))
         } catch {
@@ -434,26 +443,27 @@ public struct Engine: Sendable {
         log.snapshotIfDue(world)
         // Everyone observes everything (part 1); the source remembers which view positions were its own.
         broadcastCount += 1
-        if let agent, var a = agents[agent] {
-            a.ownViewSeqs.append(broadcastCount - a.broadcastBase)
-            if a.ownViewSeqs.count > AgentState.ownHistoryBound { a.ownViewSeqs.removeFirst(a.ownViewSeqs.count - AgentState.ownHistoryBound) }
-            agents[agent] = a
+        if let agent, let i = agentIndex[agent] {
+            agentStates[i].ownViewSeqs.append(broadcastCount - agentStates[i].broadcastBase)
+            // Trim in chunks, so the bound costs O(1) amortised per effect.
+            if agentStates[i].ownViewSeqs.count >= 2 * AgentState.ownHistoryBound {
+                agentStates[i].ownViewSeqs.removeFirst(agentStates[i].ownViewSeqs.count - AgentState.ownHistoryBound)
+            }
         }
         outputs.append(.effectCommitted(entry))
         return effect
     }
 
-    private mutating func signalWatermark(_ id: AgentID) {
-        guard var a = agents[id] else { return }
-        let depth = a.queue.count + a.deferred.count
-        if !a.highSignalled && depth >= a.backpressure.highWatermark {
-            a.highSignalled = true
+    private mutating func signalWatermark(_ i: Int) {
+        let depth = agentStates[i].queue.count + agentStates[i].deferred.count
+        let id = agentStates[i].registration.agentID
+        if !agentStates[i].highSignalled && depth >= agentStates[i].backpressure.highWatermark {
+            agentStates[i].highSignalled = true
             outputs.append(.backpressure(agent: id, queueDepth: depth, high: true))
-        } else if a.highSignalled && depth <= a.backpressure.lowWatermark {
-            a.highSignalled = false
+        } else if agentStates[i].highSignalled && depth <= agentStates[i].backpressure.lowWatermark {
+            agentStates[i].highSignalled = false
             outputs.append(.backpressure(agent: id, queueDepth: depth, high: false))
         }
-        agents[id] = a
     }
 
     /// A version-4-shaped UUID from the world's seeded generator.
@@ -478,10 +488,14 @@ public struct Engine: Sendable {
     /// The invariants that must hold after every step; traps on a broken one (our bug, not input).
     public func checkInvariants() {
         precondition(world.lastGlobalSeq == log.headSeq, "world is at \(world.lastGlobalSeq), log head at \(log.headSeq)")
-        for (id, a) in agents {
+        precondition(agentIndex.count == agentStates.count)
+        for (i, a) in agentStates.enumerated() {
+            let id = a.registration.agentID
+            precondition(agentIndex[id] == i, "agent index out of step for \(id)")
             precondition(a.queue.count <= a.backpressure.maxQueueDepth, "agent \(id) queue over its bound")
             precondition(a.deferred.count <= a.backpressure.maxDeferred, "agent \(id) overflow over its bound")
-            precondition(a.queue.isEmpty && a.deferred.isEmpty || agentsWithWork.contains(id), "agent \(id) has work but is not scheduled")
+            precondition(a.queue.isEmpty && a.deferred.isEmpty || a.scheduled, "agent \(id) has work but is not scheduled")
+            precondition(a.scheduled == agentsWithWork.contains(i), "agent \(id) scheduled flag disagrees with the work list")
         }
         precondition(config.quantumMs == 0 || agentsWithWork.isEmpty && pendingEmits.isEmpty || quantumEnd != nil, "queued work without an open quantum")
     }

@@ -18,12 +18,9 @@ public struct InMemoryEventLog: Sendable {
     /// Appends a committed effect; its `global_seq` must be head + 1.
     mutating func append(_ effect: Effect, wallTime: HostTime, agentID: AgentID?, reqID: ReqID?) -> EventLogEntry {
         precondition(effect.globalSeq == headSeq + 1, "global_seq \(effect.globalSeq) does not follow head \(headSeq)")
-        var meta: JSONObject = ["world_id": .string(worldID)]
-        if let agentID { meta["agent_id"] = .string(agentID.rawValue) }
-        if let reqID { meta["req_id"] = .string(reqID.rawValue) }
-        let checksum = HashChain.checksum(previous: headChecksum, canonicalEffect: CanonicalJSON.encode(effect.json))
+        let checksum = HashChain.checksum(previous: headChecksum, canonicalEffect: effect.canonicalBytes)
         let entry = EventLogEntry(globalSeq: effect.globalSeq, simTime: effect.simTime, wallTime: wallTime, effect: effect,
-                                  sourceMetadata: meta, reqID: reqID, checksum: checksum)
+                                  worldID: worldID, agentID: agentID, reqID: reqID, checksum: checksum)
         entries.append(entry)
         return entry
     }
@@ -60,7 +57,7 @@ public struct IntegrityReport: Hashable, Sendable {
         for e in entries {
             if e.globalSeq != expected { report.gaps.append(SequenceGap(expected: expected, found: e.globalSeq)) }
             expected = e.globalSeq + 1
-            let bytes = CanonicalJSON.encode(e.effect.json)
+            let bytes = e.effect.canonicalBytes
             let sum = HashChain.checksum(previous: prev, canonicalEffect: bytes)
             if report.firstBadSeq == nil && (sum != e.checksum || e.effect.globalSeq != e.globalSeq) { report.firstBadSeq = e.globalSeq }
             prev = e.checksum

@@ -57,6 +57,17 @@ public struct Intent: Hashable, Sendable {
     /// What identifies "the same intent" for idempotency: a retry must carry the same kind,
     /// payload and context; anything else under the same req_id is DUPLICATE_REQ_ID.
     var fingerprint: [UInt8] {
-        CanonicalJSON.encode(["kind": .string(kind.rawValue), "payload": payload, "context_seq": .number(Double(contextSeq))])
+        // Canonical JSON of {"context_seq", "kind", "payload"}, written in member order.
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        CanonicalJSON.appendKey("context_seq", into: &out)
+        CanonicalJSON.appendNumber(Double(contextSeq), into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("kind", into: &out)
+        CanonicalJSON.appendString(kind.rawValue, into: &out)
+        out.append(UInt8(ascii: ","))
+        CanonicalJSON.appendKey("payload", into: &out)
+        CanonicalJSON.encode(payload, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 }

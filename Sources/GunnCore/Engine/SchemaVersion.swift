@@ -25,11 +25,13 @@ public struct SchemaVersion: Hashable, Comparable, Sendable, CustomStringConvert
 
     /// The version this build writes for every record type.
     public static let current = SchemaVersion(1, 1, 0)
+    static let currentText = current.description
 
     /// Checks a record's version: another major is an error (UNSUPPORTED_SCHEMA_VERSION); an older
     /// minor of the same major is accepted with a deprecation warning; a newer minor is accepted
     /// (fields it adds are ignored), as semver promises.
     public static func check(_ text: String, record: String) throws(GunnError) -> String? {
+        if text.utf8.elementsEqual(currentText.utf8) { return nil } // the common case, without parsing
         let v = try SchemaVersion(parsing: text)
         guard v.major == current.major else {
             throw GunnError(.unsupportedSchemaVersion, "\(record) schema_version \(v) has major \(v.major); this build reads major \(current.major) (writes \(current))")

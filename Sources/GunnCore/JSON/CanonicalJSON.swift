@@ -32,37 +32,72 @@ public enum CanonicalJSON {
         case .object(let o):
             out.append(UInt8(ascii: "{"))
             var first = true
-            for key in o.storage.keys.sorted() {
+            for (key, member) in o.storage.sorted(by: { $0.key < $1.key }) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
                 appendString(key.string, into: &out)
                 out.append(UInt8(ascii: ":"))
-                encode(o.storage[key]!, into: &out)
+                encode(member, into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
+    }
+
+    /// Appends `"name":` for a member whose key the caller writes in canonical order itself.
+    @inline(__always)
+    static func appendKey(_ name: StaticString, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 
     /// RFC 8785 §3.2.2.2: `"` and `\` escaped, control characters as \b \t \n \f \r or \u00xx
     /// (lowercase hex), everything else as its UTF-8 bytes.
     public static func appendString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        for b in s.utf8 {
-            switch b {
-            case 0x22: out.append(0x5c); out.append(0x22)
-            case 0x5c: out.append(0x5c); out.append(0x5c)
-            case 0x08: out.append(0x5c); out.append(UInt8(ascii: "b"))
-            case 0x09: out.append(0x5c); out.append(UInt8(ascii: "t"))
-            case 0x0a: out.append(0x5c); out.append(UInt8(ascii: "n"))
-            case 0x0c: out.append(0x5c); out.append(UInt8(ascii: "f"))
-            case 0x0d: out.append(0x5c); out.append(UInt8(ascii: "r"))
-            case 0..<0x20:
-                out.append(contentsOf: [0x5c, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xf)]])
-            default: out.append(b)
+        var s = s
+        s.withUTF8 { bytes in
+            // Fast path: most strings need no escaping and are copied in one piece.
+            var runStart = 0
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                guard b < 0x20 || b == 0x22 || b == 0x5c else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
+                runStart = i + 1
+                switch b {
+                case 0x22: out.append(0x5c); out.append(0x22)
+                case 0x5c: out.append(0x5c); out.append(0x5c)
+                case 0x08: out.append(0x5c); out.append(UInt8(ascii: "b"))
+                case 0x09: out.append(0x5c); out.append(UInt8(ascii: "t"))
+                case 0x0a: out.append(0x5c); out.append(UInt8(ascii: "n"))
+                case 0x0c: out.append(0x5c); out.append(UInt8(ascii: "f"))
+                case 0x0d: out.append(0x5c); out.append(UInt8(ascii: "r"))
+                default:
+                    out.append(contentsOf: [0x5c, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hexDigit(b >> 4), hexDigit(b & 0xf)])
+                }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    @inline(__always)
+    static func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? nibble + 0x30 : nibble - 10 + 0x61 }
+
+    /// Decimal digits of a non-negative integer below 2^53, without a String in between.
+    @inline(__always)
+    static func appendDecimal(_ value: UInt64, into out: inout [UInt8]) {
+        if value < 10 { out.append(UInt8(value) + 0x30); return }
+        var digits: (UInt64, UInt64) = (0, 0) // 16 bytes of scratch: up to 16 digits
+        var n = value, count = 0
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            while n > 0 {
+                scratch[15 - count] = UInt8(n % 10) + 0x30
+                n /= 10
+                count += 1
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[(16 - count)...]))
+        }
     }
 
     /// ECMAScript `Number.prototype.toString` for a finite double (RFC 8785 §3.2.2.3).
@@ -72,7 +107,8 @@ public enum CanonicalJSON {
         if value == 0 { out.append(UInt8(ascii: "0")); return } // also -0
         // Integers below 2^53 print exactly as integers.
         if value == value.rounded(.towardZero) && abs(value) < 9_007_199_254_740_992 {
-            out.append(contentsOf: String(Int64(value)).utf8)
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            appendDecimal(UInt64(abs(value)), into: &out)
             return
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
