@@ -174,7 +174,7 @@ final class EnginePipelineTests: XCTestCase {
             guard case .string(let who)? = effect.payload["agent_id"], var e = state.entities[who] else { throw GunnError(.intentValidationFailed, "no scorer") }
             let points = e["score"]?.numberValue ?? 0
             e["score"] = .number(points + (effect.payload["data"]?["points"]?.numberValue ?? 0))
-            state.entities[who] = e
+            state.setEntity(who, e)
         }
         XCTAssertThrowsError(try d.engine.registerReducer(kind: "Move") { _, _ throws(GunnError) in })
         d.register("a")

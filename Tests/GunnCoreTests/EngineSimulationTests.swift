@@ -8,9 +8,19 @@ import XCTest
 final class EngineSimulationTests: XCTestCase {
     struct Submission { let intent: Intent; let headAtSubmit: GlobalSeq; var admitted: Bool }
 
-    func testThousandSeedsHoldTheInvariants() {
+    // 1,000 seeds in four parts, so that the parallel runner spreads them over the cores.
+    func testSeeds1To250HoldTheInvariants() { run(1...250) }
+    func testSeeds251To500HoldTheInvariants() { run(251...500) }
+    func testSeeds501To750HoldTheInvariants() { run(501...750) }
+    func testSeeds751To1000HoldTheInvariants() { run(751...1000) }
+
+    func run(_ range: ClosedRange<UInt64>) {
         let seeds: [UInt64]
-        if let one = ProcessInfo.processInfo.environment["GUNN_DST_SEED"], let s = UInt64(one) { seeds = [s] } else { seeds = Array(1...1000) }
+        if let one = ProcessInfo.processInfo.environment["GUNN_DST_SEED"], let s = UInt64(one) {
+            seeds = range.contains(s) ? [s] : []
+        } else {
+            seeds = Array(range)
+        }
         var failures = 0
         for seed in seeds {
             let problems = Self.simulate(seed: seed)
@@ -39,7 +49,11 @@ final class EngineSimulationTests: XCTestCase {
         d.now = Double(rng.next(in: 0...1000))
 
         var joined: [AgentID] = []
-        var registeredAtHead: [AgentID: GlobalSeq] = [:]
+        var policies: [AgentID: ObservationPolicy] = [:]
+        /// What each agent observed: view_seq -> global_seq, from the engine's outputs.
+        var observedAt: [AgentID: [ViewSeq: GlobalSeq]] = [:]
+        /// Each agent's view as a client holds it: the view at registration plus every delta taken.
+        var clientViews: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
         var submissions: [Submission] = []
         var outcomes: [String: [IntentOutcome]] = [:]   // "agent|req" -> outcomes in order
         var sentIntents: [String: Intent] = [:]
@@ -50,6 +64,10 @@ final class EngineSimulationTests: XCTestCase {
                 switch o {
                 case let .intentCommitted(a, r, e): outcomes["\(a)|\(r)", default: []].append(.committed(e))
                 case let .intentRejected(a, r, e): outcomes["\(a)|\(r)", default: []].append(.rejected(e))
+                case let .observationQueued(a, v, g, _):
+                    if observedAt[a]?[v] != nil { problems.append("\(a) got view_seq \(v) twice") }
+                    observedAt[a, default: [:]][v] = g
+                    if v > g { problems.append("\(a) view_seq \(v) ahead of global_seq \(g)") }
                 default: break
                 }
             }
@@ -72,6 +90,35 @@ final class EngineSimulationTests: XCTestCase {
             submissions.append(Submission(intent: intent, headAtSubmit: head, admitted: admitted))
         }
 
+        /// Takes every due observation of every agent and applies it, strictly, to the client's view.
+        func drain() {
+            for a in joined {
+                let bound = policies[a]!.maxPendingObservations
+                if d.engine.pendingObservations(of: a) > bound { problems.append("\(a) queue \(d.engine.pendingObservations(of: a)) over its bound \(bound)") }
+                while let delta = d.engine.nextObservation(for: a, at: d.now) {
+                    var client = clientViews[a]!
+                    if delta.viewSeq <= client.seq { problems.append("\(a) view_seq went from \(client.seq) to \(delta.viewSeq)") }
+                    do {
+                        client.doc = try delta.patches.apply(to: client.doc)
+                    } catch {
+                        problems.append("\(a) delta \(delta.viewSeq) does not apply: \(error)")
+                        return
+                    }
+                    if policies[a]!.hiddenFields.contains("secret"), CanonicalJSON.encodeString(delta.patches.json).contains("s3cr3t") {
+                        problems.append("\(a) received a hidden field")
+                    }
+                    if delta.contextDigest != HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(client.doc)) {
+                        problems.append("\(a) delta \(delta.viewSeq) digest does not match the view it produces")
+                    }
+                    client.seq = delta.viewSeq
+                    clientViews[a] = client
+                }
+                if d.engine.pendingObservations(of: a) == 0, let c = clientViews[a], c.doc != d.engine.filteredView(of: a) {
+                    problems.append("\(a) at view_seq \(c.seq): client view differs from filter(world)")
+                }
+            }
+        }
+
         let steps = rng.next(in: 60...160)
         for step in 0..<steps {
             let advance = Double(rng.next(in: 0...30)) / 1000
@@ -79,9 +126,19 @@ final class EngineSimulationTests: XCTestCase {
             if joined.isEmpty || roll < 6 {
                 let id = AgentID("ag\(joined.count)")
                 let spawn = rng.next(below: 5) == 0 ? nil : Position(x: Double(rng.next(in: 0...5)), y: Double(rng.next(in: 0...5)))
-                record(d.handle(.registerAgent(AgentRegistration(agentID: id, weight: rng.next(in: 1...3), spawn: spawn)), advance: advance))
-                // The agent's view starts at the head when it registered (a due quantum closes first; its spawn comes after).
-                registeredAtHead[id] = d.engine.headSeq - (spawn == nil ? 0 : 1)
+                let policy = ObservationPolicy(
+                    distanceLimit: rng.next(below: 2) == 0 ? nil : Double(rng.next(in: 1...4)),
+                    requireRelationship: rng.next(below: 4) == 0,
+                    hiddenFields: rng.next(below: 2) == 0 ? ["secret"] : [],
+                    latency: LatencyModel(baseMs: Double(rng.next(in: 0...5)), jitterMs: Double(rng.next(in: 0...5))),
+                    maxPatchOps: rng.next(in: 1...12),
+                    maxPendingObservations: rng.next(in: 1...8))
+                policies[id] = policy
+                let out = d.handle(.registerAgent(AgentRegistration(agentID: id, weight: rng.next(in: 1...3), spawn: spawn, observation: policy)), advance: advance)
+                record(out)
+                // The client attaches: a whole view, then the deltas that follow it.
+                let start = d.engine.resync(id)!
+                clientViews[id] = (start.viewSeq, start.document)
                 joined.append(id)
                 continue
             }
@@ -105,13 +162,27 @@ final class EngineSimulationTests: XCTestCase {
                 for k in 0..<rng.next(in: 3...12) {
                     submit(Intent(kind: .speak, payload: ["text": "flood"], contextSeq: d.engine.viewSeq(of: a)!, reqID: ReqID("f\(step)-\(k)"), agentID: a), advance: 0)
                 }
-            case 90..<95:
-                record(d.handle(.emit(EffectDraft(kind: "EntityUpsert", payload: ["id": .string("obj\(rng.next(in: 0...3))"), "entity": ["pos": [1, 1]]], sourceID: "world")), advance: advance))
+            case 90..<93:
+                record(d.handle(.emit(EffectDraft(kind: "EntityUpsert", payload: ["id": .string("obj\(rng.next(in: 0...3))"),
+                    "entity": ["pos": [.number(Double(rng.next(in: 0...6))), .number(Double(rng.next(in: 0...6)))], "secret": "s3cr3t", "hp": .number(Double(rng.next(in: 0...9)))]], sourceID: "world")), advance: advance))
+            case 93..<95:
+                let from = joined[rng.next(in: 0...(joined.count - 1))].rawValue
+                let to = rng.next(below: 2) == 0 ? "obj\(rng.next(in: 0...3))" : joined[rng.next(in: 0...(joined.count - 1))].rawValue
+                let kind = rng.next(below: 3) == 0 ? "RelationshipRemove" : "RelationshipSet"
+                record(d.handle(.emit(EffectDraft(kind: kind, payload: ["from": .string(from), "to": .string(to), "value": "knows"], sourceID: "world")), advance: advance))
             default:
                 record(d.handle(.flush, advance: advance + 0.03))
             }
+            drain()
         }
         for _ in 0..<200 { record(d.handle(.flush, advance: 0.05)) }
+        d.now += 1 // every latency has passed
+        drain()
+        for a in joined {
+            if d.engine.pendingObservations(of: a) != 0 { problems.append("\(a) has observations left") }
+            if let c = clientViews[a], c.doc != d.engine.filteredView(of: a) { problems.append("\(a)'s view after all deltas differs from filter(world)") }
+            if let c = clientViews[a], c.seq != d.engine.viewSeq(of: a) { problems.append("\(a) client at view_seq \(c.seq), engine at \(d.engine.viewSeq(of: a)!)") }
+        }
 
         let entries = d.engine.log.entries
         // Strictly increasing global_seq, no gaps, valid chain.
@@ -137,18 +208,11 @@ final class EngineSimulationTests: XCTestCase {
             let expectedKind = intent.kind == .custom ? nil : intent.kind.rawValue
             if let expectedKind, e.effect.kind != expectedKind { problems.append("\(key) became \(e.effect.kind)") }
             if intent.kind == .speak, e.effect.payload["text"] == "" { problems.append("\(key) empty speech passed the validator") }
-            // Staleness was checked against what this agent could see from others when it submitted:
-            // its view position p is the global position base + p (all observe all in part 1).
-            if let sub = submissions.last(where: { $0.admitted && "\($0.intent.agentID)|\($0.intent.reqID)" == key && $0.headAtSubmit < e.globalSeq }),
-               let base = registeredAtHead[intent.agentID] {
-                let from = base + sub.intent.contextSeq
-                let foreign = entries.filter { $0.globalSeq > from && $0.globalSeq <= sub.headAtSubmit && $0.effect.sourceID != intent.agentID.rawValue }.count
-                if foreign > c.stalenessThreshold, ProcessInfo.processInfo.environment["GUNN_DST_DEBUG"] != nil {
-                    for x in submissions where "\(x.intent.agentID)|\(x.intent.reqID)" == key { print("  sub head \(x.headAtSubmit) admitted \(x.admitted) ctx \(x.intent.contextSeq)") }
-                    print("  outcomes \(outcomes[key]!.map { $0.effect?.globalSeq.description ?? $0.error!.code.name })")
-                    print("DEBUG key \(key) base \(base) ctx \(sub.intent.contextSeq) headAtSubmit \(sub.headAtSubmit) commit \(e.globalSeq) quantum \(c.quantumMs)")
-                    for x in entries where x.globalSeq > from - 2 && x.globalSeq <= e.globalSeq { print("  \(x.globalSeq) \(x.effect.kind) src=\(x.effect.sourceID) req=\(x.reqID?.rawValue ?? "-")") }
-                }
+            // Staleness was checked against what this agent observed from others before it submitted.
+            if let sub = submissions.last(where: { $0.admitted && "\($0.intent.agentID)|\($0.intent.reqID)" == key && $0.headAtSubmit < e.globalSeq }) {
+                let foreign = (observedAt[intent.agentID] ?? [:]).filter { view, g in
+                    view > sub.intent.contextSeq && g <= sub.headAtSubmit && entries[Int(g) - 1].effect.sourceID != intent.agentID.rawValue
+                }.count
                 if foreign > c.stalenessThreshold { problems.append("\(key) committed with \(foreign) missed effects (threshold \(c.stalenessThreshold))") }
             }
         }

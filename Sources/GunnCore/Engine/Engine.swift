@@ -8,8 +8,14 @@ public enum EngineInput: Sendable {
     case emit(EffectDraft)
     /// An external engine's clock reading (used when sim time authority is `externalTicks`).
     case tick(SimTime)
-    /// The host's timer: close the current quantum if it is due.
+    /// The host's timer: close the current quantum if it is due, end generations past their deadline.
     case flush
+    /// An agent starts generating: issue a cancel token bound to its current view.
+    case beginGeneration(GenerationRequest)
+    /// How many tokens the generation has produced so far (checked against its budget).
+    case generationProgress(AgentID, ReqID, tokensEmitted: Int)
+    /// The generation finished (its intent is submitted separately); its token is retired.
+    case endGeneration(AgentID, ReqID)
 }
 
 /// Something the host must carry out: replies, log entries to persist and publish, signals, timers.
@@ -30,6 +36,12 @@ public enum EngineOutput: Hashable, Sendable {
     case warning(String)
     /// Call `handle(.flush, at:)` at this host time.
     case wakeAt(HostTime)
+    /// An observation for the agent is queued; take it with `nextObservation` from `deliverAt` on.
+    case observationQueued(agent: AgentID, viewSeq: ViewSeq, globalSeq: GlobalSeq, deliverAt: HostTime)
+    case cancelTokenIssued(CancelToken)
+    case generationRefused(agent: AgentID, reqID: ReqID, error: GunnError)
+    /// A generation must halt: `reason` is `stale_due_to:<global_seq>`, `deadline` or `token_budget`.
+    case generationCancelled(agent: AgentID, reqID: ReqID, reason: String, error: GunnError)
 }
 
 /// The deterministic heart of gunn: world state, the two-phase intent pipeline, ordering, the
@@ -49,8 +61,10 @@ public struct Engine: Sendable {
     private var agentStates: [AgentState] = []
     private var tenantBuckets: [String: TokenBucket] = [:]
     private var rng: SplitMix64
-    /// Effects observed by every agent so far (the part-1 observation model: all see all).
-    private var broadcastCount: ViewSeq = 0
+    private var observers: ObserverRegistry
+    private var observedScratch: [ObserverRegistry.Observed] = []
+    /// Generations with a deadline: `(deadline, agent index, req_id)`.
+    private var deadlines: [(at: HostTime, agent: Int, req: ReqID)] = []
     private var quantumEnd: HostTime?
     private var pendingEmits: [PendingEmit] = []
     /// Indices of agents with queued intents (each also flagged `scheduled`).
@@ -73,16 +87,11 @@ public struct Engine: Sendable {
         var registration: AgentRegistration
         var bucket: TokenBucket
         var backpressure: BackpressureConfig
-        var broadcastBase: ViewSeq
-        /// The agent's own effects, as positions in its view stream (newest last, bounded).
-        var ownViewSeqs: [ViewSeq] = []
         var queue = FIFO<PendingIntent>()
         var deferred = FIFO<PendingIntent>()
         var highSignalled = false
         var scheduled = false
         var lastActionSimTime: [IntentKind: SimTime] = [:]
-
-        static let ownHistoryBound = 256
     }
 
     public init(config: EngineConfig = EngineConfig(), worldID: String, worldSeed: UInt64,
@@ -94,6 +103,7 @@ public struct Engine: Sendable {
         self.log = InMemoryEventLog(worldID: worldID, snapshotEvery: config.snapshotEvery)
         self.idempotency = IdempotencyTable(ttlSeconds: config.idempotencyTTLSeconds, maxEntries: config.idempotencyMaxEntries)
         self.rng = SplitMix64(seed: worldSeed)
+        self.observers = ObserverRegistry(cellSize: config.spatialCellSize, seed: worldSeed)
     }
 
     /// Adds a reducer for a custom effect kind. Register the same reducers wherever the log is replayed.
@@ -111,21 +121,43 @@ public struct Engine: Sendable {
 
     /// The agent's current position in its view stream.
     public func viewSeq(of agent: AgentID) -> ViewSeq? {
-        agentIndex[agent].map { broadcastCount - agentStates[$0].broadcastBase }
+        agentIndex[agent].map { observers.agents[$0].viewSeq }
     }
 
-    /// What the agent sees now (part 1: the whole world).
+    /// What the agent sees now, by its observation policy.
     public func view(of agent: AgentID) -> View? {
-        guard let seq = viewSeq(of: agent) else { return nil }
-        var ents = JSONObject()
-        for (id, e) in world.entities { ents[id] = .object(e) }
-        var rels = JSONObject()
-        for (from, targets) in world.relationships {
-            var t = JSONObject()
-            for (to, v) in targets { t[to] = v }
-            rels[from] = .object(t)
-        }
-        return View(agentID: agent, viewSeq: seq, entities: ents, relationships: rels)
+        agentIndex[agent].map { observers.view(of: $0) }
+    }
+
+    /// `filter(world)` computed afresh for the agent, without the incremental bookkeeping: what
+    /// its view must equal after every delta.
+    public func filteredView(of agent: AgentID) -> JSONValue? {
+        guard let i = agentIndex[agent] else { return nil }
+        let (e, r) = ObserverRegistry.filter(agent.rawValue, agentStates[i].registration.observation, world, SpatialGrid.full(world, cellSize: config.spatialCellSize))
+        return ObserverRegistry.document(e, r)
+    }
+
+    /// Takes the agent's next observation that is due at `now` (its latency has passed), in
+    /// view_seq order, with the digest of the view it produces.
+    public mutating func nextObservation(for agent: AgentID, at now: HostTime) -> ObservationDelta? {
+        guard let i = agentIndex[agent] else { return nil }
+        return observers.nextObservation(i, at: now)
+    }
+
+    /// Starts the agent's stream afresh (a client attaching or resynchronising): the current whole
+    /// view; queued observations are dropped, and the next one taken follows this view.
+    public mutating func resync(_ agent: AgentID) -> View? {
+        guard let i = agentIndex[agent] else { return nil }
+        observers.resync(i)
+        return observers.view(of: i)
+    }
+
+    /// Observations queued for the agent and not yet taken.
+    public func pendingObservations(of agent: AgentID) -> Int { agentIndex[agent].map { observers.pendingCount($0) } ?? 0 }
+
+    /// Live cancel tokens of the agent.
+    public func activeGenerations(of agent: AgentID) -> [CancelToken] {
+        agentIndex[agent].map { observers.agents[$0].generations.map(\.token) } ?? []
     }
 
     // MARK: - Handling input
@@ -136,6 +168,7 @@ public struct Engine: Sendable {
         let now = max(now, lastHostTime)
         lastHostTime = now
         if let end = quantumEnd, now >= end { closeQuantum(at: now) }
+        if !deadlines.isEmpty { expireDeadlines(at: now) }
         switch input {
         case .registerAgent(let r): register(r, at: now)
         case .submitIntent(let intent): submit(intent, at: now)
@@ -145,6 +178,10 @@ public struct Engine: Sendable {
             if t > externalSimTime { externalSimTime = t }
         case .flush:
             if quantumEnd != nil && config.quantumMs > 0 && now >= quantumEnd! { closeQuantum(at: now) }
+        case .beginGeneration(let request): beginGeneration(request, at: now)
+        case let .generationProgress(agent, req, tokens): generationProgress(agent, req, tokens, at: now)
+        case let .endGeneration(agent, req):
+            if let i = agentIndex[agent] { retireGeneration(i, req) }
         }
         if config.quantumMs == 0 && (!agentsWithWork.isEmpty || !pendingEmits.isEmpty) { closeQuantum(at: now) }
         #if DEBUG
@@ -171,9 +208,11 @@ public struct Engine: Sendable {
         if let i = agentIndex[r.agentID] {
             agentStates[i].registration = r
             agentStates[i].backpressure = bp
+            observers.register(index: i, agentID: r.agentID, policy: r.observation, world: world)
         } else {
             agentIndex[r.agentID] = agentStates.count
-            agentStates.append(AgentState(registration: r, bucket: config.agentQuota, backpressure: bp, broadcastBase: broadcastCount))
+            observers.register(index: agentStates.count, agentID: r.agentID, policy: r.observation, world: world)
+            agentStates.append(AgentState(registration: r, bucket: config.agentQuota, backpressure: bp))
         }
         outputs.append(.agentRegistered(r.agentID))
         if let spawn = r.spawn {
@@ -240,12 +279,12 @@ public struct Engine: Sendable {
                                             retryAfterMs: UInt64(max(1, config.quantumMs))), record: nil, at: now)
         }
         // 4. Staleness against what this agent could see.
-        let viewSeq = broadcastCount - agentStates[ai].broadcastBase
+        let viewSeq = observers.agents[ai].viewSeq
         if intent.contextSeq > viewSeq {
             return reject(intent, GunnError(.invalidViewSeq, "context_seq \(intent.contextSeq) is ahead of agent \(intent.agentID)'s view_seq \(viewSeq)"), record: fingerprint, at: now)
         }
         let threshold = agentStates[ai].registration.stalenessThreshold ?? config.stalenessThreshold
-        let own = agentStates[ai].ownViewSeqs.reversed().prefix { $0 > intent.contextSeq }.count
+        let own = observers.agents[ai].ownViewSeqs.reversed().prefix { $0 > intent.contextSeq }.count
         let missed = Int(viewSeq - intent.contextSeq) - own
         if missed > threshold {
             return reject(intent, GunnError(.staleContext, "agent \(intent.agentID) decided at view_seq \(intent.contextSeq) and has since observed \(missed) effects of others (threshold \(threshold)); view_seq is \(viewSeq)"),
@@ -441,17 +480,104 @@ public struct Engine: Sendable {
         assert(world.lastGlobalSeq == effect.globalSeq)
         let entry = log.append(effect, wallTime: now, agentID: agent, reqID: req)
         log.snapshotIfDue(world)
-        // Everyone observes everything (part 1); the source remembers which view positions were its own.
-        broadcastCount += 1
-        if let agent, let i = agentIndex[agent] {
-            agentStates[i].ownViewSeqs.append(broadcastCount - agentStates[i].broadcastBase)
-            // Trim in chunks, so the bound costs O(1) amortised per effect.
-            if agentStates[i].ownViewSeqs.count >= 2 * AgentState.ownHistoryBound {
-                agentStates[i].ownViewSeqs.removeFirst(agentStates[i].ownViewSeqs.count - AgentState.ownHistoryBound)
-            }
-        }
         outputs.append(.effectCommitted(entry))
+        // Observers: deltas for the agents whose view changed, then interruption of their generations.
+        let changes = world.takeChanges()
+        observedScratch.removeAll(keepingCapacity: true)
+        observers.observe(changes, effect: effect, world: world, at: now, into: &observedScratch)
+        for o in observedScratch {
+            let id = agentStates[o.agent].registration.agentID
+            outputs.append(.observationQueued(agent: id, viewSeq: o.viewSeq, globalSeq: effect.globalSeq, deliverAt: o.deliverAt))
+            if !observers.agents[o.agent].generations.isEmpty { interrupt(o.agent, by: effect, changes, at: now) }
+        }
         return effect
+    }
+
+    // MARK: - Generations
+
+    private mutating func beginGeneration(_ request: GenerationRequest, at now: HostTime) {
+        guard let i = agentIndex[request.agentID] else {
+            return outputs.append(.generationRefused(agent: request.agentID, reqID: request.reqID,
+                                                     error: GunnError(.invalidAgentID, "agent \"\(request.agentID)\" is not registered in world \(worldID)")))
+        }
+        if observers.agents[i].generations.contains(where: { $0.token.reqID == request.reqID }) {
+            return outputs.append(.generationRefused(agent: request.agentID, reqID: request.reqID,
+                                                     error: GunnError(.duplicateReqID, "a generation for req_id \(request.reqID) is already live")))
+        }
+        guard observers.agents[i].generations.count < AgentObservation.maxGenerations else {
+            return outputs.append(.generationRefused(agent: request.agentID, reqID: request.reqID,
+                                                     error: GunnError(.queueFull, "agent \(request.agentID) already has \(AgentObservation.maxGenerations) live generations")))
+        }
+        let deadlineAt = request.deadlineMs.map { now + max(0, $0) / 1000 }
+        let token = CancelToken(agentID: request.agentID, reqID: request.reqID, contextSeq: observers.agents[i].viewSeq,
+                                contextDigest: SHA256Digest.of(observers.agents[i].document), issuedAt: now,
+                                deadlineAt: deadlineAt, tokenBudget: request.tokenBudget)
+        observers.agents[i].generations.append(ActiveGeneration(token: token, focus: Set(request.focus)))
+        outputs.append(.cancelTokenIssued(token))
+        if let deadlineAt {
+            deadlines.append((deadlineAt, i, request.reqID))
+            outputs.append(.wakeAt(deadlineAt))
+        }
+    }
+
+    private mutating func generationProgress(_ agent: AgentID, _ req: ReqID, _ tokens: Int, at now: HostTime) {
+        guard let i = agentIndex[agent], let g = observers.agents[i].generations.firstIndex(where: { $0.token.reqID == req }) else { return }
+        observers.agents[i].generations[g].tokensEmitted = max(observers.agents[i].generations[g].tokensEmitted, tokens)
+        if let budget = observers.agents[i].generations[g].token.tokenBudget, tokens > budget {
+            cancelGeneration(i, req, reason: "token_budget",
+                             GunnError(.tokenBudgetExceeded, "generation \(req) of agent \(agent) emitted \(tokens) tokens, over its budget of \(budget)"), at: now)
+        }
+    }
+
+    private mutating func expireDeadlines(at now: HostTime) {
+        var due: [(at: HostTime, agent: Int, req: ReqID)] = []
+        deadlines.removeAll { d in
+            if d.at <= now { due.append(d); return true }
+            return false
+        }
+        for d in due.sorted(by: { ($0.at, $0.agent) < ($1.at, $1.agent) })
+        where observers.agents[d.agent].generations.contains(where: { $0.token.reqID == d.req }) {
+            let agent = agentStates[d.agent].registration.agentID
+            cancelGeneration(d.agent, d.req, reason: "deadline",
+                             GunnError(.operationTimeout, "generation \(d.req) of agent \(agent) passed its deadline"), at: now)
+        }
+    }
+
+    /// Applies the agent's interrupt policy to an effect it just observed.
+    private mutating func interrupt(_ i: Int, by effect: Effect, _ changes: WorldState.ChangeSet, at now: HostTime) {
+        let agent = agentStates[i].registration.agentID.rawValue
+        guard !effect.sourceID.utf8.elementsEqual(agent.utf8) else { return } // its own effects never interrupt it
+        let policy = observers.agents[i].policy
+        let threshold = agentStates[i].registration.stalenessThreshold ?? config.stalenessThreshold
+        var stale: [ReqID] = []
+        for g in observers.agents[i].generations.indices {
+            let gen = observers.agents[i].generations[g]
+            if policy.interrupt == .onlyConflict {
+                let touched = changes.entityIDs.contains { $0.utf8.elementsEqual(agent.utf8) || gen.focus.contains($0) }
+                    || changes.relationshipPairs.contains { $0.from == agent || $0.to == agent || gen.focus.contains($0.from) || gen.focus.contains($0.to) }
+                guard touched else { continue }
+            }
+            observers.agents[i].generations[g].staleCount += 1
+            if observers.agents[i].generations[g].staleCount > threshold { stale.append(gen.token.reqID) }
+        }
+        guard !stale.isEmpty else { return }
+        if let last = observers.agents[i].lastCancelAt, now - last < policy.debounceMs / 1000 { return } // debounced
+        for req in stale {
+            cancelGeneration(i, req, reason: "stale_due_to:\(effect.globalSeq)",
+                             GunnError(.generationCancelled, "stale_due_to:\(effect.globalSeq)"), at: now)
+        }
+    }
+
+    private mutating func cancelGeneration(_ i: Int, _ req: ReqID, reason: String, _ error: GunnError, at now: HostTime) {
+        guard observers.agents[i].generations.contains(where: { $0.token.reqID == req }) else { return }
+        retireGeneration(i, req)
+        observers.agents[i].lastCancelAt = now
+        outputs.append(.generationCancelled(agent: agentStates[i].registration.agentID, reqID: req, reason: reason, error: error))
+    }
+
+    private mutating func retireGeneration(_ i: Int, _ req: ReqID) {
+        observers.agents[i].generations.removeAll { $0.token.reqID == req }
+        deadlines.removeAll { $0.agent == i && $0.req == req }
     }
 
     private mutating func signalWatermark(_ i: Int) {

@@ -59,6 +59,8 @@ public struct EngineConfig: Sendable {
     public var snapshotEvery: Int = 1000
     public var limits = ValidationLimits()
     public var simTimeAuthority: SimTimeAuthority = .hostWallTime
+    /// Side of a cell of the spatial grid that finds the observers near a change.
+    public var spatialCellSize: Double = 16
 
     public init() {}
 }
@@ -81,11 +83,14 @@ public struct AgentRegistration: Hashable, Sendable {
     public var spawn: Position?
     /// Extra fields of its entity.
     public var entityFields: JSONObject
+    /// What it sees, how its observations are delivered, and when its generations are interrupted.
+    public var observation: ObservationPolicy
 
     public init(agentID: AgentID, tenant: String = "default", permissions: Set<String> = AgentRegistration.defaultPermissions,
                 agentClass: String? = nil, weight: Int = 1, stalenessThreshold: Int? = nil, spawn: Position? = nil,
-                entityFields: JSONObject = JSONObject()) {
+                entityFields: JSONObject = JSONObject(), observation: ObservationPolicy = ObservationPolicy()) {
         self.agentID = agentID; self.tenant = tenant; self.permissions = permissions; self.agentClass = agentClass
         self.weight = max(1, weight); self.stalenessThreshold = stalenessThreshold; self.spawn = spawn; self.entityFields = entityFields
+        self.observation = observation
     }
 }

@@ -64,8 +64,7 @@ public struct ReducerRegistry: Sendable {
             throw GunnError(.invalidIntent, "Move effect needs \"to\": [x, y] or [x, y, z] of finite numbers")
         }
         entity["pos"] = pos.json
-        state.entities[id] = entity
-        state.positions[id] = pos
+        state.setEntity(id, entity)
     }
 
     static func speak(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
@@ -74,7 +73,7 @@ public struct ReducerRegistry: Sendable {
         // Speech is an event first; it is also remembered on the speaker when it is an entity.
         if var entity = state.entities[id] {
             entity["last_speech"] = ["text": .string(text), "global_seq": .number(Double(effect.globalSeq))]
-            state.entities[id] = entity
+            state.setEntity(id, entity)
         }
     }
 
@@ -84,46 +83,36 @@ public struct ReducerRegistry: Sendable {
         var entity = try existing(state, target, effect)
         entity["last_interaction"] = ["by": .string(id), "action": effect.payload["action"] ?? .null,
                                       "global_seq": .number(Double(effect.globalSeq))]
-        state.entities[target] = entity
+        state.setEntity(target, entity)
     }
 
     static func entityUpsert(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let id = try string(effect, "id")
         guard AgentID(id).isValid else { throw GunnError(.invalidIntent, "entity id \"\(id)\" is not a valid identifier") }
         guard case .object(var entity)? = effect.payload["entity"] else { throw GunnError(.invalidIntent, "EntityUpsert needs an object \"entity\"") }
-        var pos: Position?
         if let p = entity["pos"] {
             guard let parsed = Position(json: p) else { throw GunnError(.invalidIntent, "entity \"pos\" must be [x, y] or [x, y, z] of finite numbers") }
-            pos = parsed
             entity["pos"] = parsed.json
         }
         entity["id"] = .string(id)
-        state.entities[id] = entity
-        state.positions[id] = pos
+        state.setEntity(id, entity)
     }
 
     static func entityRemove(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let id = try string(effect, "id")
         _ = try existing(state, id, effect)
-        state.entities[id] = nil
-        state.positions[id] = nil
-        state.relationships[id] = nil
-        for from in state.relationships.keys where state.relationships[from]?[id] != nil {
-            state.relationships[from]![id] = nil
-            if state.relationships[from]!.isEmpty { state.relationships[from] = nil }
-        }
+        state.setEntity(id, nil)
     }
 
     static func relationshipSet(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let from = try string(effect, "from"), to = try string(effect, "to")
-        state.relationships[from, default: [:]][to] = effect.payload["value"] ?? .bool(true)
+        state.setRelationship(from: from, to: to, effect.payload["value"] ?? .bool(true))
     }
 
     static func relationshipRemove(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let from = try string(effect, "from"), to = try string(effect, "to")
         guard state.relationships[from]?[to] != nil else { throw GunnError(.intentValidationFailed, "no relationship \(from) -> \(to) to remove") }
-        state.relationships[from]![to] = nil
-        if state.relationships[from]!.isEmpty { state.relationships[from] = nil }
+        state.setRelationship(from: from, to: to, nil)
     }
 
     static func timeTick(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
@@ -137,8 +126,8 @@ public struct ReducerRegistry: Sendable {
         var eb = try existing(state, b, effect)
         ea["last_collision"] = ["with": .string(b), "global_seq": .number(Double(effect.globalSeq))]
         eb["last_collision"] = ["with": .string(a), "global_seq": .number(Double(effect.globalSeq))]
-        state.entities[a] = ea
-        state.entities[b] = eb
+        state.setEntity(a, ea)
+        state.setEntity(b, eb)
     }
 
     static func jsonPatch(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {

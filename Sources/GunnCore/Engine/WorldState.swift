@@ -26,15 +26,80 @@ public struct Position: Hashable, Sendable {
 
 /// The shared world: entities (JSON objects keyed by id, each with an optional `pos`),
 /// relationships between ids, a free-form `custom` document for custom worlds, and the simulation
-/// clock. It changes only through reducers applying committed effects.
+/// clock. It changes only through reducers applying committed effects, and only through the
+/// mutators below, which record what changed so observers can be told.
 public struct WorldState: Hashable, Sendable {
-    public internal(set) var entities: [String: JSONObject] = [:]
-    public internal(set) var positions: [String: Position] = [:]
+    public private(set) var entities: [String: JSONObject] = [:]
+    public private(set) var positions: [String: Position] = [:]
     /// `relationships[from][to] = value`.
-    public internal(set) var relationships: [String: [String: JSONValue]] = [:]
-    public internal(set) var custom: JSONValue = .object(JSONObject())
+    public private(set) var relationships: [String: [String: JSONValue]] = [:]
+    public var custom: JSONValue = .object(JSONObject())
     public internal(set) var simTime: SimTime = 0
     public internal(set) var lastGlobalSeq: GlobalSeq = 0
+    /// What the effect being applied changed; read and cleared by the engine after each effect.
+    var changes = ChangeSet()
+
+    struct ChangeSet: Sendable {
+        var entityIDs: [String] = []
+        var seen: Set<String> = []
+        /// Position of each changed entity before the effect (nil: it had none).
+        var oldPositions: [String: Position?] = [:]
+        var relationshipPairs: [(from: String, to: String)] = []
+        var isEmpty: Bool { entityIDs.isEmpty && relationshipPairs.isEmpty }
+    }
+
+    public static func == (a: WorldState, b: WorldState) -> Bool {
+        a.entities == b.entities && a.relationships == b.relationships && a.custom == b.custom
+            && a.simTime == b.simTime && a.lastGlobalSeq == b.lastGlobalSeq
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(entities.count); h.combine(relationships.count); h.combine(custom); h.combine(simTime); h.combine(lastGlobalSeq)
+    }
+
+    /// Creates, replaces (`entity` non-nil) or removes (nil) an entity; its `pos`, when present and
+    /// valid, indexes it. Removing an entity also removes its relationships.
+    public mutating func setEntity(_ id: String, _ entity: JSONObject?) {
+        noteEntity(id)
+        if let entity {
+            entities[id] = entity
+            positions[id] = entity["pos"].flatMap(Position.init(json:))
+        } else {
+            entities[id] = nil
+            positions[id] = nil
+            if let out = relationships.removeValue(forKey: id) {
+                for to in out.keys.sorted() { changes.relationshipPairs.append((id, to)) }
+            }
+            for from in relationships.keys.sorted() where relationships[from]?[id] != nil {
+                relationships[from]![id] = nil
+                if relationships[from]!.isEmpty { relationships[from] = nil }
+                changes.relationshipPairs.append((from, id))
+            }
+        }
+    }
+
+    /// Sets (non-nil) or removes (nil) the relationship `from → to`.
+    public mutating func setRelationship(from: String, to: String, _ value: JSONValue?) {
+        changes.relationshipPairs.append((from, to))
+        if let value {
+            relationships[from, default: [:]][to] = value
+        } else if relationships[from]?[to] != nil {
+            relationships[from]![to] = nil
+            if relationships[from]!.isEmpty { relationships[from] = nil }
+        }
+    }
+
+    private mutating func noteEntity(_ id: String) {
+        if changes.seen.insert(id).inserted {
+            changes.entityIDs.append(id)
+            changes.oldPositions[id] = .some(positions[id])
+        }
+    }
+
+    mutating func takeChanges() -> ChangeSet {
+        defer { changes = ChangeSet() }
+        return changes
+    }
 
     public init() {}
 

@@ -6,10 +6,16 @@ public enum JSONDiff {
 
     public static func diff(_ old: JSONValue, _ new: JSONValue, maxOps: Int = defaultMaxOps) -> JSONPatch {
         var ops: [PatchOperation] = []
-        var builder = Builder(maxOps: maxOps)
-        builder.walk(old, new, JSONPointer.root.tokens, into: &ops)
-        if builder.overflowed { return JSONPatch([.replace(path: .root, value: new)]) }
+        guard appendDiff(old, new, at: [], maxOps: maxOps, into: &ops) else { return JSONPatch([.replace(path: .root, value: new)]) }
         return JSONPatch(ops)
+    }
+
+    /// Appends the operations turning `old` into `new`, both located at `path` in a larger
+    /// document, to `ops`. Returns false (with `ops` partly extended) when `ops` would exceed `maxOps`.
+    static func appendDiff(_ old: JSONValue, _ new: JSONValue, at path: [String], maxOps: Int, into ops: inout [PatchOperation]) -> Bool {
+        var builder = Builder(maxOps: maxOps)
+        builder.walk(old, new, path, into: &ops)
+        return !builder.overflowed
     }
 
     /// True when `patch` is the single whole-document replace that `diff` falls back to.

@@ -87,6 +87,15 @@ public struct JSONPatch: Hashable, Sendable {
         return doc
     }
 
+    /// Applies the operations to `document` in place, without the copy that makes `apply(to:)`
+    /// atomic: if an operation fails, the earlier ones stay applied. Only for patches known to
+    /// apply, such as the engine's own deltas to the view they were computed from.
+    public func applyInPlace(to document: inout JSONValue) throws(JSONPatchError) {
+        for (i, op) in operations.enumerated() {
+            do { try JSONPatch.applyOne(op, to: &document) } catch { throw JSONPatchError(operationIndex: i, message: error.message) }
+        }
+    }
+
     private static func applyOne(_ op: PatchOperation, to doc: inout JSONValue) throws(JSONPatchError) {
         switch op {
         case let .add(path, value):
