@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
-        .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore"]),
+        .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),
         .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -14,14 +14,17 @@ if let i = arguments.firstIndex(of: "--json"), i + 1 < arguments.count { jsonPat
 struct Report: Encodable {
     var json: JSONBench.Figures?
     var engine: [EngineBench.Figures]?
+    var observe: [ObservationBench.Figures]?
 }
 var report = Report()
 switch suite {
 case "json": report.json = JSONBench.run(arguments: arguments)
 case "engine": report.engine = EngineBench.run(arguments: arguments)
+case "observe": report.observe = ObservationBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)
+    report.observe = ObservationBench.run(arguments: arguments)
 default:
     FileHandle.standardError.write(Data("gunn-bench: unknown suite \"\(suite)\"\n\(usage)\n".utf8))
     exit(64)

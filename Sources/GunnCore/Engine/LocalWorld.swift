@@ -29,6 +29,7 @@ public final class LocalWorld: Sendable {
     }
 
     struct OutcomeKey: Hashable, Sendable { let agent: AgentID; let req: ReqID }
+    struct ObservedKey: Hashable, Sendable { let agent: AgentID; let seq: GlobalSeq }
 
     /// Outcomes kept for pickup, and messages kept per subscriber, before the oldest are dropped.
     public let maxKeptOutcomes: Int
@@ -75,6 +76,15 @@ public final class LocalWorld: Sendable {
         state.withLock { $0.subscriptions[agent] = kinds }
     }
 
+    func nextObservation(_ agent: AgentID) -> ObservationDelta? {
+        let now = clock.now()
+        return state.withLock { $0.engine.nextObservation(for: agent, at: now) }
+    }
+
+    func resync(_ agent: AgentID) -> View? {
+        state.withLock { $0.engine.resync(agent) }
+    }
+
     func drainMessages(_ agent: AgentID, max: Int) -> [Effect] {
         state.withLock { s in
             var out: [Effect] = []
@@ -84,18 +94,31 @@ public final class LocalWorld: Sendable {
     }
 
     private func route(_ outputs: [EngineOutput], _ s: inout State) {
+        // Subscribers that are agents get only the effects they observed, with hidden fields removed.
+        var observed: Set<ObservedKey> = []
+        for o in outputs { if case let .observationQueued(agent, _, seq, _) = o { observed.insert(ObservedKey(agent: agent, seq: seq)) } }
         for o in outputs {
             switch o {
             case let .intentCommitted(agent, req, effect): keep(.committed(effect), OutcomeKey(agent: agent, req: req), &s)
             case let .intentRejected(agent, req, error): keep(.rejected(error), OutcomeKey(agent: agent, req: req), &s)
             case .effectCommitted(let entry):
                 for (agent, kinds) in s.subscriptions where kinds.isEmpty || kinds.contains(entry.effect.kind) {
+                    var effect = entry.effect
+                    if let registration = s.engine.registration(of: agent) {
+                        guard observed.contains(ObservedKey(agent: agent, seq: effect.globalSeq)) else { continue }
+                        let hidden = registration.observation.hiddenFields
+                        if !hidden.isEmpty, case .object(var payload) = effect.payload, case .object(var entity)? = payload["entity"] {
+                            for f in hidden { entity.removeValue(forKey: f) }
+                            payload["entity"] = .object(entity)
+                            effect.payload = .object(payload)
+                        }
+                    }
                     var q = s.messages[agent] ?? FIFO()
                     if q.count >= maxMessagesPerAgent {
                         _ = q.pop()
                         s.droppedMessages[agent, default: 0] += 1
                     }
-                    q.push(entry.effect)
+                    q.push(effect)
                     s.messages[agent] = q
                 }
             default: break
@@ -146,7 +169,8 @@ public struct RLFacade: Sendable {
 }
 
 /// Message-style access: emit drafts, and read per-agent streams of committed effects filtered
-/// by kind.
+/// by kind. A subscriber that is a registered agent receives only the effects it observed (its
+/// observation policy), with its hidden fields removed from entity payloads.
 public struct MessageFacade: Sendable {
     public let world: LocalWorld
     public init(world: LocalWorld) { self.world = world }
@@ -188,4 +212,20 @@ public struct AgentHandle: Sendable {
 
     /// Withdraws a still-queued intent (it is answered GENERATION_CANCELLED).
     public func cancel(_ reqID: ReqID) { world.handle(.cancelIntent(agentID, reqID)) }
+
+    /// The next observation whose latency has passed, in view_seq order; nil when none is due.
+    public func nextObservation() -> ObservationDelta? { world.nextObservation(agentID) }
+
+    /// The whole current view; the observations that follow it continue from its view_seq.
+    public func resync() -> View? { world.resync(agentID) }
+
+    /// Starts a generation: a cancel token bound to the current view, or the refusal.
+    public func issueCancelToken(_ reqID: ReqID, deadlineMs: Double? = nil, tokenBudget: Int? = nil, focus: [String] = []) -> Result<CancelToken, GunnError> {
+        let out = world.handle(.beginGeneration(GenerationRequest(agentID: agentID, reqID: reqID, deadlineMs: deadlineMs, tokenBudget: tokenBudget, focus: focus)))
+        for o in out {
+            if case .cancelTokenIssued(let t) = o { return .success(t) }
+            if case .generationRefused(_, _, let e) = o { return .failure(e) }
+        }
+        return .failure(GunnError(.internalError, "no answer to beginGeneration"))
+    }
 }
