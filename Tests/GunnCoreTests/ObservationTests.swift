@@ -146,3 +146,24 @@ final class ObservationTests: XCTestCase {
         XCTAssertEqual(v.document, d.engine.filteredView(of: "a"))
     }
 }
+
+final class ObservationPolicyTests: XCTestCase {
+    func testFilterAndShouldObserveAgreeWithTheEngine() throws {
+        var d = EngineDriver()
+        let policy = ObservationPolicy(distanceLimit: 5, hiddenFields: ["hp"])
+        d.handle(.registerAgent(AgentRegistration(agentID: "a", spawn: Position(x: 0, y: 0), observation: policy)))
+        d.handle(.emit(EffectDraft(kind: "EntityUpsert", payload: ["id": "rock", "entity": ["pos": [3, 0], "hp": 9]], sourceID: "w")))
+        d.handle(.emit(EffectDraft(kind: "EntityUpsert", payload: ["id": "far", "entity": ["pos": [30, 0]]], sourceID: "w")))
+        let before = d.engine.world
+        XCTAssertEqual(policy.filter(before, for: "a").document, d.engine.filteredView(of: "a"))
+        XCTAssertNil(policy.filter(before, for: "a").entities["rock"]?["hp"])
+        let farMove = d.handle(.emit(EffectDraft(kind: "Move", payload: ["agent_id": "far", "to": [31, 0]], sourceID: "w")))
+        let farEffect = try XCTUnwrap(EngineDriver.entries(farMove).first?.effect)
+        XCTAssertFalse(policy.shouldObserve(farEffect, agent: "a", before: before, after: d.engine.world))
+        let mid = d.engine.world
+        let nearMove = d.handle(.emit(EffectDraft(kind: "Move", payload: ["agent_id": "far", "to": [4, 0]], sourceID: "w")))
+        let nearEffect = try XCTUnwrap(EngineDriver.entries(nearMove).first?.effect)
+        XCTAssertTrue(policy.shouldObserve(nearEffect, agent: "a", before: mid, after: d.engine.world))
+        XCTAssertTrue(nearMove.contains { if case .observationQueued(agent: "a", _, _, _) = $0 { return true } else { return false } })
+    }
+}

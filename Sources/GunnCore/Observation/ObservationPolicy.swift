@@ -55,6 +55,22 @@ public struct ObservationPolicy: Hashable, Sendable {
         self.maxPendingObservations = maxPendingObservations
     }
 
+    /// `filter(world)`: what `agent` sees of `world` under this policy.
+    public func filter(_ world: WorldState, for agent: AgentID, viewSeq: ViewSeq = 0) -> View {
+        let (ents, rels) = ObserverRegistry.filter(agent.rawValue, self, world, SpatialGrid.full(world, cellSize: 64))
+        var e = JSONObject()
+        for (id, v) in ents { e[id] = .object(v) }
+        guard case .object(let r) = ObserverRegistry.relationshipsDocument(rels) else { preconditionFailure() }
+        return View(agentID: agent, viewSeq: viewSeq, entities: e, relationships: r)
+    }
+
+    /// Whether `agent` observes `effect`, given the world before and after it: true exactly when
+    /// the agent's filtered view changed. (The engine decides the same incrementally, touching only
+    /// the agents near the change.)
+    public func shouldObserve(_ effect: Effect, agent: AgentID, before: WorldState, after: WorldState) -> Bool {
+        filter(before, for: agent).document != filter(after, for: agent).document
+    }
+
     /// Whether `entity` (with its position) is visible to `agent` standing at `here`.
     func sees(_ entity: String, agent: String, here: Position?, there: Position?, world: WorldState) -> Bool {
         if entity.utf8.elementsEqual(agent.utf8) { return true }
