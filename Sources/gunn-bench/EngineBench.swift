@@ -37,8 +37,11 @@ enum EngineBench {
         var engine = Engine(config: config(quantumMs: quantumMs), worldID: "bench", worldSeed: 1)
         var now: HostTime = 1
         let ids = (0..<agents).map { AgentID("agent-\($0)") }
+        // Agents 20 apart, each seeing 5 around it (a sparse world: the observation work per
+        // intent is its own view's delta), and taking their observations after every round.
+        let homes = (0..<agents).map { Position(x: Double($0 % 50) * 20, y: Double($0 / 50) * 20) }
         for (i, id) in ids.enumerated() {
-            _ = engine.handle(.registerAgent(AgentRegistration(agentID: id, spawn: Position(x: Double(i % 100), y: Double(i / 100)))), at: now)
+            _ = engine.handle(.registerAgent(AgentRegistration(agentID: id, spawn: homes[i], observation: ObservationPolicy(distanceLimit: 5))), at: now)
         }
         let clock = ContinuousClock()
         var latencies: [Double] = []
@@ -50,7 +53,7 @@ enum EngineBench {
             for (i, id) in ids.enumerated() {
                 let ctx = engine.viewSeq(of: id)!
                 let intent = round % 2 == 0
-                    ? Intent(kind: .move, payload: ["to": [.number(Double((i + round) % 100)), .number(Double(round % 50))]], contextSeq: ctx, reqID: ReqID("r\(round)"), agentID: id)
+                    ? Intent(kind: .move, payload: ["to": [.number(homes[i].x + Double(round % 3)), .number(homes[i].y)]], contextSeq: ctx, reqID: ReqID("r\(round)"), agentID: id)
                     : Intent(kind: .speak, payload: ["text": "hello from the bench"], contextSeq: ctx, reqID: ReqID("r\(round)"), agentID: id)
                 now += 0.000_001
                 let t0 = clock.now
@@ -61,6 +64,7 @@ enum EngineBench {
                     if case .intentRejected(_, _, let e) = o, firstRejection == nil { firstRejection = e }
                 }
             }
+            for id in ids { while engine.nextObservation(for: id, at: now) != nil {} }
             if quantumMs > 0 {
                 // Close a quantum after each round of all agents.
                 now += quantumMs / 1000
@@ -89,7 +93,7 @@ enum EngineBench {
             (10, 200, 0, 1429), (10, 1000, 0, 773), (10, 20_000, 0, nil), (1000, 200, 0, nil), (10, 20_000, 20, nil), (1000, 200, 20, nil),
         ]
         var all: [Figures] = []
-        print("engine: intents committed in process (pipeline + hash-chained in-memory log + world update)")
+        print("engine: intents committed in process (pipeline + hash-chained in-memory log + world update + observation deltas, delivered each round)")
         // `--only K` runs just the K-th shape (for profiling).
         var selected = shapes[...]
         if let i = arguments.firstIndex(of: "--only"), i + 1 < arguments.count, let k = Int(arguments[i + 1]), shapes.indices.contains(k) {

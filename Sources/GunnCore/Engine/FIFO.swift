@@ -10,6 +10,14 @@ struct FIFO<Element: Sendable>: Sendable {
 
     mutating func push(_ e: Element) { items.append(e) }
 
+    var last: Element? { isEmpty ? nil : items[items.count - 1] }
+
+    /// Changes the newest element in place.
+    mutating func updateLast(_ body: (inout Element) -> Void) {
+        precondition(!isEmpty)
+        body(&items[items.count - 1])
+    }
+
     mutating func pop() -> Element? {
         guard head < items.count else { return nil }
         let e = items[head]

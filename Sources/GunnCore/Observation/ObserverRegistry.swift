@@ -25,7 +25,8 @@ struct AgentObservation: Sendable {
 struct PendingObservation: Sendable {
     var viewSeq: ViewSeq
     var globalSeq: GlobalSeq
-    var patch: JSONPatch
+    /// nil: the whole view as it is when delivered (what an overflowing queue collapses into).
+    var patch: JSONPatch?
     var deliverAt: HostTime
 }
 
@@ -268,11 +269,14 @@ struct ObserverRegistry: Sendable {
     /// Bounded delivery: on overflow the queue collapses into one whole view at the newest view_seq,
     /// so a slow agent costs memory in proportion to its view, never to the world's traffic.
     private mutating func enqueue(_ p: PendingObservation, for i: Int) {
-        if agents[i].pending.count >= agents[i].policy.maxPendingObservations {
+        if let last = agents[i].pending.last, last.patch == nil {
+            // Already collapsed: the pending whole view absorbs this change too (built at delivery).
+            agents[i].pending.updateLast { $0.viewSeq = p.viewSeq; $0.globalSeq = p.globalSeq; $0.deliverAt = max($0.deliverAt, p.deliverAt) }
+        } else if agents[i].pending.count >= agents[i].policy.maxPendingObservations {
             agents[i].pending = FIFO()
             agents[i].collapsedDeliveries += 1
             var whole = p
-            whole.patch = JSONPatch([.replace(path: .root, value: agents[i].document)])
+            whole.patch = nil
             agents[i].pending.push(whole)
         } else {
             agents[i].pending.push(p)
@@ -283,15 +287,21 @@ struct ObserverRegistry: Sendable {
     mutating func nextObservation(_ i: Int, at now: HostTime) -> ObservationDelta? {
         guard let p = agents[i].pending.first, p.deliverAt <= now else { return nil }
         _ = agents[i].pending.pop()
+        guard let patch = p.patch else {
+            // A collapsed queue: the whole current view (nothing is queued behind it).
+            let doc = agents[i].document
+            agents[i].delivered = doc
+            agents[i].deliveredSeq = agents[i].viewSeq
+            return ObservationDelta(viewSeq: agents[i].viewSeq, patches: JSONPatch([.replace(path: .root, value: doc)]), contextDigest: SHA256Digest.of(doc))
+        }
         var doc = agents[i].delivered
         agents[i].delivered = .null
-        do { try p.patch.applyInPlace(to: &doc) } catch {
+        do { try patch.applyInPlace(to: &doc) } catch {
             preconditionFailure("the engine's own delta \(p.viewSeq) for \(agents[i].agentID) does not apply to the delivered view: \(error)")
         }
         agents[i].delivered = doc
         agents[i].deliveredSeq = p.viewSeq
-        let digest = SHA256Digest.of(doc)
-        return ObservationDelta(viewSeq: p.viewSeq, patches: p.patch, contextDigest: digest)
+        return ObservationDelta(viewSeq: p.viewSeq, patches: patch, contextDigest: SHA256Digest.of(doc))
     }
 
     mutating func resync(_ i: Int) {
