@@ -73,7 +73,9 @@ enum ObservationBench {
         print("observe: effects committed with per-observer RFC 6902 deltas (2D world 1000x1000, 10,000 entities, view radius 50)")
         print("  upstream (BASELINE.md): observation delivery, 10 agents, in one process: p50 630 us, p99 1450 us, ~1,130 events/s")
         var all: [Figures] = []
-        for agents in [10, 1000] {
+        var shapes = [10, 1000]
+        if let i = arguments.firstIndex(of: "--agents"), i + 1 < arguments.count, let n = Int(arguments[i + 1]) { shapes = [n] }
+        for agents in shapes {
             let f = run(agents: agents, entities: 10_000, effects: 20_000)
             all.append(f)
             print(String(format: "  %4d agents: %8.0f effects/s   commit+deltas p50 %6.1f us  p99 %6.1f us   %.2f deltas/effect   delivery (apply+digest) p50 %5.1f us  p99 %6.1f us",

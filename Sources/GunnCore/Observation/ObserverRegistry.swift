@@ -208,7 +208,7 @@ struct ObserverRegistry: Sendable {
         let policy = agents[i].policy
         // Which entities to look at again: the changed ones; everything it saw or may now see when
         // its own position or relations changed.
-        var keys: [String]
+        let keys: [String]
         let selfMoved = changes.seen.contains(agent) && (changes.oldPositions[agent] ?? nil) != world.positions[agent]
         let relationsChanged = policy.requireRelationship && changes.relationshipPairs.contains { $0.from.utf8.elementsEqual(agent.utf8) }
         if selfMoved || relationsChanged {
@@ -219,11 +219,9 @@ struct ObserverRegistry: Sendable {
         } else {
             keys = changes.entityIDs
         }
-        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-
-        var ops: [PatchOperation] = []
-        var overflow = false
-        var visibilityChanged = false
+        // Evaluate in any order; only what changed is sorted (by id), so the patch is deterministic
+        // and a large neighbourhood costs one pass, not a sort.
+        var changed: [(id: String, old: JSONObject?, now: JSONObject?)] = []
         let here = world.positions[agent]
         var newEntities = agents[i].entities
         agents[i].entities = [:] // keep newEntities uniquely referenced while it changes
@@ -231,24 +229,36 @@ struct ObserverRegistry: Sendable {
             let old = newEntities[id]
             var now: JSONObject?
             if let e = world.entities[id], policy.sees(id, agent: agent, here: here, there: world.positions[id], world: world) {
+                // An entity the effect did not change and that stays in view needs no comparison.
+                if old != nil && !changes.seen.contains(id) { continue }
                 now = policy.filtered(e)
             }
-            switch (old, now) {
-            case (nil, nil): continue
+            if old == nil && now == nil { continue }
+            if let o = old, let n = now, o == n { continue }
+            newEntities[id] = now
+            changed.append((id, old, now))
+        }
+        changed.sort { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+        var ops: [PatchOperation] = []
+        var overflow = false
+        var visibilityChanged = false
+        for c in changed {
+            switch (c.old, c.now) {
             case (nil, let n?):
                 visibilityChanged = true
-                newEntities[id] = n
-                ops.append(.add(path: JSONPointer(tokens: ["entities", id]), value: .object(n)))
+                ops.append(.add(path: JSONPointer(tokens: ["entities", c.id]), value: .object(n)))
             case (_?, nil):
                 visibilityChanged = true
-                newEntities[id] = nil
-                ops.append(.remove(path: JSONPointer(tokens: ["entities", id])))
+                ops.append(.remove(path: JSONPointer(tokens: ["entities", c.id])))
             case let (o?, n?):
-                guard o != n else { continue }
-                newEntities[id] = n
-                if !overflow && !JSONDiff.appendDiff(.object(o), .object(n), at: ["entities", id], maxOps: policy.maxPatchOps + 1, into: &ops) { overflow = true }
+                if !overflow && !JSONDiff.appendDiff(.object(o), .object(n), at: ["entities", c.id], maxOps: policy.maxPatchOps + 1, into: &ops) { overflow = true }
+            case (nil, nil):
+                break
             }
-            if ops.count > policy.maxPatchOps { overflow = true }
+            if ops.count > policy.maxPatchOps { overflow = true; break }
+        }
+        if overflow { // still account for visibility, for the relationship map below
+            visibilityChanged = changed.contains { ($0.old == nil) != ($0.now == nil) }
         }
         agents[i].entities = newEntities
         if visibilityChanged || !changes.relationshipPairs.isEmpty {
