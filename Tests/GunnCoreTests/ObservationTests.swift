@@ -167,3 +167,19 @@ final class ObservationPolicyTests: XCTestCase {
         XCTAssertTrue(nearMove.contains { if case .observationQueued(agent: "a", _, _, _) = $0 { return true } else { return false } })
     }
 }
+
+final class PolicyChangeTests: XCTestCase {
+    func testReRegisteringWithANewPolicyDeliversTheNewViewWhole() throws {
+        var d = EngineDriver()
+        d.handle(.registerAgent(AgentRegistration(agentID: "a", spawn: Position(x: 0, y: 0))))
+        d.handle(.emit(EffectDraft(kind: "EntityUpsert", payload: ["id": "box", "entity": ["pos": [1, 1], "secret": "x"]], sourceID: "w")))
+        let start = d.engine.resync("a")!
+        XCTAssertEqual(start.entities["box"]?["secret"], "x")
+        d.handle(.registerAgent(AgentRegistration(agentID: "a", spawn: nil, observation: ObservationPolicy(hiddenFields: ["secret"]))))
+        let delta = try XCTUnwrap(d.engine.nextObservation(for: "a", at: d.now))
+        XCTAssertEqual(delta.viewSeq, start.viewSeq + 1)
+        let view = try delta.patches.apply(to: start.document)
+        XCTAssertNil(view["entities"]?["box"]?["secret"])
+        XCTAssertEqual(view, d.engine.filteredView(of: "a"))
+    }
+}

@@ -73,6 +73,13 @@ struct ObserverRegistry: Sendable {
             let old = agents[index].policy
             agents[index].policy = policy
             if old.distanceLimit != nil || policy.distanceLimit != nil { rebuildAgentIndexes(world) }
+            let (ents, rels) = ObserverRegistry.filter(agentID.rawValue, policy, world, entityGrid)
+            if ents != agents[index].entities || rels != agents[index].relationships {
+                agents[index].entities = ents
+                agents[index].relationships = rels
+                agents[index].viewSeq += 1
+                enqueue(PendingObservation(viewSeq: agents[index].viewSeq, globalSeq: world.lastGlobalSeq, patch: nil, deliverAt: -.infinity), for: index)
+            }
             return
         }
         precondition(index == agents.count)
