@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "GunnCore", targets: ["GunnCore"]),
         .library(name: "GunnCrypto", targets: ["GunnCrypto"]),
+        .library(name: "GunnWire", targets: ["GunnWire"]),
         .executable(name: "gunn-bench", targets: ["gunn-bench"]),
     ],
     targets: [
@@ -26,10 +27,12 @@ let package = Package(
         ),
         .target(name: "GunnCrypto", dependencies: ["CCrypto"]),
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
-        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore"]),
+        .target(name: "GunnWire", dependencies: ["GunnCore"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),
         .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),
+        .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

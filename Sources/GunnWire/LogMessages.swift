@@ -1,0 +1,222 @@
+// Log writer and supervisor messages of proto/gunn/v1/gunn.proto.
+
+public struct LogEntry: WireMessage {
+    public var globalSeq: UInt64 = 0, simTime: Double = 0, wallTime: Double = 0, effect: [UInt8] = []
+    public var checksum = "", reqID = "", agentID = "", worldID = ""
+    public init() {}
+    public func encode(to w: inout ProtoWriter) {
+        w.uint64(1, globalSeq); w.double(2, simTime); w.double(3, wallTime); w.bytesField(4, effect)
+        w.string(5, checksum); w.string(6, reqID); w.string(7, agentID); w.string(8, worldID)
+    }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
+        case 2: guard let v = try r.double(wt) else { return false }; simTime = v
+        case 3: guard let v = try r.double(wt) else { return false }; wallTime = v
+        case 4: guard let v = try r.bytesField(wt) else { return false }; effect = v
+        case 5: guard let v = try r.string(wt, field: n) else { return false }; checksum = v
+        case 6: guard let v = try r.string(wt, field: n) else { return false }; reqID = v
+        case 7: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
+        case 8: guard let v = try r.string(wt, field: n) else { return false }; worldID = v
+        default: return false
+        }
+        return true
+    }
+}
+
+/// A list of log entries (AppendBatch; LogEntries adds `done`).
+public struct LogEntries: WireMessage {
+    public var entries: [LogEntry] = [], done = false
+    public init() {}
+    public init(entries: [LogEntry], done: Bool = false) { self.entries = entries; self.done = done }
+    public func encode(to w: inout ProtoWriter) { w.repeatedMessage(1, entries); w.bool(2, done) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.message(wt, LogEntry.self) else { return false }; entries.append(v)
+        case 2: guard let v = try r.bool(wt) else { return false }; done = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct AppendAck: WireMessage {
+    public var lastSeq: UInt64 = 0, checksum = ""
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, lastSeq); w.string(2, checksum) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; lastSeq = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; checksum = v
+        default: return false
+        }
+        return true
+    }
+}
+
+/// `{from, to, max_batch}` (ReadRange; VerifyRequest uses from and to).
+public struct SeqRange: WireMessage {
+    public var from: UInt64 = 0, to: UInt64 = 0, maxBatch: UInt32 = 0
+    public init() {}
+    public init(from: UInt64, to: UInt64, maxBatch: UInt32 = 0) { self.from = from; self.to = to; self.maxBatch = maxBatch }
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, from); w.uint64(2, to); w.uint32(3, maxBatch) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; from = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; to = v
+        case 3: guard let v = try r.uint32(wt) else { return false }; maxBatch = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct SequenceGapMessage: WireMessage {
+    public var expected: UInt64 = 0, found: UInt64 = 0
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, expected); w.uint64(2, found) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; expected = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; found = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct VerifyResult: WireMessage {
+    public var checked: UInt64 = 0, firstBadSeq: UInt64 = 0, gaps: [SequenceGapMessage] = [], tailTruncated = false, ok = false
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, checked); w.uint64(2, firstBadSeq); w.repeatedMessage(3, gaps); w.bool(4, tailTruncated); w.bool(5, ok) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; checked = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; firstBadSeq = v
+        case 3: guard let v = try r.message(wt, SequenceGapMessage.self) else { return false }; gaps.append(v)
+        case 4: guard let v = try r.bool(wt) else { return false }; tailTruncated = v
+        case 5: guard let v = try r.bool(wt) else { return false }; ok = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct SnapshotMessage: WireMessage {
+    public var globalSeq: UInt64 = 0, state: [UInt8] = [], digest = ""
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, globalSeq); w.bytesField(2, state); w.string(3, digest) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
+        case 2: guard let v = try r.bytesField(wt) else { return false }; state = v
+        case 3: guard let v = try r.string(wt, field: n) else { return false }; digest = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct HeadResult: WireMessage {
+    public var seq: UInt64 = 0, checksum = "", count: UInt64 = 0
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, seq); w.string(2, checksum); w.uint64(3, count) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; seq = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; checksum = v
+        case 3: guard let v = try r.uint64(wt) else { return false }; count = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct ChildStatus: WireMessage {
+    public var name = "", pid: Int32 = 0, state = "", restarts: UInt32 = 0, lastExitStatus: Int32 = 0
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.int32(2, pid); w.string(3, state); w.uint32(4, restarts); w.sint32(5, lastExitStatus) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
+        case 2: guard let v = try r.int32(wt) else { return false }; pid = v
+        case 3: guard let v = try r.string(wt, field: n) else { return false }; state = v
+        case 4: guard let v = try r.uint32(wt) else { return false }; restarts = v
+        case 5: guard let v = try r.sint32(wt) else { return false }; lastExitStatus = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct BreakerStatus: WireMessage {
+    public var name = "", state = "", consecutiveFailures: UInt32 = 0
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.string(2, state); w.uint32(3, consecutiveFailures) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; state = v
+        case 3: guard let v = try r.uint32(wt) else { return false }; consecutiveFailures = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct StatusResult: WireMessage {
+    public var children: [ChildStatus] = [], breakers: [BreakerStatus] = []
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.repeatedMessage(1, children); w.repeatedMessage(2, breakers) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.message(wt, ChildStatus.self) else { return false }; children.append(v)
+        case 2: guard let v = try r.message(wt, BreakerStatus.self) else { return false }; breakers.append(v)
+        default: return false
+        }
+        return true
+    }
+}
+
+/// `{name}` (RestartChild).
+public struct NamedRequest: WireMessage {
+    public var name = ""
+    public init() {}
+    public init(name: String) { self.name = name }
+    public func encode(to w: inout ProtoWriter) { w.string(1, name) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        guard n == 1, let v = try r.string(wt, field: n) else { return false }
+        name = v
+        return true
+    }
+}
+
+public struct BreakerControl: WireMessage {
+    /// `BreakerControl.Action`: unknown values are kept as numbers, as proto3 open enums require.
+    public var name = "", action: Int32 = 0
+    public static let forceOpen: Int32 = 1, forceClose: Int32 = 2, reset: Int32 = 3
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.enumValue(2, action) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
+        case 2: guard let v = try r.int32(wt) else { return false }; action = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct ControlResult: WireMessage {
+    public var ok = false, message = ""
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.bool(1, ok); w.string(2, message) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.bool(wt) else { return false }; ok = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; message = v
+        default: return false
+        }
+        return true
+    }
+}
