@@ -1,4 +1,6 @@
+#if canImport(GunnCore)
 import GunnCore
+#endif
 
 /// Why a stream of frames cannot continue. The connection that produced it is closed after the
 /// peer is told (`errorCode`); other connections are unaffected.
