@@ -28,11 +28,15 @@ let package = Package(
         .target(name: "GunnCrypto", dependencies: ["CCrypto"]),
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
         .target(name: "GunnWire", dependencies: ["GunnCore"]),
-        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire"]),
+        .target(name: "CGunnSys"),
+        .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO"]),
+        .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),
         .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
+        .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

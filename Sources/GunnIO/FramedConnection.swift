@@ -1,0 +1,389 @@
+import Glibc
+import GunnCore
+import GunnWire
+
+/// One Unix-socket connection speaking length-prefixed frames: the handshake as the first frame
+/// each way under a deadline, coded errors for bad input, heartbeats on an idle link, credit-based
+/// flow control with a bounded outbound queue, and epoch fencing.
+///
+/// `@unchecked Sendable` is safe: every mutable member is touched only on `loop`'s thread. The
+/// public async methods hop onto the loop with `execute` and resume their caller from there.
+public final class FramedConnection: @unchecked Sendable {
+    public enum Role: Sendable { case server, client }
+    enum State { case handshaking, open, closed }
+
+    public let role: Role
+    public let loop: EventLoop
+    public let options: ConnectionOptions
+    let fd: Int32
+    private var state = State.handshaking
+    public private(set) var closeReason: ConnectionError?
+    public private(set) var peerHello: Hello?
+    public private(set) var welcome: Welcome?
+    public private(set) var peerCredentials: Sys.PeerCredentials?
+
+    private var decoder: FrameDecoder
+    private var writeQueue = FIFOBytes()
+    private var waitingForCredit: [[UInt8]] = []
+    private var sendCredit = 0
+    private var consumedSinceGrant = 0
+    private var inbox: [Frame] = []
+    private var inboxHead = 0
+    private var receivers: [CheckedContinuation<Frame?, Never>] = []
+    private var blockedSenders: [(bytes: [UInt8], cont: CheckedContinuation<Void, any Error>, timer: UInt64)] = []
+    private var handshakeWaiter: CheckedContinuation<Void, any Error>?
+    private var lastReceivedAt = EventLoop.now()
+    private var heartbeatTimer: UInt64?
+    private var handshakeTimer: UInt64?
+    private var peerEpoch: UInt64 = 0
+    private var closeAfterFlush = false
+    /// Server side: builds the Welcome for a Hello, or refuses it.
+    var admit: ((Hello) -> Result<Welcome, ConnectionError>)?
+    var onOpen: ((FramedConnection) -> Void)?
+
+    public private(set) var stats = Stats()
+    public struct Stats: Sendable {
+        public var framesIn = 0, framesOut = 0, staleEpochDropped = 0, pingsSent = 0, maxOutboundQueued = 0, shed = 0
+    }
+
+    init(fd: Int32, role: Role, loop: EventLoop, options: ConnectionOptions) {
+        self.fd = fd; self.role = role; self.loop = loop; self.options = options
+        self.decoder = FrameDecoder(maxFrameBytes: options.maxFrameBytes)
+    }
+
+    // MARK: - Public API (any thread)
+
+    /// Sends one frame. Data frames wait for credit; if the outbound queue is full the slow-consumer
+    /// policy applies. Throws when the connection is closed or the frame is shed.
+    public func send(_ body: Frame.Body, id: UInt64 = 0) async throws {
+        let bytes = FrameCodec.encode(Frame(id: id, epoch: options.epoch, body))
+        let isData = body.isData
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            loop.execute { self.enqueueFromCaller(bytes, isData: isData, c) }
+        }
+    }
+
+    /// The next frame from the peer, nil once the connection is closed and drained. Taking a frame
+    /// returns credit to the peer.
+    public func receive() async -> Frame? {
+        await withCheckedContinuation { (c: CheckedContinuation<Frame?, Never>) in
+            loop.execute { self.takeFromInbox(c) }
+        }
+    }
+
+    public func close() { loop.execute { self.shutdown(nil) } }
+
+    /// A snapshot of the counters, read on the loop.
+    public func currentStats() async -> Stats { await loop.submit { self.stats } }
+    public func outboundQueued() async -> Int { await loop.submit { self.waitingForCredit.count + self.writeQueue.count } }
+
+    // MARK: - Loop side
+
+    func start() {
+        loop.assertInLoop()
+        loop.register(fd, events: Int16(POLLIN)) { [self] ev in handleEvents(ev) }
+        handshakeTimer = loop.schedule(after: options.handshakeTimeoutMs / 1000) { [self] in
+            if state == .handshaking { fail(.handshakeRequired, "no handshake within \(Int(options.handshakeTimeoutMs)) ms") }
+        }
+    }
+
+    func beginClientHandshake(_ hello: Hello, _ c: CheckedContinuation<Void, any Error>) {
+        handshakeWaiter = c
+        start()
+        writeControl(.hello(hello))
+    }
+
+    private func enqueueFromCaller(_ bytes: [UInt8], isData: Bool, _ c: CheckedContinuation<Void, any Error>) {
+        guard state == .open else {
+            c.resume(throwing: closeReason ?? ConnectionError(.adapterUnavailable, "connection is not open"))
+            return
+        }
+        guard isData else { enqueueWrite(bytes); c.resume(); return }
+        if waitingForCredit.count + writeQueue.count < options.maxOutboundFrames {
+            enqueueData(bytes)
+            c.resume()
+            return
+        }
+        // Full: wait for room up to the policy's deadline.
+        let waitMs: Double
+        switch options.slowConsumer {
+        case .shed(let w), .disconnect(let w): waitMs = w
+        }
+        let timer = loop.schedule(after: waitMs / 1000) { [self] in senderTimedOut(bytes) }
+        blockedSenders.append((bytes, c, timer))
+    }
+
+    private func senderTimedOut(_ bytes: [UInt8]) {
+        guard let i = blockedSenders.firstIndex(where: { $0.bytes == bytes }) else { return }
+        let s = blockedSenders.remove(at: i)
+        switch options.slowConsumer {
+        case .shed:
+            stats.shed += 1
+            s.cont.resume(throwing: ConnectionError(.queueFull, "peer is not reading: outbound queue at its bound of \(options.maxOutboundFrames) frames"))
+        case .disconnect:
+            s.cont.resume(throwing: ConnectionError(.queueFull, "peer is not reading: disconnecting"))
+            fail(.queueFull, "slow consumer: outbound queue full past the deadline")
+        }
+    }
+
+    private func enqueueData(_ bytes: [UInt8]) {
+        if sendCredit > 0 && waitingForCredit.isEmpty {
+            sendCredit -= 1
+            enqueueWrite(bytes)
+        } else {
+            waitingForCredit.append(bytes)
+        }
+        stats.maxOutboundQueued = max(stats.maxOutboundQueued, waitingForCredit.count + writeQueue.count)
+    }
+
+    private func admitBlockedSenders() {
+        while !blockedSenders.isEmpty && waitingForCredit.count + writeQueue.count < options.maxOutboundFrames {
+            let s = blockedSenders.removeFirst()
+            loop.cancelTimer(s.timer)
+            enqueueData(s.bytes)
+            s.cont.resume()
+        }
+    }
+
+    private func writeControl(_ body: Frame.Body, id: UInt64 = 0) {
+        enqueueWrite(FrameCodec.encode(Frame(id: id, epoch: options.epoch, body)))
+    }
+
+    private func enqueueWrite(_ bytes: [UInt8]) {
+        guard state != .closed else { return }
+        writeQueue.push(bytes)
+        stats.framesOut += 1
+        flush()
+    }
+
+    private func flush() {
+        while let chunk = writeQueue.peek() {
+            let written: Int?
+            do {
+                written = try chunk.withUnsafeBytes { (b) throws(Errno) -> Int? in try Sys.write(fd, b) }
+            } catch {
+                // The peer closed: what it said before closing (often an Error frame) is still
+                // readable and says why, so read it before giving up.
+                writeQueue = FIFOBytes()
+                readAvailable()
+                return shutdown(ConnectionError(.adapterUnavailable, "write failed: \(error)"))
+            }
+            guard let written else { break }
+            writeQueue.consume(written)
+        }
+        if writeQueue.isEmpty {
+            loop.setEvents(fd, Int16(POLLIN))
+            if closeAfterFlush { shutdown(closeReason) }
+            else { admitBlockedSenders() }
+        } else {
+            loop.setEvents(fd, Int16(POLLIN | POLLOUT))
+        }
+    }
+
+    private func handleEvents(_ ev: Int16) {
+        if ev & Int16(POLLOUT) != 0 { flush() }
+        if ev & Int16(POLLIN | POLLHUP | POLLERR) != 0 { readAvailable() }
+    }
+
+    private func readAvailable() {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while state != .closed {
+            let n: Int?
+            do { n = try buffer.withUnsafeMutableBytes { (b) throws(Errno) -> Int? in try Sys.read(fd, b) } } catch {
+                return shutdown(ConnectionError(.adapterUnavailable, "read failed: \(error)"))
+            }
+            guard let n else { break }
+            if n == 0 { return shutdown(closeReason ?? ConnectionError(.adapterUnavailable, "peer closed the connection")) }
+            lastReceivedAt = EventLoop.now()
+            buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            while state != .closed && !closeAfterFlush {
+                let frame: Frame?
+                do { frame = try decoder.next() } catch {
+                    return fail(error.errorCode, error.description)
+                }
+                guard let frame else { break }
+                stats.framesIn += 1
+                handle(frame)
+            }
+            if n < buffer.count { break }
+        }
+    }
+
+    private func handle(_ frame: Frame) {
+        guard let body = frame.body else {
+            return writeControl(.error(errorMessage(.unknownMessage, "frame \(frame.id) has a body this peer does not know")), id: frame.id)
+        }
+        if state == .handshaking { return handshake(frame, body) }
+        if frame.epoch < peerEpoch { stats.staleEpochDropped += 1; return }
+        switch body {
+        case .ping(let n): writeControl(.pong(n))
+        case .pong: break
+        case .credit(let c):
+            sendCredit += Int(c.frames)
+            while sendCredit > 0 && !waitingForCredit.isEmpty {
+                sendCredit -= 1
+                enqueueWrite(waitingForCredit.removeFirst())
+            }
+            admitBlockedSenders()
+        case .hello, .welcome:
+            fail(.unknownMessage, "a second handshake on an open connection")
+        default:
+            if body.isData && inbox.count - inboxHead >= options.receiveWindow {
+                return fail(.queueFull, "peer sent past its credit of \(options.receiveWindow) frames")
+            }
+            deliver(frame)
+        }
+    }
+
+    private func deliver(_ frame: Frame) {
+        if !receivers.isEmpty {
+            receivers.removeFirst().resume(returning: frame)
+            consumed(frame)
+        } else {
+            inbox.append(frame)
+        }
+    }
+
+    private func takeFromInbox(_ c: CheckedContinuation<Frame?, Never>) {
+        if inboxHead < inbox.count {
+            let f = inbox[inboxHead]
+            inboxHead += 1
+            if inboxHead == inbox.count { inbox.removeAll(keepingCapacity: true); inboxHead = 0 }
+            c.resume(returning: f)
+            consumed(f)
+        } else if state == .closed {
+            c.resume(returning: nil)
+        } else {
+            receivers.append(c)
+        }
+    }
+
+    private func consumed(_ f: Frame) {
+        guard f.body?.isData == true, state == .open else { return }
+        consumedSinceGrant += 1
+        if consumedSinceGrant >= max(1, options.receiveWindow / 2) {
+            writeControl(.credit(Credit(frames: UInt32(consumedSinceGrant))))
+            consumedSinceGrant = 0
+        }
+    }
+
+    private func handshake(_ frame: Frame, _ body: Frame.Body) {
+        switch (role, body) {
+        case (.server, .hello(let hello)):
+            if hello.protocolMajor != ProtocolVersion.major {
+                return fail(.versionMismatch, "this peer speaks protocol \(ProtocolVersion.major).\(ProtocolVersion.minor), the client \(hello.protocolMajor).\(hello.protocolMinor)")
+            }
+            let result = admit?(hello) ?? .failure(ConnectionError(.internalError, "no admission policy"))
+            switch result {
+            case .failure(let e): return fail(e.code, e.message)
+            case .success(var w):
+                w.protocolMajor = ProtocolVersion.major
+                w.protocolMinor = min(ProtocolVersion.minor, hello.protocolMinor)
+                w.capabilities = options.capabilities.filter { hello.capabilities.contains($0) }
+                w.heartbeatMs = UInt32(options.heartbeatMs)
+                w.maxFrameBytes = UInt32(options.maxFrameBytes)
+                w.initialCredit = UInt32(options.receiveWindow)
+                peerHello = hello
+                welcome = w
+                peerEpoch = frame.epoch
+                writeControl(.welcome(w), id: frame.id)
+                opened()
+            }
+        case (.client, .welcome(let w)):
+            guard w.protocolMajor == ProtocolVersion.major else {
+                return fail(.versionMismatch, "this peer speaks protocol \(ProtocolVersion.major).\(ProtocolVersion.minor), the server \(w.protocolMajor).\(w.protocolMinor)")
+            }
+            welcome = w
+            peerEpoch = frame.epoch
+            sendCredit = Int(w.initialCredit)
+            opened()
+            writeControl(.credit(Credit(frames: UInt32(options.receiveWindow))))
+        case (.client, .error(let e)):
+            fail(ErrorCode.byCode(Int(e.code)) ?? .internalError, e.message, tellPeer: false)
+        default:
+            fail(.handshakeRequired, "the first frame must be \(role == .server ? "Hello" : "Welcome")")
+        }
+    }
+
+    private func opened() {
+        state = .open
+        if let t = handshakeTimer { loop.cancelTimer(t) }
+        armHeartbeat()
+        handshakeWaiter?.resume()
+        handshakeWaiter = nil
+        onOpen?(self)
+    }
+
+    private func armHeartbeat() {
+        let interval = options.heartbeatMs / 1000
+        heartbeatTimer = loop.schedule(after: interval) { [self] in
+            guard state == .open else { return }
+            let idle = EventLoop.now() - lastReceivedAt
+            if idle >= interval * Double(options.missedHeartbeats) {
+                return fail(.adapterUnavailable, "peer silent for \(Int(idle * 1000)) ms (\(options.missedHeartbeats) heartbeats)")
+            }
+            if idle >= interval * 0.9 {
+                stats.pingsSent += 1
+                writeControl(.ping(Nonce(UInt64(stats.pingsSent))))
+            }
+            armHeartbeat()
+        }
+    }
+
+    func errorMessage(_ code: ErrorCode, _ message: String) -> WireErrorMessage {
+        WireErrorMessage(code: UInt32(code.code), name: code.name, message: message)
+    }
+
+    /// Tells the peer (when it can) and closes this connection only.
+    func fail(_ code: ErrorCode, _ message: String, tellPeer: Bool = true) {
+        guard state != .closed, !closeAfterFlush else { return }
+        closeReason = ConnectionError(code, message)
+        if tellPeer {
+            writeControl(.error(errorMessage(code, message)))
+            closeAfterFlush = true
+            if writeQueue.isEmpty { shutdown(closeReason) }
+            // Do not wait forever for a peer that does not read.
+            _ = loop.schedule(after: 1) { [self] in shutdown(closeReason) }
+        } else {
+            shutdown(closeReason)
+        }
+    }
+
+    func shutdown(_ reason: ConnectionError?) {
+        guard state != .closed else { return }
+        state = .closed
+        if closeReason == nil { closeReason = reason ?? ConnectionError(.adapterUnavailable, "closed") }
+        loop.deregister(fd)
+        Sys.close(fd)
+        if let t = heartbeatTimer { loop.cancelTimer(t) }
+        if let t = handshakeTimer { loop.cancelTimer(t) }
+        handshakeWaiter?.resume(throwing: closeReason!)
+        handshakeWaiter = nil
+        // Frames already received stay readable; then nil.
+        if inboxHead >= inbox.count { for r in receivers { r.resume(returning: nil) }; receivers.removeAll() }
+        for s in blockedSenders { loop.cancelTimer(s.timer); s.cont.resume(throwing: closeReason!) }
+        blockedSenders.removeAll()
+        waitingForCredit.removeAll()
+        writeQueue = FIFOBytes()
+    }
+}
+
+/// Encoded frames waiting for the socket, with a partly written head.
+struct FIFOBytes {
+    private var chunks: [[UInt8]] = []
+    private var head = 0
+    private var offset = 0
+    var count: Int { chunks.count - head }
+    var isEmpty: Bool { head == chunks.count }
+    mutating func push(_ b: [UInt8]) { chunks.append(b) }
+    func peek() -> ArraySlice<UInt8>? { isEmpty ? nil : chunks[head][offset...] }
+    mutating func consume(_ n: Int) {
+        offset += n
+        if offset >= chunks[head].count {
+            head += 1
+            offset = 0
+            if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
+            else if head > 256 && head * 2 > chunks.count { chunks.removeFirst(head); head = 0 }
+        }
+    }
+}

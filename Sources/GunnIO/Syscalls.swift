@@ -1,0 +1,132 @@
+import Glibc
+import CGunnSys
+
+/// An errno from a failed system call, with the call's name. EINTR never escapes (calls are
+/// retried); EBADF and EFAULT mean a bug of ours and trap.
+public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
+    public let code: Int32
+    public let call: String
+    public var description: String { "\(call): \(String(cString: strerror(code))) (errno \(code))" }
+
+    public var isWouldBlock: Bool { code == EAGAIN || code == EWOULDBLOCK }
+}
+
+/// Typed wrappers over the few system calls GunnIO uses.
+public enum Sys {
+    @inline(__always)
+    static func check(_ call: String, _ body: () -> Int) throws(Errno) -> Int {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            precondition(e != EBADF && e != EFAULT, "\(call) with a bad descriptor or address: a bug in gunn")
+            throw Errno(code: e, call: call)
+        }
+    }
+
+    public static func socketUnix() throws(Errno) -> Int32 {
+        Int32(try check("socket") { Int(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)) })
+    }
+
+    /// A sockaddr_un for `path`; paths longer than sun_path are refused.
+    static func withAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard bytes.count < capacity else { throw Errno(code: ENAMETOOLONG, call: "sockaddr_un(\(path))") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+
+    public static func bind(_ fd: Int32, path: String) throws(Errno) {
+        let r: Int32 = try withAddress(path) { Glibc.bind(fd, $0, $1) }
+        if r != 0 { throw Errno(code: errno, call: "bind(\(path))") }
+    }
+
+    public static func listen(_ fd: Int32, backlog: Int32 = 128) throws(Errno) {
+        _ = try check("listen") { Int(Glibc.listen(fd, backlog)) }
+    }
+
+    /// Starts a non-blocking connect; EINPROGRESS is not an error (wait for writability).
+    public static func connect(_ fd: Int32, path: String) throws(Errno) -> Bool {
+        while true {
+            let r: Int32 = try withAddress(path) { Glibc.connect(fd, $0, $1) }
+            if r == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EINPROGRESS || e == EAGAIN { return false }
+            throw Errno(code: e, call: "connect(\(path))")
+        }
+    }
+
+    /// Accepts one connection, or nil when none is waiting.
+    public static func accept(_ fd: Int32) throws(Errno) -> Int32? {
+        while true {
+            let r = gunn_accept_nonblocking(fd)
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR || e == ECONNABORTED { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            throw Errno(code: e, call: "accept4")
+        }
+    }
+
+    /// Reads into `buffer`; 0 is end of stream, nil means it would block.
+    public static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        while true {
+            let r = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            throw Errno(code: e, call: "read")
+        }
+    }
+
+    /// Writes what it can; nil means it would block.
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int? {
+        while true {
+            let r = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            throw Errno(code: e, call: "send")
+        }
+    }
+
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    public static func chmod(_ path: String, _ mode: mode_t) throws(Errno) {
+        _ = try check("chmod(\(path))") { Int(Glibc.chmod(path, mode)) }
+    }
+
+    public static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+
+    public static func socketError(_ fd: Int32) -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        return err
+    }
+
+    public struct PeerCredentials: Sendable, Equatable { public let uid: uid_t, gid: gid_t, pid: pid_t }
+
+    public static func peerCredentials(_ fd: Int32) throws(Errno) -> PeerCredentials {
+        var uid: uid_t = 0, gid: gid_t = 0, pid: pid_t = 0
+        guard gunn_peer_credentials(fd, &uid, &gid, &pid) == 0 else { throw Errno(code: errno, call: "getsockopt(SO_PEERCRED)") }
+        return PeerCredentials(uid: uid, gid: gid, pid: pid)
+    }
+
+    /// A pair of connected descriptors for waking the loop (eventfd).
+    public static func eventFD() throws(Errno) -> Int32 {
+        Int32(try check("eventfd") { Int(gunn_eventfd()) })
+    }
+}
