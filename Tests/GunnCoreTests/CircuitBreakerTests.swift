@@ -133,3 +133,18 @@ final class CircuitBreakerTests: XCTestCase {
         XCTAssertGreaterThan(durations.count, 5)
     }
 }
+
+final class BackoffTests: XCTestCase {
+    func testFirstRetryImmediateThenExponentialWithJitterAndCap() {
+        var b = Backoff(baseSeconds: 0.1, multiplier: 2, capSeconds: 1, jitter: 0.1, seed: 9)
+        XCTAssertEqual(b.next(), 0)
+        let delays = (0..<8).map { _ in b.next() }
+        let nominal = [0.1, 0.2, 0.4, 0.8, 1, 1, 1, 1]
+        for (d, n) in zip(delays, nominal) { XCTAssertTrue(d >= n * 0.9 - 1e-9 && d <= min(1, n * 1.1) + 1e-9, "\(d) vs \(n)") }
+        b.reset()
+        XCTAssertEqual(b.next(), 0)
+        var c = Backoff(baseSeconds: 0.1, multiplier: 2, capSeconds: 1, jitter: 0.1, seed: 9)
+        _ = c.next()
+        XCTAssertEqual(c.next(), delays[0], "seeded")
+    }
+}
