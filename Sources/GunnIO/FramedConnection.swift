@@ -30,7 +30,8 @@ public final class FramedConnection: @unchecked Sendable {
     private var inbox: [Frame] = []
     private var inboxHead = 0
     private var receivers: [CheckedContinuation<Frame?, Never>] = []
-    private var blockedSenders: [(bytes: [UInt8], cont: CheckedContinuation<Void, any Error>, timer: UInt64)] = []
+    /// Senders waiting for room in the outbound queue: their frame, how to answer them, their deadline timer.
+    private var blockedSenders: [(bytes: [UInt8], resume: (Result<Void, ConnectionError>) -> Void, timer: UInt64)] = []
     private var handshakeWaiter: CheckedContinuation<Void, any Error>?
     private var lastReceivedAt = EventLoop.now()
     private var heartbeatTimer: UInt64?
@@ -59,7 +60,54 @@ public final class FramedConnection: @unchecked Sendable {
         let bytes = FrameCodec.encode(Frame(id: id, epoch: options.epoch, body))
         let isData = body.isData
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            loop.execute { self.enqueueFromCaller(bytes, isData: isData, c) }
+            loop.execute { self.enqueueFromCaller(bytes, isData: isData) { r in c.resume(with: r.mapError { $0 as any Error }) } }
+        }
+    }
+
+    /// Sends several frames with one hop onto the loop (the fast path for streams of frames).
+    /// Frames that do not fit the outbound queue wait, one by one, under the slow-consumer policy.
+    public func send(contentsOf bodies: [Frame.Body]) async throws {
+        let frames = bodies.map { (FrameCodec.encode(Frame(epoch: options.epoch, $0)), $0.isData) }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            loop.execute { self.enqueueBatch(frames[...], c) }
+        }
+    }
+
+    private func enqueueBatch(_ frames: ArraySlice<([UInt8], Bool)>, _ c: CheckedContinuation<Void, any Error>) {
+        var rest = frames
+        while let (bytes, isData) = rest.first {
+            guard state == .open else {
+                return c.resume(throwing: closeReason ?? ConnectionError(.adapterUnavailable, "connection is not open"))
+            }
+            rest = rest.dropFirst()
+            if isData && waitingForCredit.count + writeQueue.count >= options.maxOutboundFrames {
+                // Full: this frame waits under the slow-consumer policy, and the rest of the batch after it.
+                let remaining = rest
+                return enqueueFromCaller(bytes, isData: true) { [self] result in
+                    switch result {
+                    case .success: enqueueBatch(remaining, c)
+                    case .failure(let e): c.resume(throwing: e)
+                    }
+                }
+            }
+            if isData { enqueueData(bytes) } else { enqueueWrite(bytes) }
+        }
+        c.resume()
+    }
+
+    /// Takes every frame already received (waiting for at least one), up to `max`, in one hop.
+    public func receive(upTo max: Int) async -> [Frame] {
+        guard let first = await receive() else { return [] }
+        return await loop.submit { [self] in
+            var out = [first]
+            while out.count < max && inboxHead < inbox.count {
+                let f = inbox[inboxHead]
+                inboxHead += 1
+                out.append(f)
+                consumed(f)
+            }
+            if inboxHead == inbox.count { inbox.removeAll(keepingCapacity: true); inboxHead = 0 }
+            return out
         }
     }
 
@@ -93,15 +141,15 @@ public final class FramedConnection: @unchecked Sendable {
         writeControl(.hello(hello))
     }
 
-    private func enqueueFromCaller(_ bytes: [UInt8], isData: Bool, _ c: CheckedContinuation<Void, any Error>) {
+    private func enqueueFromCaller(_ bytes: [UInt8], isData: Bool, _ c: @escaping (Result<Void, ConnectionError>) -> Void) {
         guard state == .open else {
-            c.resume(throwing: closeReason ?? ConnectionError(.adapterUnavailable, "connection is not open"))
+            c(.failure(closeReason ?? ConnectionError(.adapterUnavailable, "connection is not open")))
             return
         }
-        guard isData else { enqueueWrite(bytes); c.resume(); return }
+        guard isData else { enqueueWrite(bytes); c(.success(())); return }
         if waitingForCredit.count + writeQueue.count < options.maxOutboundFrames {
             enqueueData(bytes)
-            c.resume()
+            c(.success(()))
             return
         }
         // Full: wait for room up to the policy's deadline.
@@ -109,19 +157,20 @@ public final class FramedConnection: @unchecked Sendable {
         switch options.slowConsumer {
         case .shed(let w), .disconnect(let w): waitMs = w
         }
-        let timer = loop.schedule(after: waitMs / 1000) { [self] in senderTimedOut(bytes) }
+        var timer: UInt64 = 0
+        timer = loop.schedule(after: waitMs / 1000) { [self] in senderTimedOut(timer) }
         blockedSenders.append((bytes, c, timer))
     }
 
-    private func senderTimedOut(_ bytes: [UInt8]) {
-        guard let i = blockedSenders.firstIndex(where: { $0.bytes == bytes }) else { return }
+    private func senderTimedOut(_ timer: UInt64) {
+        guard let i = blockedSenders.firstIndex(where: { $0.timer == timer }) else { return }
         let s = blockedSenders.remove(at: i)
         switch options.slowConsumer {
         case .shed:
             stats.shed += 1
-            s.cont.resume(throwing: ConnectionError(.queueFull, "peer is not reading: outbound queue at its bound of \(options.maxOutboundFrames) frames"))
+            s.resume(.failure(ConnectionError(.queueFull, "peer is not reading: outbound queue at its bound of \(options.maxOutboundFrames) frames")))
         case .disconnect:
-            s.cont.resume(throwing: ConnectionError(.queueFull, "peer is not reading: disconnecting"))
+            s.resume(.failure(ConnectionError(.queueFull, "peer is not reading: disconnecting")))
             fail(.queueFull, "slow consumer: outbound queue full past the deadline")
         }
     }
@@ -141,7 +190,7 @@ public final class FramedConnection: @unchecked Sendable {
             let s = blockedSenders.removeFirst()
             loop.cancelTimer(s.timer)
             enqueueData(s.bytes)
-            s.cont.resume()
+            s.resume(.success(()))
         }
     }
 
@@ -157,7 +206,9 @@ public final class FramedConnection: @unchecked Sendable {
     }
 
     private func flush() {
-        while let chunk = writeQueue.peek() {
+        while !writeQueue.isEmpty {
+            // Many small frames go out in one system call.
+            let chunk = writeQueue.coalesced(maxBytes: 64 << 10)
             let written: Int?
             do {
                 written = try chunk.withUnsafeBytes { (b) throws(Errno) -> Int? in try Sys.write(fd, b) }
@@ -361,7 +412,7 @@ public final class FramedConnection: @unchecked Sendable {
         handshakeWaiter = nil
         // Frames already received stay readable; then nil.
         if inboxHead >= inbox.count { for r in receivers { r.resume(returning: nil) }; receivers.removeAll() }
-        for s in blockedSenders { loop.cancelTimer(s.timer); s.cont.resume(throwing: closeReason!) }
+        for s in blockedSenders { loop.cancelTimer(s.timer); s.resume(.failure(closeReason!)) }
         blockedSenders.removeAll()
         waitingForCredit.removeAll()
         writeQueue = FIFOBytes()
@@ -377,13 +428,29 @@ struct FIFOBytes {
     var isEmpty: Bool { head == chunks.count }
     mutating func push(_ b: [UInt8]) { chunks.append(b) }
     func peek() -> ArraySlice<UInt8>? { isEmpty ? nil : chunks[head][offset...] }
+
+    /// The unwritten bytes of the first chunks, up to about `maxBytes`, as one buffer.
+    func coalesced(maxBytes: Int) -> [UInt8] {
+        var out = Array(chunks[head][offset...])
+        var i = head + 1
+        while i < chunks.count && out.count + chunks[i].count <= maxBytes {
+            out.append(contentsOf: chunks[i])
+            i += 1
+        }
+        return out
+    }
+
+    /// Marks `n` bytes written, across chunk boundaries.
     mutating func consume(_ n: Int) {
-        offset += n
-        if offset >= chunks[head].count {
+        var left = n
+        while left > 0 && !isEmpty {
+            let here = chunks[head].count - offset
+            if left < here { offset += left; return }
+            left -= here
             head += 1
             offset = 0
-            if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
-            else if head > 256 && head * 2 > chunks.count { chunks.removeFirst(head); head = 0 }
         }
+        if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
+        else if head > 256 && head * 2 > chunks.count { chunks.removeFirst(head); head = 0 }
     }
 }

@@ -6,6 +6,7 @@ import CGunnSys
 public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public let code: Int32
     public let call: String
+    public init(code: Int32, call: String) { self.code = code; self.call = call }
     public var description: String { "\(call): \(String(cString: strerror(code))) (errno \(code))" }
 
     public var isWouldBlock: Bool { code == EAGAIN || code == EWOULDBLOCK }
