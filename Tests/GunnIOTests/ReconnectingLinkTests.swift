@@ -59,3 +59,24 @@ final class ReconnectingLinkTests: XCTestCase {
         await server.stop()
     }
 }
+
+final class BatchedSendTests: XCTestCase {
+    func testBatchesArriveWholeAndInOrderAcrossCreditRefills() async throws {
+        let peer = try PeerProcess(mode: "echo")
+        defer { peer.stop() }
+        var options = ConnectionOptions()
+        options.maxOutboundFrames = 100 // smaller than the batch: the batch waits for room part by part
+        let conn = try await FramedConnection.connect(path: peer.path, loop: FramedConnectionTests.loop, hello: hello("batch"), options: options)
+        let bodies: [Frame.Body] = (0..<1000).map { .emit(JSONPayload(Array("\($0)".utf8))) }
+        async let sent: Void = conn.send(contentsOf: bodies)
+        var got: [Frame] = []
+        while got.count < 1000 {
+            let batch = await conn.receive(upTo: 300)
+            XCTAssertFalse(batch.isEmpty)
+            got += batch
+        }
+        try await sent
+        XCTAssertEqual(got.map(\.body), bodies)
+        conn.close()
+    }
+}
