@@ -41,6 +41,8 @@ public final class FramedConnection: @unchecked Sendable {
     /// Server side: builds the Welcome for a Hello, or refuses it.
     var admit: ((Hello) -> Result<Welcome, ConnectionError>)?
     var onOpen: ((FramedConnection) -> Void)?
+    /// Called once, on the loop, when the connection closes.
+    var onClose: ((FramedConnection) -> Void)?
 
     public private(set) var stats = Stats()
     public struct Stats: Sendable {
@@ -416,6 +418,8 @@ public final class FramedConnection: @unchecked Sendable {
         blockedSenders.removeAll()
         waitingForCredit.removeAll()
         writeQueue = FIFOBytes()
+        onClose?(self)
+        onClose = nil
     }
 }
 

@@ -17,6 +17,9 @@ public final class UnixSocketServer: @unchecked Sendable {
     private var connections: [ObjectIdentifier: FramedConnection] = [:]
     public private(set) var refusedPeers = 0
 
+    /// Connections open now (read on the loop).
+    public func openConnections() async -> Int { await loop.submit { [self] in connections.count } }
+
     /// Binds and starts accepting. `admit` builds the Welcome for a Hello (or refuses it, e.g.
     /// UNAUTHORIZED for a bad token).
     public init(path: String, loop: EventLoop, options: ConnectionOptions = ConnectionOptions(),
@@ -59,6 +62,7 @@ public final class UnixSocketServer: @unchecked Sendable {
             }
             conn.admit = admit
             conn.onOpen = { [self] c in onConnection(c) }
+            conn.onClose = { [self] c in connections[ObjectIdentifier(c)] = nil }
             connections[ObjectIdentifier(conn)] = conn
             conn.start()
         }

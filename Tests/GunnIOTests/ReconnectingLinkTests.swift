@@ -55,7 +55,16 @@ final class ReconnectingLinkTests: XCTestCase {
         let conn = try await FramedConnection.connect(path: server.path, loop: FramedConnectionTests.loop, hello: h)
         XCTAssertEqual(conn.welcome?.protocolMinor, ProtocolVersion.minor)
         XCTAssertEqual(conn.welcome?.capabilities, ["deltas", "tokens"])
+        let openBefore = await server.openConnections()
+        XCTAssertEqual(openBefore, 1)
         conn.close()
+        // The server forgets a connection once it is closed.
+        var open = 1
+        for _ in 0..<200 where open > 0 {
+            try await Task.sleep(nanoseconds: 10_000_000)
+            open = await server.openConnections()
+        }
+        XCTAssertEqual(open, 0)
         await server.stop()
     }
 }
