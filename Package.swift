@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
         .target(name: "GunnWire", dependencies: ["GunnCore"]),
         .target(name: "CGunnSys"),
+        .target(name: "GunnStore", dependencies: ["GunnCore", "CSQLite", "GunnCrypto"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
@@ -37,6 +38,7 @@ let package = Package(
         .testTarget(name: "CSQLiteTests", dependencies: ["CSQLite"]),
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
         .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
+        .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

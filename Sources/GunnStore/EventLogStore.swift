@@ -1,0 +1,346 @@
+import CSQLite
+import GunnCore
+import GunnCrypto
+
+/// One entry as stored and as it travels in `AppendBatch`.
+public struct StoredEntry: Sendable, Equatable {
+    public var globalSeq: UInt64
+    public var simTime: Double
+    public var wallTime: Double
+    public var reqID: String?
+    public var agentID: String?
+    public var worldID: String
+    /// Canonical JSON of the effect (RFC 8785); the chain is computed over these bytes.
+    public var effect: [UInt8]
+    public var checksum: String
+
+    public init(globalSeq: UInt64, simTime: Double, wallTime: Double, reqID: String?, agentID: String?, worldID: String, effect: [UInt8], checksum: String) {
+        self.globalSeq = globalSeq; self.simTime = simTime; self.wallTime = wallTime; self.reqID = reqID
+        self.agentID = agentID; self.worldID = worldID; self.effect = effect; self.checksum = checksum
+    }
+}
+
+/// How hard a commit tries to reach the disk.
+public enum Durability: String, Sendable {
+    /// WAL + synchronous=FULL: an acknowledged batch survives a power loss.
+    case full
+    /// WAL + synchronous=NORMAL: survives a crash of any process, may lose the last commits on power loss.
+    case normal
+}
+
+public struct EventLogStoreOptions: Sendable {
+    public var durability: Durability = .full
+    /// A head anchor every this many entries (and at clean shutdown).
+    public var anchorEvery = 1000
+    public var maxEffectBytes = 1 << 20
+    public var journalSizeLimitBytes = 64 << 20
+    public var idempotencyTTLSeconds: Double = 600
+    public init() {}
+}
+
+/// What `verify` found.
+public struct VerifyReport: Sendable, Equatable {
+    public enum Problem: Sendable, Equatable {
+        case checksumMismatch(seq: UInt64)
+        case gap(expected: UInt64, found: UInt64)
+        case truncatedTail(lastSeq: UInt64, anchorSeq: UInt64)
+    }
+    public var checked = 0
+    public var problems: [Problem] = []
+    public var firstBadSeq: UInt64? {
+        for p in problems { if case .checksumMismatch(let s) = p { return s } }
+        return nil
+    }
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// The durable, hash-chained log in one SQLite file: header, entries, idempotency, snapshots and
+/// head anchors. Appends are checked (no gap, the chain recomputed, canonical payloads) and
+/// committed a batch per transaction; nothing is written for a refused batch.
+public final class EventLogStore {
+    public let path: String
+    public let worldID: String
+    public let options: EventLogStoreOptions
+    let db: SQLiteDatabase
+    public private(set) var headSeq: UInt64 = 0
+    public private(set) var headChecksum: String?
+    public private(set) var count: UInt64 = 0
+    public private(set) var degraded: GunnError?
+    private var sinceAnchor = 0
+    private var appendsSinceCleanup = 0
+    private let insertEntry: Statement
+    private let insertIdem: Statement
+    private let selectChecksum: Statement
+
+    public init(path: String, worldID: String, worldSeed: UInt64, options: EventLogStoreOptions = EventLogStoreOptions(), now: Double) throws {
+        self.path = path
+        self.worldID = worldID
+        self.options = options
+        db = try SQLiteDatabase(path: path)
+        try db.execute("PRAGMA journal_mode=WAL")
+        try db.execute("PRAGMA synchronous=\(options.durability == .full ? "FULL" : "NORMAL")")
+        try db.execute("PRAGMA journal_size_limit=\(options.journalSizeLimitBytes)")
+        try db.execute("""
+            CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS entries (
+              global_seq INTEGER PRIMARY KEY, sim_time REAL NOT NULL, wall_time REAL NOT NULL, kind TEXT NOT NULL,
+              req_id TEXT, agent_id TEXT, source_metadata TEXT NOT NULL, effect BLOB NOT NULL, checksum TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS idempotency (
+              world_id TEXT NOT NULL, agent_id TEXT NOT NULL, req_id TEXT NOT NULL, global_seq INTEGER NOT NULL, expires_at REAL NOT NULL,
+              PRIMARY KEY (world_id, agent_id, req_id));
+            CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+            CREATE TABLE IF NOT EXISTS snapshots (global_seq INTEGER PRIMARY KEY, state BLOB NOT NULL, digest TEXT NOT NULL, chain_checksum TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS anchors (seq INTEGER PRIMARY KEY, checksum TEXT NOT NULL, count INTEGER NOT NULL, written_at REAL NOT NULL, clean INTEGER NOT NULL);
+            """)
+        insertEntry = try db.prepare("INSERT INTO entries (global_seq, sim_time, wall_time, kind, req_id, agent_id, source_metadata, effect, checksum) VALUES (?,?,?,?,?,?,?,?,?)")
+        insertIdem = try db.prepare("INSERT OR REPLACE INTO idempotency (world_id, agent_id, req_id, global_seq, expires_at) VALUES (?,?,?,?,?)")
+        selectChecksum = try db.prepare("SELECT checksum FROM entries WHERE global_seq = ?")
+        // Header: created once; a file of another world is refused.
+        let h = try db.prepare("SELECT value FROM header WHERE key = 'world_id'")
+        if try h.step(), let existing = h.string(0) {
+            guard existing == worldID else { throw GunnError(.worldStateCorrupted, "\(path) belongs to world \(existing), not \(worldID)") }
+        } else {
+            try db.transaction {
+                for (k, v) in [("world_id", worldID), ("world_seed", String(worldSeed)), ("schema_version", SchemaVersion.current.description), ("created_at", String(now))] {
+                    let s = try db.prepare("INSERT INTO header (key, value) VALUES (?, ?)")
+                    s.bind(1, k); s.bind(2, v)
+                    try s.step()
+                }
+            }
+        }
+        try loadHead()
+    }
+
+    private func loadHead() throws(SQLiteError) {
+        let s = try db.prepare("SELECT global_seq, checksum FROM entries ORDER BY global_seq DESC LIMIT 1")
+        if try s.step() { headSeq = UInt64(s.int64(0)); headChecksum = s.string(1) } else { headSeq = 0; headChecksum = nil }
+        let c = try db.prepare("SELECT count(*) FROM entries")
+        try c.step()
+        count = UInt64(c.int64(0))
+    }
+
+    /// Checks a batch completely, then commits it in one transaction. Entries at or below the head
+    /// that match what is stored are acknowledged again; anything else refused with its code.
+    @discardableResult
+    public func append(_ batch: [StoredEntry], at now: Double) throws(GunnError) -> (lastSeq: UInt64, checksum: String?) {
+        if let degraded { throw degraded }
+        var fresh: [(StoredEntry, kind: String)] = []
+        var prev = headChecksum
+        var expected = headSeq + 1
+        for e in batch {
+            if e.globalSeq < expected && fresh.isEmpty {
+                // A resend: it must be exactly what is stored.
+                let stored = try storedChecksum(e.globalSeq)
+                guard stored == e.checksum else {
+                    throw GunnError(.logIntegrityViolation, "global_seq \(e.globalSeq) is already stored with another checksum; nothing was written")
+                }
+                continue
+            }
+            guard e.globalSeq == expected else {
+                throw GunnError(.sequenceGap, "global_seq \(e.globalSeq) does not follow \(expected - 1); nothing was written", retryAfterMs: nil)
+            }
+            guard e.effect.count <= options.maxEffectBytes else {
+                throw GunnError(.payloadTooLarge, "effect of global_seq \(e.globalSeq) is \(e.effect.count) bytes, over \(options.maxEffectBytes); nothing was written")
+            }
+            let value: JSONValue
+            do { value = try JSONParser.parse(e.effect) } catch {
+                throw GunnError(.invalidJSON, "effect of global_seq \(e.globalSeq): \(error); nothing was written")
+            }
+            guard CanonicalJSON.encode(value) == e.effect else {
+                throw GunnError(.invalidJSON, "effect of global_seq \(e.globalSeq) is not canonical JSON (RFC 8785); nothing was written")
+            }
+            guard value["global_seq"]?.int64Value == Int64(e.globalSeq), case .string(let kind)? = value["kind"] else {
+                throw GunnError(.invalidIntent, "effect of global_seq \(e.globalSeq) lacks a matching global_seq or a kind; nothing was written")
+            }
+            let sum = HashChain.checksum(previous: prev, canonicalEffect: e.effect)
+            guard sum == e.checksum else {
+                throw GunnError(.logIntegrityViolation, "checksum of global_seq \(e.globalSeq) does not continue the chain (expected \(sum)); nothing was written")
+            }
+            prev = sum
+            expected += 1
+            fresh.append((e, kind))
+        }
+        guard !fresh.isEmpty else { return (headSeq, headChecksum) }
+        do {
+            try db.transaction {
+                for (e, kind) in fresh {
+                    insertEntry.reset()
+                    insertEntry.bind(1, Int64(e.globalSeq)); insertEntry.bind(2, e.simTime); insertEntry.bind(3, e.wallTime)
+                    insertEntry.bind(4, kind); insertEntry.bind(5, e.reqID); insertEntry.bind(6, e.agentID)
+                    insertEntry.bind(7, CanonicalJSON.encodeString(["world_id": .string(e.worldID)]))
+                    insertEntry.bind(8, e.effect); insertEntry.bind(9, e.checksum)
+                    try insertEntry.step()
+                    if let req = e.reqID, let agent = e.agentID {
+                        insertIdem.reset()
+                        insertIdem.bind(1, e.worldID); insertIdem.bind(2, agent); insertIdem.bind(3, req)
+                        insertIdem.bind(4, Int64(e.globalSeq)); insertIdem.bind(5, now + options.idempotencyTTLSeconds)
+                        try insertIdem.step()
+                    }
+                }
+                sinceAnchor += fresh.count
+                if sinceAnchor >= options.anchorEvery {
+                    try writeAnchorRow(seq: fresh.last!.0.globalSeq, checksum: fresh.last!.0.checksum, count: count + UInt64(fresh.count), now: now, clean: false)
+                    sinceAnchor = 0
+                }
+            }
+        } catch let e as SQLiteError {
+            if e.isStorageFailure {
+                degraded = GunnError(.logIntegrityViolation, "the log store cannot write (\(e)); appends are refused until it is repaired")
+                throw degraded!
+            }
+            throw GunnError(.internalError, "append failed: \(e)")
+        } catch {
+            throw GunnError(.internalError, "append failed: \(error)")
+        }
+        headSeq = fresh.last!.0.globalSeq
+        headChecksum = fresh.last!.0.checksum
+        count += UInt64(fresh.count)
+        appendsSinceCleanup += fresh.count
+        if appendsSinceCleanup >= 10_000 { appendsSinceCleanup = 0; try? cleanIdempotency(at: now) }
+        return (headSeq, headChecksum)
+    }
+
+    private func storedChecksum(_ seq: UInt64) throws(GunnError) -> String? {
+        selectChecksum.reset()
+        selectChecksum.bind(1, Int64(seq))
+        do { return try selectChecksum.step() ? selectChecksum.string(0) : nil } catch { throw GunnError(.internalError, "\(error)") }
+    }
+
+    private func writeAnchorRow(seq: UInt64, checksum: String, count: UInt64, now: Double, clean: Bool) throws(SQLiteError) {
+        let s = try db.prepare("INSERT OR REPLACE INTO anchors (seq, checksum, count, written_at, clean) VALUES (?,?,?,?,?)")
+        s.bind(1, Int64(seq)); s.bind(2, checksum); s.bind(3, Int64(count)); s.bind(4, now); s.bind(5, Int64(clean ? 1 : 0))
+        try s.step()
+    }
+
+    /// Writes a head anchor now (at clean shutdown, `clean: true`) and checkpoints the WAL.
+    public func anchor(at now: Double, clean: Bool) throws {
+        if let c = headChecksum { try writeAnchorRow(seq: headSeq, checksum: c, count: count, now: now, clean: clean) }
+        if clean { try db.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
+    /// The newest anchor: (seq, checksum, count).
+    public func lastAnchor() throws -> (seq: UInt64, checksum: String, count: UInt64)? {
+        let s = try db.prepare("SELECT seq, checksum, count FROM anchors ORDER BY seq DESC LIMIT 1")
+        guard try s.step() else { return nil }
+        return (UInt64(s.int64(0)), s.string(1) ?? "", UInt64(s.int64(2)))
+    }
+
+    public func cleanIdempotency(at now: Double) throws {
+        let s = try db.prepare("DELETE FROM idempotency WHERE expires_at < ?")
+        s.bind(1, now)
+        try s.step()
+    }
+
+    /// The stored global_seq of a request, while its TTL lasts.
+    public func idempotentSeq(agentID: String, reqID: String, at now: Double) throws -> UInt64? {
+        let s = try db.prepare("SELECT global_seq FROM idempotency WHERE world_id = ? AND agent_id = ? AND req_id = ? AND expires_at >= ?")
+        s.bind(1, worldID); s.bind(2, agentID); s.bind(3, reqID); s.bind(4, now)
+        return try s.step() ? UInt64(s.int64(0)) : nil
+    }
+
+    /// Entries with `from <= global_seq <= to`, at most `limit`.
+    public func read(from: UInt64, to: UInt64 = .max, limit: Int = 512) throws -> [StoredEntry] {
+        let s = try db.prepare("SELECT global_seq, sim_time, wall_time, req_id, agent_id, effect, checksum FROM entries WHERE global_seq >= ? AND global_seq <= ? ORDER BY global_seq LIMIT ?")
+        s.bind(1, Int64(min(from, UInt64(Int64.max)))); s.bind(2, Int64(min(to, UInt64(Int64.max)))); s.bind(3, Int64(limit))
+        var out: [StoredEntry] = []
+        while try s.step() {
+            out.append(StoredEntry(globalSeq: UInt64(s.int64(0)), simTime: s.double(1), wallTime: s.double(2), reqID: s.string(3),
+                                   agentID: s.string(4), worldID: worldID, effect: s.blob(5), checksum: s.string(6) ?? ""))
+        }
+        return out
+    }
+
+    /// Walks the chain over `from...to`: each checksum recomputed from its predecessor, every gap,
+    /// and a tail shorter than the last anchor.
+    public func verify(from: UInt64 = 1, to: UInt64 = .max) throws -> VerifyReport {
+        var report = VerifyReport()
+        var prev: String?
+        var expected = from
+        if from > 1 {
+            prev = try read(from: from - 1, to: from - 1, limit: 1).first?.checksum
+            if prev == nil, let snap = try snapshotBase(at: from - 1) { prev = snap }
+        } else if let base = try oldestSnapshotBase(), try read(from: 1, to: 1, limit: 1).isEmpty {
+            // Compacted: the chain starts after the snapshot it was compacted to.
+            prev = base.checksum
+            expected = base.seq + 1
+        }
+        let s = try db.prepare("SELECT global_seq, effect, checksum FROM entries WHERE global_seq >= ? AND global_seq <= ? ORDER BY global_seq")
+        s.bind(1, Int64(from)); s.bind(2, Int64(min(to, UInt64(Int64.max))))
+        var last: UInt64 = expected - 1
+        while try s.step() {
+            let seq = UInt64(s.int64(0))
+            let effect = s.blob(1)
+            let stored = s.string(2) ?? ""
+            report.checked += 1
+            if seq != expected {
+                report.problems.append(.gap(expected: expected, found: seq))
+                prev = stored // the chain cannot be checked across a gap; continue from here
+            } else {
+                let sum = HashChain.checksum(previous: prev, canonicalEffect: effect)
+                if sum != stored { report.problems.append(.checksumMismatch(seq: seq)) }
+                prev = stored
+            }
+            expected = seq + 1
+            last = seq
+        }
+        if to == .max, let a = try lastAnchor(), a.seq > last {
+            report.problems.append(.truncatedTail(lastSeq: last, anchorSeq: a.seq))
+        }
+        return report
+    }
+
+    // MARK: - Snapshots and compaction
+
+    public func saveSnapshot(globalSeq: UInt64, state: [UInt8], digest: String) throws {
+        guard let chain = try read(from: globalSeq, to: globalSeq, limit: 1).first?.checksum else {
+            throw GunnError(.sequenceGap, "no entry \(globalSeq) to snapshot at")
+        }
+        let s = try db.prepare("INSERT OR REPLACE INTO snapshots (global_seq, state, digest, chain_checksum) VALUES (?,?,?,?)")
+        s.bind(1, Int64(globalSeq)); s.bind(2, state); s.bind(3, digest); s.bind(4, chain)
+        try s.step()
+    }
+
+    public func latestSnapshot(atOrBefore seq: UInt64 = .max) throws -> (globalSeq: UInt64, state: [UInt8], digest: String)? {
+        let s = try db.prepare("SELECT global_seq, state, digest FROM snapshots WHERE global_seq <= ? ORDER BY global_seq DESC LIMIT 1")
+        s.bind(1, Int64(min(seq, UInt64(Int64.max))))
+        guard try s.step() else { return nil }
+        return (UInt64(s.int64(0)), s.blob(1), s.string(2) ?? "")
+    }
+
+    private func snapshotBase(at seq: UInt64) throws -> String? {
+        let s = try db.prepare("SELECT chain_checksum FROM snapshots WHERE global_seq = ?")
+        s.bind(1, Int64(seq))
+        return try s.step() ? s.string(0) : nil
+    }
+
+    private func oldestSnapshotBase() throws -> (seq: UInt64, checksum: String)? {
+        let s = try db.prepare("SELECT global_seq, chain_checksum FROM snapshots ORDER BY global_seq ASC LIMIT 1")
+        return try s.step() ? (UInt64(s.int64(0)), s.string(1) ?? "") : nil
+    }
+
+    /// Drops entries up to the newest snapshot — only when asked, and only up to a snapshot whose
+    /// chain checksum is stored, so verification and replay from it stay possible.
+    @discardableResult
+    public func compact() throws -> UInt64 {
+        guard let snap = try latestSnapshot() else { return 0 }
+        try db.transaction {
+            let s = try db.prepare("DELETE FROM entries WHERE global_seq <= ?")
+            s.bind(1, Int64(snap.globalSeq))
+            try s.step()
+            let old = try db.prepare("DELETE FROM snapshots WHERE global_seq < ?")
+            old.bind(1, Int64(snap.globalSeq))
+            try old.step()
+        }
+        try loadHead()
+        return snap.globalSeq
+    }
+
+    /// A passive checkpoint; returns false when readers starved it (the WAL could not be reset).
+    @discardableResult
+    public func checkpoint() throws -> Bool {
+        var logFrames: Int32 = 0, checkpointed: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(db.handle, nil, SQLITE_CHECKPOINT_PASSIVE, &logFrames, &checkpointed)
+        guard rc == SQLITE_OK else { throw db.error(rc) }
+        return checkpointed >= logFrames
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import XCTest
+import CSQLite
+@testable import GunnStore
+@testable import GunnCore
+
+/// Builds chained entries the way the orchestrator will: canonical effect JSON, checksum over it.
+struct ChainBuilder {
+    var prev: String?
+    var seq: UInt64 = 0
+
+    mutating func next(kind: String = "Speak", text: String = "hi", req: String? = nil, agent: String? = "a") -> StoredEntry {
+        seq += 1
+        let effect = Effect(uuid: "u\(seq)", kind: kind, payload: ["agent_id": .string(agent ?? "w"), "text": .string(text)],
+                            globalSeq: seq, simTime: Double(seq), sourceID: agent ?? "world")
+        let bytes = effect.canonicalBytes
+        let sum = HashChain.checksum(previous: prev, canonicalEffect: bytes)
+        prev = sum
+        return StoredEntry(globalSeq: seq, simTime: Double(seq), wallTime: 1000 + Double(seq), reqID: req ?? "r\(seq)", agentID: agent, worldID: "w1", effect: bytes, checksum: sum)
+    }
+
+    mutating func batch(_ n: Int) -> [StoredEntry] { (0..<n).map { _ in next() } }
+}
+
+final class EventLogStoreTests: XCTestCase {
+    var dir: URL!
+    var path: String { dir.appendingPathComponent("events.sqlite").path }
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-store-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func open(_ options: EventLogStoreOptions = EventLogStoreOptions()) throws -> EventLogStore {
+        try EventLogStore(path: path, worldID: "w1", worldSeed: 7, options: options, now: 1)
+    }
+
+    /// Changes the file behind the store's back (a second connection), as corruption would.
+    func tamper(_ sql: String) throws {
+        let db = try SQLiteDatabase(path: path)
+        try db.execute(sql)
+    }
+
+    func testAppendReadReopenAndVerify() throws {
+        var chain = ChainBuilder()
+        do {
+            let store = try open()
+            let first = chain.batch(10)
+            let ack = try store.append(first, at: 1)
+            XCTAssertEqual(ack.lastSeq, 10)
+            XCTAssertEqual(ack.checksum, first.last?.checksum)
+            XCTAssertEqual(try store.read(from: 3, to: 5).map(\.globalSeq), [3, 4, 5])
+            XCTAssertEqual(try store.read(from: 1), first)
+            try store.anchor(at: 2, clean: true)
+        }
+        let again = try open()
+        XCTAssertEqual(again.headSeq, 10)
+        XCTAssertEqual(again.count, 10)
+        XCTAssertTrue(try again.verify().ok)
+        try again.append(chain.batch(5), at: 3)
+        XCTAssertEqual(again.headSeq, 15)
+        XCTAssertThrowsError(try EventLogStore(path: path, worldID: "other", worldSeed: 7, now: 1)) {
+            XCTAssertEqual(($0 as? GunnError)?.code, .worldStateCorrupted)
+        }
+    }
+
+    func testResendIsAcknowledgedAgainAndConflictingResendIsRefused() throws {
+        let store = try open()
+        var chain = ChainBuilder()
+        let batch = chain.batch(5)
+        try store.append(batch, at: 1)
+        XCTAssertEqual(try store.append(batch, at: 2).lastSeq, 5, "the same batch again: acknowledged, nothing new")
+        XCTAssertEqual(store.count, 5)
+        var altered = batch[2]
+        altered.checksum = String(repeating: "0", count: 64)
+        XCTAssertThrowsError(try store.append([altered], at: 3)) { XCTAssertEqual(($0 as? GunnError)?.code, .logIntegrityViolation) }
+        XCTAssertEqual(try store.read(from: 3, to: 3).first, batch[2])
+    }
+
+    func testBadAppendsAreRefusedWithTheirCodesAndNothingIsWritten() throws {
+        var options = EventLogStoreOptions()
+        options.maxEffectBytes = 300
+        let store = try open(options)
+        var chain = ChainBuilder()
+        try store.append(chain.batch(3), at: 1)
+        func refused(_ batch: [StoredEntry], _ code: ErrorCode, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertThrowsError(try store.append(batch, at: 2), file: file, line: line) { XCTAssertEqual(($0 as? GunnError)?.code, code, "\($0)", file: file, line: line) }
+            XCTAssertEqual(store.headSeq, 3, file: file, line: line)
+            XCTAssertEqual(try? store.read(from: 4).count, 0, file: file, line: line)
+        }
+        // A gap.
+        var gapChain = chain
+        _ = gapChain.next()
+        refused([gapChain.next()], .sequenceGap)
+        // A wrong checksum, in the middle of an otherwise good batch: the whole batch is refused.
+        var bad = chain
+        var b = bad.batch(3)
+        b[1].checksum = String(b[1].checksum.reversed())
+        refused(b, .logIntegrityViolation)
+        // An oversized payload.
+        var big = chain
+        refused([big.next(text: String(repeating: "x", count: 400))], .payloadTooLarge)
+        // A non-canonical payload (whitespace), even with a checksum computed over it.
+        var nc = chain.next()
+        nc.effect = Array(#"{"global_seq": 4, "kind":"Speak"}"#.utf8)
+        nc.checksum = HashChain.checksum(previous: chain.prev == nil ? nil : store.headChecksum, canonicalEffect: nc.effect)
+        refused([nc], .invalidJSON)
+        chain.seq -= 1
+        chain.prev = store.headChecksum
+        // And a good batch still goes in afterwards.
+        XCTAssertEqual(try store.append(chain.batch(2), at: 3).lastSeq, 5)
+    }
+
+    func testVerifyReportsFlippedByteDeletedRowAndTruncatedTailExactly() throws {
+        var chain = ChainBuilder()
+        do {
+            let store = try open()
+            try store.append(chain.batch(40), at: 1)
+            try store.anchor(at: 2, clean: true)
+        }
+        try tamper("UPDATE entries SET effect = CAST(replace(CAST(effect AS TEXT), 'hi', 'ho') AS BLOB) WHERE global_seq = 12")
+        var report = try open().verify()
+        XCTAssertEqual(report.problems, [.checksumMismatch(seq: 12)])
+        XCTAssertEqual(report.firstBadSeq, 12)
+        try tamper("DELETE FROM entries WHERE global_seq = 25")
+        report = try open().verify()
+        XCTAssertEqual(report.problems, [.checksumMismatch(seq: 12), .gap(expected: 25, found: 26)])
+        try tamper("DELETE FROM entries WHERE global_seq > 37")
+        report = try open().verify()
+        XCTAssertEqual(report.problems.last, .truncatedTail(lastSeq: 37, anchorSeq: 40))
+    }
+
+    func testSnapshotsAndCompactionKeepVerificationAndAppendsWorking() throws {
+        let store = try open()
+        var chain = ChainBuilder()
+        try store.append(chain.batch(60), at: 1)
+        try store.saveSnapshot(globalSeq: 50, state: Array(#"{"entities":{}}"#.utf8), digest: "d50")
+        XCTAssertEqual(try store.latestSnapshot()?.globalSeq, 50)
+        XCTAssertEqual(try store.compact(), 50)
+        XCTAssertEqual(try store.read(from: 1).first?.globalSeq, 51)
+        let verified = try store.verify()
+        XCTAssertTrue(verified.ok, "\(verified)")
+        try store.append(chain.batch(5), at: 2)
+        XCTAssertEqual(store.headSeq, 65)
+        XCTAssertTrue(try store.verify().ok)
+    }
+
+    func testIdempotencyTableWithTTL() throws {
+        var options = EventLogStoreOptions()
+        options.idempotencyTTLSeconds = 10
+        let store = try open(options)
+        var chain = ChainBuilder()
+        try store.append([chain.next(req: "req-1")], at: 100)
+        XCTAssertEqual(try store.idempotentSeq(agentID: "a", reqID: "req-1", at: 105), 1)
+        XCTAssertNil(try store.idempotentSeq(agentID: "a", reqID: "req-1", at: 111))
+        try store.cleanIdempotency(at: 111)
+        XCTAssertNil(try store.idempotentSeq(agentID: "a", reqID: "req-1", at: 100))
+    }
+
+    func testDurabilitySettingIsApplied() throws {
+        var options = EventLogStoreOptions()
+        options.durability = .normal
+        let store = try open(options)
+        let s = try store.db.prepare("PRAGMA synchronous")
+        XCTAssertTrue(try s.step())
+        XCTAssertEqual(s.int64(0), 1, "NORMAL")
+        let j = try store.db.prepare("PRAGMA journal_mode")
+        XCTAssertTrue(try j.step())
+        XCTAssertEqual(j.string(0), "wal")
+        XCTAssertTrue(try store.checkpoint())
+    }
+}
