@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "GunnWire", dependencies: ["GunnCore"]),
         .target(name: "CGunnSys"),
         .target(name: "GunnStore", dependencies: ["GunnCore", "CSQLite", "GunnCrypto"]),
+        .target(name: "GunnEventLogServer", dependencies: ["GunnStore", "GunnIO", "GunnWire", "GunnCore"]),
+        .executableTarget(name: "gunn-eventlog", dependencies: ["GunnEventLogServer", "GunnStore", "GunnIO"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
         .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
+        .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -94,7 +94,7 @@ public final class EventLogStore {
             """)
         insertEntry = try db.prepare("INSERT INTO entries (global_seq, sim_time, wall_time, kind, req_id, agent_id, source_metadata, effect, checksum) VALUES (?,?,?,?,?,?,?,?,?)")
         insertIdem = try db.prepare("INSERT OR REPLACE INTO idempotency (world_id, agent_id, req_id, global_seq, expires_at) VALUES (?,?,?,?,?)")
-        selectChecksum = try db.prepare("SELECT checksum FROM entries WHERE global_seq = ?")
+        selectChecksum = try db.prepare("SELECT checksum, effect FROM entries WHERE global_seq = ?")
         // Header: created once; a file of another world is refused.
         let h = try db.prepare("SELECT value FROM header WHERE key = 'world_id'")
         if try h.step(), let existing = h.string(0) {
@@ -129,9 +129,9 @@ public final class EventLogStore {
         var expected = headSeq + 1
         for e in batch {
             if e.globalSeq < expected && fresh.isEmpty {
-                // A resend: it must be exactly what is stored.
-                let stored = try storedChecksum(e.globalSeq)
-                guard stored == e.checksum else {
+                // A resend: it must be exactly what is stored, content and checksum.
+                let stored = try storedEntry(e.globalSeq)
+                guard let stored, stored.checksum == e.checksum, stored.effect == e.effect else {
                     throw GunnError(.logIntegrityViolation, "global_seq \(e.globalSeq) is already stored with another checksum; nothing was written")
                 }
                 continue
@@ -200,10 +200,13 @@ public final class EventLogStore {
         return (headSeq, headChecksum)
     }
 
-    private func storedChecksum(_ seq: UInt64) throws(GunnError) -> String? {
+    private func storedEntry(_ seq: UInt64) throws(GunnError) -> (checksum: String, effect: [UInt8])? {
         selectChecksum.reset()
         selectChecksum.bind(1, Int64(seq))
-        do { return try selectChecksum.step() ? selectChecksum.string(0) : nil } catch { throw GunnError(.internalError, "\(error)") }
+        do {
+            guard try selectChecksum.step() else { return nil }
+            return (selectChecksum.string(0) ?? "", selectChecksum.blob(1))
+        } catch { throw GunnError(.internalError, "\(error)") }
     }
 
     private func writeAnchorRow(seq: UInt64, checksum: String, count: UInt64, now: Double, clean: Bool) throws(SQLiteError) {

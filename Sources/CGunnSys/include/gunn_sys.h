@@ -15,4 +15,8 @@ int gunn_accept_nonblocking(int fd);
 /// A non-blocking, close-on-exec eventfd for waking a poll loop.
 int gunn_eventfd(void);
 
+/// Installs SIGTERM and SIGINT handlers that write the signal number (one byte) to `fd`
+/// (async-signal-safe), so a thread can wait for termination by reading the other end of a pipe.
+int gunn_install_termination_pipe(int fd);
+
 #endif

@@ -1,0 +1,186 @@
+import Dispatch
+import Foundation
+import GunnCore
+import GunnIO
+import GunnStore
+import GunnWire
+import Synchronization
+
+/// The log writer's logic: serves `eventlog.sock`, checks and commits appends through the store
+/// (acknowledging only after the commit), answers reads, head, verify, snapshots, and follows new
+/// commits for subscribers.
+///
+/// The store does blocking I/O (fsync), so it lives on its own serial queue, never on the I/O loop
+/// or the cooperative pool. `@unchecked Sendable` is safe: `store` and `subscribers` are touched
+/// only on `queue`.
+public final class EventLogServer: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var home: String
+        public var worldID = "world"
+        public var worldSeed: UInt64 = 0
+        public var store = EventLogStoreOptions()
+        public var maxReadBatch = 512
+        public init(home: String) { self.home = home }
+        public var socketPath: String { home + "/run/eventlog.sock" }
+        public var databasePath: String { home + "/data/events.sqlite" }
+    }
+
+    public let settings: Settings
+    let store: EventLogStore
+    let queue = DispatchQueue(label: "gunn-eventlog-store")
+    let loop: EventLoop
+    private var server: UnixSocketServer?
+    private var subscribers: [(conn: FramedConnection, id: UInt64, next: UInt64)] = []
+    /// What start-up verification found.
+    public let startupReport: VerifyReport
+
+    public init(settings: Settings) throws {
+        self.settings = settings
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: settings.home + "/data", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: settings.home + "/run", withIntermediateDirectories: true)
+        store = try EventLogStore(path: settings.databasePath, worldID: settings.worldID, worldSeed: settings.worldSeed,
+                                  options: settings.store, now: Date().timeIntervalSince1970)
+        // Everything after the last anchor is verified before any append is accepted.
+        let from = (try store.lastAnchor()?.seq).map { $0 > 0 ? $0 : 1 } ?? 1
+        startupReport = try store.verify(from: from)
+        loop = try EventLoop(name: "eventlog-io")
+    }
+
+    public var head: (seq: UInt64, checksum: String?) { queue.sync { (store.headSeq, store.headChecksum) } }
+
+    public func start() async throws {
+        server = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings] hello in
+            var w = Welcome()
+            w.role = "eventlog"
+            w.worldID = settings.worldID
+            w.sessionID = "eventlog-\(hello.clientName)"
+            return .success(w)
+        } onConnection: { [self] conn in
+            Task { await serve(conn) }
+        }
+    }
+
+    /// Clean stop: no more connections, a clean head anchor and a WAL checkpoint.
+    public func stop() async {
+        await server?.stop()
+        queue.sync { try? store.anchor(at: Date().timeIntervalSince1970, clean: true) }
+    }
+
+    private func onStore<R: Sendable>(_ body: @escaping @Sendable (EventLogStore) throws -> R) async -> Result<R, GunnError> {
+        await withCheckedContinuation { c in
+            queue.async { [self] in
+                do { c.resume(returning: .success(try body(self.store))) } catch let e as GunnError {
+                    c.resume(returning: .failure(e))
+                } catch {
+                    c.resume(returning: .failure(GunnError(.internalError, "\(error)")))
+                }
+            }
+        }
+    }
+
+    static func wireEntry(_ e: StoredEntry) -> LogEntry {
+        var l = LogEntry()
+        l.globalSeq = e.globalSeq; l.simTime = e.simTime; l.wallTime = e.wallTime; l.effect = e.effect
+        l.checksum = e.checksum; l.reqID = e.reqID ?? ""; l.agentID = e.agentID ?? ""; l.worldID = e.worldID
+        return l
+    }
+
+    func error(_ e: GunnError) -> Frame.Body {
+        .error(WireErrorMessage(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0))
+    }
+
+    func serve(_ conn: FramedConnection) async {
+        let worldID = settings.worldID
+        while let frame = await conn.receive() {
+            guard let body = frame.body else { continue }
+            switch body {
+            case .append(let batch):
+                let entries = batch.entries.map {
+                    StoredEntry(globalSeq: $0.globalSeq, simTime: $0.simTime, wallTime: $0.wallTime, reqID: $0.reqID.isEmpty ? nil : $0.reqID,
+                                agentID: $0.agentID.isEmpty ? nil : $0.agentID, worldID: $0.worldID.isEmpty ? worldID : $0.worldID,
+                                effect: $0.effect, checksum: $0.checksum)
+                }
+                let result = await onStore { try $0.append(entries, at: Date().timeIntervalSince1970) }
+                switch result {
+                case .success(let ack):
+                    var a = AppendAck()
+                    a.lastSeq = ack.lastSeq
+                    a.checksum = ack.checksum ?? ""
+                    try? await conn.send(.appendAck(a), id: frame.id)
+                    await publish()
+                case .failure(let e):
+                    try? await conn.send(error(e), id: frame.id)
+                }
+            case .readRange(let r):
+                await stream(conn, id: frame.id, from: max(1, r.from), to: r.to == 0 ? .max : r.to, batch: r.maxBatch == 0 ? settings.maxReadBatch : min(Int(r.maxBatch), settings.maxReadBatch))
+            case .head:
+                let h = await onStore { s in (s.headSeq, s.headChecksum ?? "", s.count) }
+                if case .success(let (seq, sum, count)) = h {
+                    var hr = HeadResult()
+                    hr.seq = seq; hr.checksum = sum; hr.count = count
+                    try? await conn.send(.headResult(hr), id: frame.id)
+                }
+            case .verify(let r):
+                let report = await onStore { try $0.verify(from: max(1, r.from), to: r.to == 0 ? .max : r.to) }
+                switch report {
+                case .success(let rep):
+                    var v = VerifyResult()
+                    v.checked = UInt64(rep.checked)
+                    v.firstBadSeq = rep.firstBadSeq ?? 0
+                    v.ok = rep.ok
+                    for p in rep.problems {
+                        switch p {
+                        case let .gap(expected, found):
+                            var g = SequenceGapMessage(); g.expected = expected; g.found = found
+                            v.gaps.append(g)
+                        case .truncatedTail: v.tailTruncated = true
+                        case .checksumMismatch: break
+                        }
+                    }
+                    try? await conn.send(.verifyResult(v), id: frame.id)
+                case .failure(let e): try? await conn.send(error(e), id: frame.id)
+                }
+            case .subscribe(let n):
+                let from = max(1, n.value)
+                let next = await stream(conn, id: frame.id, from: from, to: .max, batch: settings.maxReadBatch, done: false)
+                queue.sync { subscribers.append((conn, frame.id, next)) }
+            case .snapshotRequest(let n):
+                let snap = await onStore { try $0.latestSnapshot(atOrBefore: n.value == 0 ? .max : n.value) }
+                var s = SnapshotMessage()
+                if case .success(let found?) = snap { s.globalSeq = found.globalSeq; s.state = found.state; s.digest = found.digest }
+                try? await conn.send(.snapshot(s), id: frame.id)
+            default:
+                try? await conn.send(error(GunnError(.unknownMessage, "the log writer does not serve frame body \(frame.bodyFieldNumber ?? 0)")), id: frame.id)
+            }
+        }
+        queue.sync { subscribers.removeAll { $0.conn === conn } }
+    }
+
+    /// Sends `from...to` in bounded batches; returns the next seq to send.
+    @discardableResult
+    func stream(_ conn: FramedConnection, id: UInt64, from: UInt64, to: UInt64, batch: Int, done: Bool = true) async -> UInt64 {
+        var next = from
+        while next <= to {
+            let start = next
+            let rows = await onStore { try $0.read(from: start, to: to, limit: batch) }
+            guard case .success(let entries) = rows else { break }
+            let last = entries.count < batch
+            if !entries.isEmpty || (last && done) {
+                try? await conn.send(.entries(LogEntries(entries: entries.map(Self.wireEntry), done: last && done)), id: id)
+            }
+            if let l = entries.last { next = l.globalSeq + 1 }
+            if last { break }
+        }
+        return next
+    }
+
+    /// Pushes new commits to subscribers.
+    func publish() async {
+        let subs = queue.sync { subscribers }
+        for (i, s) in subs.enumerated() {
+            let next = await stream(s.conn, id: s.id, from: s.next, to: .max, batch: settings.maxReadBatch, done: false)
+            queue.sync { if i < subscribers.count, subscribers[i].conn === s.conn { subscribers[i].next = next } }
+        }
+    }
+}
