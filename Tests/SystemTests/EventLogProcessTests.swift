@@ -194,3 +194,45 @@ final class EventLogProcessTests: XCTestCase {
 extension Frame {
     var errorCode: Int? { if case .error(let e)? = body { return Int(e.code) } else { return nil } }
 }
+
+final class ThirdPartyChainCheckTests: XCTestCase {
+    func testPythonWithRFC8785AndHashlibRecomputesTheWholeChain() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-3p-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let p = try EventLogProcessTests.LogProcess(home: home)
+        let c = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop,
+                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w1"))
+        // Effects with numbers, unicode and nesting, so that canonicalization is really exercised.
+        var prev: String?
+        var entries: [LogEntry] = []
+        for seq in UInt64(1)...200 {
+            let payload: JSONValue = ["text": .string("ünïcödé \(seq) \u{1F600}"), "pos": [.number(Double(seq) / 3), .number(1e21 * Double(seq)), .number(-0.000001)],
+                                      "nested": ["z": true, "a": nil, "é": .number(Double(seq))]]
+            let effect = Effect(uuid: "u\(seq)", kind: "Custom", payload: payload, globalSeq: seq, simTime: Double(seq) * 0.1, sourceID: "s")
+            var e = LogEntry()
+            e.globalSeq = seq; e.effect = effect.canonicalBytes; e.worldID = "w1"
+            e.checksum = HashChain.checksum(previous: prev, canonicalEffect: e.effect)
+            prev = e.checksum
+            entries.append(e)
+        }
+        try await c.send(.append(LogEntries(entries: entries)), id: 1)
+        var acked = false
+        while let f = await c.receive() { if f.id == 1 { if case .appendAck? = f.body { acked = true }; break } }
+        XCTAssertTrue(acked)
+        c.close()
+        p.term()
+        let python = EventLogProcessTests.root.appendingPathComponent(".venv-tools/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: python) else { return XCTFail("run ops/setup: \(python) is missing") }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: python)
+        check.arguments = [EventLogProcessTests.root.appendingPathComponent("Tests/Interop/verify_chain.py").path, home + "/data/events.sqlite"]
+        let out = Pipe()
+        check.standardOutput = out
+        check.standardError = out
+        try check.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        XCTAssertEqual(check.terminationStatus, 0, text)
+        XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), "ok 200")
+    }
+}
