@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "GunnEventLogServer", dependencies: ["GunnStore", "GunnIO", "GunnWire", "GunnCore"]),
         .executableTarget(name: "gunn-eventlog", dependencies: ["GunnEventLogServer", "GunnStore", "GunnIO"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
-        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),

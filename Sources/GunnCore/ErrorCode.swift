@@ -63,6 +63,7 @@ extension ErrorCode {
     public static let worldStateCorrupted = ErrorCode(code: 6001, name: "WORLD_STATE_CORRUPTED", meaning: "World state failed an invariant or a digest check against a snapshot.", httpStatus: 500, recovery: "Stop serving; rebuild state from the log by replay.")
     public static let logIntegrityViolation = ErrorCode(code: 6002, name: "LOG_INTEGRITY_VIOLATION", meaning: "A log entry's checksum does not continue the chain, or a seq was resent with different content.", httpStatus: 409, recovery: "Nothing was written; the sender must resynchronise with the log head.")
     public static let sequenceGap = ErrorCode(code: 6003, name: "SEQUENCE_GAP", meaning: "A global_seq does not follow the head without a gap.", httpStatus: 409, recovery: "Nothing was written; resend from head + 1.")
+    public static let logStorageFailure = ErrorCode(code: 6004, name: "LOG_STORAGE_FAILURE", meaning: "The log writer cannot write (disk full or an I/O error); it refuses appends and reports itself degraded.", httpStatus: 507, recovery: "Free space or repair the disk, then restart the log writer; nothing acknowledged was lost.")
 
     // 9xxx internal
     public static let internalError = ErrorCode(code: 9001, name: "INTERNAL_ERROR", meaning: "A bug in gunn: an invariant of its own code did not hold.", httpStatus: 500, recovery: "Report it with the logs; retry may succeed.")
@@ -75,7 +76,7 @@ extension ErrorCode {
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined,
         adapterUnavailable, llmServiceError, unityConnectionLost,
-        worldStateCorrupted, logIntegrityViolation, sequenceGap,
+        worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure,
         internalError,
     ]
 }

@@ -31,6 +31,10 @@ public final class EventLogServer: @unchecked Sendable {
     let loop: EventLoop
     private var server: UnixSocketServer?
     private var subscribers: [(conn: FramedConnection, id: UInt64, next: UInt64)] = []
+    private var appendGeneration = 0
+    /// Checkpoints the WAL once no append came for this long.
+    public var idleCheckpointSeconds = 0.5
+    public private(set) var starvedCheckpoints = 0
     /// What start-up verification found.
     public let startupReport: VerifyReport
 
@@ -104,12 +108,16 @@ public final class EventLogServer: @unchecked Sendable {
                 let result = await onStore { try $0.append(entries, at: Date().timeIntervalSince1970) }
                 switch result {
                 case .success(let ack):
+                    scheduleIdleCheckpoint()
                     var a = AppendAck()
                     a.lastSeq = ack.lastSeq
                     a.checksum = ack.checksum ?? ""
                     try? await conn.send(.appendAck(a), id: frame.id)
                     await publish()
                 case .failure(let e):
+                    if e.code == .logStorageFailure {
+                        FileHandle.standardError.write(Data("gunn-eventlog: DEGRADED: \(e.message)\n".utf8))
+                    }
                     try? await conn.send(error(e), id: frame.id)
                 }
             case .readRange(let r):
@@ -155,6 +163,22 @@ public final class EventLogServer: @unchecked Sendable {
             }
         }
         queue.sync { subscribers.removeAll { $0.conn === conn } }
+    }
+
+    /// WAL hygiene: when appends pause, a passive checkpoint; a checkpoint that readers starved is
+    /// reported (the WAL cannot shrink while they hold it).
+    func scheduleIdleCheckpoint() {
+        queue.async { [self] in
+            appendGeneration += 1
+            let generation = appendGeneration
+            queue.asyncAfter(deadline: .now() + idleCheckpointSeconds) { [self] in
+                guard generation == appendGeneration else { return }
+                if (try? store.checkpoint()) == false {
+                    starvedCheckpoints += 1
+                    FileHandle.standardError.write(Data("gunn-eventlog: warning: WAL checkpoint starved by readers (\(starvedCheckpoints) so far)\n".utf8))
+                }
+            }
+        }
     }
 
     /// Sends `from...to` in bounded batches; returns the next seq to send.

@@ -35,6 +35,9 @@ public struct EventLogStoreOptions: Sendable {
     public var maxEffectBytes = 1 << 20
     public var journalSizeLimitBytes = 64 << 20
     public var idempotencyTTLSeconds: Double = 600
+    /// A cap on the database size in pages (SQLite `max_page_count`); nil leaves SQLite's default.
+    /// Reaching it behaves like a full disk.
+    public var maxPageCount: Int?
     public init() {}
 }
 
@@ -80,6 +83,7 @@ public final class EventLogStore {
         try db.execute("PRAGMA journal_mode=WAL")
         try db.execute("PRAGMA synchronous=\(options.durability == .full ? "FULL" : "NORMAL")")
         try db.execute("PRAGMA journal_size_limit=\(options.journalSizeLimitBytes)")
+        if let pages = options.maxPageCount { try db.execute("PRAGMA max_page_count=\(pages)") }
         try db.execute("""
             CREATE TABLE IF NOT EXISTS header (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS entries (
@@ -185,7 +189,7 @@ public final class EventLogStore {
             }
         } catch let e as SQLiteError {
             if e.isStorageFailure {
-                degraded = GunnError(.logIntegrityViolation, "the log store cannot write (\(e)); appends are refused until it is repaired")
+                degraded = GunnError(.logStorageFailure, "the log store cannot write (\(e)); appends are refused until it is repaired")
                 throw degraded!
             }
             throw GunnError(.internalError, "append failed: \(e)")

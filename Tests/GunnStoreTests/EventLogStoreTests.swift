@@ -171,3 +171,31 @@ final class EventLogStoreTests: XCTestCase {
         XCTAssertTrue(try store.checkpoint())
     }
 }
+
+final class StorageFailureTests: XCTestCase {
+    func testAFullDiskRefusesAppendsWithACodeAndWritesNoTornEntry() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-full-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EventLogStoreOptions()
+        options.maxPageCount = 40 // a tiny "disk"
+        let store = try EventLogStore(path: dir.appendingPathComponent("e.sqlite").path, worldID: "w1", worldSeed: 1, options: options, now: 1)
+        var chain = ChainBuilder()
+        var committed: UInt64 = 0
+        var failure: GunnError?
+        for _ in 0..<1000 {
+            let batch = chain.batch(20)
+            do { committed = try store.append(batch, at: 1).lastSeq } catch {
+                failure = error
+                break
+            }
+        }
+        XCTAssertEqual(failure?.code, .logStorageFailure, "\(String(describing: failure))")
+        XCTAssertGreaterThan(committed, 0)
+        XCTAssertEqual(store.headSeq, committed)
+        // Refused from now on, with the same code; what was committed is whole and verifies.
+        XCTAssertThrowsError(try store.append(chain.batch(1), at: 2)) { XCTAssertEqual(($0 as? GunnError)?.code, .logStorageFailure) }
+        XCTAssertEqual(try store.read(from: 1, limit: 100_000).count, Int(committed))
+        XCTAssertTrue(try store.verify().ok)
+    }
+}
