@@ -236,3 +236,33 @@ final class ThirdPartyChainCheckTests: XCTestCase {
         XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), "ok 200")
     }
 }
+
+final class SubscribeTests: XCTestCase {
+    func testSubscribeSendsWhatExistsThenFollowsNewCommits() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-sub-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let p = try EventLogProcessTests.LogProcess(home: home)
+        defer { p.term() }
+        let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: "w1")
+        let writer = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop, hello: hello)
+        let reader = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop, hello: hello)
+        var chain = EventLogProcessTests.Chain()
+        func append(_ n: Int, id: UInt64) async throws {
+            try await writer.send(.append(LogEntries(entries: (0..<n).map { _ in chain.next() })), id: id)
+            while let f = await writer.receive() { if f.id == id { break } }
+        }
+        try await append(5, id: 1)
+        try await reader.send(.subscribe(Nonce(3)), id: 50)
+        var seen: [UInt64] = []
+        while seen.count < 3, let f = await reader.receive() {
+            if case .entries(let e)? = f.body, f.id == 50 { seen += e.entries.map(\.globalSeq) }
+        }
+        XCTAssertEqual(seen, [3, 4, 5])
+        try await append(4, id: 2)
+        while seen.count < 7, let f = await reader.receive() {
+            if case .entries(let e)? = f.body, f.id == 50 { seen += e.entries.map(\.globalSeq) }
+        }
+        XCTAssertEqual(seen, [3, 4, 5, 6, 7, 8, 9], "new commits follow")
+        writer.close(); reader.close()
+    }
+}
