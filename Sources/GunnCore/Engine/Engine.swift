@@ -60,7 +60,6 @@ public struct Engine: Sendable {
     private var agentIndex: [AgentID: Int] = [:]
     private var agentStates: [AgentState] = []
     private var tenantBuckets: [String: TokenBucket] = [:]
-    private var rng: SplitMix64
     private var observers: ObserverRegistry
     private var observedScratch: [ObserverRegistry.Observed] = []
     /// Generations with a deadline: `(deadline, agent index, req_id)`.
@@ -102,7 +101,6 @@ public struct Engine: Sendable {
         self.validator = validator
         self.log = InMemoryEventLog(worldID: worldID, snapshotEvery: config.snapshotEvery)
         self.idempotency = IdempotencyTable(ttlSeconds: config.idempotencyTTLSeconds, maxEntries: config.idempotencyMaxEntries)
-        self.rng = SplitMix64(seed: worldSeed)
         self.observers = ObserverRegistry(cellSize: config.spatialCellSize, seed: worldSeed)
     }
 
@@ -475,7 +473,8 @@ public struct Engine: Sendable {
     /// Steps 7-9: uuid, global_seq, reducer, log append, observation.
     private mutating func commit(kind: String, payload: JSONValue, simTime: SimTime, sourceID: String,
                                  agent: AgentID?, req: ReqID?, at now: HostTime) throws(GunnError) -> Effect {
-        let effect = Effect(uuid: nextUUID(), kind: kind, payload: payload, globalSeq: log.headSeq + 1, simTime: simTime, sourceID: sourceID)
+        let effect = Effect(uuid: Engine.uuid(worldSeed: worldSeed, globalSeq: log.headSeq + 1), kind: kind, payload: payload,
+                            globalSeq: log.headSeq + 1, simTime: simTime, sourceID: sourceID)
         try reducers.apply(effect, to: &world)
         assert(world.lastGlobalSeq == effect.globalSeq)
         let entry = log.append(effect, wallTime: now, agentID: agent, reqID: req)
@@ -592,23 +591,42 @@ public struct Engine: Sendable {
         }
     }
 
-    /// A version-4-shaped UUID from the world's seeded generator.
-    private mutating func nextUUID() -> String {
+    /// The effect uuid for `globalSeq`: a version-4-shaped UUID from a generator seeded by the world
+    /// seed and the seq. A pure function of the two, so a restarted engine continues the same uuids
+    /// and a refused effect (which consumes no seq) leaves no hole.
+    public static func uuid(worldSeed: UInt64, globalSeq: GlobalSeq) -> String {
+        var rng = SplitMix64(seed: worldSeed ^ (globalSeq &* 0x9E37_79B9_7F4A_7C15))
         var hi = rng.next(), lo = rng.next()
         hi = (hi & ~0xF000) | 0x4000                       // version 4
         lo = (lo & ~(0xC000 << 48)) | (0x8000 << 48)        // RFC 4122 variant
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(36)
+        func hex(_ v: UInt64) -> UInt8 { v < 10 ? UInt8(v) + 0x30 : UInt8(v) + 0x57 }
         for (i, shift) in stride(from: 60, through: 0, by: -4).enumerated() {
             if i == 8 || i == 12 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int((hi >> UInt64(shift)) & 0xF)])
+            out.append(hex((hi >> UInt64(shift)) & 0xF))
         }
         for (i, shift) in stride(from: 60, through: 0, by: -4).enumerated() {
             if i == 0 || i == 4 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int((lo >> UInt64(shift)) & 0xF)])
+            out.append(hex((lo >> UInt64(shift)) & 0xF))
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Recovery: a fresh engine takes over a log (the entries the log writer holds, oldest first):
+    /// the chain and sequence are checked, the world is rebuilt by the reducers, `global_seq`
+    /// continues from the head, and every request id still inside its TTL (by the entry's wall
+    /// time) answers a retry with its committed effect instead of a second one. Agents register
+    /// again when their clients reconnect; their views start afresh.
+    public mutating func restore(from entries: [EventLogEntry], at now: HostTime) throws(GunnError) {
+        precondition(log.headSeq == 0 && agentStates.isEmpty, "restore into a fresh engine only")
+        world = try Replay.replay(entries[...], reducers: reducers)
+        log.load(entries)
+        for e in entries {
+            guard let agent = e.agentID, let req = e.reqID, e.wallTime + config.idempotencyTTLSeconds > now else { continue }
+            idempotency.recordRecovered(agent: agent, req: req, outcome: .committed(e.effect), expiresAt: e.wallTime + config.idempotencyTTLSeconds)
+        }
+        lastHostTime = max(lastHostTime, now)
     }
 
     /// The invariants that must hold after every step; traps on a broken one (our bug, not input).

@@ -25,6 +25,12 @@ public struct InMemoryEventLog: Sendable {
         return entry
     }
 
+    /// Takes over entries already committed elsewhere (recovery).
+    mutating func load(_ existing: [EventLogEntry]) {
+        precondition(entries.isEmpty)
+        entries = existing
+    }
+
     mutating func snapshotIfDue(_ state: WorldState) {
         guard snapshotEvery > 0, state.lastGlobalSeq > 0, state.lastGlobalSeq % UInt64(snapshotEvery) == 0 else { return }
         snapshots.append((state.lastGlobalSeq, state))

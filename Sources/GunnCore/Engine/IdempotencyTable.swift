@@ -17,6 +17,9 @@ public struct IdempotencyTable: Sendable {
     enum Entry: Sendable {
         case pending(fingerprint: [UInt8])
         case done(fingerprint: [UInt8], outcome: IntentOutcome, expiresAt: HostTime)
+        /// Rebuilt from the log after a restart: the intent's fingerprint is not in the log, so
+        /// any retry under this id gets the committed outcome.
+        case recovered(outcome: IntentOutcome, expiresAt: HostTime)
     }
 
     public let ttlSeconds: Double
@@ -43,6 +46,7 @@ public struct IdempotencyTable: Sendable {
         case nil: return .new
         case .pending(let f)?: return f == fingerprint ? .pending : .conflict
         case let .done(f, outcome, _)?: return f == fingerprint ? .done(outcome) : .conflict
+        case let .recovered(outcome, _)?: return .done(outcome)
         }
     }
 
@@ -56,6 +60,12 @@ public struct IdempotencyTable: Sendable {
         if case .pending? = entries[key] { entries[key] = nil }
     }
 
+    mutating func recordRecovered(agent: AgentID, req: ReqID, outcome: IntentOutcome, expiresAt: HostTime) {
+        let key = Key(agent: agent, req: req)
+        entries[key] = .recovered(outcome: outcome, expiresAt: expiresAt)
+        order.append(key)
+    }
+
     mutating func record(agent: AgentID, req: ReqID, fingerprint: [UInt8], outcome: IntentOutcome, at now: HostTime) {
         let key = Key(agent: agent, req: req)
         entries[key] = .done(fingerprint: fingerprint, outcome: outcome, expiresAt: now + ttlSeconds)
@@ -66,7 +76,12 @@ public struct IdempotencyTable: Sendable {
     private mutating func expire(at now: HostTime) {
         while orderHead < order.count {
             let key = order[orderHead]
-            guard case let .done(_, _, expiresAt)? = entries[key] else { orderHead += 1; continue }
+            let expiresAt: HostTime
+            switch entries[key] {
+            case let .done(_, _, e)?: expiresAt = e
+            case let .recovered(_, e)?: expiresAt = e
+            default: orderHead += 1; continue
+            }
             let overfull = entries.count > maxEntries
             guard expiresAt <= now || overfull else { break }
             if expiresAt > now { evictedBeforeExpiry += 1 }
