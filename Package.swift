@@ -32,6 +32,9 @@ let package = Package(
         .target(name: "GunnStore", dependencies: ["GunnCore", "CSQLite", "GunnCrypto"]),
         .target(name: "GunnEventLogServer", dependencies: ["GunnStore", "GunnIO", "GunnWire", "GunnCore"]),
         .executableTarget(name: "gunn-eventlog", dependencies: ["GunnEventLogServer", "GunnStore", "GunnIO"]),
+        .target(name: "GunnOrchestratorServer", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
+        .executableTarget(name: "gunn-orchestrator", dependencies: ["GunnOrchestratorServer", "GunnIO", "GunnCore"]),
+        .target(name: "GunnClient", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnOrchestratorServer"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
@@ -41,7 +44,7 @@ let package = Package(
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
         .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
-        .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore"]),
+        .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -97,6 +97,27 @@ public final class FramedConnection: @unchecked Sendable {
         c.resume()
     }
 
+    /// Queues frames without waiting, in call order (for pushes from a serial owner). A frame that
+    /// does not fit the outbound queue closes the connection with QUEUE_FULL: a peer that fell
+    /// that far behind must resynchronise rather than miss a delta.
+    public func post(_ frames: [Frame]) {
+        let encoded = frames.map { f -> ([UInt8], Bool) in
+            var f = f
+            f.epoch = options.epoch
+            return (FrameCodec.encode(f), f.body?.isData ?? true)
+        }
+        loop.execute { [self] in
+            guard state == .open else { return }
+            for (bytes, isData) in encoded {
+                if isData && waitingForCredit.count + writeQueue.count >= options.maxOutboundFrames {
+                    stats.shed += 1
+                    return fail(.queueFull, "peer is not reading: pushed frames past the outbound bound of \(options.maxOutboundFrames)")
+                }
+                if isData { enqueueData(bytes) } else { enqueueWrite(bytes) }
+            }
+        }
+    }
+
     /// Takes every frame already received (waiting for at least one), up to `max`, in one hop.
     public func receive(upTo max: Int) async -> [Frame] {
         guard let first = await receive() else { return [] }

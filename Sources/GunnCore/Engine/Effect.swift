@@ -94,6 +94,11 @@ public struct EventLogEntry: Hashable, Sendable {
     /// `HashChain.checksum(previous:canonicalEffect:)` of this entry.
     public var checksum: String
 
+    public init(globalSeq: GlobalSeq, simTime: SimTime, wallTime: HostTime, effect: Effect, worldID: String, agentID: AgentID?, reqID: ReqID?, checksum: String) {
+        self.globalSeq = globalSeq; self.simTime = simTime; self.wallTime = wallTime; self.effect = effect
+        self.worldID = worldID; self.agentID = agentID; self.reqID = reqID; self.checksum = checksum
+    }
+
     /// `world_id` always; `agent_id` and `req_id` for effects of intents.
     public var sourceMetadata: JSONObject {
         var meta: JSONObject = ["world_id": .string(worldID)]

@@ -1,0 +1,198 @@
+import Foundation
+import GunnCore
+import GunnIO
+import GunnOrchestratorServer
+import GunnWire
+import Synchronization
+
+/// A remote world over `orchestrator.sock`: register agents, submit intents, emit drafts, and keep
+/// each agent's view by applying the observations it receives. It reconnects by itself (backoff),
+/// registers its agents again, resynchronises their views, and a retried intent keeps its req_id,
+/// so an intent is never executed twice.
+public final class GunnClient: Sendable {
+    public let path: String
+    public let name: String
+    let loop: EventLoop
+
+    struct State: Sendable {
+        var conn: FramedConnection?
+        var pending: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
+        var nextID: UInt64 = 0
+        var registrations: [AgentID: JSONValue] = [:]
+        var views: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
+        var observations: [AgentID: [Observation]] = [:]
+        var observationWaiters: [AgentID: CheckedContinuation<Observation?, Never>] = [:]
+        var connects = 0
+    }
+    private let state = Mutex(State())
+
+    public init(path: String, loop: EventLoop, name: String = "client") {
+        self.path = path; self.loop = loop; self.name = name
+    }
+
+    /// Connections opened after the first (each a recovery from a lost link).
+    public var reconnects: Int { state.withLock { max(0, $0.connects - 1) } }
+
+    /// The agent's view as this client holds it: the last whole view plus every delta since.
+    public func view(of agent: AgentID) -> (seq: ViewSeq, doc: JSONValue)? { state.withLock { $0.views[agent] } }
+
+    // MARK: - Connection
+
+    func connection(deadlineSeconds: Double = 10) async throws -> FramedConnection {
+        if let c = state.withLock({ $0.conn }), c.closeReason == nil { return c }
+        var backoff = Backoff(baseSeconds: 0.02, capSeconds: 0.5)
+        let until = Date().timeIntervalSince1970 + deadlineSeconds
+        while true {
+            do {
+                let c = try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", clientName: name))
+                let again = state.withLock { s -> [(AgentID, JSONValue)] in
+                    s.connects += 1
+                    s.conn = c
+                    return s.registrations.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                }
+                startReader(c)
+                for (_, json) in again { _ = try await send(c, .registerAgent(RegisterAgent(agentID: json["agent_id"]?.stringValue ?? "", json: json))) }
+                return c
+            } catch {
+                let delay = backoff.next()
+                if Date().timeIntervalSince1970 + delay > until { throw error }
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+            }
+        }
+    }
+
+    private func startReader(_ c: FramedConnection) {
+        Task {
+            while let f = await c.receive() { route(f) }
+            let waiting = state.withLock { s -> [CheckedContinuation<Frame, any Error>] in
+                if s.conn === c { s.conn = nil }
+                let w = Array(s.pending.values)
+                s.pending.removeAll()
+                return w
+            }
+            for w in waiting { w.resume(throwing: c.closeReason ?? ConnectionError(.adapterUnavailable, "connection closed")) }
+        }
+    }
+
+    private func route(_ f: Frame) {
+        switch f.body {
+        case .view(let v)?:
+            let doc = (try? JSONParser.parse(v.view)) ?? .null
+            state.withLock { $0.views[AgentID(v.agentID)] = (v.viewSeq, doc) }
+        case .observation(let o)?:
+            let agent = AgentID(o.agentID)
+            let waiter = state.withLock { s -> CheckedContinuation<Observation?, Never>? in
+                if let current = s.views[agent], o.viewSeq > current.seq,
+                   let patch = try? JSONPatch(json: JSONParser.parse(o.patches)), let next = try? patch.apply(to: current.doc) {
+                    s.views[agent] = (o.viewSeq, next)
+                }
+                if let w = s.observationWaiters.removeValue(forKey: agent) { return w }
+                s.observations[agent, default: []].append(o)
+                return nil
+            }
+            waiter?.resume(returning: o)
+        default:
+            let c = state.withLock { $0.pending.removeValue(forKey: f.id) }
+            c?.resume(returning: f)
+        }
+    }
+
+    private func send(_ c: FramedConnection, _ body: Frame.Body) async throws -> Frame {
+        let id = state.withLock { s -> UInt64 in s.nextID += 1; return s.nextID }
+        return try await withCheckedThrowingContinuation { (k: CheckedContinuation<Frame, any Error>) in
+            state.withLock { $0.pending[id] = k }
+            Task {
+                do { try await c.send(body, id: id) } catch {
+                    if let k = state.withLock({ $0.pending.removeValue(forKey: id) }) { k.resume(throwing: error) }
+                }
+            }
+        }
+    }
+
+    /// A request, re-sent on a new connection if the old one is lost before the reply.
+    func request(_ body: Frame.Body, deadlineSeconds: Double = 10) async throws -> Frame {
+        let until = Date().timeIntervalSince1970 + deadlineSeconds
+        while true {
+            do {
+                let c = try await connection(deadlineSeconds: max(0.1, until - Date().timeIntervalSince1970))
+                return try await send(c, body)
+            } catch let e as ConnectionError where e.code == .adapterUnavailable && Date().timeIntervalSince1970 < until {
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+    }
+
+    // MARK: - The facade
+
+    /// Registers an agent (again after every reconnect) and returns its whole view.
+    @discardableResult
+    public func register(_ registration: JSONValue) async throws -> (seq: ViewSeq, doc: JSONValue)? {
+        guard case .string(let id)? = registration["agent_id"] else { throw GunnError(.invalidAgentID, "registration needs agent_id") }
+        state.withLock { $0.registrations[AgentID(id)] = registration }
+        let reply = try await request(.registerAgent(RegisterAgent(agentID: id, json: registration)))
+        if case .error(let e)? = reply.body { throw WireJSON.gunnError(e) }
+        // The whole view follows the reply on the same connection.
+        for _ in 0..<200 {
+            if let v = view(of: AgentID(id)) { return v }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        return view(of: AgentID(id))
+    }
+
+    /// Submits an intent; retried on a new connection with the same req_id if the link drops, so
+    /// the world executes it at most once.
+    public func submit(_ intent: Intent, deadlineSeconds: Double = 10) async throws -> IntentOutcome {
+        let bytes = CanonicalJSON.encode(intent.json)
+        let reply = try await request(.submitIntent(JSONPayload(bytes)), deadlineSeconds: deadlineSeconds)
+        switch reply.body {
+        case .intentResult(let r)?:
+            if r.committed, let json = try? JSONParser.parse(r.effect) { return .committed(try Effect(json: json)) }
+            if let e = r.error { return .rejected(WireJSON.gunnError(e)) }
+            return .rejected(GunnError(.internalError, "an intent result with neither effect nor error"))
+        case .error(let e)?: return .rejected(WireJSON.gunnError(e))
+        default: return .rejected(GunnError(.unknownMessage, "unexpected reply to an intent"))
+        }
+    }
+
+    /// Emits an effect draft; nil when accepted.
+    public func emit(_ draft: EffectDraft) async throws -> GunnError? {
+        let reply = try await request(.emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft)))))
+        switch reply.body {
+        case .emitResult(let r)?: return r.accepted ? nil : r.error.map(WireJSON.gunnError)
+        case .error(let e)?: return WireJSON.gunnError(e)
+        default: return GunnError(.unknownMessage, "unexpected reply to an emit")
+        }
+    }
+
+    public func head() async throws -> (seq: UInt64, checksum: String) {
+        let reply = try await request(.head(Empty()))
+        guard case .headResult(let h)? = reply.body else { throw GunnError(.unknownMessage, "unexpected reply to head") }
+        return (h.seq, h.checksum)
+    }
+
+    /// The agent's next observation (waits for one).
+    public func nextObservation(for agent: AgentID) async -> Observation? {
+        await withCheckedContinuation { (c: CheckedContinuation<Observation?, Never>) in
+            let ready = state.withLock { s -> Observation? in
+                if var q = s.observations[agent], !q.isEmpty {
+                    let o = q.removeFirst()
+                    s.observations[agent] = q
+                    return o
+                }
+                s.observationWaiters[agent] = c
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    public func close() { state.withLock { $0.conn }?.close() }
+}
+
+extension RegisterAgent {
+    init(agentID: String, json: JSONValue) {
+        self.init()
+        self.agentID = agentID
+        registration = CanonicalJSON.encode(json)
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import GunnCore
+import GunnIO
+import GunnWire
+
+/// The world as a process: hosts the `Engine`, serves `orchestrator.sock`, and is a client of
+/// `eventlog.sock`. Commit before publish: effects go to the log writer first; replies and
+/// observation deltas leave only after the `AppendAck` that covers them. On start it rebuilds the
+/// engine from the log (world, global_seq, idempotency inside its TTL).
+public actor OrchestratorServer {
+    public struct Settings: Sendable {
+        public var home: String
+        public var worldID = "world"
+        public var worldSeed: UInt64 = 0
+        public var engine = EngineConfig()
+        /// How long an append may keep retrying while the log writer is away before intents are refused.
+        public var appendDeadlineSeconds: Double = 5
+        public init(home: String) {
+            self.home = home
+            engine.quantumMs = 0
+        }
+        public var socketPath: String { home + "/run/orchestrator.sock" }
+        public var eventlogPath: String { home + "/run/eventlog.sock" }
+    }
+
+    public let settings: Settings
+    let loop: EventLoop
+    let log: LogWriterLink
+    var engine: Engine
+    var server: UnixSocketServer?
+    /// Agent id → the connection its observations go to.
+    var sinks: [AgentID: FramedConnection] = [:]
+    /// "agent|req" → who waits for the outcome (connection, frame id).
+    var waiters: [String: [(FramedConnection, UInt64)]] = [:]
+    /// Entries committed by the engine whose append was not acknowledged yet, and the outputs held with them.
+    var unacked: [LogEntry] = []
+    var held: [EngineOutput] = []
+    public private(set) var recoveredEntries = 0
+
+    public init(settings: Settings) throws {
+        self.settings = settings
+        loop = try EventLoop(name: "orchestrator-io")
+        log = LogWriterLink(path: settings.eventlogPath, loop: loop, worldID: settings.worldID)
+        engine = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
+    }
+
+    static func now() -> Double { Date().timeIntervalSince1970 }
+
+    /// Recovers from the log writer, then serves.
+    public func start() async throws {
+        let entries = try await log.readAll().map { try WireJSON.eventLogEntry($0) }
+        try engine.restore(from: entries, at: Self.now())
+        recoveredEntries = entries.count
+        try FileManager.default.createDirectory(atPath: settings.home + "/run", withIntermediateDirectories: true)
+        server = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings] hello in
+            var w = Welcome()
+            w.role = "orchestrator"
+            w.worldID = settings.worldID
+            w.sessionID = "\(settings.worldID)-\(hello.clientName)"
+            return .success(w)
+        } onConnection: { [weak self] conn in
+            guard let self else { return }
+            Task { await self.serve(conn) }
+        }
+    }
+
+    public func stop() async { await server?.stop() }
+
+    public var headSeq: UInt64 { engine.headSeq }
+
+    // MARK: - Steps
+
+    /// Runs one input: engine, then the append of what it committed, then publication.
+    func step(_ input: EngineInput) async -> [EngineOutput] {
+        if !unacked.isEmpty {
+            // The log writer was away: what is committed but unacknowledged goes first.
+            guard await flushUnacked() else {
+                return refusal(for: input, GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200))
+            }
+        }
+        let outputs = engine.handle(input, at: Self.now())
+        let entries = outputs.compactMap { o -> LogEntry? in if case .effectCommitted(let e) = o { return WireJSON.logEntry(e) } else { return nil } }
+        if entries.isEmpty {
+            publish(outputs)
+            return outputs
+        }
+        unacked = entries
+        held = outputs
+        _ = await flushUnacked()
+        return outputs
+    }
+
+    /// Appends the unacknowledged entries; on success publishes what was held with them.
+    func flushUnacked() async -> Bool {
+        guard !unacked.isEmpty else { return true }
+        do {
+            _ = try await log.append(unacked, deadlineSeconds: settings.appendDeadlineSeconds)
+        } catch {
+            return false
+        }
+        unacked = []
+        let outputs = held
+        held = []
+        publish(outputs)
+        return true
+    }
+
+    func refusal(for input: EngineInput, _ error: GunnError) -> [EngineOutput] {
+        switch input {
+        case .submitIntent(let i):
+            let out: [EngineOutput] = [.intentRejected(agent: i.agentID, reqID: i.reqID, error: error)]
+            publish(out)
+            return out
+        case .emit(let d): return [.emitRejected(sourceID: d.sourceID, draftID: d.draftID, error: error)]
+        default: return []
+        }
+    }
+
+    /// Replies to waiting submitters and pushes due observations, without waiting on any peer.
+    func publish(_ outputs: [EngineOutput]) {
+        var observers: [AgentID] = []
+        for o in outputs {
+            switch o {
+            case let .intentCommitted(agent, req, effect):
+                var r = IntentResult()
+                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true; r.effect = effect.canonicalBytes
+                reply("\(agent)|\(req)", .intentResult(r))
+            case let .intentRejected(agent, req, error):
+                var r = IntentResult()
+                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
+                reply("\(agent)|\(req)", .intentResult(r))
+            case let .observationQueued(agent, _, _, _):
+                if !observers.contains(agent) { observers.append(agent) }
+            case .wakeAt(let t):
+                let delay = max(0, t - Self.now())
+                Task { [weak self] in
+                    try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                    _ = await self?.step(.flush)
+                }
+            default: break
+            }
+        }
+        let now = Self.now()
+        for agent in observers {
+            guard let conn = sinks[agent] else { continue }
+            var frames: [Frame] = []
+            while let d = engine.nextObservation(for: agent, at: now) {
+                var ob = Observation()
+                ob.agentID = agent.rawValue; ob.viewSeq = d.viewSeq; ob.patches = CanonicalJSON.encode(d.patches.json)
+                ob.contextDigest = d.contextDigest; ob.schemaVersion = d.schemaVersion
+                frames.append(Frame(.observation(ob)))
+            }
+            if !frames.isEmpty { conn.post(frames) }
+        }
+    }
+
+    func reply(_ key: String, _ body: Frame.Body) {
+        guard let ws = waiters.removeValue(forKey: key) else { return }
+        for (conn, id) in ws { conn.post([Frame(id: id, body)]) }
+    }
+
+    // MARK: - Serving a client
+
+    func serve(_ conn: FramedConnection) async {
+        while let frame = await conn.receive() {
+            guard let body = frame.body else { continue }
+            switch body {
+            case .registerAgent(let r):
+                do {
+                    let json = try JSONParser.parse(r.registration)
+                    let reg = try WireJSON.registration(json)
+                    let out = await step(.registerAgent(reg))
+                    if case .registrationRejected(_, let e)? = out.first(where: { if case .registrationRejected = $0 { return true } else { return false } }) {
+                        conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
+                        continue
+                    }
+                    sinks[reg.agentID] = conn
+                    var ok = ControlResult()
+                    ok.ok = true
+                    ok.message = "registered \(reg.agentID)"
+                    var frames = [Frame(id: frame.id, .controlResult(ok))]
+                    if let view = engine.resync(reg.agentID) {
+                        var v = ViewSnapshot()
+                        v.agentID = reg.agentID.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
+                        frames.append(Frame(id: frame.id, .view(v)))
+                    }
+                    conn.post(frames)
+                } catch let e as GunnError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
+                } catch let e as JSONParseError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e.gunnError)))])
+                } catch {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.internalError, "\(error)"))))])
+                }
+            case .submitIntent(let p):
+                let intent: Intent
+                do { intent = try Intent(json: JSONParser.parse(p.json)) } catch let e as GunnError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))]); continue
+                } catch let e as JSONParseError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e.gunnError)))]); continue
+                } catch { continue }
+                waiters["\(intent.agentID)|\(intent.reqID)", default: []].append((conn, frame.id))
+                _ = await step(.submitIntent(intent))
+            case .emit(let p):
+                do {
+                    let draft = try WireJSON.draft(JSONParser.parse(p.json))
+                    let out = await step(.emit(draft))
+                    var r = EmitResult()
+                    r.draftID = draft.draftID ?? ""
+                    if case let .emitRejected(_, _, e)? = out.first(where: { if case .emitRejected = $0 { return true } else { return false } }) {
+                        r.error = WireJSON.error(e)
+                    } else {
+                        r.accepted = true
+                    }
+                    conn.post([Frame(id: frame.id, .emitResult(r))])
+                } catch let e as GunnError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
+                } catch let e as JSONParseError {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(e.gunnError)))])
+                } catch {}
+            case .head:
+                var h = HeadResult()
+                h.seq = engine.headSeq; h.checksum = engine.log.headChecksum ?? ""; h.count = UInt64(engine.log.entries.count)
+                conn.post([Frame(id: frame.id, .headResult(h))])
+            default:
+                conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.unknownMessage, "the orchestrator does not serve frame body \(frame.bodyFieldNumber ?? 0) yet"))))])
+            }
+        }
+        for (agent, c) in sinks where c === conn { sinks[agent] = nil }
+    }
+}
