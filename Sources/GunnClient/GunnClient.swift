@@ -75,6 +75,12 @@ public final class GunnClient: Sendable {
     }
 
     private func route(_ f: Frame) {
+        // A reply first (the whole view that follows a registration reply is a push: its request
+        // was already answered).
+        if f.id != 0, let c = state.withLock({ $0.pending.removeValue(forKey: f.id) }) {
+            c.resume(returning: f)
+            return
+        }
         switch f.body {
         case .view(let v)?:
             let doc = (try? JSONParser.parse(v.view)) ?? .null
@@ -92,8 +98,7 @@ public final class GunnClient: Sendable {
             }
             waiter?.resume(returning: o)
         default:
-            let c = state.withLock { $0.pending.removeValue(forKey: f.id) }
-            c?.resume(returning: f)
+            break
         }
     }
 
@@ -161,6 +166,18 @@ public final class GunnClient: Sendable {
         case .emitResult(let r)?: return r.accepted ? nil : r.error.map(WireJSON.gunnError)
         case .error(let e)?: return WireJSON.gunnError(e)
         default: return GunnError(.unknownMessage, "unexpected reply to an emit")
+        }
+    }
+
+    /// `filter(world)` for the agent, computed afresh by the orchestrator (for checking views).
+    public func filteredView(of agent: AgentID) async throws -> (seq: ViewSeq, doc: JSONValue) {
+        var request = ViewSnapshot()
+        request.agentID = agent.rawValue
+        let reply = try await self.request(.view(request))
+        switch reply.body {
+        case .view(let v)?: return (v.viewSeq, try JSONParser.parse(v.view))
+        case .error(let e)?: throw WireJSON.gunnError(e)
+        default: throw GunnError(.unknownMessage, "unexpected reply to a view request")
         }
     }
 

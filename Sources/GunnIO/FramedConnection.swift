@@ -413,6 +413,10 @@ public final class FramedConnection: @unchecked Sendable {
         guard state != .closed, !closeAfterFlush else { return }
         closeReason = ConnectionError(code, message)
         if tellPeer {
+            // What was queued will not be read anyway; the error goes right after the frame being
+            // written (cutting that one would break the framing), so the peer learns why.
+            writeQueue.dropAllButPartialHead()
+            waitingForCredit.removeAll()
             writeControl(.error(errorMessage(code, message)))
             closeAfterFlush = true
             if writeQueue.isEmpty { shutdown(closeReason) }
@@ -463,6 +467,18 @@ struct FIFOBytes {
             i += 1
         }
         return out
+    }
+
+    /// Drops every chunk not yet started; a chunk partly written stays, to keep the framing whole.
+    mutating func dropAllButPartialHead() {
+        guard !isEmpty else { return }
+        if offset > 0 {
+            chunks = [chunks[head]]
+        } else {
+            chunks = []
+            offset = 0
+        }
+        head = 0
     }
 
     /// Marks `n` bytes written, across chunk boundaries.

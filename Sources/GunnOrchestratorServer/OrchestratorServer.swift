@@ -218,6 +218,16 @@ public actor OrchestratorServer {
                 } catch let e as JSONParseError {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(e.gunnError)))])
                 } catch {}
+            case .view(let v):
+                // A view request: filter(world) computed afresh, at the agent's current view_seq.
+                let agent = AgentID(v.agentID)
+                guard let doc = engine.filteredView(of: agent), let seq = engine.viewSeq(of: agent) else {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.invalidAgentID, "agent \(agent) is not registered"))))])
+                    continue
+                }
+                var r = ViewSnapshot()
+                r.agentID = v.agentID; r.viewSeq = seq; r.view = CanonicalJSON.encode(doc); r.contextDigest = HashChain.checksum(previous: nil, canonicalEffect: r.view)
+                conn.post([Frame(id: frame.id, .view(r))])
             case .head:
                 var h = HeadResult()
                 h.seq = engine.headSeq; h.checksum = engine.log.headChecksum ?? ""; h.count = UInt64(engine.log.entries.count)

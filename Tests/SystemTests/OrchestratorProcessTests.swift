@@ -89,7 +89,7 @@ final class OrchestratorProcessTests: XCTestCase {
         let client = GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: "load")
         // Context 0 with a large staleness threshold: the load agent's context never goes stale or
         // ahead of its view, whatever restarts do to its view_seq.
-        try await client.register(["agent_id": "a", "staleness_threshold": 1_000_000])
+        try await client.register(["agent_id": "a", "spawn": [1, 2], "staleness_threshold": 1_000_000])
         var committed: [String: UInt64] = [:]
         var rng = SplitMix64(seed: 17)
         var n = 0
@@ -128,8 +128,117 @@ final class OrchestratorProcessTests: XCTestCase {
             XCTAssertEqual(entries.first { $0.reqID == req }?.globalSeq, seq)
         }
         XCTAssertGreaterThan(client.reconnects, 0, "the client reconnected by itself")
+        // The resumed client's view is filter(world) once its deltas are in.
+        let fresh = try await client.filteredView(of: "a")
+        var same = false
+        for _ in 0..<200 where !same {
+            same = client.view(of: "a")?.doc == fresh.doc
+            if !same { try await Task.sleep(nanoseconds: 5_000_000) }
+        }
+        XCTAssertTrue(same, "client view \(String(describing: client.view(of: "a"))) vs \(fresh)")
         client.close()
         orch.term()
         log.term()
+    }
+}
+
+/// Clients that misbehave against the real orchestrator, while a good one goes on.
+final class BadClientTests: XCTestCase {
+    /// A blocking socket for sending whatever bytes a test wants.
+    struct Raw {
+        let fd: Int32
+        init(path: String) throws {
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var tv = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            let r: Int32 = try Sys.withAddress(path) { connect(fd, $0, $1) }
+            guard r == 0 else { throw Errno(code: errno, call: "connect") }
+        }
+        func send(_ f: Frame) { write(FrameCodec.encode(f)) }
+        func write(_ b: [UInt8]) { _ = b.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        /// Frames until one matches, the connection closes (nil) or 10 s pass.
+        func readFrame(until match: (Frame) -> Bool) -> Frame? {
+            var d = FrameDecoder()
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return nil }
+                d.append(Array(buf[0..<n]))
+                while let f = try? d.next() { if match(f) { return f } }
+            }
+        }
+        /// Reads until the server closes the connection (true) or 10 s pass without a byte (false);
+        /// also returns the code of the last Error frame, if one got through.
+        func readUntilClosed() -> (closed: Bool, errorCode: Int?) {
+            var d = FrameDecoder()
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            var code: Int?
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n == 0 { return (true, code) }
+                if n < 0 { return (false, code) }
+                d.append(Array(buf[0..<n]))
+                while let f = try? d.next() { if case .error(let e)? = f.body { code = Int(e.code) } }
+            }
+        }
+        func handshake(epoch: UInt64) -> Bool {
+            send(Frame(epoch: epoch, .hello(Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", worldID: "w1", clientName: "raw"))))
+            guard readFrame(until: { if case .welcome? = $0.body { return true } else { return false } }) != nil else { return false }
+            send(Frame(epoch: epoch, .credit(Credit(frames: 1 << 20))))
+            return true
+        }
+        func close() { Glibc.close(fd) }
+    }
+
+    func testGarbageStaleEpochAndANonReaderAreHandledWhileOthersGoOn() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-bad-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let log = try OrchestratorProcessTests.Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"])
+        defer { log.term() }
+        let orch = try OrchestratorProcessTests.Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--world-seed", "5"])
+        defer { orch.term() }
+        let path = home + "/run/orchestrator.sock"
+        let good = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "good")
+        try await good.register(["agent_id": "mover", "spawn": [0, 0], "staleness_threshold": 1_000_000])
+        var n = 0
+        func goodMove() async throws {
+            n += 1
+            let o = try await good.submit(Intent(kind: .move, payload: ["to": [.number(Double(n % 7)), 0]], contextSeq: 0, reqID: ReqID("m\(n)"), agentID: "mover"))
+            XCTAssertNotNil(o.effect, "the good client goes on: \(o)")
+        }
+        // Garbage: MALFORMED_FRAME, that connection closed.
+        let garbage = try Raw(path: path)
+        garbage.write([0, 0, 0, 5, 0xFF, 0xFE, 0xFD, 0xFC, 0xFB])
+        let err = garbage.readFrame(until: { (f: Frame) -> Bool in if case .error? = f.body { return true } else { return false } })
+        if case .error(let e)? = err?.body { XCTAssertEqual(Int(e.code), ErrorCode.malformedFrame.code) } else { XCTFail("no error frame") }
+        garbage.close()
+        try await goodMove()
+        // A stale epoch: its frame is dropped; the same request at the current epoch is answered.
+        let stale = try Raw(path: path)
+        XCTAssertTrue(stale.handshake(epoch: 5))
+        let intent = Intent(kind: .speak, payload: ["text": "late"], contextSeq: 0, reqID: "late-1", agentID: "mover")
+        stale.send(Frame(id: 41, epoch: 4, .submitIntent(JSONPayload(CanonicalJSON.encode(intent.json)))))
+        stale.send(Frame(id: 42, epoch: 5, .head(Empty())))
+        let first = stale.readFrame(until: { (f: Frame) -> Bool in f.id != 0 })
+        XCTAssertEqual(first?.id, 42, "the epoch-4 frame got no answer: it was dropped")
+        stale.close()
+        try await goodMove()
+        // A client that registers an observer and never reads: closed with QUEUE_FULL once its
+        // queue is full, while the mover's intents keep being answered.
+        let sleeper = try Raw(path: path)
+        XCTAssertTrue(sleeper.handshake(epoch: 1))
+        var reg = RegisterAgent()
+        reg.agentID = "sleeper"
+        reg.registration = CanonicalJSON.encode(["agent_id": "sleeper", "spawn": [0, 1]])
+        sleeper.send(Frame(id: 1, epoch: 1, .registerAgent(reg)))
+        for _ in 0..<3000 { try await goodMove() }
+        // Its error frame cannot reach a peer that does not read (the socket buffer is full); what
+        // it sees, once it drains the socket, is the server closing the connection.
+        let (closed, code) = sleeper.readUntilClosed()
+        XCTAssertTrue(closed, "the server closed the non-reader")
+        if let code { XCTAssertTrue([ErrorCode.queueFull.code, ErrorCode.adapterUnavailable.code].contains(code), "\(code)") }
+        sleeper.close()
+        try await goodMove()
+        good.close()
     }
 }
