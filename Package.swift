@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "GunnOrchestratorServer", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
         .executableTarget(name: "gunn-orchestrator", dependencies: ["GunnOrchestratorServer", "GunnIO", "GunnCore"]),
         .target(name: "GunnClient", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnOrchestratorServer"]),
+        .executableTarget(name: "gunn-script-agent", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),

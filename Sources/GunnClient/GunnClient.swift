@@ -22,6 +22,8 @@ public final class GunnClient: Sendable {
         var views: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
         var observations: [AgentID: [Observation]] = [:]
         var observationWaiters: [AgentID: CheckedContinuation<Observation?, Never>] = [:]
+        var cancels: [AgentID: [Cancel]] = [:]
+        var cancelWaiters: [AgentID: CheckedContinuation<Cancel, Never>] = [:]
         var connects = 0
     }
     private let state = Mutex(State())
@@ -97,6 +99,14 @@ public final class GunnClient: Sendable {
                 return nil
             }
             waiter?.resume(returning: o)
+        case .cancel(let c)?:
+            let agent = AgentID(c.agentID)
+            let waiter = state.withLock { s -> CheckedContinuation<Cancel, Never>? in
+                if let w = s.cancelWaiters.removeValue(forKey: agent) { return w }
+                s.cancels[agent, default: []].append(c)
+                return nil
+            }
+            waiter?.resume(returning: c)
         default:
             break
         }
@@ -197,6 +207,43 @@ public final class GunnClient: Sendable {
                     return o
                 }
                 s.observationWaiters[agent] = c
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    /// Starts a generation: the cancel token bound to the agent's current view.
+    public func beginGeneration(_ agent: AgentID, reqID: ReqID, deadlineMs: UInt32 = 0, tokenBudget: UInt32 = 0, focus: [String] = []) async throws -> CancelTokenMessage {
+        var g = BeginGeneration()
+        g.agentID = agent.rawValue; g.reqID = reqID.rawValue; g.deadlineMs = deadlineMs; g.tokenBudget = tokenBudget; g.focus = focus
+        let reply = try await request(.beginGeneration(g))
+        switch reply.body {
+        case .cancelToken(let t)?: return t
+        case .error(let e)?: throw WireJSON.gunnError(e)
+        default: throw GunnError(.unknownMessage, "unexpected reply to beginGeneration")
+        }
+    }
+
+    /// Retires a generation (it finished or halted).
+    public func endGeneration(_ reqID: ReqID, tokensEmitted: UInt32 = 0) async throws {
+        var h = Halted()
+        h.reqID = reqID.rawValue
+        h.tokensEmitted = tokensEmitted
+        let c = try await connection()
+        try await c.send(.halted(h))
+    }
+
+    /// The next cancellation pushed for the agent (waits for one).
+    public func nextCancel(for agent: AgentID) async -> Cancel {
+        await withCheckedContinuation { (c: CheckedContinuation<Cancel, Never>) in
+            let ready = state.withLock { s -> Cancel? in
+                if var q = s.cancels[agent], !q.isEmpty {
+                    let x = q.removeFirst()
+                    s.cancels[agent] = q
+                    return x
+                }
+                s.cancelWaiters[agent] = c
                 return nil
             }
             if let ready { c.resume(returning: ready) }

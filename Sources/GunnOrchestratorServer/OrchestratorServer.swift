@@ -131,6 +131,10 @@ public actor OrchestratorServer {
                 reply("\(agent)|\(req)", .intentResult(r))
             case let .observationQueued(agent, _, _, _):
                 if !observers.contains(agent) { observers.append(agent) }
+            case let .generationCancelled(agent, req, reason, error):
+                var c = Cancel()
+                c.agentID = agent.rawValue; c.reqID = req.rawValue; c.reason = reason; c.code = UInt32(error.code.code)
+                sinks[agent]?.post([Frame(.cancel(c))])
             case .wakeAt(let t):
                 let delay = max(0, t - Self.now())
                 Task { [weak self] in
@@ -218,6 +222,24 @@ public actor OrchestratorServer {
                 } catch let e as JSONParseError {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(e.gunnError)))])
                 } catch {}
+            case .beginGeneration(let g):
+                let request = GenerationRequest(agentID: AgentID(g.agentID), reqID: ReqID(g.reqID), deadlineMs: g.deadlineMs == 0 ? nil : Double(g.deadlineMs),
+                                                tokenBudget: g.tokenBudget == 0 ? nil : Int(g.tokenBudget), focus: g.focus)
+                let out = await step(.beginGeneration(request))
+                for o in out {
+                    if case .cancelTokenIssued(let t) = o {
+                        var m = CancelTokenMessage()
+                        m.agentID = t.agentID.rawValue; m.reqID = t.reqID.rawValue; m.contextSeq = t.contextSeq; m.contextDigest = t.contextDigest
+                        conn.post([Frame(id: frame.id, .cancelToken(m))])
+                    } else if case .generationRefused(_, _, let e) = o {
+                        conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
+                    }
+                }
+            case .progress(let p):
+                _ = await step(.generationProgress(AgentID(p.agentID), ReqID(p.reqID), tokensEmitted: Int(p.tokensEmitted)))
+            case .halted(let h):
+                // The worker stopped (finished or halted): the generation's token is retired.
+                if let agent = sinks.first(where: { $0.value === conn })?.key { _ = await step(.endGeneration(agent, ReqID(h.reqID))) }
             case .view(let v):
                 // A view request: filter(world) computed afresh, at the agent's current view_seq.
                 let agent = AgentID(v.agentID)

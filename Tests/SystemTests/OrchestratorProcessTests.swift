@@ -242,3 +242,74 @@ final class BadClientTests: XCTestCase {
         good.close()
     }
 }
+
+/// The conversation of the engine tests with A, B and C as three separate client processes.
+final class ConversationAcrossProcessesTests: XCTestCase {
+    final class ScriptAgent {
+        let process = Process()
+        let input = Pipe(), output = Pipe()
+        var buffer = ""
+        init(socket: String, id: String, x: Int) throws {
+            process.executableURL = EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-script-agent")
+            process.arguments = [socket, id, String(x), "0"]
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try process.run()
+        }
+        func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
+        /// The next line it prints ("" if it exits).
+        func line() -> String {
+            while !buffer.contains("\n") {
+                let d = output.fileHandleForReading.availableData
+                if d.isEmpty { return "" }
+                buffer += String(decoding: d, as: UTF8.self)
+            }
+            let i = buffer.firstIndex(of: "\n")!
+            let l = String(buffer[..<i])
+            buffer = String(buffer[buffer.index(after: i)...])
+            return l
+        }
+        func quit() { send("quit"); process.waitUntilExit() }
+    }
+
+    func testABCConversationAcrossThreeProcesses() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-abc-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let log = try OrchestratorProcessTests.Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"])
+        defer { log.term() }
+        let orch = try OrchestratorProcessTests.Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--world-seed", "2026"])
+        defer { orch.term() }
+        let socket = home + "/run/orchestrator.sock"
+        let a = try ScriptAgent(socket: socket, id: "A", x: 0)
+        XCTAssertTrue(a.line().hasPrefix("registered"))
+        let b = try ScriptAgent(socket: socket, id: "B", x: 1)
+        XCTAssertTrue(b.line().hasPrefix("registered"))
+        let c = try ScriptAgent(socket: socket, id: "C", x: 2)
+        XCTAssertTrue(c.line().hasPrefix("registered"))
+        // A starts generating; B speaks; A's token is cancelled naming B's effect.
+        a.send("begin a-1")
+        XCTAssertTrue(a.line().hasPrefix("token "))
+        b.send("speak b-1 the bridge is out")
+        let bLine = b.line()
+        XCTAssertTrue(bLine.hasPrefix("committed "), bLine)
+        let bSeq = bLine.split(separator: " ").last.map(String.init) ?? "?"
+        a.send("wait-cancel")
+        XCTAssertEqual(a.line(), "cancel a-1 stale_due_to:\(bSeq)")
+        // A regenerates against its new view and its Speak commits after B's.
+        a.send("begin a-2")
+        XCTAssertTrue(a.line().hasPrefix("token "))
+        a.send("speak a-2 then we take the ford")
+        let aLine = a.line()
+        XCTAssertTrue(aLine.hasPrefix("committed "), aLine)
+        XCTAssertGreaterThan(Int(aLine.split(separator: " ").last!)!, Int(bSeq)!)
+        // C received deltas in order (B's speech, then A's), and its view shows both.
+        c.send("observe 2")
+        let o1 = c.line(), o2 = c.line(), view = c.line()
+        let s1 = Int(o1.split(separator: " ").last ?? "") ?? 0, s2 = Int(o2.split(separator: " ").last ?? "") ?? 0
+        XCTAssertTrue(o1.hasPrefix("obs ") && o2.hasPrefix("obs "), "\(o1) \(o2)")
+        XCTAssertLessThan(s1, s2)
+        XCTAssertTrue(view.contains("the bridge is out") && view.contains("then we take the ford"), view)
+        a.quit(); b.quit(); c.quit()
+    }
+}
