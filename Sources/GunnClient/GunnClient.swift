@@ -191,6 +191,13 @@ public final class GunnClient: Sendable {
         }
     }
 
+    /// The orchestrator's introspection: agents, queue depths, breakers, head, world digest.
+    public func status() async throws -> StatusResult {
+        let reply = try await request(.status(Empty()))
+        guard case .statusResult(let s)? = reply.body else { throw GunnError(.unknownMessage, "unexpected reply to status") }
+        return s
+    }
+
     public func head() async throws -> (seq: UInt64, checksum: String) {
         let reply = try await request(.head(Empty()))
         guard case .headResult(let h)? = reply.body else { throw GunnError(.unknownMessage, "unexpected reply to head") }

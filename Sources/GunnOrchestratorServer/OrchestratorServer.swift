@@ -250,6 +250,22 @@ public actor OrchestratorServer {
                 var r = ViewSnapshot()
                 r.agentID = v.agentID; r.viewSeq = seq; r.view = CanonicalJSON.encode(doc); r.contextDigest = HashChain.checksum(previous: nil, canonicalEffect: r.view)
                 conn.post([Frame(id: frame.id, .view(r))])
+            case .status:
+                // Introspection for gunnctl: agents, queues, the log link's breaker, head and digest.
+                var st = StatusResult()
+                st.headSeq = engine.headSeq
+                st.worldDigest = engine.world.digest
+                for id in engine.registeredAgents {
+                    var a = AgentStatus()
+                    a.agentID = id.rawValue; a.viewSeq = engine.viewSeq(of: id) ?? 0
+                    a.queueDepth = UInt32(engine.queueDepth(of: id)); a.pendingObservations = UInt32(engine.pendingObservations(of: id))
+                    a.connected = sinks[id] != nil
+                    st.agents.append(a)
+                }
+                var b = BreakerStatus()
+                b.name = "eventlog"; b.state = log.link.breakerState.rawValue
+                st.breakers = [b]
+                conn.post([Frame(id: frame.id, .statusResult(st))])
             case .head:
                 var h = HeadResult()
                 h.seq = engine.headSeq; h.checksum = engine.log.headChecksum ?? ""; h.count = UInt64(engine.log.entries.count)

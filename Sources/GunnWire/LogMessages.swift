@@ -164,14 +164,38 @@ public struct BreakerStatus: WireMessage {
     }
 }
 
-public struct StatusResult: WireMessage {
-    public var children: [ChildStatus] = [], breakers: [BreakerStatus] = []
+public struct AgentStatus: WireMessage {
+    public var agentID = "", viewSeq: UInt64 = 0, queueDepth: UInt32 = 0, pendingObservations: UInt32 = 0, connected = false
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.repeatedMessage(1, children); w.repeatedMessage(2, breakers) }
+    public func encode(to w: inout ProtoWriter) {
+        w.string(1, agentID); w.uint64(2, viewSeq); w.uint32(3, queueDepth); w.uint32(4, pendingObservations); w.bool(5, connected)
+    }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; viewSeq = v
+        case 3: guard let v = try r.uint32(wt) else { return false }; queueDepth = v
+        case 4: guard let v = try r.uint32(wt) else { return false }; pendingObservations = v
+        case 5: guard let v = try r.bool(wt) else { return false }; connected = v
+        default: return false
+        }
+        return true
+    }
+}
+
+public struct StatusResult: WireMessage {
+    public var children: [ChildStatus] = [], breakers: [BreakerStatus] = [], headSeq: UInt64 = 0, worldDigest = "", agents: [AgentStatus] = []
+    public init() {}
+    public func encode(to w: inout ProtoWriter) {
+        w.repeatedMessage(1, children); w.repeatedMessage(2, breakers); w.uint64(3, headSeq); w.string(4, worldDigest); w.repeatedMessage(5, agents)
+    }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.message(wt, ChildStatus.self) else { return false }; children.append(v)
         case 2: guard let v = try r.message(wt, BreakerStatus.self) else { return false }; breakers.append(v)
+        case 3: guard let v = try r.uint64(wt) else { return false }; headSeq = v
+        case 4: guard let v = try r.string(wt, field: n) else { return false }; worldDigest = v
+        case 5: guard let v = try r.message(wt, AgentStatus.self) else { return false }; agents.append(v)
         default: return false
         }
         return true

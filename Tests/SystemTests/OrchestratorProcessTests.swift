@@ -80,6 +80,15 @@ final class OrchestratorProcessTests: XCTestCase {
         XCTAssertEqual(bad.error?.code, .intentValidationFailed)
         let ghost = try await client.submit(Intent(kind: .speak, payload: ["text": "x"], contextSeq: 0, reqID: "g1", agentID: "ghost"))
         XCTAssertEqual(ghost.error?.code, .invalidAgentID)
+        // Introspection.
+        let status = try await client.status()
+        XCTAssertEqual(status.agents.map(\.agentID), ["a"])
+        XCTAssertTrue(status.agents[0].connected)
+        let head = try await client.head()
+        XCTAssertEqual(status.headSeq, head.seq)
+        XCTAssertEqual(status.worldDigest.count, 64)
+        XCTAssertEqual(status.breakers.first?.name, "eventlog")
+        XCTAssertEqual(status.breakers.first?.state, "closed")
         client.close()
     }
 
