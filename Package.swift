@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "GunnClient", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnOrchestratorServer"]),
         .executableTarget(name: "gunn-script-agent", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
-        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),

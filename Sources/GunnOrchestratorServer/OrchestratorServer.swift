@@ -70,8 +70,28 @@ public actor OrchestratorServer {
 
     // MARK: - Steps
 
+    /// Steps run one at a time, in arrival order: an actor lets another call in while one awaits the
+    /// log writer, and a second step must not touch the engine or the link until the first is done.
+    var stepping = false
+    var stepWaiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquireStep() async {
+        if !stepping { stepping = true; return }
+        await withCheckedContinuation { stepWaiters.append($0) }
+    }
+
+    func releaseStep() {
+        if stepWaiters.isEmpty { stepping = false } else { stepWaiters.removeFirst().resume() }
+    }
+
     /// Runs one input: engine, then the append of what it committed, then publication.
     func step(_ input: EngineInput) async -> [EngineOutput] {
+        await acquireStep()
+        defer { releaseStep() }
+        return await stepExclusive(input)
+    }
+
+    private func stepExclusive(_ input: EngineInput) async -> [EngineOutput] {
         if !unacked.isEmpty {
             // The log writer was away: what is committed but unacknowledged goes first.
             guard await flushUnacked() else {

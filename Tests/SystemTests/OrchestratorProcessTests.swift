@@ -322,3 +322,42 @@ final class ConversationAcrossProcessesTests: XCTestCase {
         a.quit(); b.quit(); c.quit()
     }
 }
+
+final class ConcurrentClientsTests: XCTestCase {
+    func testTenClientsSubmittingAtOnceAreEachCommittedExactlyOnce() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-many-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let log = try OrchestratorProcessTests.Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"])
+        defer { log.term() }
+        let orch = try OrchestratorProcessTests.Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1"])
+        defer { orch.term() }
+        let path = home + "/run/orchestrator.sock"
+        var clients: [GunnClient] = []
+        for i in 0..<10 {
+            let c = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "c\(i)")
+            try await c.register(["agent_id": .string("c\(i)"), "spawn": [.number(Double(i)), 0], "staleness_threshold": 1_000_000])
+            clients.append(c)
+        }
+        let seqs = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            for (i, c) in clients.enumerated() {
+                group.addTask {
+                    var out: [UInt64] = []
+                    for k in 0..<30 {
+                        let o = try await c.submit(Intent(kind: .speak, payload: ["text": .string("\(i)-\(k)")], contextSeq: 0, reqID: ReqID("q\(k)"), agentID: AgentID("c\(i)")))
+                        guard let e = o.effect else { throw GunnError(.internalError, "\(o)") }
+                        out.append(e.globalSeq)
+                    }
+                    return out
+                }
+            }
+            var all: [UInt64] = []
+            for try await s in group { all += s }
+            return all
+        }
+        XCTAssertEqual(seqs.count, 300)
+        XCTAssertEqual(Set(seqs).count, 300, "every intent its own effect")
+        let status = try await clients[0].status()
+        XCTAssertEqual(status.headSeq, UInt64(300 + 10), "300 speeches and 10 spawns, nothing twice")
+        for c in clients { c.close() }
+    }
+}
