@@ -143,9 +143,11 @@ public final class GunnClient: Sendable {
     @discardableResult
     public func register(_ registration: JSONValue) async throws -> (seq: ViewSeq, doc: JSONValue)? {
         guard case .string(let id)? = registration["agent_id"] else { throw GunnError(.invalidAgentID, "registration needs agent_id") }
-        state.withLock { $0.registrations[AgentID(id)] = registration }
         let reply = try await request(.registerAgent(RegisterAgent(agentID: id, json: registration)))
         if case .error(let e)? = reply.body { throw WireJSON.gunnError(e) }
+        // Remembered only once registered, so that the connection this call opened does not
+        // register it a second time; from now on every reconnect registers it again.
+        state.withLock { $0.registrations[AgentID(id)] = registration }
         // The whole view follows the reply on the same connection.
         for _ in 0..<200 {
             if let v = view(of: AgentID(id)) { return v }
