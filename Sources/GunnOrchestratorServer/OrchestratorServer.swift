@@ -70,44 +70,60 @@ public actor OrchestratorServer {
 
     // MARK: - Steps
 
-    /// Steps run one at a time, in arrival order: an actor lets another call in while one awaits the
-    /// log writer, and a second step must not touch the engine or the link until the first is done.
-    var stepping = false
-    var stepWaiters: [CheckedContinuation<Void, Never>] = []
-
-    func acquireStep() async {
-        if !stepping { stepping = true; return }
-        await withCheckedContinuation { stepWaiters.append($0) }
-    }
-
-    func releaseStep() {
-        if stepWaiters.isEmpty { stepping = false } else { stepWaiters.removeFirst().resume() }
-    }
+    /// Inputs wait here while a batch is with the log writer; the next batch takes all of them, so
+    /// under load batches grow (one append, one fsync, for many inputs) and at rest an input is
+    /// committed alone at once. Steps never overlap: an actor lets another call in while one awaits
+    /// the log writer, and two batches must not race on the engine or the link.
+    var queued: [(input: EngineInput, done: CheckedContinuation<[EngineOutput], Never>)] = []
+    var draining = false
+    /// Inputs in one batch at most.
+    let maxBatchInputs = 512
 
     /// Runs one input: engine, then the append of what it committed, then publication.
     func step(_ input: EngineInput) async -> [EngineOutput] {
-        await acquireStep()
-        defer { releaseStep() }
-        return await stepExclusive(input)
+        await withCheckedContinuation { c in
+            queued.append((input, c))
+            if !draining {
+                draining = true
+                Task { await self.drain() }
+            }
+        }
     }
 
-    private func stepExclusive(_ input: EngineInput) async -> [EngineOutput] {
+    private func drain() async {
+        while !queued.isEmpty {
+            let batch = Array(queued.prefix(maxBatchInputs))
+            queued.removeFirst(batch.count)
+            let results = await runBatch(batch.map(\.input))
+            for (item, out) in zip(batch, results) { item.done.resume(returning: out) }
+        }
+        draining = false
+    }
+
+    private func runBatch(_ inputs: [EngineInput]) async -> [[EngineOutput]] {
         if !unacked.isEmpty {
             // The log writer was away: what is committed but unacknowledged goes first.
             guard await flushUnacked() else {
-                return refusal(for: input, GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200))
+                return inputs.map { refusal(for: $0, GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200)) }
             }
         }
-        let outputs = engine.handle(input, at: Self.now())
-        let entries = outputs.compactMap { o -> LogEntry? in if case .effectCommitted(let e) = o { return WireJSON.logEntry(e) } else { return nil } }
+        var results: [[EngineOutput]] = []
+        var entries: [LogEntry] = []
+        var all: [EngineOutput] = []
+        for input in inputs {
+            let outputs = engine.handle(input, at: Self.now())
+            for o in outputs { if case .effectCommitted(let e) = o { entries.append(WireJSON.logEntry(e)) } }
+            results.append(outputs)
+            all += outputs
+        }
         if entries.isEmpty {
-            publish(outputs)
-            return outputs
+            publish(all)
+            return results
         }
         unacked = entries
-        held = outputs
+        held = all
         _ = await flushUnacked()
-        return outputs
+        return results
     }
 
     /// Appends the unacknowledged entries; on success publishes what was held with them.
@@ -132,6 +148,8 @@ public actor OrchestratorServer {
             publish(out)
             return out
         case .emit(let d): return [.emitRejected(sourceID: d.sourceID, draftID: d.draftID, error: error)]
+        case .registerAgent(let r): return [.registrationRejected(r.agentID, error)]
+        case .beginGeneration(let g): return [.generationRefused(agent: g.agentID, reqID: g.reqID, error: error)]
         default: return []
         }
     }
