@@ -20,10 +20,8 @@ public final class GunnClient: Sendable {
         var nextID: UInt64 = 0
         var registrations: [AgentID: JSONValue] = [:]
         var views: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
-        var observations: [AgentID: [Observation]] = [:]
-        var observationWaiters: [AgentID: CheckedContinuation<Observation?, Never>] = [:]
-        var cancels: [AgentID: [Cancel]] = [:]
-        var cancelWaiters: [AgentID: CheckedContinuation<Cancel, Never>] = [:]
+        var observations = PushQueues<Observation>()
+        var cancels = PushQueues<Cancel>()
         var connects = 0
     }
     private let state = Mutex(State())
@@ -89,23 +87,16 @@ public final class GunnClient: Sendable {
             state.withLock { $0.views[AgentID(v.agentID)] = (v.viewSeq, doc) }
         case .observation(let o)?:
             let agent = AgentID(o.agentID)
-            let waiter = state.withLock { s -> CheckedContinuation<Observation?, Never>? in
+            let waiter = state.withLock { s -> CheckedContinuation<Observation, Never>? in
                 if let current = s.views[agent], o.viewSeq > current.seq,
                    let patch = try? JSONPatch(json: JSONParser.parse(o.patches)), let next = try? patch.apply(to: current.doc) {
                     s.views[agent] = (o.viewSeq, next)
                 }
-                if let w = s.observationWaiters.removeValue(forKey: agent) { return w }
-                s.observations[agent, default: []].append(o)
-                return nil
+                return s.observations.push(o, for: agent)
             }
             waiter?.resume(returning: o)
         case .cancel(let c)?:
-            let agent = AgentID(c.agentID)
-            let waiter = state.withLock { s -> CheckedContinuation<Cancel, Never>? in
-                if let w = s.cancelWaiters.removeValue(forKey: agent) { return w }
-                s.cancels[agent, default: []].append(c)
-                return nil
-            }
+            let waiter = state.withLock { $0.cancels.push(c, for: AgentID(c.agentID)) }
             waiter?.resume(returning: c)
         default:
             break
@@ -208,17 +199,8 @@ public final class GunnClient: Sendable {
 
     /// The agent's next observation (waits for one).
     public func nextObservation(for agent: AgentID) async -> Observation? {
-        await withCheckedContinuation { (c: CheckedContinuation<Observation?, Never>) in
-            let ready = state.withLock { s -> Observation? in
-                if var q = s.observations[agent], !q.isEmpty {
-                    let o = q.removeFirst()
-                    s.observations[agent] = q
-                    return o
-                }
-                s.observationWaiters[agent] = c
-                return nil
-            }
-            if let ready { c.resume(returning: ready) }
+        await withCheckedContinuation { (c: CheckedContinuation<Observation, Never>) in
+            if let ready = state.withLock({ $0.observations.take(for: agent, orWait: c) }) { c.resume(returning: ready) }
         }
     }
 
@@ -246,20 +228,35 @@ public final class GunnClient: Sendable {
     /// The next cancellation pushed for the agent (waits for one).
     public func nextCancel(for agent: AgentID) async -> Cancel {
         await withCheckedContinuation { (c: CheckedContinuation<Cancel, Never>) in
-            let ready = state.withLock { s -> Cancel? in
-                if var q = s.cancels[agent], !q.isEmpty {
-                    let x = q.removeFirst()
-                    s.cancels[agent] = q
-                    return x
-                }
-                s.cancelWaiters[agent] = c
-                return nil
-            }
-            if let ready { c.resume(returning: ready) }
+            if let ready = state.withLock({ $0.cancels.take(for: agent, orWait: c) }) { c.resume(returning: ready) }
         }
     }
 
     public func close() { state.withLock { $0.conn }?.close() }
+}
+
+/// Items pushed per agent, each agent with at most one waiter; callers resume outside their lock.
+struct PushQueues<Item: Sendable>: Sendable {
+    private var items: [AgentID: [Item]] = [:]
+    private var waiters: [AgentID: CheckedContinuation<Item, Never>] = [:]
+
+    /// Hands the item to the waiting taker (returned, to be resumed) or queues it.
+    mutating func push(_ item: Item, for agent: AgentID) -> CheckedContinuation<Item, Never>? {
+        if let w = waiters.removeValue(forKey: agent) { return w }
+        items[agent, default: []].append(item)
+        return nil
+    }
+
+    /// The oldest queued item, or nil after registering `waiter` for the next one.
+    mutating func take(for agent: AgentID, orWait waiter: CheckedContinuation<Item, Never>) -> Item? {
+        if var q = items[agent], !q.isEmpty {
+            let first = q.removeFirst()
+            items[agent] = q
+            return first
+        }
+        waiters[agent] = waiter
+        return nil
+    }
 }
 
 extension RegisterAgent {

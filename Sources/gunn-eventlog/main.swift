@@ -3,26 +3,17 @@ import GunnEventLogServer
 import GunnIO
 import GunnStore
 
-let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean
-
 // gunn-eventlog: the durable, hash-chained log writer.
 //   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]
 // Environment: GUNN_HOME, GUNN_WORLD_ID, GUNN_DURABILITY. Serves DIR/run/eventlog.sock; stores
 // DIR/data/events.sqlite. SIGTERM/SIGINT: clean head anchor, checkpoint, exit 0.
-func argument(_ name: String) -> String? {
-    let a = CommandLine.arguments
-    guard let i = a.firstIndex(of: name), i + 1 < a.count else { return nil }
-    return a[i + 1]
-}
-let env = ProcessInfo.processInfo.environment
-guard let home = argument("--home") ?? env["GUNN_HOME"] else {
-    FileHandle.standardError.write(Data("usage: gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]\n".utf8))
-    exit(64)
-}
+let args = ProcessArguments()
+let home = args.homeOrExit(usage: "gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]")
+let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean
 var settings = EventLogServer.Settings(home: home)
-settings.worldID = argument("--world-id") ?? env["GUNN_WORLD_ID"] ?? "world"
-settings.worldSeed = UInt64(argument("--world-seed") ?? "0") ?? 0
-let durabilityText = argument("--durability") ?? env["GUNN_DURABILITY"] ?? "full"
+settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
+settings.worldSeed = UInt64(args.value("--world-seed") ?? "0") ?? 0
+let durabilityText = args.value("--durability", env: "GUNN_DURABILITY") ?? "full"
 guard let durability = Durability(rawValue: durabilityText) else {
     FileHandle.standardError.write(Data("gunn-eventlog: --durability must be full or normal, not \"\(durabilityText)\"\n".utf8))
     exit(64)

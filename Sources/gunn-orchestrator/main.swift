@@ -6,21 +6,13 @@ import GunnOrchestratorServer
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
-func argument(_ name: String) -> String? {
-    let a = CommandLine.arguments
-    guard let i = a.firstIndex(of: name), i + 1 < a.count else { return nil }
-    return a[i + 1]
-}
-let env = ProcessInfo.processInfo.environment
-guard let home = argument("--home") ?? env["GUNN_HOME"] else {
-    FileHandle.standardError.write(Data("usage: gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]\n".utf8))
-    exit(64)
-}
+let args = ProcessArguments()
+let home = args.homeOrExit(usage: "gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]")
 let termination = TerminationSignals.install()
 var settings = OrchestratorServer.Settings(home: home)
-settings.worldID = argument("--world-id") ?? env["GUNN_WORLD_ID"] ?? "world"
-settings.worldSeed = UInt64(argument("--world-seed") ?? "0") ?? 0
-settings.engine.quantumMs = Double(argument("--quantum-ms") ?? "0") ?? 0
+settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
+settings.worldSeed = UInt64(args.value("--world-seed") ?? "0") ?? 0
+settings.engine.quantumMs = Double(args.value("--quantum-ms") ?? "0") ?? 0
 // Orchestrator-level quotas are generous by default; tighten them in the config later.
 settings.engine.agentQuota = TokenBucket(capacity: 100_000, refillPerSecond: 100_000)
 settings.engine.tenantQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
