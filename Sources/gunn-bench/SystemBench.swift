@@ -7,7 +7,7 @@ import GunnWire
 
 /// `gunn-bench system`: the real gunn-eventlog and gunn-orchestrator processes, GunnClient agents.
 enum SystemBench {
-    struct Row: Codable { var durability: String; var agents: Int; var intentsPerSecond: Double; var replyP50Micros: Double; var replyP99Micros: Double }
+    struct Row: Codable { var durability: String; var agents: Int; var inFlightPerAgent: Int; var intentsPerSecond: Double; var replyP50Micros: Double; var replyP99Micros: Double }
     struct Figures: Codable {
         var rows: [Row]
         var deliveryP50Micros: Double, deliveryP99Micros: Double
@@ -40,11 +40,11 @@ enum SystemBench {
         print("system: gunn-eventlog + gunn-orchestrator as processes, GunnClient agents (one connection each), intents committed end to end")
         print("  upstream (BASELINE.md, one process, no durable log): 1,429 intents/s for 10 agents; delivery p50 630 us, p99 1450 us")
         for durability in ["full", "normal"] {
-            for agents in [1, 10, 100] {
-                let home = base + "/\(durability)-\(agents)"
+            for (agents, inFlight) in [(1, 1), (10, 1), (100, 1), (10, 16)] {
+                let home = base + "/\(durability)-\(agents)-\(inFlight)"
                 let log = try launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", durability])
                 let orch = try launch("gunn-orchestrator", ["--home", home, "--world-id", "b"])
-                let perAgent = max(20, 2000 / agents)
+                let perAgent = max(20, 2000 / agents) * (inFlight > 1 ? 4 : 1)
                 var clients: [GunnClient] = []
                 for i in 0..<agents {
                     let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "a\(i)")
@@ -54,9 +54,10 @@ enum SystemBench {
                 let t0 = clock.now
                 let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
                     for (i, c) in clients.enumerated() {
+                        for lane in 0..<inFlight {
                         group.addTask {
                             var l: [Double] = []
-                            for k in 0..<perAgent {
+                            for k in stride(from: lane, to: perAgent, by: inFlight) {
                                 let s = ContinuousClock().now
                                 let o = try await c.submit(Intent(kind: .speak, payload: ["text": "hello"], contextSeq: 0, reqID: ReqID("r\(k)"), agentID: AgentID("a\(i)")))
                                 guard o.effect != nil else { throw GunnError(.internalError, "\(o)") }
@@ -64,15 +65,16 @@ enum SystemBench {
                             }
                             return l
                         }
+                        }
                     }
                     var all: [Double] = []
                     for try await l in group { all += l }
                     return all
                 }
                 let rate = Double(latencies.count) / EngineBench.seconds(clock.now - t0)
-                let row = Row(durability: durability, agents: agents, intentsPerSecond: rate, replyP50Micros: pct(latencies, 50), replyP99Micros: pct(latencies, 99))
+                let row = Row(durability: durability, agents: agents, inFlightPerAgent: inFlight, intentsPerSecond: rate, replyP50Micros: pct(latencies, 50), replyP99Micros: pct(latencies, 99))
                 rows.append(row)
-                print(String(format: "  %@ %3d agents: %7.0f intents/s   submit->reply p50 %7.1f us  p99 %8.1f us", durability, agents, rate, row.replyP50Micros, row.replyP99Micros))
+                print(String(format: "  %@ %3d agents x %2d in flight: %7.0f intents/s   submit->reply p50 %7.1f us  p99 %8.1f us", durability, agents, inFlight, rate, row.replyP50Micros, row.replyP99Micros))
                 for c in clients { c.close() }
                 kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
                 kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
