@@ -31,18 +31,6 @@ enum LogBench {
         }
     }
 
-    static func launch(home: String, durability: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gunn-eventlog")
-        p.arguments = ["--home", home, "--world-id", "bench", "--durability", durability]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        _ = out.fileHandleForReading.availableData
-        return p
-    }
-
     static func bare(_ rows: [LogEntry], batch: Int, durability: String, path: String) throws -> Double {
         var db: OpaquePointer?
         sqlite3_open(path, &db)
@@ -84,7 +72,7 @@ enum LogBench {
         for durability in ["full", "normal"] {
             for (batch, total) in [(1, 1000), (16, 8000), (256, 51200)] {
                 let home = base + "/\(durability)-\(batch)"
-                let p = try launch(home: home, durability: durability)
+                let p = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "bench", "--durability", durability]).process
                 let c = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "bench"))
                 let all = entries(total)
                 var acks: [Double] = []

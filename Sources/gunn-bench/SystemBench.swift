@@ -15,22 +15,6 @@ enum SystemBench {
         var bareRoundTripP50Micros: Double
     }
 
-    static func binary(_ name: String) -> URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name) }
-
-    static func launch(_ name: String, _ args: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = binary(name)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        _ = out.fileHandleForReading.availableData
-        return p
-    }
-
-    static func pct(_ a: [Double], _ p: Int) -> Double { a.isEmpty ? 0 : a.sorted()[min(a.count - 1, a.count * p / 100)] * 1e6 }
-
     static func run(arguments: [String]) async throws -> Figures {
         let loop = try EventLoop(name: "bench-system")
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-bench-sys-\(getpid())").path
@@ -42,8 +26,8 @@ enum SystemBench {
         for durability in ["full", "normal"] {
             for (agents, inFlight) in [(1, 1), (10, 1), (100, 1), (10, 16)] {
                 let home = base + "/\(durability)-\(agents)-\(inFlight)"
-                let log = try launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", durability])
-                let orch = try launch("gunn-orchestrator", ["--home", home, "--world-id", "b"])
+                let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", durability]).process
+                let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
                 let perAgent = max(20, 2000 / agents) * (inFlight > 1 ? 4 : 1)
                 var clients: [GunnClient] = []
                 for i in 0..<agents {
@@ -72,7 +56,7 @@ enum SystemBench {
                     return all
                 }
                 let rate = Double(latencies.count) / EngineBench.seconds(clock.now - t0)
-                let row = Row(durability: durability, agents: agents, inFlightPerAgent: inFlight, intentsPerSecond: rate, replyP50Micros: pct(latencies, 50), replyP99Micros: pct(latencies, 99))
+                let row = Row(durability: durability, agents: agents, inFlightPerAgent: inFlight, intentsPerSecond: rate, replyP50Micros: BenchSupport.percentileMicros(latencies, 50), replyP99Micros: BenchSupport.percentileMicros(latencies, 99))
                 rows.append(row)
                 print(String(format: "  %@ %3d agents x %2d in flight: %7.0f intents/s   submit->reply p50 %7.1f us  p99 %8.1f us", durability, agents, inFlight, rate, row.replyP50Micros, row.replyP99Micros))
                 for c in clients { c.close() }
@@ -84,8 +68,8 @@ enum SystemBench {
         // Delivery across processes: 10 observers, one speaker at 50 events/s; latency from the
         // speaker's submit to the delta arriving at each observer (one clock: same machine).
         let home = base + "/delivery"
-        let log = try launch("gunn-eventlog", ["--home", home, "--world-id", "b"])
-        var orch = try launch("gunn-orchestrator", ["--home", home, "--world-id", "b"])
+        let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
+        var orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
         let path = home + "/run/orchestrator.sock"
         let speaker = GunnClient(path: path, loop: loop, name: "speaker")
         try await speaker.register(["agent_id": "speaker", "spawn": [0, 0], "staleness_threshold": 1_000_000_000])
@@ -121,12 +105,12 @@ enum SystemBench {
             return all
         }
         print(String(format: "  delivery, 10 agents at 50 events/s: submit->delta at another process p50 %.1f us  p99 %.1f us (%d deltas)",
-                     pct(delivery, 50), pct(delivery, 99), delivery.count))
+                     BenchSupport.percentileMicros(delivery, 50), BenchSupport.percentileMicros(delivery, 99), delivery.count))
 
         // kill -9 of the orchestrator -> the first intent accepted after its restart.
         kill(orch.processIdentifier, SIGKILL); orch.waitUntilExit()
         let k0 = clock.now
-        orch = try launch("gunn-orchestrator", ["--home", home, "--world-id", "b"])
+        orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
         let o = try await speaker.submit(Intent(kind: .speak, payload: ["text": "back"], contextSeq: 0, reqID: "after-kill", agentID: "speaker"))
         let backMs = EngineBench.seconds(clock.now - k0) * 1000
         precondition(o.effect != nil, "\(o)")
@@ -138,7 +122,7 @@ enum SystemBench {
 
         // The bare round trip on the same socket type (no protocol), for scale.
         let rawPath = base + "/raw.sock"
-        let raw = try launch("gunn-wire-peer", ["raw-echo", rawPath, "64"])
+        let raw = try BenchSupport.launch("gunn-wire-peer", ["raw-echo", rawPath, "64"]).process
         let fd = try WireBench.rawConnect(rawPath)
         var bare: [Double] = []
         var msg = [UInt8](repeating: 1, count: 64)
@@ -150,8 +134,8 @@ enum SystemBench {
             bare.append(EngineBench.seconds(clock.now - t))
         }
         close(fd); raw.waitUntilExit()
-        print(String(format: "  bare read/write round trip on a Unix socket: p50 %.1f us", pct(bare, 50)))
+        print(String(format: "  bare read/write round trip on a Unix socket: p50 %.1f us", BenchSupport.percentileMicros(bare, 50)))
         loop.shutdown()
-        return Figures(rows: rows, deliveryP50Micros: pct(delivery, 50), deliveryP99Micros: pct(delivery, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: pct(bare, 50))
+        return Figures(rows: rows, deliveryP50Micros: BenchSupport.percentileMicros(delivery, 50), deliveryP99Micros: BenchSupport.percentileMicros(delivery, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: BenchSupport.percentileMicros(bare, 50))
     }
 }

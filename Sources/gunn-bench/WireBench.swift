@@ -15,24 +15,6 @@ enum WireBench {
         var oneWayFramesPerSecond: Double, oneWayMBps: Double, oneWaySingleFramesPerSecond: Double, bareOneWayPerSecond: Double
     }
 
-    static func peerBinary() -> String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gunn-wire-peer").path
-    }
-
-    static func launchPeer(_ args: [String]) throws -> (Process, Pipe) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: peerBinary())
-        p.arguments = args
-        let out = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardInput = input
-        try p.run()
-        _ = out.fileHandleForReading.availableData // "ready"
-        return (p, input)
-    }
-
-    static func percentile(_ a: [Double], _ p: Int) -> Double { a.isEmpty ? 0 : a.sorted()[min(a.count - 1, a.count * p / 100)] * 1e6 }
-
     static func run(arguments: [String]) async throws -> Figures {
         let frame = Frame(id: 12345, epoch: 1, .emit(JSONPayload(Array(#"{"kind":"Speak","text":"hi there"}"#.utf8))))
         let encoded = FrameCodec.encode(frame)
@@ -63,7 +45,7 @@ enum WireBench {
         // Round trip, gunn.
         let rounds = 20_000
         let echoPath = dir.appendingPathComponent("echo.sock").path
-        let (echo, echoIn) = try launchPeer(["echo", echoPath])
+        let (echo, echoIn) = try BenchSupport.launch("gunn-wire-peer", ["echo", echoPath])
         let conn = try await FramedConnection.connect(path: echoPath, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "bench"))
         var rtt: [Double] = []
         for i in 0..<rounds {
@@ -78,7 +60,7 @@ enum WireBench {
         progress("gunn round trips done")
         // Round trip, bare.
         let rawPath = dir.appendingPathComponent("raw.sock").path
-        let (raw, _) = try launchPeer(["raw-echo", rawPath, String(encoded.count)])
+        let (raw, _) = try BenchSupport.launch("gunn-wire-peer", ["raw-echo", rawPath, String(encoded.count)])
         let fd = try rawConnect(rawPath)
         var bare: [Double] = []
         var buf = [UInt8](repeating: 0, count: encoded.count)
@@ -95,7 +77,7 @@ enum WireBench {
         // One way, gunn: N frames, then a request whose answer says how many arrived.
         let count = 200_000
         let sinkPath = dir.appendingPathComponent("sink.sock").path
-        let (sinkPeer, sinkIn) = try launchPeer(["sink", sinkPath])
+        let (sinkPeer, sinkIn) = try BenchSupport.launch("gunn-wire-peer", ["sink", sinkPath])
         var options = ConnectionOptions()
         options.maxOutboundFrames = 4096
         let sc = try await FramedConnection.connect(path: sinkPath, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "bench"), options: options)
@@ -120,7 +102,7 @@ enum WireBench {
         progress("gunn one-way done")
         // One way, bare.
         let rawSinkPath = dir.appendingPathComponent("rawsink.sock").path
-        let (rawSink, _) = try launchPeer(["raw-sink", rawSinkPath, String(encoded.count), String(count)])
+        let (rawSink, _) = try BenchSupport.launch("gunn-wire-peer", ["raw-sink", rawSinkPath, String(encoded.count), String(count)])
         let sfd = try rawConnect(rawSinkPath)
         let b0 = clock.now
         for _ in 0..<count { _ = encoded.withUnsafeBytes { write(sfd, $0.baseAddress, $0.count) } }
@@ -132,8 +114,8 @@ enum WireBench {
 
         let f = Figures(frameBytes: encoded.count, encodePerSecond: encodeRate, decodePerSecond: Double(n) / decodeSeconds,
                         decodeMBps: Double(stream.count) / decodeSeconds / 1e6,
-                        rttP50Micros: percentile(rtt, 50), rttP99Micros: percentile(rtt, 99),
-                        bareRttP50Micros: percentile(bare, 50), bareRttP99Micros: percentile(bare, 99),
+                        rttP50Micros: BenchSupport.percentileMicros(rtt, 50), rttP99Micros: BenchSupport.percentileMicros(rtt, 99),
+                        bareRttP50Micros: BenchSupport.percentileMicros(bare, 50), bareRttP99Micros: BenchSupport.percentileMicros(bare, 99),
                         oneWayFramesPerSecond: Double(batchedCount) / oneWaySeconds, oneWayMBps: Double(batchedCount * encoded.count) / oneWaySeconds / 1e6,
                         oneWaySingleFramesPerSecond: Double(single) / singleSeconds,
                         bareOneWayPerSecond: bareOneWay)

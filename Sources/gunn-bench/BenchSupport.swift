@@ -1,0 +1,27 @@
+import Foundation
+
+/// What the benchmarks that run real processes share.
+enum BenchSupport {
+    /// A binary built next to gunn-bench.
+    static func binary(_ name: String) -> URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    /// Starts a gunn process and waits for its "ready" line. Its stdin is a pipe the caller may
+    /// close to stop it (gunn-wire-peer exits then).
+    static func launch(_ name: String, _ args: [String]) throws -> (process: Process, stdin: Pipe) {
+        let p = Process()
+        p.executableURL = binary(name)
+        p.arguments = args
+        let out = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardInput = input
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        _ = out.fileHandleForReading.availableData // "ready"
+        return (p, input)
+    }
+
+    /// The p-th percentile of durations in seconds, in microseconds.
+    static func percentileMicros(_ a: [Double], _ p: Int) -> Double { a.isEmpty ? 0 : a.sorted()[min(a.count - 1, a.count * p / 100)] * 1e6 }
+}
