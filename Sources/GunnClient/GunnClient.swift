@@ -20,6 +20,10 @@ public final class GunnClient: Sendable {
         var nextID: UInt64 = 0
         var registrations: [AgentID: JSONValue] = [:]
         var views: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
+        /// What each held view reflects (global_seq) and its digest: sent on re-registration so
+        /// the orchestrator can resume the stream with one delta instead of the whole view.
+        var marks: [AgentID: (globalSeq: GlobalSeq, digest: String)] = [:]
+        var resumedWithDelta = 0
         var observations = PushQueues<Observation>()
         var cancels = PushQueues<Cancel>()
         var connects = 0
@@ -33,6 +37,9 @@ public final class GunnClient: Sendable {
     /// Connections opened after the first (each a recovery from a lost link).
     public var reconnects: Int { state.withLock { max(0, $0.connects - 1) } }
 
+    /// Re-registrations the orchestrator answered with a delta from the view this client held.
+    public var resumedWithDelta: Int { state.withLock { $0.resumedWithDelta } }
+
     /// The agent's view as this client holds it: the last whole view plus every delta since.
     public func view(of agent: AgentID) -> (seq: ViewSeq, doc: JSONValue)? { state.withLock { $0.views[agent] } }
 
@@ -45,13 +52,17 @@ public final class GunnClient: Sendable {
         while true {
             do {
                 let c = try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", clientName: name))
-                let again = state.withLock { s -> [(AgentID, JSONValue)] in
+                let again = state.withLock { s -> [RegisterAgent] in
                     s.connects += 1
                     s.conn = c
-                    return s.registrations.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                    return s.registrations.sorted { $0.key < $1.key }.map { id, json in
+                        var r = RegisterAgent(agentID: id.rawValue, json: json)
+                        if let m = s.marks[id] { r.resumeGlobalSeq = m.globalSeq; r.resumeDigest = m.digest }
+                        return r
+                    }
                 }
                 startReader(c)
-                for (_, json) in again { _ = try await send(c, .registerAgent(RegisterAgent(agentID: json["agent_id"]?.stringValue ?? "", json: json))) }
+                for r in again { _ = try await send(c, .registerAgent(r)) }
                 return c
             } catch {
                 let delay = backoff.next()
@@ -84,13 +95,21 @@ public final class GunnClient: Sendable {
         switch f.body {
         case .view(let v)?:
             let doc = (try? JSONParser.parse(v.view)) ?? .null
-            state.withLock { $0.views[AgentID(v.agentID)] = (v.viewSeq, doc) }
+            state.withLock {
+                $0.views[AgentID(v.agentID)] = (v.viewSeq, doc)
+                $0.marks[AgentID(v.agentID)] = (v.globalSeq, v.contextDigest)
+            }
         case .observation(let o)?:
             let agent = AgentID(o.agentID)
-            let waiter = state.withLock { s -> CheckedContinuation<Observation, Never>? in
-                if let current = s.views[agent], o.viewSeq > current.seq,
+            // An observation answering a registration (id ≠ 0) resumes from the view held here,
+            // whatever its view_seq: a restarted orchestrator numbers views afresh.
+            let resume = f.id != 0
+            let waiter = state.withLock { s -> CheckedContinuation<Observation?, Never>? in
+                if let current = s.views[agent], resume || o.viewSeq > current.seq,
                    let patch = try? JSONPatch(json: JSONParser.parse(o.patches)), let next = try? patch.apply(to: current.doc) {
                     s.views[agent] = (o.viewSeq, next)
+                    s.marks[agent] = (o.globalSeq, o.contextDigest)
+                    if resume { s.resumedWithDelta += 1 }
                 }
                 return s.observations.push(o, for: agent)
             }
@@ -199,7 +218,7 @@ public final class GunnClient: Sendable {
 
     /// The agent's next observation (waits for one).
     public func nextObservation(for agent: AgentID) async -> Observation? {
-        await withCheckedContinuation { (c: CheckedContinuation<Observation, Never>) in
+        await withCheckedContinuation { (c: CheckedContinuation<Observation?, Never>) in
             if let ready = state.withLock({ $0.observations.take(for: agent, orWait: c) }) { c.resume(returning: ready) }
         }
     }
@@ -225,30 +244,38 @@ public final class GunnClient: Sendable {
         try await c.send(.halted(h))
     }
 
-    /// The next cancellation pushed for the agent (waits for one).
-    public func nextCancel(for agent: AgentID) async -> Cancel {
-        await withCheckedContinuation { (c: CheckedContinuation<Cancel, Never>) in
+    /// The next cancellation pushed for the agent (waits for one); nil once the client is closed.
+    public func nextCancel(for agent: AgentID) async -> Cancel? {
+        await withCheckedContinuation { (c: CheckedContinuation<Cancel?, Never>) in
             if let ready = state.withLock({ $0.cancels.take(for: agent, orWait: c) }) { c.resume(returning: ready) }
         }
     }
 
-    public func close() { state.withLock { $0.conn }?.close() }
+    /// Closes the connection and ends every wait for an observation or a cancellation (they
+    /// return nil). The client can still be used afterwards: a request opens a new connection.
+    public func close() {
+        let (conn, observers, cancellers) = state.withLock { s in (s.conn, s.observations.wakeAll(), s.cancels.wakeAll()) }
+        conn?.close()
+        for w in observers { w.resume(returning: nil) }
+        for w in cancellers { w.resume(returning: nil) }
+    }
 }
+
 
 /// Items pushed per agent, each agent with at most one waiter; callers resume outside their lock.
 struct PushQueues<Item: Sendable>: Sendable {
     private var items: [AgentID: [Item]] = [:]
-    private var waiters: [AgentID: CheckedContinuation<Item, Never>] = [:]
+    private var waiters: [AgentID: CheckedContinuation<Item?, Never>] = [:]
 
     /// Hands the item to the waiting taker (returned, to be resumed) or queues it.
-    mutating func push(_ item: Item, for agent: AgentID) -> CheckedContinuation<Item, Never>? {
+    mutating func push(_ item: Item, for agent: AgentID) -> CheckedContinuation<Item?, Never>? {
         if let w = waiters.removeValue(forKey: agent) { return w }
         items[agent, default: []].append(item)
         return nil
     }
 
     /// The oldest queued item, or nil after registering `waiter` for the next one.
-    mutating func take(for agent: AgentID, orWait waiter: CheckedContinuation<Item, Never>) -> Item? {
+    mutating func take(for agent: AgentID, orWait waiter: CheckedContinuation<Item?, Never>) -> Item? {
         if var q = items[agent], !q.isEmpty {
             let first = q.removeFirst()
             items[agent] = q
@@ -256,6 +283,12 @@ struct PushQueues<Item: Sendable>: Sendable {
         }
         waiters[agent] = waiter
         return nil
+    }
+
+    /// Every waiting taker, removed (to be resumed with nil: the client closed).
+    mutating func wakeAll() -> [CheckedContinuation<Item?, Never>] {
+        defer { waiters.removeAll() }
+        return Array(waiters.values)
     }
 }
 

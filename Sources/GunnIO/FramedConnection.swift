@@ -101,20 +101,35 @@ public final class FramedConnection: @unchecked Sendable {
     /// does not fit the outbound queue closes the connection with QUEUE_FULL: a peer that fell
     /// that far behind must resynchronise rather than miss a delta.
     public func post(_ frames: [Frame]) {
-        let encoded = frames.map { f -> ([UInt8], Bool) in
+        let encoded = encodeForPost(frames)
+        loop.execute { [self] in enqueuePosted(encoded) }
+    }
+
+    /// `post` to several connections of one loop in a single hop onto it: a publisher fanning a
+    /// commit out to many peers wakes the loop once, not once per peer.
+    public static func post(_ batch: [(FramedConnection, [Frame])]) {
+        guard let loop = batch.first?.0.loop else { return }
+        precondition(batch.allSatisfy { $0.0.loop === loop }, "one hop needs one loop")
+        let encoded = batch.map { ($0.0, $0.0.encodeForPost($0.1)) }
+        loop.execute { for (c, e) in encoded { c.enqueuePosted(e) } }
+    }
+
+    private func encodeForPost(_ frames: [Frame]) -> [([UInt8], Bool)] {
+        frames.map { f -> ([UInt8], Bool) in
             var f = f
             f.epoch = options.epoch
             return (FrameCodec.encode(f), f.body?.isData ?? true)
         }
-        loop.execute { [self] in
-            guard state == .open else { return }
-            for (bytes, isData) in encoded {
-                if isData && waitingForCredit.count + writeQueue.count >= options.maxOutboundFrames {
-                    stats.shed += 1
-                    return fail(.queueFull, "peer is not reading: pushed frames past the outbound bound of \(options.maxOutboundFrames)")
-                }
-                if isData { enqueueData(bytes) } else { enqueueWrite(bytes) }
+    }
+
+    private func enqueuePosted(_ encoded: [([UInt8], Bool)]) {
+        guard state == .open else { return }
+        for (bytes, isData) in encoded {
+            if isData && waitingForCredit.count + writeQueue.count >= options.maxOutboundFrames {
+                stats.shed += 1
+                return fail(.queueFull, "peer is not reading: pushed frames past the outbound bound of \(options.maxOutboundFrames)")
             }
+            if isData { enqueueData(bytes) } else { enqueueWrite(bytes) }
         }
     }
 

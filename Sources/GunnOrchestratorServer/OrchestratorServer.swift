@@ -74,15 +74,19 @@ public actor OrchestratorServer {
     /// under load batches grow (one append, one fsync, for many inputs) and at rest an input is
     /// committed alone at once. Steps never overlap: an actor lets another call in while one awaits
     /// the log writer, and two batches must not race on the engine or the link.
-    var queued: [(input: EngineInput, done: CheckedContinuation<[EngineOutput], Never>)] = []
+    var queued: [(input: EngineInput, then: Published?, done: CheckedContinuation<[EngineOutput], Never>)] = []
     var draining = false
     /// Inputs in one batch at most.
     let maxBatchInputs = 512
+    /// Work that must see the engine exactly as the input's batch left it (committed and
+    /// acknowledged, no later batch applied yet): runs on the actor right after the batch is
+    /// published, before the next batch starts.
+    typealias Published = (isolated OrchestratorServer, [EngineOutput]) -> Void
 
     /// Runs one input: engine, then the append of what it committed, then publication.
-    func step(_ input: EngineInput) async -> [EngineOutput] {
+    func step(_ input: EngineInput, then: Published? = nil) async -> [EngineOutput] {
         await withCheckedContinuation { c in
-            queued.append((input, c))
+            queued.append((input, then, c))
             if !draining {
                 draining = true
                 Task { await self.drain() }
@@ -95,7 +99,10 @@ public actor OrchestratorServer {
             let batch = Array(queued.prefix(maxBatchInputs))
             queued.removeFirst(batch.count)
             let results = await runBatch(batch.map(\.input))
-            for (item, out) in zip(batch, results) { item.done.resume(returning: out) }
+            for (item, out) in zip(batch, results) {
+                item.then?(self, out)
+                item.done.resume(returning: out)
+            }
         }
         draining = false
     }
@@ -157,22 +164,25 @@ public actor OrchestratorServer {
     /// Replies to waiting submitters and pushes due observations, without waiting on any peer.
     func publish(_ outputs: [EngineOutput]) {
         var observers: [AgentID] = []
+        // Everything this publication sends leaves in one hop onto the I/O loop.
+        var posts: [(FramedConnection, [Frame])] = []
+        defer { FramedConnection.post(posts) }
         for o in outputs {
             switch o {
             case let .intentCommitted(agent, req, effect):
                 var r = IntentResult()
                 r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true; r.effect = effect.canonicalBytes
-                reply("\(agent)|\(req)", .intentResult(r))
+                reply("\(agent)|\(req)", .intentResult(r), into: &posts)
             case let .intentRejected(agent, req, error):
                 var r = IntentResult()
                 r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
-                reply("\(agent)|\(req)", .intentResult(r))
+                reply("\(agent)|\(req)", .intentResult(r), into: &posts)
             case let .observationQueued(agent, _, _, _):
                 if !observers.contains(agent) { observers.append(agent) }
             case let .generationCancelled(agent, req, reason, error):
                 var c = Cancel()
                 c.agentID = agent.rawValue; c.reqID = req.rawValue; c.reason = reason; c.code = UInt32(error.code.code)
-                sinks[agent]?.post([Frame(.cancel(c))])
+                if let sink = sinks[agent] { posts.append((sink, [Frame(.cancel(c))])) }
             case .wakeAt(let t):
                 let delay = max(0, t - Self.now())
                 Task { [weak self] in
@@ -187,18 +197,54 @@ public actor OrchestratorServer {
             guard let conn = sinks[agent] else { continue }
             var frames: [Frame] = []
             while let d = engine.nextObservation(for: agent, at: now) {
-                var ob = Observation()
-                ob.agentID = agent.rawValue; ob.viewSeq = d.viewSeq; ob.patches = CanonicalJSON.encode(d.patches.json)
-                ob.contextDigest = d.contextDigest; ob.schemaVersion = d.schemaVersion
+                var ob = Self.observation(agent, d)
+                ob.committedAtMicros = UInt64(now * 1e6)
                 frames.append(Frame(.observation(ob)))
             }
-            if !frames.isEmpty { conn.post(frames) }
+            if !frames.isEmpty { posts.append((conn, frames)) }
         }
     }
 
-    func reply(_ key: String, _ body: Frame.Body) {
+    func reply(_ key: String, _ body: Frame.Body, into posts: inout [(FramedConnection, [Frame])]) {
         guard let ws = waiters.removeValue(forKey: key) else { return }
-        for (conn, id) in ws { conn.post([Frame(id: id, body)]) }
+        for (conn, id) in ws { posts.append((conn, [Frame(id: id, body)])) }
+    }
+
+    /// Answers a registration: the error, or the reply followed by the agent's view — one delta
+    /// from the view the client already holds when it asked to resume and the log still holds
+    /// what is needed to rebuild that view, else the whole view.
+    func registered(_ agent: AgentID, _ request: RegisterAgent, _ out: [EngineOutput], conn: FramedConnection, id: UInt64) {
+        for o in out {
+            if case .registrationRejected(_, let e) = o {
+                conn.post([Frame(id: id, .error(WireJSON.error(e)))])
+                return
+            }
+        }
+        sinks[agent] = conn
+        var ok = ControlResult()
+        ok.ok = true
+        ok.message = "registered \(agent)"
+        var frames = [Frame(id: id, .controlResult(ok))]
+        if !request.resumeDigest.isEmpty, let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest) {
+            resumedWithDelta += 1
+            frames.append(Frame(id: id, .observation(Self.observation(agent, d))))
+        } else if let view = engine.resync(agent) {
+            var v = ViewSnapshot()
+            v.agentID = agent.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
+            v.globalSeq = engine.world.lastGlobalSeq
+            frames.append(Frame(id: id, .view(v)))
+        }
+        conn.post(frames)
+    }
+
+    /// Registrations answered with a delta from the client's own view rather than a whole view.
+    public private(set) var resumedWithDelta = 0
+
+    static func observation(_ agent: AgentID, _ d: ObservationDelta) -> Observation {
+        var ob = Observation()
+        ob.agentID = agent.rawValue; ob.viewSeq = d.viewSeq; ob.patches = CanonicalJSON.encode(d.patches.json)
+        ob.contextDigest = d.contextDigest; ob.schemaVersion = d.schemaVersion; ob.globalSeq = d.globalSeq
+        return ob
     }
 
     // MARK: - Serving a client
@@ -211,22 +257,11 @@ public actor OrchestratorServer {
                 do {
                     let json = try JSONParser.parse(r.registration)
                     let reg = try WireJSON.registration(json)
-                    let out = await step(.registerAgent(reg))
-                    if case .registrationRejected(_, let e)? = out.first(where: { if case .registrationRejected = $0 { return true } else { return false } }) {
-                        conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
-                        continue
+                    // The reply and the view leave from inside the pipeline, so the view is the one
+                    // the log acknowledged, never one a later, unacknowledged batch already changed.
+                    _ = await step(.registerAgent(reg)) { server, out in
+                        server.registered(reg.agentID, r, out, conn: conn, id: frame.id)
                     }
-                    sinks[reg.agentID] = conn
-                    var ok = ControlResult()
-                    ok.ok = true
-                    ok.message = "registered \(reg.agentID)"
-                    var frames = [Frame(id: frame.id, .controlResult(ok))]
-                    if let view = engine.resync(reg.agentID) {
-                        var v = ViewSnapshot()
-                        v.agentID = reg.agentID.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
-                        frames.append(Frame(id: frame.id, .view(v)))
-                    }
-                    conn.post(frames)
                 } catch let e as GunnError {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(e)))])
                 } catch let e as JSONParseError {
@@ -287,6 +322,7 @@ public actor OrchestratorServer {
                 }
                 var r = ViewSnapshot()
                 r.agentID = v.agentID; r.viewSeq = seq; r.view = CanonicalJSON.encode(doc); r.contextDigest = HashChain.checksum(previous: nil, canonicalEffect: r.view)
+                r.globalSeq = engine.world.lastGlobalSeq
                 conn.post([Frame(id: frame.id, .view(r))])
             case .status:
                 // Introspection for gunnctl: agents, queues, the log link's breaker, head and digest.

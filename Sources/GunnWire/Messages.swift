@@ -124,12 +124,16 @@ public struct Credit: WireMessage {
 
 public struct RegisterAgent: WireMessage {
     public var agentID = "", registration: [UInt8] = []
+    /// A client that already holds a view: the global_seq it reflects and its digest (resume).
+    public var resumeGlobalSeq: UInt64 = 0, resumeDigest = ""
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.bytesField(2, registration) }
+    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.bytesField(2, registration); w.uint64(3, resumeGlobalSeq); w.string(4, resumeDigest) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
         case 2: guard let v = try r.bytesField(wt) else { return false }; registration = v
+        case 3: guard let v = try r.uint64(wt) else { return false }; resumeGlobalSeq = v
+        case 4: guard let v = try r.string(wt, field: n) else { return false }; resumeDigest = v
         default: return false
         }
         return true
@@ -185,9 +189,14 @@ public struct EffectCommitted: WireMessage {
 
 public struct Observation: WireMessage {
     public var agentID = "", viewSeq: UInt64 = 0, patches: [UInt8] = [], contextDigest = "", schemaVersion = ""
+    public var globalSeq: UInt64 = 0
+    /// When the orchestrator published it, right after the log writer acknowledged the effect
+    /// (Unix microseconds, the orchestrator's clock): for measuring delivery, not for ordering.
+    public var committedAtMicros: UInt64 = 0
     public init() {}
     public func encode(to w: inout ProtoWriter) {
-        w.string(1, agentID); w.uint64(2, viewSeq); w.bytesField(3, patches); w.string(4, contextDigest); w.string(5, schemaVersion)
+        w.string(1, agentID); w.uint64(2, viewSeq); w.bytesField(3, patches); w.string(4, contextDigest); w.string(5, schemaVersion); w.uint64(6, globalSeq)
+        w.uint64(7, committedAtMicros)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -196,6 +205,8 @@ public struct Observation: WireMessage {
         case 3: guard let v = try r.bytesField(wt) else { return false }; patches = v
         case 4: guard let v = try r.string(wt, field: n) else { return false }; contextDigest = v
         case 5: guard let v = try r.string(wt, field: n) else { return false }; schemaVersion = v
+        case 6: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
+        case 7: guard let v = try r.uint64(wt) else { return false }; committedAtMicros = v
         default: return false
         }
         return true
@@ -203,15 +214,16 @@ public struct Observation: WireMessage {
 }
 
 public struct ViewSnapshot: WireMessage {
-    public var agentID = "", viewSeq: UInt64 = 0, view: [UInt8] = [], contextDigest = ""
+    public var agentID = "", viewSeq: UInt64 = 0, view: [UInt8] = [], contextDigest = "", globalSeq: UInt64 = 0
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.uint64(2, viewSeq); w.bytesField(3, view); w.string(4, contextDigest) }
+    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.uint64(2, viewSeq); w.bytesField(3, view); w.string(4, contextDigest); w.uint64(5, globalSeq) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
         case 2: guard let v = try r.uint64(wt) else { return false }; viewSeq = v
         case 3: guard let v = try r.bytesField(wt) else { return false }; view = v
         case 4: guard let v = try r.string(wt, field: n) else { return false }; contextDigest = v
+        case 5: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
         default: return false
         }
         return true

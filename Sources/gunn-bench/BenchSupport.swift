@@ -16,7 +16,7 @@ enum BenchSupport {
         let out = Pipe(), input = Pipe()
         p.standardOutput = out
         p.standardInput = input
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: ProcessInfo.processInfo.environment["GUNN_BENCH_STDERR"] ?? "/dev/null")
         try p.run()
         _ = out.fileHandleForReading.availableData // "ready"
         return (p, input)

@@ -11,6 +11,7 @@ enum SystemBench {
     struct Figures: Codable {
         var rows: [Row]
         var deliveryP50Micros: Double, deliveryP99Micros: Double
+        var worldDeliveryP50Micros: Double, worldDeliveryP99Micros: Double
         var killToFirstAcceptedMillis: Double
         var bareRoundTripP50Micros: Double
     }
@@ -23,7 +24,9 @@ enum SystemBench {
         var rows: [Row] = []
         print("system: gunn-eventlog + gunn-orchestrator as processes, GunnClient agents (one connection each), intents committed end to end")
         print("  upstream (BASELINE.md, one process, no durable log): 1,429 intents/s for 10 agents; delivery p50 630 us, p99 1450 us")
-        for durability in ["full", "normal"] {
+        // `--delivery-only`: skip the throughput rows (for working on delivery).
+        let rowsWanted = !arguments.contains("--delivery-only")
+        for durability in ["full", "normal"] where rowsWanted {
             for (agents, inFlight) in [(1, 1), (10, 1), (100, 1), (10, 16)] {
                 let home = base + "/\(durability)-\(agents)-\(inFlight)"
                 let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", durability]).process
@@ -65,8 +68,9 @@ enum SystemBench {
             }
         }
 
-        // Delivery across processes: 10 observers, one speaker at 50 events/s; latency from the
-        // speaker's submit to the delta arriving at each observer (one clock: same machine).
+        // Delivery across processes: 10 observers, one speaker at 50 events/s. Two clocks on the
+        // same machine: from the speaker's submit, and from the orchestrator publishing the delta
+        // right after the log writer acknowledged the effect (committed -> received).
         let home = base + "/delivery"
         let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
         var orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
@@ -81,18 +85,20 @@ enum SystemBench {
         }
         let events = 200
         let origin = Date().timeIntervalSince1970
-        let delivery = try await withThrowingTaskGroup(of: [Double].self) { group in
+        let measured = try await withThrowingTaskGroup(of: ([Double], [Double]).self) { group in
             for (i, c) in observers.enumerated() {
                 group.addTask {
-                    var l: [Double] = []
-                    while l.count < events, let o = await c.nextObservation(for: AgentID("o\(i)")) {
+                    var fromSubmit: [Double] = [], fromCommit: [Double] = []
+                    while fromSubmit.count < events, let o = await c.nextObservation(for: AgentID("o\(i)")) {
+                        let now = Date().timeIntervalSince1970
                         // The patch carries the speaker's send time in its text.
                         let text = String(decoding: o.patches, as: UTF8.self)
                         if let r = text.range(of: "sent "), let end = text[r.upperBound...].firstIndex(of: "\""), let t = Double(text[r.upperBound..<end]) {
-                            l.append(Date().timeIntervalSince1970 - (origin + t))
+                            fromSubmit.append(now - (origin + t))
+                            fromCommit.append(now - Double(o.committedAtMicros) / 1e6)
                         }
                     }
-                    return l
+                    return (fromSubmit, fromCommit)
                 }
             }
             for k in 0..<events {
@@ -100,12 +106,14 @@ enum SystemBench {
                 _ = try await speaker.submit(Intent(kind: .speak, payload: ["text": .string("sent \(sent)")], contextSeq: 0, reqID: ReqID("e\(k)"), agentID: "speaker"))
                 try await Task.sleep(nanoseconds: 20_000_000) // 50 events/s
             }
-            var all: [Double] = []
-            for try await l in group { all += l }
+            var all: ([Double], [Double]) = ([], [])
+            for try await l in group { all.0 += l.0; all.1 += l.1 }
             return all
         }
-        print(String(format: "  delivery, 10 agents at 50 events/s: submit->delta at another process p50 %.1f us  p99 %.1f us (%d deltas)",
-                     BenchSupport.percentileMicros(delivery, 50), BenchSupport.percentileMicros(delivery, 99), delivery.count))
+        let delivery = measured.1
+        print(String(format: "  delivery, 10 agents at 50 events/s: committed->delta received p50 %.1f us  p99 %.1f us; submit->delta p50 %.1f us  p99 %.1f us (%d deltas)",
+                     BenchSupport.percentileMicros(measured.1, 50), BenchSupport.percentileMicros(measured.1, 99),
+                     BenchSupport.percentileMicros(measured.0, 50), BenchSupport.percentileMicros(measured.0, 99), measured.0.count))
 
         // kill -9 of the orchestrator -> the first intent accepted after its restart.
         kill(orch.processIdentifier, SIGKILL); orch.waitUntilExit()
@@ -119,6 +127,10 @@ enum SystemBench {
         kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
         kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
 
+
+        let world = try await worldDelivery(base: base, loop: loop)
+        print(String(format: "  delivery, 1,000 agents (10 clients x 100, view radius 50) and 10,000 entities in a 1,000 x 1,000 world, 50 moves/s: committed->delta received p50 %.1f us  p99 %.1f us (%d deltas)",
+                     BenchSupport.percentileMicros(world, 50), BenchSupport.percentileMicros(world, 99), world.count))
 
         // The bare round trip on the same socket type (no protocol), for scale.
         let rawPath = base + "/raw.sock"
@@ -136,6 +148,72 @@ enum SystemBench {
         close(fd); raw.waitUntilExit()
         print(String(format: "  bare read/write round trip on a Unix socket: p50 %.1f us", BenchSupport.percentileMicros(bare, 50)))
         loop.shutdown()
-        return Figures(rows: rows, deliveryP50Micros: BenchSupport.percentileMicros(delivery, 50), deliveryP99Micros: BenchSupport.percentileMicros(delivery, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: BenchSupport.percentileMicros(bare, 50))
+        return Figures(rows: rows, deliveryP50Micros: BenchSupport.percentileMicros(delivery, 50), deliveryP99Micros: BenchSupport.percentileMicros(delivery, 99),
+                       worldDeliveryP50Micros: BenchSupport.percentileMicros(world, 50), worldDeliveryP99Micros: BenchSupport.percentileMicros(world, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: BenchSupport.percentileMicros(bare, 50))
+    }
+
+    /// 1,000 agents hosted by 10 clients in a 2D world of 10,000 entities; trees move at 50/s and
+    /// every delta's committed->received time is kept.
+    static func worldDelivery(base: String, loop: EventLoop) async throws -> [Double] {
+        let home = base + "/world"
+        let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
+        let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
+        let path = home + "/run/orchestrator.sock"
+        var rng = SplitMix64(seed: 11)
+        let clients = (0..<10).map { GunnClient(path: path, loop: loop, name: "host\($0)") }
+        var spawns: [[JSONValue]] = []
+        for _ in 0..<10 { spawns.append((0..<100).map { _ -> JSONValue in [.number(Double(rng.next(below: 1000))), .number(Double(rng.next(below: 1000)))] }) }
+        let trees = (0..<9000).map { k in EffectDraft(kind: "EntityUpsert", payload: ["id": .string("t\(k)"),
+            "entity": ["pos": [.number(Double(rng.next(below: 1000))), .number(Double(rng.next(below: 1000)))], "kind": "tree"]], sourceID: "setup", draftID: "t\(k)") }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (c, client) in clients.enumerated() {
+                let positions = spawns[c]
+                group.addTask {
+                    for (k, pos) in positions.enumerated() {
+                        try await client.register(["agent_id": .string("a\(c)-\(k)"), "spawn": pos, "distance_limit": 50])
+                    }
+                }
+                for lane in 0..<4 {
+                    group.addTask {
+                        for k in stride(from: c * 4 + lane, to: trees.count, by: 40) {
+                            if let e = try await client.emit(trees[k]) { throw e }
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // What the setup delivered is taken first and not counted; then a pause lets the
+        // orchestrator and the clients settle.
+        let setupHead = try await clients[0].head().seq
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let measured = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for (c, client) in clients.enumerated() {
+                for k in 0..<100 {
+                    group.addTask {
+                        var l: [Double] = []
+                        while let o = await client.nextObservation(for: AgentID("a\(c)-\(k)")) {
+                            guard o.globalSeq > setupHead else { continue }
+                            l.append(Date().timeIntervalSince1970 - Double(o.committedAtMicros) / 1e6)
+                        }
+                        return l
+                    }
+                }
+            }
+            for k in 0..<200 {
+                let move = EffectDraft(kind: "Move", payload: ["agent_id": .string("t\(rng.next(below: 9000))"),
+                    "to": [.number(Double(rng.next(below: 1000))), .number(Double(rng.next(below: 1000)))]], sourceID: "physics", draftID: "mv\(k)")
+                if let e = try await clients[0].emit(move) { throw e }
+                try await Task.sleep(nanoseconds: 20_000_000) // 50 events/s
+            }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            for c in clients { c.close() }
+            var all: [Double] = []
+            for try await l in group { all += l }
+            return all
+        }
+        kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
+        kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
+        return measured
     }
 }

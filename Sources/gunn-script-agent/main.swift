@@ -31,7 +31,7 @@ while let line = readLine() {
         let t = try await client.beginGeneration(agent, reqID: ReqID(words[1]))
         say("token \(t.contextSeq)")
     case "wait-cancel":
-        let c = await client.nextCancel(for: agent)
+        guard let c = await client.nextCancel(for: agent) else { say("closed"); break }
         say("cancel \(c.reqID) \(c.reason)")
     case "speak":
         let text = words.dropFirst(2).joined(separator: " ")

@@ -32,6 +32,53 @@ final class EngineRecoveryTests: XCTestCase {
         XCTAssertTrue(restored.engine.log.validateIntegrity().isValid)
     }
 
+    /// An agent's stream resumed from a view it held at an earlier global_seq: one delta that
+    /// turns that view into the current one, rebuilt from the nearest snapshot or from the start;
+    /// nil for a wrong digest or a seq past the head (the caller then sends the whole view).
+    func testResumeFromAnEarlierViewIsOneDeltaRebuiltFromTheLog() throws {
+        var config = EngineDriver.immediate()
+        config.snapshotEvery = 7
+        var d = EngineDriver(config: config, seed: 3)
+        d.register("a"); d.register("b", at: Position(x: 1, y: 1), threshold: 1_000_000)
+        // What a client holds: the whole view at registration, then every delta applied to it.
+        var delivered = try XCTUnwrap(d.engine.resync("a")).document
+        var held: [(seq: GlobalSeq, view: JSONValue)] = []
+        for i in 0..<30 {
+            d.submit("b", .move, ["to": [.number(Double(i % 9)), .number(Double(i % 4))]], req: ReqID("m\(i)"), context: 0)
+            while let o = d.engine.nextObservation(for: "a", at: d.now) {
+                delivered = try o.patches.apply(to: delivered)
+                held.append((o.globalSeq, delivered))
+            }
+        }
+        XCTAssertEqual(d.engine.headSeq, 32)
+        XCTAssertEqual(d.engine.log.snapshots.map(\.globalSeq), [7, 14, 21, 28])
+        let current = try XCTUnwrap(d.engine.filteredView(of: "a"))
+        var checked = 0
+        for (seq, view) in held where seq > 0 {
+            var e = d.engine
+            let digest = HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(view))
+            let delta = try XCTUnwrap(e.resume("a", fromGlobalSeq: seq, digest: digest), "resume from \(seq)")
+            XCTAssertEqual(try delta.patches.apply(to: view), current, "from \(seq)")
+            XCTAssertEqual(delta.globalSeq, d.engine.headSeq)
+            XCTAssertEqual(delta.contextDigest, HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(current)))
+            // After the resume the next observation continues from the current view.
+            XCTAssertNil(e.nextObservation(for: "a", at: d.now))
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 20)
+        var e = d.engine
+        XCTAssertNil(e.resume("a", fromGlobalSeq: held[3].seq, digest: String(repeating: "0", count: 64)), "a view the client does not hold")
+        XCTAssertNil(e.resume("a", fromGlobalSeq: d.engine.headSeq + 5, digest: "x"), "a seq past the head")
+        XCTAssertNil(e.resume("ghost", fromGlobalSeq: 1, digest: "x"))
+        // A restored engine (no snapshots) rebuilds from the start of the log.
+        var r = EngineDriver(config: config, seed: 3)
+        try r.engine.restore(from: d.engine.log.entries, at: d.now)
+        r.register("a", at: nil)
+        let (seq, view) = held[5]
+        let delta = try XCTUnwrap(r.engine.resume("a", fromGlobalSeq: seq, digest: HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(view))))
+        XCTAssertEqual(try delta.patches.apply(to: view), r.engine.filteredView(of: "a"))
+    }
+
     func testRestoreRefusesABrokenLog() {
         var d = EngineDriver()
         d.register("a")

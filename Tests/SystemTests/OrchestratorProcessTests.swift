@@ -92,6 +92,51 @@ final class OrchestratorProcessTests: XCTestCase {
         client.close()
     }
 
+    /// A client that reconnects to a restarted orchestrator gets one delta from the view it holds
+    /// (rebuilt from the log and matched by digest), not the whole view, and ends at filter(world).
+    func testReconnectingClientResumesWithADeltaFromItsOwnView() async throws {
+        let log = try eventlog()
+        defer { log.term() }
+        var orch = try orchestrator()
+        let a = GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: "a")
+        let b = GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: "b")
+        try await a.register(["agent_id": "a", "spawn": [0, 0], "staleness_threshold": 1_000_000])
+        try await b.register(["agent_id": "b", "spawn": [1, 1], "staleness_threshold": 1_000_000])
+        func move(_ n: Int) async throws {
+            var outcome: IntentOutcome = .rejected(GunnError(.internalError, "not tried"))
+            for _ in 0..<100 {
+                outcome = try await b.submit(Intent(kind: .move, payload: ["to": [.number(Double(n)), 2]], contextSeq: 0, reqID: ReqID("m\(n)"), agentID: "b"))
+                if outcome.error?.code == .adapterUnavailable { try await Task.sleep(nanoseconds: 50_000_000); continue }
+                break
+            }
+            guard case .committed = outcome else { return XCTFail("move \(n): \(outcome)") }
+        }
+        func aSees(_ x: Double) async throws -> Bool {
+            for _ in 0..<400 {
+                if a.view(of: "a")?.doc["entities"]?["b"]?["pos"] == [.number(x), 2, 0] { return true }
+                try await Task.sleep(nanoseconds: 5_000_000)
+            }
+            return false
+        }
+        for n in 1...3 { try await move(n) }
+        let sawThree = try await aSees(3)
+        XCTAssertTrue(sawThree, "a saw b's moves before the crash")
+        orch.kill9()
+        orch = try orchestrator()
+        defer { orch.term() }
+        // The world moves on while a is away.
+        for n in 4...6 { try await move(n) }
+        // a's next request reconnects it; its re-registration asks to resume from its view.
+        _ = try await a.status()
+        let sawSix = try await aSees(6)
+        XCTAssertTrue(sawSix, "a's view caught up: \(String(describing: a.view(of: "a")))")
+        XCTAssertEqual(a.reconnects, 1)
+        XCTAssertEqual(a.resumedWithDelta, 1, "resumed with a delta, not a whole view")
+        let fresh = try await a.filteredView(of: "a")
+        XCTAssertEqual(a.view(of: "a")?.doc, fresh.doc)
+        a.close(); b.close()
+    }
+
     func testKillNineOfOrchestratorAndLogWriterLosesNoAcknowledgedIntentAndDuplicatesNone() async throws {
         var log = try eventlog()
         var orch = try orchestrator()

@@ -150,6 +150,36 @@ public struct Engine: Sendable {
         return observers.view(of: i)
     }
 
+    /// The world as it was right after `seq`, rebuilt from the nearest snapshot and the log; nil
+    /// when `seq` is past the head or the entries needed are no longer held.
+    public func world(at seq: GlobalSeq) -> WorldState? {
+        if seq == world.lastGlobalSeq { return world }
+        guard seq < headSeq else { return nil }
+        let base = log.snapshots.last(where: { $0.globalSeq <= seq })
+        let from = base?.globalSeq ?? 0
+        let slice = log.entries(since: from).prefix(while: { $0.globalSeq <= seq })
+        guard slice.first?.globalSeq == from + 1 || seq == from else { return nil }
+        let previous = from == 0 ? nil : log.entries(since: from - 1).first(where: { $0.globalSeq == from })?.checksum
+        if from > 0 && previous == nil { return nil }
+        return try? Replay.replay(slice, from: base?.state ?? WorldState(), previousChecksum: previous, reducers: reducers)
+    }
+
+    /// Resumes an agent's stream from a view it already holds — the view it was delivered after
+    /// `globalSeq`, whose digest is `digest` — with one delta to its current view instead of the
+    /// whole view. nil when that view cannot be rebuilt from the log or its digest differs (the
+    /// caller then sends the whole view). Queued observations are dropped, as on a resync.
+    public mutating func resume(_ agent: AgentID, fromGlobalSeq globalSeq: GlobalSeq, digest: String) -> ObservationDelta? {
+        guard let i = agentIndex[agent], let past = world(at: globalSeq) else { return nil }
+        let policy = agentStates[i].registration.observation
+        let (e, r) = ObserverRegistry.filter(agent.rawValue, policy, past, SpatialGrid.full(past, cellSize: config.spatialCellSize))
+        let old = ObserverRegistry.document(e, r)
+        guard SHA256Digest.of(old) == digest else { return nil }
+        observers.resync(i)
+        let now = observers.agents[i].delivered
+        return ObservationDelta(viewSeq: observers.agents[i].viewSeq, patches: JSONDiff.diff(old, now, maxOps: policy.maxPatchOps),
+                                contextDigest: SHA256Digest.of(now), globalSeq: world.lastGlobalSeq)
+    }
+
     /// Observations queued for the agent and not yet taken.
     public func pendingObservations(of agent: AgentID) -> Int { agentIndex[agent].map { observers.pendingCount($0) } ?? 0 }
 

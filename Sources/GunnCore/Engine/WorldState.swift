@@ -178,9 +178,12 @@ public struct ObservationDelta: Hashable, Sendable {
     public var patches: JSONPatch
     public var contextDigest: String
     public var schemaVersion: String = SchemaVersion.current.description
+    /// The last effect reflected in the view this delta produces: the view equals
+    /// `filter(world after global_seq)`. A client keeps it to resume from the log after a reconnect.
+    public var globalSeq: GlobalSeq = 0
 
-    public init(viewSeq: ViewSeq, patches: JSONPatch, contextDigest: String) {
-        self.viewSeq = viewSeq; self.patches = patches; self.contextDigest = contextDigest
+    public init(viewSeq: ViewSeq, patches: JSONPatch, contextDigest: String, globalSeq: GlobalSeq = 0) {
+        self.viewSeq = viewSeq; self.patches = patches; self.contextDigest = contextDigest; self.globalSeq = globalSeq
     }
 
     public var json: JSONValue {

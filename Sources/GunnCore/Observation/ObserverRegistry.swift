@@ -309,7 +309,8 @@ struct ObserverRegistry: Sendable {
             let doc = agents[i].document
             agents[i].delivered = doc
             agents[i].deliveredSeq = agents[i].viewSeq
-            return ObservationDelta(viewSeq: agents[i].viewSeq, patches: JSONPatch([.replace(path: .root, value: doc)]), contextDigest: SHA256Digest.of(doc))
+            return ObservationDelta(viewSeq: agents[i].viewSeq, patches: JSONPatch([.replace(path: .root, value: doc)]), contextDigest: SHA256Digest.of(doc),
+                                    globalSeq: p.globalSeq)
         }
         var doc = agents[i].delivered
         agents[i].delivered = .null
@@ -318,7 +319,7 @@ struct ObserverRegistry: Sendable {
         }
         agents[i].delivered = doc
         agents[i].deliveredSeq = p.viewSeq
-        return ObservationDelta(viewSeq: p.viewSeq, patches: patch, contextDigest: SHA256Digest.of(doc))
+        return ObservationDelta(viewSeq: p.viewSeq, patches: patch, contextDigest: SHA256Digest.of(doc), globalSeq: p.globalSeq)
     }
 
     mutating func resync(_ i: Int) {
