@@ -38,6 +38,11 @@ let package = Package(
         .executableTarget(name: "gunn-script-agent", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient"]),
+        .target(name: "GunnSupervisorKit", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
+        .executableTarget(name: "gunn-supervisor", dependencies: ["GunnSupervisorKit", "GunnIO", "GunnCore"]),
+        .target(name: "GunnCtlKit", dependencies: ["GunnCore", "GunnIO", "GunnWire", "GunnOrchestratorServer"]),
+        .executableTarget(name: "gunnctl", dependencies: ["GunnCtlKit"]),
+        .executableTarget(name: "gunn-demo", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .executableTarget(name: "gunn-wire-peer", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnCryptoTests", dependencies: ["GunnCrypto"]),
         .testTarget(name: "GunnCoreTests", dependencies: ["GunnCore", "GunnCrypto"]),
@@ -45,7 +50,7 @@ let package = Package(
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
         .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
-        .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient"]),
+        .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient", "GunnSupervisorKit"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -65,6 +65,11 @@ extension ErrorCode {
     public static let sequenceGap = ErrorCode(code: 6003, name: "SEQUENCE_GAP", meaning: "A global_seq does not follow the head without a gap.", httpStatus: 409, recovery: "Nothing was written; resend from head + 1.")
     public static let logStorageFailure = ErrorCode(code: 6004, name: "LOG_STORAGE_FAILURE", meaning: "The log writer cannot write (disk full or an I/O error); it refuses appends and reports itself degraded.", httpStatus: 507, recovery: "Free space or repair the disk, then restart the log writer; nothing acknowledged was lost.")
 
+    // 7xxx operations
+    public static let configInvalid = ErrorCode(code: 7001, name: "CONFIG_INVALID", meaning: "The configuration file or a GUNN_* override has an unknown key or a bad value; the message names it.", httpStatus: 500, recovery: "Fix the named key and start again.")
+    public static let childFailed = ErrorCode(code: 7002, name: "CHILD_FAILED", meaning: "A supervised child exited more than max_restarts times within max_seconds; the supervisor stopped everything.", httpStatus: 503, recovery: "Read logs/<child>.log, fix the cause, start the supervisor again.")
+    public static let notRunning = ErrorCode(code: 7003, name: "NOT_RUNNING", meaning: "No gunn process answers on the home's sockets (missing, refused or not handshaking).", httpStatus: 503, recovery: "Start the system (ops/run or gunn-supervisor), or pass the right --home.")
+
     // 9xxx internal
     public static let internalError = ErrorCode(code: 9001, name: "INTERNAL_ERROR", meaning: "A bug in gunn: an invariant of its own code did not hold.", httpStatus: 500, recovery: "Report it with the logs; retry may succeed.")
 
@@ -77,6 +82,7 @@ extension ErrorCode {
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined,
         adapterUnavailable, llmServiceError, unityConnectionLost,
         worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure,
+        configInvalid, childFailed, notRunning,
         internalError,
     ]
 }

@@ -20,7 +20,9 @@ public final class FramedConnection: @unchecked Sendable {
     public private(set) var closeReason: ConnectionError?
     public private(set) var peerHello: Hello?
     public private(set) var welcome: Welcome?
+    /// Set once by the accepting server before the connection starts, never changed after.
     public private(set) var peerCredentials: Sys.PeerCredentials?
+    func setPeerCredentials(_ c: Sys.PeerCredentials?) { peerCredentials = c }
 
     private var decoder: FrameDecoder
     private var writeQueue = FIFOBytes()

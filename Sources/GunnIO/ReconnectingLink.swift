@@ -11,7 +11,7 @@ public final class ReconnectingLink: Sendable {
     public let loop: EventLoop
     let hello: Hello
     let options: ConnectionOptions
-    private let state: Mutex<LinkState>
+    fileprivate let state: Mutex<LinkState>
 
     struct LinkState: Sendable {
         var connection: FramedConnection?
@@ -76,3 +76,22 @@ public final class ReconnectingLink: Sendable {
         try await c.send(body, id: id)
     }
 }
+
+extension ReconnectingLink {
+    /// Manual breaker control (gunnctl `breaker open|close|reset`): hold it open or closed, or
+    /// release it to closed with an empty window. Returns the state after the action.
+    @discardableResult
+    public func control(_ action: BreakerAction) -> BreakerState {
+        let now = EventLoop.now()
+        return state.withLock { s in
+            switch action {
+            case .open: s.transitions += s.breaker.force(.open, at: now)
+            case .close: s.transitions += s.breaker.force(.closed, at: now)
+            case .reset: s.transitions += s.breaker.release(at: now)
+            }
+            return s.breaker.state
+        }
+    }
+}
+
+public enum BreakerAction: String, Sendable, CaseIterable { case open, close, reset }

@@ -54,6 +54,7 @@ public final class UnixSocketServer: @unchecked Sendable {
             guard let fd else { return }
             let conn = FramedConnection(fd: fd, role: .server, loop: loop, options: options)
             let creds = try? Sys.peerCredentials(fd)
+            conn.setPeerCredentials(creds)
             if let allowed = options.allowedUIDs, creds.map({ !allowed.contains($0.uid) }) ?? true {
                 refusedPeers += 1
                 conn.start()

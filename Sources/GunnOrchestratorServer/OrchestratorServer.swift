@@ -249,7 +249,12 @@ public actor OrchestratorServer {
 
     // MARK: - Serving a client
 
+    /// Open client connections.
+    var sessions: [FramedConnection] = []
+
     func serve(_ conn: FramedConnection) async {
+        sessions.append(conn)
+        defer { sessions.removeAll { $0 === conn } }
         while let frame = await conn.receive() {
             guard let body = frame.body else { continue }
             switch body {
@@ -339,7 +344,24 @@ public actor OrchestratorServer {
                 var b = BreakerStatus()
                 b.name = "eventlog"; b.state = log.link.breakerState.rawValue
                 st.breakers = [b]
+                // Every client session, so the supervisor can show what was attached by hand.
+                for c in sessions {
+                    var cs = ChildStatus()
+                    cs.name = c.peerHello?.clientName ?? ""; cs.pid = c.peerCredentials?.pid ?? 0; cs.state = c.peerHello?.role ?? ""
+                    st.children.append(cs)
+                }
                 conn.post([Frame(id: frame.id, .statusResult(st))])
+            case .breakerControl(let bc):
+                // gunnctl breaker open|close|reset eventlog: manual control of the log link.
+                let actions: [Int32: BreakerAction] = [BreakerControl.forceOpen: .open, BreakerControl.forceClose: .close, BreakerControl.reset: .reset]
+                guard bc.name == "eventlog", let action = actions[bc.action] else {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.unknownMessage, "breaker \"\(bc.name)\" action \(bc.action): the orchestrator has one breaker, \"eventlog\", with actions open, close, reset"))))])
+                    continue
+                }
+                var r = ControlResult()
+                r.ok = true
+                r.message = "breaker eventlog \(log.link.control(action).rawValue)"
+                conn.post([Frame(id: frame.id, .controlResult(r))])
             case .head:
                 var h = HeadResult()
                 h.seq = engine.headSeq; h.checksum = engine.log.headChecksum ?? ""; h.count = UInt64(engine.log.entries.count)

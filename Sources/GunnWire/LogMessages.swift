@@ -134,8 +134,11 @@ public struct HeadResult: WireMessage {
 
 public struct ChildStatus: WireMessage {
     public var name = "", pid: Int32 = 0, state = "", restarts: UInt32 = 0, lastExitStatus: Int32 = 0
+    public var uptimeMs: UInt64 = 0, lastExit = ""
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.int32(2, pid); w.string(3, state); w.uint32(4, restarts); w.sint32(5, lastExitStatus) }
+    public func encode(to w: inout ProtoWriter) {
+        w.string(1, name); w.int32(2, pid); w.string(3, state); w.uint32(4, restarts); w.sint32(5, lastExitStatus); w.uint64(6, uptimeMs); w.string(7, lastExit)
+    }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
@@ -143,6 +146,8 @@ public struct ChildStatus: WireMessage {
         case 3: guard let v = try r.string(wt, field: n) else { return false }; state = v
         case 4: guard let v = try r.uint32(wt) else { return false }; restarts = v
         case 5: guard let v = try r.sint32(wt) else { return false }; lastExitStatus = v
+        case 6: guard let v = try r.uint64(wt) else { return false }; uptimeMs = v
+        case 7: guard let v = try r.string(wt, field: n) else { return false }; lastExit = v
         default: return false
         }
         return true
@@ -204,13 +209,17 @@ public struct StatusResult: WireMessage {
 
 /// `{name}` (RestartChild).
 public struct NamedRequest: WireMessage {
-    public var name = ""
+    /// `action`: "restart" (empty means restart), "stop" or "start".
+    public var name = "", action = ""
     public init() {}
-    public init(name: String) { self.name = name }
-    public func encode(to w: inout ProtoWriter) { w.string(1, name) }
+    public init(name: String, action: String = "") { self.name = name; self.action = action }
+    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.string(2, action) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
-        guard n == 1, let v = try r.string(wt, field: n) else { return false }
-        name = v
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; action = v
+        default: return false
+        }
         return true
     }
 }

@@ -1,3 +1,4 @@
+import GunnCore
 // Hand-written codecs for the messages of proto/gunn/v1/gunn.proto. Each field is written with its
 // number from the .proto; a field that this build does not know is skipped on reading.
 
@@ -63,6 +64,9 @@ public struct WireErrorMessage: WireMessage {
     public init() {}
     public init(code: UInt32, name: String, message: String, retryAfterMs: UInt64 = 0) {
         self.code = code; self.name = name; self.message = message; self.retryAfterMs = retryAfterMs
+    }
+    public init(_ e: GunnError) {
+        self.init(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0)
     }
     public func encode(to w: inout ProtoWriter) { w.uint32(1, code); w.string(2, name); w.string(3, message); w.uint64(4, retryAfterMs) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {

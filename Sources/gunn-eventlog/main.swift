@@ -7,6 +7,7 @@ import GunnStore
 //   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]
 // Environment: GUNN_HOME, GUNN_WORLD_ID, GUNN_DURABILITY. Serves DIR/run/eventlog.sock; stores
 // DIR/data/events.sqlite. SIGTERM/SIGINT: clean head anchor, checkpoint, exit 0.
+Supervision.followSupervisor()
 let args = ProcessArguments()
 let home = args.homeOrExit(usage: "gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]")
 let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean

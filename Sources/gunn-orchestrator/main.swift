@@ -6,6 +6,7 @@ import GunnOrchestratorServer
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
+Supervision.followSupervisor()
 let args = ProcessArguments()
 let home = args.homeOrExit(usage: "gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]")
 let termination = TerminationSignals.install()

@@ -1,0 +1,439 @@
+import Foundation
+import GunnCore
+import GunnIO
+import GunnOrchestratorServer
+import GunnWire
+
+/// gunnctl: inspect and steer a running gunn system over its sockets.
+///
+/// Exit codes (scripts may rely on them): 0 done; 1 the command ran and its answer is negative
+/// (a chain that does not verify, a replay that does not match, an intent refused); 2 usage error;
+/// 3 the system is not running (a socket missing, refused or not handshaking: NOT_RUNNING);
+/// 4 the system answered with a coded error.
+public enum GunnCtl {
+    public static let usage = """
+    usage: gunnctl [--home DIR] [--json] COMMAND [ARGS]
+      status                          children, breakers, log head, agents, queue depths
+      agents                          the agents registered with the orchestrator
+      tail [-f] [--from N] [--limit N] log entries (-f: keep following new commits)
+      verify [--from A] [--to B]      check the hash chain and the sequence in the log writer
+      replay [--from A] [--to B] [--check]
+                                      rebuild the world from the log; --check compares with the orchestrator
+      submit AGENT KIND PAYLOAD_JSON [--req ID]
+                                      submit an intent (KIND: move, speak, interact, custom)
+      emit KIND PAYLOAD_JSON [--source ID]
+                                      emit an effect draft (e.g. EntityUpsert)
+      observe AGENT                   the agent's view, filter(world), as the orchestrator computes it
+      restart CHILD | stop CHILD | start CHILD
+                                      supervisor control of one child
+      breaker open|close|reset LINK   manual control of the orchestrator's breaker (LINK: eventlog)
+      snapshot                        the log writer's latest snapshot
+    options: --home DIR (else GUNN_HOME, else ./.gunn); --json prints JSON; --help on any command
+    exit codes: 0 ok, 1 negative answer, 2 usage, 3 not running, 4 error from the system
+    """
+
+    struct Exit: Error { let code: Int32; let message: String }
+
+    public static func main(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
+        var args = arguments
+        func flag(_ name: String) -> Bool {
+            guard let i = args.firstIndex(of: name) else { return false }
+            args.remove(at: i)
+            return true
+        }
+        func option(_ name: String) -> String? {
+            guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+            let v = args[i + 1]
+            args.removeSubrange(i...(i + 1))
+            return v
+        }
+        if flag("--help") || flag("-h") || args.isEmpty {
+            print(usage)
+            return args.isEmpty && !arguments.contains("--help") && !arguments.contains("-h") ? 2 : 0
+        }
+        let json = flag("--json")
+        let home = option("--home") ?? environment["GUNN_HOME"] ?? ".gunn"
+        let command = args.removeFirst()
+        let ctl = Ctl(home: home, json: json)
+        do {
+            switch command {
+            case "status": try await ctl.status()
+            case "agents": try await ctl.agents()
+            case "tail":
+                let follow = flag("-f") || flag("--follow")
+                let from = try number(option("--from"), "--from")
+                let limit = try number(option("--limit"), "--limit")
+                try await ctl.tail(follow: follow, from: from, limit: limit)
+            case "verify": try await ctl.verify(from: try number(option("--from"), "--from") ?? 1, to: try number(option("--to"), "--to") ?? 0)
+            case "replay":
+                let check = flag("--check")
+                try await ctl.replay(from: try number(option("--from"), "--from") ?? 1, to: try number(option("--to"), "--to") ?? 0, check: check)
+            case "submit":
+                let req = option("--req")
+                guard args.count == 3 else { throw Exit(code: 2, message: "usage: gunnctl submit AGENT KIND PAYLOAD_JSON [--req ID]") }
+                try await ctl.submit(agent: args[0], kind: args[1], payload: args[2], req: req)
+            case "emit":
+                let source = option("--source") ?? "gunnctl"
+                guard args.count == 2 else { throw Exit(code: 2, message: "usage: gunnctl emit KIND PAYLOAD_JSON [--source ID]") }
+                try await ctl.emit(kind: args[0], payload: args[1], source: source)
+            case "observe":
+                guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl observe AGENT") }
+                try await ctl.observe(args[0])
+            case "restart", "stop", "start":
+                guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl \(command) CHILD") }
+                try await ctl.control(command, args[0])
+            case "breaker":
+                guard args.count == 2, let action = ["open": BreakerControl.forceOpen, "close": BreakerControl.forceClose, "reset": BreakerControl.reset][args[0]] else {
+                    throw Exit(code: 2, message: "usage: gunnctl breaker open|close|reset LINK")
+                }
+                try await ctl.breaker(action, args[1])
+            case "snapshot": try await ctl.snapshot()
+            default: throw Exit(code: 2, message: "unknown command \"\(command)\"\n\(usage)")
+            }
+            if !args.isEmpty && !["submit", "emit", "observe", "restart", "stop", "start", "breaker"].contains(command) {
+                throw Exit(code: 2, message: "unexpected arguments: \(args.joined(separator: " "))")
+            }
+            ctl.loop.shutdown()
+            return ctl.negative ? 1 : 0
+        } catch let e as Exit {
+            FileHandle.standardError.write(Data("gunnctl: \(e.message)\n".utf8))
+            return e.code
+        } catch {
+            FileHandle.standardError.write(Data("gunnctl: \(error)\n".utf8))
+            return 4
+        }
+    }
+
+    static func number(_ s: String?, _ name: String) throws -> UInt64? {
+        guard let s else { return nil }
+        guard let n = UInt64(s) else { throw Exit(code: 2, message: "\(name) needs a non-negative integer, got \"\(s)\"") }
+        return n
+    }
+}
+
+/// One gunnctl invocation: its sockets and its output.
+final class Ctl {
+    let home: String
+    let json: Bool
+    let loop: EventLoop
+    var negative = false
+    private var nextID: UInt64 = 0
+
+    init(home: String, json: Bool) {
+        self.home = home; self.json = json
+        loop = try! EventLoop(name: "gunnctl")
+    }
+
+    func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
+    func emitJSON(_ v: JSONValue) { out(CanonicalJSON.encodeString(v)) }
+
+    // MARK: - Sockets
+
+    func connect(_ name: String) async throws -> FramedConnection {
+        let path = home + "/run/\(name).sock"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (no \(path))")
+        }
+        do {
+            return try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunnctl"))
+        } catch {
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): \(path) does not answer (\(error))")
+        }
+    }
+
+    /// One request, its reply (a coded error reply becomes exit 4).
+    func request(_ c: FramedConnection, _ body: Frame.Body) async throws -> Frame.Body {
+        nextID += 1
+        let id = nextID
+        try await c.send(body, id: id)
+        while let f = await c.receive() {
+            guard f.id == id, let b = f.body else { continue }
+            if case .error(let e) = b { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
+            return b
+        }
+        throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): the connection closed before the reply")
+    }
+
+    func orchestratorStatus() async throws -> StatusResult {
+        let c = try await connect("orchestrator")
+        defer { c.close() }
+        guard case .statusResult(let r) = try await request(c, .status(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply to Status") }
+        return r
+    }
+
+    func head() async throws -> HeadResult {
+        let c = try await connect("eventlog")
+        defer { c.close() }
+        guard case .headResult(let h) = try await request(c, .head(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply to Head") }
+        return h
+    }
+
+    // MARK: - Commands
+
+    func status() async throws {
+        var children: [ChildStatus] = []
+        var supervised = true
+        do {
+            let c = try await connect("supervisor")
+            defer { c.close() }
+            guard case .statusResult(let r) = try await request(c, .status(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+            children = r.children
+        } catch let e as GunnCtl.Exit where e.code == 3 {
+            supervised = false
+        }
+        let orch: StatusResult?
+        do { orch = try await orchestratorStatus() } catch let e as GunnCtl.Exit where e.code == 3 {
+            guard supervised else { throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (neither supervisor.sock nor orchestrator.sock answers)") }
+            orch = nil
+        }
+        let logHead = try? await head()
+        if json {
+            var o: JSONObject = ["home": .string(home), "supervised": .bool(supervised)]
+            o["children"] = .array(children.map(Self.childJSON))
+            o["log_head"] = logHead.map { ["seq": .number(Double($0.seq)), "checksum": .string($0.checksum), "count": .number(Double($0.count))] } ?? .null
+            if let orch {
+                o["world_digest"] = .string(orch.worldDigest)
+                o["head_seq"] = .number(Double(orch.headSeq))
+                o["breakers"] = .array(orch.breakers.map { ["name": .string($0.name), "state": .string($0.state)] })
+                o["agents"] = .array(orch.agents.map(Self.agentJSON))
+            }
+            return emitJSON(.object(o))
+        }
+        out("gunn under \(home)" + (supervised ? "" : " (no supervisor: processes started by hand)"))
+        if !children.isEmpty {
+            out("")
+            table(["CHILD", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], children.map {
+                [$0.name, $0.state, $0.pid == 0 ? "-" : "\($0.pid)", $0.pid == 0 ? "-" : String(format: "%.1fs", Double($0.uptimeMs) / 1000), "\($0.restarts)", $0.lastExit.isEmpty ? "-" : $0.lastExit]
+            })
+        }
+        if let h = logHead { out("\nlog head: seq \(h.seq), \(h.count) entries, checksum \(h.checksum.prefix(16))…") }
+        if let orch {
+            out("world: head \(orch.headSeq), digest \(orch.worldDigest.prefix(16))…")
+            out("breakers: " + orch.breakers.map { "\($0.name) \($0.state)" }.joined(separator: ", "))
+            out("")
+            agentTable(orch.agents)
+        }
+    }
+
+    func agents() async throws {
+        let r = try await orchestratorStatus()
+        if json { return emitJSON(.array(r.agents.map(Self.agentJSON))) }
+        agentTable(r.agents)
+    }
+
+    func agentTable(_ agents: [AgentStatus]) {
+        table(["AGENT", "VIEW_SEQ", "QUEUE", "PENDING OBS", "CONNECTED"], agents.map {
+            [$0.agentID, "\($0.viewSeq)", "\($0.queueDepth)", "\($0.pendingObservations)", $0.connected ? "yes" : "no"]
+        })
+    }
+
+    func tail(follow: Bool, from: UInt64?, limit: UInt64?) async throws {
+        let start: UInt64
+        if let from { start = from } else {
+            let h = try await head()
+            start = h.seq > 9 ? h.seq - 9 : 1
+        }
+        let c = try await connect("eventlog")
+        defer { c.close() }
+        nextID += 1
+        if follow {
+            try await c.send(.subscribe(Nonce(start)), id: nextID)
+        } else {
+            try await c.send(.readRange(SeqRange(from: start, to: limit.map { start + $0 - 1 } ?? 0, maxBatch: 512)), id: nextID)
+        }
+        var shown: UInt64 = 0
+        while let f = await c.receive() {
+            if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
+            guard case .entries(let batch)? = f.body else { continue }
+            for e in batch.entries {
+                printEntry(e)
+                shown += 1
+                if let limit, shown >= limit { return }
+            }
+            if batch.done && !follow { return }
+        }
+    }
+
+    func printEntry(_ e: LogEntry) {
+        let effect = (try? JSONParser.parse(e.effect)) ?? .null
+        if json {
+            return emitJSON(["global_seq": .number(Double(e.globalSeq)), "sim_time": .number(e.simTime), "agent_id": .string(e.agentID),
+                             "req_id": .string(e.reqID), "checksum": .string(e.checksum), "effect": effect])
+        }
+        let kind = effect["kind"]?.stringValue ?? "?"
+        let payload = effect["payload"].map { CanonicalJSON.encodeString($0) } ?? ""
+        out("\(e.globalSeq)\t\(kind)\t\(e.agentID.isEmpty ? "-" : e.agentID)\t\(payload)")
+    }
+
+    func verify(from: UInt64, to: UInt64) async throws {
+        let c = try await connect("eventlog")
+        defer { c.close() }
+        guard case .verifyResult(let v) = try await request(c, .verify(SeqRange(from: from, to: to))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        negative = !v.ok
+        if json {
+            return emitJSON(["ok": .bool(v.ok), "checked": .number(Double(v.checked)), "first_bad_seq": v.firstBadSeq == 0 ? .null : .number(Double(v.firstBadSeq)),
+                             "gaps": .array(v.gaps.map { ["expected": .number(Double($0.expected)), "found": .number(Double($0.found))] }), "tail_truncated": .bool(v.tailTruncated)])
+        }
+        if v.ok { out("chain ok: \(v.checked) entries checked from seq \(from)") } else {
+            out("chain BROKEN: \(v.checked) checked" + (v.firstBadSeq != 0 ? ", first bad seq \(v.firstBadSeq)" : "")
+                + (v.gaps.isEmpty ? "" : ", gaps " + v.gaps.map { "\($0.expected)→\($0.found)" }.joined(separator: " ")) + (v.tailTruncated ? ", tail truncated" : ""))
+        }
+    }
+
+    func readEntries(to: UInt64) async throws -> [LogEntry] {
+        let c = try await connect("eventlog")
+        defer { c.close() }
+        nextID += 1
+        try await c.send(.readRange(SeqRange(from: 1, to: to, maxBatch: 512)), id: nextID)
+        var out: [LogEntry] = []
+        while let f = await c.receive() {
+            if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
+            guard case .entries(let b)? = f.body else { continue }
+            out += b.entries
+            if b.done { break }
+        }
+        return out
+    }
+
+    func replay(from: UInt64, to: UInt64, check: Bool) async throws {
+        let wire = try await readEntries(to: to)
+        let entries = try wire.map { try WireJSON.eventLogEntry($0) }
+        let end = entries.last?.globalSeq ?? 0
+        guard from >= 1, from <= max(end, 1) else { throw GunnCtl.Exit(code: 2, message: "--from \(from) is past the log's end (\(end))") }
+        let world: WorldState
+        do { world = try Replay.replay(entries[...]) } catch {
+            negative = true
+            if json { return emitJSON(["ok": false, "error": .string("\(error)")]) }
+            return out("replay FAILED: \(error)")
+        }
+        var matches: Bool?
+        var orchestratorDigest = ""
+        if check {
+            let st = try await orchestratorStatus()
+            guard st.headSeq == end else {
+                throw GunnCtl.Exit(code: 2, message: "--check compares at the orchestrator's head (\(st.headSeq)); replay to it (omit --to) — the log ends at \(end)")
+            }
+            orchestratorDigest = st.worldDigest
+            matches = st.worldDigest == world.digest
+            negative = matches == false
+        }
+        let replayed = entries.filter { $0.globalSeq >= from }.count
+        if json {
+            var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)), "replayed": .number(Double(replayed)),
+                                 "world_digest": .string(world.digest), "entities": .number(Double(world.entities.count))]
+            if let matches { o["matches_orchestrator"] = .bool(matches); o["orchestrator_digest"] = .string(orchestratorDigest) }
+            return emitJSON(.object(o))
+        }
+        out("replayed \(replayed) entries (\(from)…\(end)): \(world.entities.count) entities, world digest \(world.digest)")
+        if let matches { out(matches ? "check ok: the orchestrator's world digest at \(end) is the same" : "check FAILED: the orchestrator has \(orchestratorDigest)") }
+    }
+
+    func submit(agent: String, kind: String, payload: String, req: String?) async throws {
+        guard let k = IntentKind.allCases.first(where: { $0.rawValue.lowercased() == kind.lowercased() }) else { throw GunnCtl.Exit(code: 2, message: "KIND must be one of move, speak, interact, custom; got \"\(kind)\"") }
+        let p: JSONValue
+        do { p = try JSONParser.parse(Array(payload.utf8)) } catch {
+            throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
+        }
+        let st = try await orchestratorStatus()
+        let ctx = st.agents.first { $0.agentID == agent }?.viewSeq ?? 0
+        let reqID = req ?? "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))"
+        let intent = Intent(kind: k, payload: p, contextSeq: ctx, reqID: ReqID(reqID), agentID: AgentID(agent))
+        let c = try await connect("orchestrator")
+        defer { c.close() }
+        guard case .intentResult(let r) = try await request(c, .submitIntent(JSONPayload(CanonicalJSON.encode(intent.json)))) else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply to SubmitIntent")
+        }
+        if let e = r.error {
+            if json { emitJSON(["committed": false, "req_id": .string(reqID), "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            else { out("refused: \(e.name) (\(e.code)): \(e.message)") }
+            negative = true
+            return
+        }
+        let effect = (try? JSONParser.parse(r.effect)) ?? .null
+        if json { return emitJSON(["committed": true, "req_id": .string(reqID), "effect": effect]) }
+        out("committed: global_seq \(effect["global_seq"].map { CanonicalJSON.encodeString($0) } ?? "?"), req_id \(reqID)")
+    }
+
+    func emit(kind: String, payload: String, source: String) async throws {
+        let p: JSONValue
+        do { p = try JSONParser.parse(Array(payload.utf8)) } catch {
+            throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
+        }
+        let draft = EffectDraft(kind: kind, payload: p, sourceID: source, draftID: "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))")
+        let c = try await connect("orchestrator")
+        defer { c.close() }
+        guard case .emitResult(let r) = try await request(c, .emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft))))) else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply to Emit")
+        }
+        if let e = r.error {
+            negative = true
+            if json { return emitJSON(["accepted": false, "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            return out("refused: \(e.name) (\(e.code)): \(e.message)")
+        }
+        if json { return emitJSON(["accepted": true, "draft_id": .string(r.draftID)]) }
+        out("accepted: \(kind) (draft \(r.draftID))")
+    }
+
+    func observe(_ agent: String) async throws {
+        let c = try await connect("orchestrator")
+        defer { c.close() }
+        var req = ViewSnapshot()
+        req.agentID = agent
+        guard case .view(let v) = try await request(c, .view(req)) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        let doc = (try? JSONParser.parse(v.view)) ?? .null
+        if json { return emitJSON(["agent_id": .string(agent), "view_seq": .number(Double(v.viewSeq)), "global_seq": .number(Double(v.globalSeq)), "context_digest": .string(v.contextDigest), "view": doc]) }
+        out("\(agent): view_seq \(v.viewSeq), reflects global_seq \(v.globalSeq), digest \(v.contextDigest.prefix(16))…")
+        if case .object(let ents)? = doc["entities"] {
+            table(["ENTITY", "FIELDS"], ents.sortedMembers.map { [$0.key, CanonicalJSON.encodeString($0.value)] })
+        }
+    }
+
+    func control(_ action: String, _ child: String) async throws {
+        let c = try await connect("supervisor")
+        defer { c.close() }
+        guard case .controlResult(let r) = try await request(c, .restart(NamedRequest(name: child, action: action))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        if json { return emitJSON(["ok": .bool(r.ok), "message": .string(r.message)]) }
+        out(r.message)
+    }
+
+    func breaker(_ action: Int32, _ link: String) async throws {
+        let c = try await connect("orchestrator")
+        defer { c.close() }
+        var bc = BreakerControl()
+        bc.name = link; bc.action = action
+        guard case .controlResult(let r) = try await request(c, .breakerControl(bc)) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        if json { return emitJSON(["ok": .bool(r.ok), "message": .string(r.message)]) }
+        out(r.message)
+    }
+
+    func snapshot() async throws {
+        let c = try await connect("eventlog")
+        defer { c.close() }
+        guard case .snapshot(let s) = try await request(c, .snapshotRequest(Nonce(0))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        if json { return emitJSON(["global_seq": .number(Double(s.globalSeq)), "digest": .string(s.digest), "bytes": .number(Double(s.state.count))]) }
+        out(s.globalSeq == 0 ? "no snapshot yet" : "snapshot at global_seq \(s.globalSeq): digest \(s.digest), \(s.state.count) bytes")
+    }
+
+    // MARK: - Output
+
+    static func childJSON(_ c: ChildStatus) -> JSONValue {
+        ["name": .string(c.name), "state": .string(c.state), "pid": .number(Double(c.pid)), "restarts": .number(Double(c.restarts)),
+         "uptime_ms": .number(Double(c.uptimeMs)), "last_exit": .string(c.lastExit), "last_exit_status": .number(Double(c.lastExitStatus))]
+    }
+
+    static func agentJSON(_ a: AgentStatus) -> JSONValue {
+        ["agent_id": .string(a.agentID), "view_seq": .number(Double(a.viewSeq)), "queue_depth": .number(Double(a.queueDepth)),
+         "pending_observations": .number(Double(a.pendingObservations)), "connected": .bool(a.connected)]
+    }
+
+    func table(_ header: [String], _ rows: [[String]]) {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }
+        out(line(header))
+        for r in rows { out(line(r)) }
+        if rows.isEmpty { out("(none)") }
+    }
+}

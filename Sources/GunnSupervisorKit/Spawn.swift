@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+
+/// Starting and watching child processes: posix_spawn into a process group of its own, output
+/// through a pipe into a size-rotated log file, pid files with start times for finding strays.
+enum Spawn {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    /// Spawns `path args` with stdin from /dev/null and stdout+stderr into `outputFD`, in a new
+    /// process group (pgid = its pid), with default signal dispositions and an empty mask.
+    static func start(path: String, args: [String], environment: [String: String], outputFD: Int32) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD, SIGHUP] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
+        guard rc == 0 else { throw Failure(description: "cannot start \(path): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// The executable for a child: a path with a slash as given; a bare name next to this
+    /// process's own executable, then on PATH.
+    static func resolve(_ executable: String, environment: [String: String]) -> String? {
+        if executable.contains("/") { return access(executable, X_OK) == 0 ? executable : nil }
+        var dirs: [String] = []
+        if let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append((own as NSString).deletingLastPathComponent)
+        }
+        dirs += (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        for d in dirs {
+            let p = d + "/" + executable
+            if access(p, X_OK) == 0 { return p }
+        }
+        return nil
+    }
+
+    /// A process's start time in clock ticks since boot (/proc/PID/stat field 22), nil if it is gone.
+    static func startTime(of pid: pid_t) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // Fields after the command name, which may itself contain spaces and parentheses.
+        let rest = text[text.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); field 22 is rest[19].
+        guard rest.count > 19 else { return nil }
+        return UInt64(rest[19])
+    }
+
+    /// The state letter of a process (R, S, Z, ...), nil if it is gone.
+    static func state(of pid: pid_t) -> Character? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(after: close)...].split(separator: " ").first?.first
+    }
+}
+
+/// Copies a child's output pipe into `logs/<name>.log`, rotating by size (`.1` … `.keep`).
+final class LogPump: Sendable {
+    let readFD: Int32
+    let path: String
+    let maxBytes: Int
+    let keep: Int
+
+    init(readFD: Int32, path: String, maxBytes: Int, keep: Int) {
+        self.readFD = readFD; self.path = path; self.maxBytes = maxBytes; self.keep = keep
+    }
+
+    /// Runs on its own thread until the pipe's write ends are all closed (the child exited).
+    func start() {
+        let t = Thread { [self] in run() }
+        t.name = "log " + (path as NSString).lastPathComponent
+        t.start()
+    }
+
+    private func run() {
+        var fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        var size = Int(lseek(fd, 0, SEEK_END))
+        var buf = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            if size + n > maxBytes && size > 0 {
+                close(fd)
+                rotate()
+                fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+                size = 0
+            }
+            var off = 0
+            while off < n {
+                let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, n - off) }
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { break }
+                off += w
+            }
+            size += n
+        }
+        close(fd)
+        close(readFD)
+    }
+
+    private func rotate() {
+        guard keep > 0 else { unlink(path); return }
+        unlink("\(path).\(keep)")
+        if keep > 1 {
+            for i in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(i)", "\(path).\(i + 1)") }
+        }
+        rename(path, "\(path).1")
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import GunnCore
+
+/// The supervisor's one JSON config (`ops/gunn.json` by default). Unknown keys and bad values are
+/// refused with a message naming the key; `GUNN_*` environment variables override a few top-level
+/// values (`GUNN_WORLD_ID`, `GUNN_WORLD_SEED`, `GUNN_DURABILITY`, `GUNN_STRATEGY`,
+/// `GUNN_MAX_RESTARTS`, `GUNN_MAX_SECONDS`).
+public struct SupervisorConfig: Sendable, Equatable {
+    public enum Restart: String, Sendable, CaseIterable { case permanent, transient, temporary }
+    public enum Strategy: String, Sendable, CaseIterable { case oneForOne = "one_for_one", restForOne = "rest_for_one" }
+
+    public struct Child: Sendable, Equatable {
+        public var name: String
+        /// A bare name is looked up next to the supervisor's own executable, then on PATH.
+        public var executable: String
+        /// `{home}`, `{world_id}`, `{world_seed}` and `{durability}` are replaced.
+        public var args: [String] = []
+        public var restart: Restart = .permanent
+        public var dependsOn: [String] = []
+        public var shutdownTimeoutMs: Int = 5000
+        /// A socket under the home that must answer a handshake before the child counts as ready
+        /// (and before the children that depend on it start); none: ready once spawned.
+        public var socket: String?
+    }
+
+    public var worldID = "world"
+    public var worldSeed: UInt64 = 0
+    public var durability = "full"
+    public var strategy: Strategy = .oneForOne
+    /// Intensity: more than `maxRestarts` restarts of one child within `maxSeconds` stops everything.
+    public var maxRestarts = 5
+    public var maxSeconds: Double = 30
+    public var backoffBaseMs: Double = 100
+    public var backoffCapMs: Double = 5000
+    /// A child up this long has its backoff reset.
+    public var stableSeconds: Double = 10
+    public var readyTimeoutMs: Double = 10_000
+    public var logMaxBytes = 1 << 20
+    public var logKeep = 3
+    public var children: [Child] = []
+
+    public init() {}
+
+    static let topKeys: Set<String> = ["world_id", "world_seed", "durability", "strategy", "max_restarts", "max_seconds", "backoff_base_ms",
+                                       "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "log_max_bytes", "log_keep", "children"]
+    static let childKeys: Set<String> = ["name", "executable", "args", "restart", "depends_on", "shutdown_timeout_ms", "socket"]
+
+    /// Parses and validates; every refusal is CONFIG_INVALID naming the key.
+    public static func parse(_ bytes: [UInt8], environment: [String: String] = [:]) throws(GunnError) -> SupervisorConfig {
+        let json: JSONValue
+        do { json = try JSONParser.parse(bytes) } catch { throw GunnError(.configInvalid, "the config is not valid JSON: \(error)") }
+        guard case .object(let top) = json else { throw GunnError(.configInvalid, "the config must be a JSON object") }
+        var c = SupervisorConfig()
+        for (k, v) in top {
+            let key = k
+            guard topKeys.contains(key) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))") }
+            switch key {
+            case "world_id": c.worldID = try string(v, key)
+            case "world_seed": c.worldSeed = UInt64(try number(v, key, min: 0))
+            case "durability": c.durability = try choice(v, key, ["full", "normal"])
+            case "strategy": c.strategy = Strategy(rawValue: try choice(v, key, Strategy.allCases.map(\.rawValue)))!
+            case "max_restarts": c.maxRestarts = Int(try number(v, key, min: 0))
+            case "max_seconds": c.maxSeconds = try number(v, key, min: 0.001)
+            case "backoff_base_ms": c.backoffBaseMs = try number(v, key, min: 0)
+            case "backoff_cap_ms": c.backoffCapMs = try number(v, key, min: 0)
+            case "stable_seconds": c.stableSeconds = try number(v, key, min: 0)
+            case "ready_timeout_ms": c.readyTimeoutMs = try number(v, key, min: 1)
+            case "log_max_bytes": c.logMaxBytes = Int(try number(v, key, min: 1024))
+            case "log_keep": c.logKeep = Int(try number(v, key, min: 0))
+            case "children":
+                guard case .array(let items) = v else { throw GunnError(.configInvalid, "\"children\" must be an array") }
+                c.children = try items.enumerated().map { i, item throws(GunnError) in try child(item, "children[\(i)]") }
+            default: break
+            }
+        }
+        if let v = environment["GUNN_WORLD_ID"] { c.worldID = v }
+        if let v = environment["GUNN_WORLD_SEED"] {
+            guard let n = UInt64(v) else { throw GunnError(.configInvalid, "GUNN_WORLD_SEED must be a non-negative integer, got \"\(v)\"") }
+            c.worldSeed = n
+        }
+        if let v = environment["GUNN_DURABILITY"] {
+            guard ["full", "normal"].contains(v) else { throw GunnError(.configInvalid, "GUNN_DURABILITY must be full or normal, got \"\(v)\"") }
+            c.durability = v
+        }
+        if let v = environment["GUNN_STRATEGY"] {
+            guard let s = Strategy(rawValue: v) else { throw GunnError(.configInvalid, "GUNN_STRATEGY must be one_for_one or rest_for_one, got \"\(v)\"") }
+            c.strategy = s
+        }
+        if let v = environment["GUNN_MAX_RESTARTS"] {
+            guard let n = Int(v), n >= 0 else { throw GunnError(.configInvalid, "GUNN_MAX_RESTARTS must be a non-negative integer, got \"\(v)\"") }
+            c.maxRestarts = n
+        }
+        if let v = environment["GUNN_MAX_SECONDS"] {
+            guard let n = Double(v), n > 0 else { throw GunnError(.configInvalid, "GUNN_MAX_SECONDS must be a positive number, got \"\(v)\"") }
+            c.maxSeconds = n
+        }
+        try c.validate()
+        return c
+    }
+
+    /// Names unique and well formed, dependencies known and acyclic.
+    func validate() throws(GunnError) {
+        guard !children.isEmpty else { throw GunnError(.configInvalid, "\"children\" is empty: nothing to supervise") }
+        var seen: Set<String> = []
+        for ch in children {
+            guard AgentID(ch.name).isValid else { throw GunnError(.configInvalid, "child name \"\(ch.name)\" is not a valid identifier") }
+            guard seen.insert(ch.name).inserted else { throw GunnError(.configInvalid, "child name \"\(ch.name)\" appears twice") }
+        }
+        for ch in children {
+            for d in ch.dependsOn where !seen.contains(d) {
+                throw GunnError(.configInvalid, "\(ch.name).depends_on names \"\(d)\", which is not a child")
+            }
+        }
+        _ = try startOrder()
+    }
+
+    /// Children in dependency order (stable: config order among the ready ones).
+    public func startOrder() throws(GunnError) -> [Child] {
+        var done: Set<String> = []
+        var out: [Child] = []
+        while out.count < children.count {
+            guard let next = children.first(where: { !done.contains($0.name) && $0.dependsOn.allSatisfy(done.contains) }) else {
+                let left = children.filter { !done.contains($0.name) }.map(\.name)
+                throw GunnError(.configInvalid, "depends_on has a cycle among \(left.joined(separator: ", "))")
+            }
+            done.insert(next.name)
+            out.append(next)
+        }
+        return out
+    }
+
+    /// The children that depend on `name`, directly or not.
+    public func dependents(of name: String) -> Set<String> {
+        var out: Set<String> = []
+        var changed = true
+        while changed {
+            changed = false
+            for ch in children where !out.contains(ch.name) && ch.dependsOn.contains(where: { $0 == name || out.contains($0) }) {
+                out.insert(ch.name)
+                changed = true
+            }
+        }
+        return out
+    }
+
+    static func child(_ v: JSONValue, _ at: String) throws(GunnError) -> Child {
+        guard case .object(let o) = v else { throw GunnError(.configInvalid, "\(at) must be an object") }
+        for k in o.sortedKeys where !childKeys.contains(k) {
+            throw GunnError(.configInvalid, "unknown key \"\(at).\(k)\" (known: \(childKeys.sorted().joined(separator: ", ")))")
+        }
+        guard let name = o["name"] else { throw GunnError(.configInvalid, "\(at).name is required") }
+        guard let exe = o["executable"] else { throw GunnError(.configInvalid, "\(at).executable is required") }
+        var c = Child(name: try string(name, "\(at).name"), executable: try string(exe, "\(at).executable"))
+        if let a = o["args"] {
+            guard case .array(let items) = a else { throw GunnError(.configInvalid, "\(at).args must be an array of strings") }
+            c.args = try items.map { x throws(GunnError) in try string(x, "\(at).args") }
+        }
+        if let r = o["restart"] { c.restart = Restart(rawValue: try choice(r, "\(at).restart", Restart.allCases.map(\.rawValue)))! }
+        if let d = o["depends_on"] {
+            guard case .array(let items) = d else { throw GunnError(.configInvalid, "\(at).depends_on must be an array of child names") }
+            c.dependsOn = try items.map { x throws(GunnError) in try string(x, "\(at).depends_on") }
+        }
+        if let t = o["shutdown_timeout_ms"] { c.shutdownTimeoutMs = Int(try number(t, "\(at).shutdown_timeout_ms", min: 0)) }
+        if let s = o["socket"] { c.socket = try string(s, "\(at).socket") }
+        return c
+    }
+
+    static func string(_ v: JSONValue, _ key: String) throws(GunnError) -> String {
+        guard case .string(let s) = v, !s.isEmpty else { throw GunnError(.configInvalid, "\"\(key)\" must be a non-empty string") }
+        return s
+    }
+
+    static func number(_ v: JSONValue, _ key: String, min: Double) throws(GunnError) -> Double {
+        guard case .number(let d) = v, d.isFinite, d >= min else { throw GunnError(.configInvalid, "\"\(key)\" must be a number ≥ \(min)") }
+        return d
+    }
+
+    static func choice(_ v: JSONValue, _ key: String, _ allowed: [String]) throws(GunnError) -> String {
+        guard case .string(let s) = v, allowed.contains(s) else {
+            throw GunnError(.configInvalid, "\"\(key)\" must be one of \(allowed.joined(separator: ", "))")
+        }
+        return s
+    }
+}

@@ -1,0 +1,3 @@
+import GunnCtlKit
+import Foundation
+exit(await GunnCtl.main(Array(CommandLine.arguments.dropFirst())))
