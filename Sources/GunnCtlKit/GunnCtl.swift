@@ -93,7 +93,6 @@ public enum GunnCtl {
             if !args.isEmpty && !["submit", "emit", "observe", "restart", "stop", "start", "breaker"].contains(command) {
                 throw Exit(code: 2, message: "unexpected arguments: \(args.joined(separator: " "))")
             }
-            ctl.loop.shutdown()
             return ctl.negative ? 1 : 0
         } catch let e as Exit {
             FileHandle.standardError.write(Data("gunnctl: \(e.message)\n".utf8))
@@ -115,13 +114,14 @@ public enum GunnCtl {
 final class Ctl {
     let home: String
     let json: Bool
-    let loop: EventLoop
+    /// One loop for the life of the process (it is never shut down: the process exits instead).
+    static let sharedLoop = try! EventLoop(name: "gunnctl")
+    var loop: EventLoop { Self.sharedLoop }
     var negative = false
     private var nextID: UInt64 = 0
 
     init(home: String, json: Bool) {
         self.home = home; self.json = json
-        loop = try! EventLoop(name: "gunnctl")
     }
 
     func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
