@@ -50,6 +50,7 @@ let package = Package(
         .testTarget(name: "GunnWireTests", dependencies: ["GunnWire", "GunnCore"]),
         .testTarget(name: "GunnIOTests", dependencies: ["GunnIO", "GunnWire", "GunnCore"]),
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
+        .testTarget(name: "GunnSupervisorKitTests", dependencies: ["GunnSupervisorKit", "GunnCore"]),
         .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient", "GunnSupervisorKit"]),
     ],
     swiftLanguageModes: [.v6]

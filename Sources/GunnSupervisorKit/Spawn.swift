@@ -100,23 +100,43 @@ final class LogPump: Sendable {
             let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
-            if size + n > maxBytes && size > 0 {
-                close(fd)
-                rotate()
-                fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
-                size = 0
+            var chunk = buf[0..<n]
+            while !chunk.isEmpty {
+                let room = maxBytes - size
+                var take = chunk.count
+                if take > room {
+                    // Fill the file up to its limit, cutting after a newline where there is one.
+                    let limit = chunk.startIndex + max(0, room)
+                    if let nl = chunk[chunk.startIndex..<limit].lastIndex(of: 10) { take = nl - chunk.startIndex + 1 }
+                    else { take = size == 0 ? min(chunk.count, maxBytes) : 0 }
+                }
+                if take > 0 {
+                    writeAll(fd, chunk.prefix(take))
+                    size += take
+                    chunk = chunk.dropFirst(take)
+                }
+                if !chunk.isEmpty {
+                    close(fd)
+                    rotate()
+                    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+                    size = 0
+                }
             }
-            var off = 0
-            while off < n {
-                let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, n - off) }
-                if w < 0 && errno == EINTR { continue }
-                if w <= 0 { break }
-                off += w
-            }
-            size += n
         }
         close(fd)
         close(readFD)
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) {
+        var off = 0
+        bytes.withUnsafeBytes { p in
+            while off < p.count {
+                let w = write(fd, p.baseAddress! + off, p.count - off)
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { return }
+                off += w
+            }
+        }
     }
 
     private func rotate() {

@@ -30,7 +30,7 @@ for (i, name) in names.enumerated() {
         }
     }
 }
-print("ready: \(names.map(\.rawValue).joined(separator: ", "))")
+FileHandle.standardOutput.write(Data("gunn-demo: ready: \(names.map(\.rawValue).joined(separator: ", "))\n".utf8))
 var n = 0
 while true {
     try await Task.sleep(nanoseconds: interval * 1_000_000)

@@ -74,7 +74,7 @@ final class SupervisorTests: XCTestCase {
     // MARK: - Helpers
 
     /// A config with the log writer, the orchestrator and (optionally) the demo agents, plus `extra` children.
-    func writeConfig(demo: Bool = true, extra: String = "", maxRestarts: Int = 20) throws -> String {
+    func writeConfig(demo: Bool = true, extra: String = "", maxRestarts: Int = 20, strategy: String = "one_for_one") throws -> String {
         var children = [
             #"{"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]}"#,
             #"{"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}"]}"#,
@@ -84,7 +84,7 @@ final class SupervisorTests: XCTestCase {
         }
         if !extra.isEmpty { children.append(extra) }
         let text = """
-        {"world_id": "sup", "world_seed": 3, "durability": "normal", "max_restarts": \(maxRestarts), "max_seconds": 60,
+        {"world_id": "sup", "world_seed": 3, "durability": "normal", "max_restarts": \(maxRestarts), "max_seconds": 60, "strategy": "\(strategy)",
          "backoff_base_ms": 50, "backoff_cap_ms": 400, "stable_seconds": 5, "log_max_bytes": 65536,
          "children": [\(children.joined(separator: ",\n"))]}
         """
@@ -250,6 +250,37 @@ final class SupervisorTests: XCTestCase {
         kill(sup.pid, SIGTERM)
         XCTAssertEqual(sup.wait(), 0)
         XCTAssertEqual(waitGone(Self.processes(where: { $0.session == sup.pid })), [], "nothing left in the supervisor's session")
+    }
+
+    /// one_for_one: the orchestrator restarted, the demo adapter keeps running and re-handshakes;
+    /// rest_for_one: what depends on it is restarted after it.
+    func testOneForOneKeepsDependentsAndRestForOneRestartsThem() throws {
+        for strategy in ["one_for_one", "rest_for_one"] {
+            let sup = try startSupervisor(config: try writeConfig(strategy: strategy))
+            let before = try waitReady(["eventlog", "orchestrator", "demo"])
+            guard case .number(let orch)? = before["orchestrator"]?["pid"], case .number(let demo)? = before["demo"]?["pid"] else { return XCTFail() }
+            kill(pid_t(orch), SIGKILL)
+            var after = try waitReady(["eventlog", "orchestrator", "demo"], notPIDs: strategy == "one_for_one" ? ["orchestrator": orch] : ["orchestrator": orch, "demo": demo])
+            if strategy == "one_for_one" {
+                XCTAssertEqual(after["demo"]?["pid"], .number(demo), "one_for_one leaves the adapter running")
+                // ... and it carries on against the new orchestrator: the log keeps growing.
+                let head = try gunnctl(["--json", "status"]).json?["log_head"]?["seq"]
+                var grew = false
+                for _ in 0..<100 where !grew {
+                    grew = try gunnctl(["--json", "status"]).json?["log_head"]?["seq"] != head
+                    if !grew { usleep(50_000) }
+                }
+                XCTAssertTrue(grew, "the demo goes on after the orchestrator's restart")
+            } else {
+                XCTAssertNotEqual(after["demo"]?["pid"], .number(demo), "rest_for_one restarts the dependent")
+                XCTAssertEqual(after["demo"]?["restarts"], 1)
+            }
+            after = try children()
+            XCTAssertEqual(after["eventlog"]?["restarts"], 0)
+            kill(sup.pid, SIGTERM)
+            XCTAssertEqual(sup.wait(), 0)
+            try? FileManager.default.removeItem(atPath: home + "/data")
+        }
     }
 
     func testAChildCrashingInALoopExhaustsTheIntensityAndTheSupervisorExitsNamingIt() throws {

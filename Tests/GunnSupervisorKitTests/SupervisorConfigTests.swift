@@ -1,0 +1,126 @@
+import Foundation
+import Glibc
+import XCTest
+import GunnCore
+@testable import GunnSupervisorKit
+
+final class SupervisorConfigTests: XCTestCase {
+    func parse(_ text: String, env: [String: String] = [:]) throws -> SupervisorConfig {
+        try SupervisorConfig.parse(Array(text.utf8), environment: env)
+    }
+
+    func refusal(_ text: String, env: [String: String] = [:]) -> GunnError? {
+        do { _ = try parse(text, env: env); return nil } catch { return error as? GunnError }
+    }
+
+    let minimal = #"{"children": [{"name": "a", "executable": "x"}]}"#
+
+    func testTheShippedConfigParsesInDependencyOrder() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ops/gunn.json")
+        let c = try SupervisorConfig.parse([UInt8](try Data(contentsOf: url)))
+        XCTAssertEqual(try c.startOrder().map(\.name), ["eventlog", "orchestrator", "demo"])
+        XCTAssertEqual(c.dependents(of: "eventlog"), ["orchestrator", "demo"])
+        XCTAssertEqual(c.children[0].socket, "run/eventlog.sock")
+    }
+
+    func testDefaultsAndEnvironmentOverrides() throws {
+        let c = try parse(minimal, env: ["GUNN_WORLD_ID": "w9", "GUNN_WORLD_SEED": "42", "GUNN_STRATEGY": "rest_for_one", "GUNN_MAX_RESTARTS": "2",
+                                         "GUNN_MAX_SECONDS": "1.5", "GUNN_DURABILITY": "normal"])
+        XCTAssertEqual(c.worldID, "w9"); XCTAssertEqual(c.worldSeed, 42); XCTAssertEqual(c.strategy, .restForOne)
+        XCTAssertEqual(c.maxRestarts, 2); XCTAssertEqual(c.maxSeconds, 1.5); XCTAssertEqual(c.durability, "normal")
+        XCTAssertEqual(c.children[0].restart, .permanent)
+        XCTAssertEqual(c.children[0].shutdownTimeoutMs, 5000)
+    }
+
+    func testUnknownKeysAndBadValuesAreRefusedNamingTheKey() {
+        let cases: [(String, [String: String], String)] = [
+            (#"{"childrn": []}"#, [:], "\"childrn\""),
+            (#"{"children": [{"name": "a", "executable": "x", "restrat": "permanent"}]}"#, [:], "children[0].restrat"),
+            (#"{"max_restarts": -1, "children": [{"name": "a", "executable": "x"}]}"#, [:], "max_restarts"),
+            (#"{"max_seconds": "10", "children": [{"name": "a", "executable": "x"}]}"#, [:], "max_seconds"),
+            (#"{"strategy": "one_for_all", "children": [{"name": "a", "executable": "x"}]}"#, [:], "strategy"),
+            (#"{"children": [{"name": "a", "executable": "x", "restart": "sometimes"}]}"#, [:], "children[0].restart"),
+            (#"{"children": [{"name": "a"}]}"#, [:], "children[0].executable"),
+            (#"{"children": [{"name": "a", "executable": "x", "depends_on": ["b"]}]}"#, [:], "depends_on"),
+            (#"{"children": [{"name": "a", "executable": "x", "depends_on": ["b"]}, {"name": "b", "executable": "x", "depends_on": ["a"]}]}"#, [:], "cycle"),
+            (#"{"children": [{"name": "a", "executable": "x"}, {"name": "a", "executable": "y"}]}"#, [:], "twice"),
+            (#"{"children": [{"name": "a b", "executable": "x"}]}"#, [:], "identifier"),
+            (#"{"children": []}"#, [:], "empty"),
+            (#"{"children": [{"name": "a", "executable": "x"}],}"#, [:], "not valid JSON"),
+            (#"[1]"#, [:], "object"),
+            (minimal, ["GUNN_WORLD_SEED": "-3"], "GUNN_WORLD_SEED"),
+            (minimal, ["GUNN_STRATEGY": "x"], "GUNN_STRATEGY"),
+            (minimal, ["GUNN_MAX_RESTARTS": "many"], "GUNN_MAX_RESTARTS"),
+        ]
+        for (text, env, key) in cases {
+            let e = refusal(text, env: env)
+            XCTAssertEqual(e?.code, .configInvalid, text)
+            XCTAssertTrue(e?.message.contains(key) == true, "\(key) not named in: \(e?.message ?? "accepted")")
+        }
+    }
+
+    func testRestForOneDependentsAreTransitive() throws {
+        let c = try parse(#"{"children": [{"name": "log", "executable": "x"}, {"name": "orch", "executable": "x", "depends_on": ["log"]}, "# +
+            #"{"name": "llm", "executable": "x", "depends_on": ["orch"]}, {"name": "web", "executable": "x", "depends_on": ["orch"]}, {"name": "lone", "executable": "x"}]}"#)
+        XCTAssertEqual(c.dependents(of: "log"), ["orch", "llm", "web"])
+        XCTAssertEqual(c.dependents(of: "orch"), ["llm", "web"])
+        XCTAssertEqual(c.dependents(of: "lone"), [])
+        XCTAssertEqual(try c.startOrder().map(\.name), ["log", "orch", "llm", "web", "lone"])
+    }
+}
+
+final class SupervisorPartsTests: XCTestCase {
+    var dir: String!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-svk-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testLogsRotateBySizeKeepingTheNewestFiles() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let path = dir + "/child.log"
+        LogPump(readFD: fds[0], path: path, maxBytes: 1000, keep: 2).start()
+        let line = [UInt8](repeating: UInt8(ascii: "x"), count: 99) + [10]
+        for _ in 0..<50 { _ = line.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) } }
+        close(fds[1])
+        var done = false
+        for _ in 0..<200 where !done {
+            done = FileManager.default.fileExists(atPath: path + ".2") && ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) > 0
+            usleep(10_000)
+        }
+        usleep(50_000)
+        for p in [path, path + ".1", path + ".2"] {
+            let size = (try FileManager.default.attributesOfItem(atPath: p)[.size] as? Int) ?? -1
+            XCTAssertTrue(size > 0 && size <= 1000, "\(p): \(size)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".3"), "only `keep` old files")
+    }
+
+    func testStraysOfAPreviousSupervisorAreKilledButAReusedPidIsNot() throws {
+        let stray = Process()
+        stray.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        stray.arguments = ["60"]
+        try stray.run()
+        let innocent = Process()
+        innocent.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        innocent.arguments = ["60"]
+        try innocent.run()
+        defer { if innocent.isRunning { innocent.terminate() } }
+        let start = try XCTUnwrap(Spawn.startTime(of: stray.processIdentifier))
+        try "\(stray.processIdentifier) \(start)\n".write(toFile: dir + "/run/old.pid", atomically: true, encoding: .utf8)
+        // A pid file whose start time does not match: the pid now belongs to someone else.
+        try "\(innocent.processIdentifier) 1\n".write(toFile: dir + "/run/reused.pid", atomically: true, encoding: .utf8)
+        var config = SupervisorConfig()
+        config.children = [.init(name: "a", executable: "/bin/true")]
+        let s = try Supervisor(config: config, home: dir)
+        s.reapStrays()
+        stray.waitUntilExit()
+        XCTAssertEqual(stray.terminationReason, .uncaughtSignal)
+        XCTAssertTrue(innocent.isRunning, "a reused pid is left alone")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/old.pid"))
+        XCTAssertTrue(s.events.contains { $0.contains("killing stray old") })
+    }
+}
