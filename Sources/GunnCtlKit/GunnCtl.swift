@@ -63,6 +63,7 @@ public enum GunnCtl {
                 let follow = flag("-f") || flag("--follow")
                 let from = try number(option("--from"), "--from")
                 let limit = try number(option("--limit"), "--limit")
+                if limit == 0 { throw Exit(code: 2, message: "--limit needs at least 1") }
                 try await ctl.tail(follow: follow, from: from, limit: limit)
             case "verify": try await ctl.verify(from: try number(option("--from"), "--from") ?? 1, to: try number(option("--to"), "--to") ?? 0)
             case "replay":
