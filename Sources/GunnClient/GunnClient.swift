@@ -57,7 +57,7 @@ public final class GunnClient: Sendable {
                     s.conn = c
                     return s.registrations.sorted { $0.key < $1.key }.map { id, json in
                         var r = RegisterAgent(agentID: id.rawValue, json: json)
-                        if let m = s.marks[id] { r.resumeGlobalSeq = m.globalSeq; r.resumeDigest = m.digest }
+                        if let m = s.marks[id] { r.resumeGlobalSeq = m.globalSeq; r.resumeDigest = m.digest; r.resumeViewSeq = s.views[id]?.seq ?? 0 }
                         return r
                     }
                 }

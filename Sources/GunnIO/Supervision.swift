@@ -1,6 +1,8 @@
 import CGunnSys
 import Foundation
 import Glibc
+import GunnCore
+import GunnWire
 
 /// What a process started by gunn-supervisor does first: die with the supervisor.
 public enum Supervision {
@@ -18,5 +20,12 @@ public enum Supervision {
             FileHandle.standardError.write(Data("supervisor \(pid) is gone; exiting\n".utf8))
             exit(0)
         }
+    }
+}
+
+extension WireErrorMessage {
+    /// The wire form of a coded error.
+    public init(_ e: GunnError) {
+        self.init(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0)
     }
 }

@@ -225,7 +225,7 @@ public actor OrchestratorServer {
         ok.ok = true
         ok.message = "registered \(agent)"
         var frames = [Frame(id: id, .controlResult(ok))]
-        if !request.resumeDigest.isEmpty, let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest) {
+        if !request.resumeDigest.isEmpty, let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest, heldViewSeq: request.resumeViewSeq) {
             resumedWithDelta += 1
             frames.append(Frame(id: id, .observation(Self.observation(agent, d))))
         } else if let view = engine.resync(agent) {

@@ -1,4 +1,3 @@
-import GunnCore
 // Hand-written codecs for the messages of proto/gunn/v1/gunn.proto. Each field is written with its
 // number from the .proto; a field that this build does not know is skipped on reading.
 
@@ -65,9 +64,6 @@ public struct WireErrorMessage: WireMessage {
     public init(code: UInt32, name: String, message: String, retryAfterMs: UInt64 = 0) {
         self.code = code; self.name = name; self.message = message; self.retryAfterMs = retryAfterMs
     }
-    public init(_ e: GunnError) {
-        self.init(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0)
-    }
     public func encode(to w: inout ProtoWriter) { w.uint32(1, code); w.string(2, name); w.string(3, message); w.uint64(4, retryAfterMs) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -129,15 +125,18 @@ public struct Credit: WireMessage {
 public struct RegisterAgent: WireMessage {
     public var agentID = "", registration: [UInt8] = []
     /// A client that already holds a view: the global_seq it reflects and its digest (resume).
-    public var resumeGlobalSeq: UInt64 = 0, resumeDigest = ""
+    public var resumeGlobalSeq: UInt64 = 0, resumeDigest = "", resumeViewSeq: UInt64 = 0
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.bytesField(2, registration); w.uint64(3, resumeGlobalSeq); w.string(4, resumeDigest) }
+    public func encode(to w: inout ProtoWriter) {
+        w.string(1, agentID); w.bytesField(2, registration); w.uint64(3, resumeGlobalSeq); w.string(4, resumeDigest); w.uint64(5, resumeViewSeq)
+    }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
         case 2: guard let v = try r.bytesField(wt) else { return false }; registration = v
         case 3: guard let v = try r.uint64(wt) else { return false }; resumeGlobalSeq = v
         case 4: guard let v = try r.string(wt, field: n) else { return false }; resumeDigest = v
+        case 5: guard let v = try r.uint64(wt) else { return false }; resumeViewSeq = v
         default: return false
         }
         return true

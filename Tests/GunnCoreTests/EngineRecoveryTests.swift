@@ -75,8 +75,14 @@ final class EngineRecoveryTests: XCTestCase {
         try r.engine.restore(from: d.engine.log.entries, at: d.now)
         r.register("a", at: nil)
         let (seq, view) = held[5]
-        let delta = try XCTUnwrap(r.engine.resume("a", fromGlobalSeq: seq, digest: HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(view))))
+        let delta = try XCTUnwrap(r.engine.resume("a", fromGlobalSeq: seq, digest: HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(view)), heldViewSeq: 40))
         XCTAssertEqual(try delta.patches.apply(to: view), r.engine.filteredView(of: "a"))
+        XCTAssertEqual(delta.viewSeq, 41, "the stream continues after the client's view_seq")
+        XCTAssertEqual(r.engine.viewSeq(of: "a"), 41)
+        // An intent decided on the held view: one change unseen (the resume) — stale only under a threshold of 0.
+        let out = r.submit("a", .speak, ["text": "late"], req: "late", context: 40)
+        XCTAssertEqual(EngineDriver.committed(out).count + EngineDriver.rejected(out).filter { $0.1.code == .staleContext }.count, 1)
+        XCTAssertTrue(EngineDriver.rejected(out).allSatisfy { $0.1.code != .invalidViewSeq })
     }
 
     func testRestoreRefusesABrokenLog() {

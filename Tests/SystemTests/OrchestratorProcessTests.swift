@@ -121,6 +121,7 @@ final class OrchestratorProcessTests: XCTestCase {
         for n in 1...3 { try await move(n) }
         let sawThree = try await aSees(3)
         XCTAssertTrue(sawThree, "a saw b's moves before the crash")
+        let seqBefore = try XCTUnwrap(a.view(of: "a")?.seq)
         orch.kill9()
         orch = try orchestrator()
         defer { orch.term() }
@@ -134,6 +135,11 @@ final class OrchestratorProcessTests: XCTestCase {
         XCTAssertEqual(a.resumedWithDelta, 1, "resumed with a delta, not a whole view")
         let fresh = try await a.filteredView(of: "a")
         XCTAssertEqual(a.view(of: "a")?.doc, fresh.doc)
+        // view_seq went on from the held view's, so an intent decided before the crash is judged
+        // for staleness (one unseen change: the resume), not refused as ahead of the view.
+        XCTAssertGreaterThan(try XCTUnwrap(a.view(of: "a")?.seq), seqBefore)
+        let late = try await a.submit(Intent(kind: .speak, payload: ["text": "decided before the crash"], contextSeq: seqBefore, reqID: "late", agentID: "a"))
+        XCTAssertNotNil(late.effect, "\(late)")
         a.close(); b.close()
     }
 

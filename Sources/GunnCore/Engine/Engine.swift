@@ -168,12 +168,18 @@ public struct Engine: Sendable {
     /// `globalSeq`, whose digest is `digest` — with one delta to its current view instead of the
     /// whole view. nil when that view cannot be rebuilt from the log or its digest differs (the
     /// caller then sends the whole view). Queued observations are dropped, as on a resync.
-    public mutating func resume(_ agent: AgentID, fromGlobalSeq globalSeq: GlobalSeq, digest: String) -> ObservationDelta? {
+    ///
+    /// `heldViewSeq` is the view_seq of the client's view. A restarted orchestrator numbers an
+    /// agent's views afresh; when the client's number is not behind, the stream continues after
+    /// it, so view_seq never goes backwards for the client, and an intent decided on the held view
+    /// counts the resume delta as one change it had not seen (staleness, not INVALID_VIEW_SEQ).
+    public mutating func resume(_ agent: AgentID, fromGlobalSeq globalSeq: GlobalSeq, digest: String, heldViewSeq: ViewSeq = 0) -> ObservationDelta? {
         guard let i = agentIndex[agent], let past = world(at: globalSeq) else { return nil }
         let policy = agentStates[i].registration.observation
         let (e, r) = ObserverRegistry.filter(agent.rawValue, policy, past, SpatialGrid.full(past, cellSize: config.spatialCellSize))
         let old = ObserverRegistry.document(e, r)
         guard SHA256Digest.of(old) == digest else { return nil }
+        if heldViewSeq >= observers.agents[i].viewSeq { observers.agents[i].viewSeq = heldViewSeq + 1 }
         observers.resync(i)
         let now = observers.agents[i].delivered
         return ObservationDelta(viewSeq: observers.agents[i].viewSeq, patches: JSONDiff.diff(old, now, maxOps: policy.maxPatchOps),
