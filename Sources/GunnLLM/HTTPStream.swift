@@ -1,0 +1,206 @@
+import Foundation
+import Glibc
+import GunnCore
+import Synchronization
+
+/// A streaming HTTP/1.1 POST over plain TCP (a local LLM server): the status and headers, then the
+/// body's bytes as they arrive (Content-Length, chunked, or until close). Runs on its own thread
+/// with blocking reads; `cancel()` shuts the socket down at once, which ends the read — the
+/// server sees the connection close and stops generating. Every failure (refused, a non-2xx
+/// status, malformed framing, a stall longer than `stallSeconds`) is an LLM_SERVICE_ERROR.
+public final class HTTPStream: Sendable {
+    public struct Request: Sendable {
+        public var host: String
+        public var port: UInt16
+        public var path: String
+        public var body: [UInt8]
+        public var headers: [(String, String)] = [("Content-Type", "application/json")]
+        public var stallSeconds: Double = 30
+        public init(host: String, port: UInt16, path: String, body: [UInt8]) {
+            self.host = host; self.port = port; self.path = path; self.body = body
+        }
+    }
+
+    private let fd = Mutex<Int32>(-1)
+    private let cancelled = Atomic<Bool>(false)
+
+    public init() {}
+
+    /// Closes the connection now; the reading thread ends with `onEnd(nil)` if nothing failed first.
+    public func cancel() {
+        cancelled.store(true, ordering: .sequentiallyConsistent)
+        fd.withLock { if $0 >= 0 { shutdown($0, Int32(SHUT_RDWR)) } }
+    }
+
+    /// Starts the request on a thread of its own. `onBody` gets the body's bytes in order (never
+    /// after `cancel()` returns... except one chunk already being handed over); `onEnd` is called
+    /// once: nil for a complete body (or a cancellation), else the error.
+    public func start(_ request: Request, onBody: @escaping @Sendable ([UInt8]) -> Void, onEnd: @escaping @Sendable (GunnError?) -> Void) {
+        let t = Thread { [self] in
+            do {
+                try run(request, onBody)
+                onEnd(nil)
+            } catch let e as GunnError {
+                onEnd(cancelled.load(ordering: .sequentiallyConsistent) ? nil : e)
+            } catch {
+                onEnd(GunnError(.llmServiceError, "\(error)"))
+            }
+            fd.withLock { if $0 >= 0 { close($0); $0 = -1 } }
+        }
+        t.name = "http-stream"
+        t.start()
+    }
+
+    private func fail(_ message: String) -> GunnError { GunnError(.llmServiceError, message) }
+
+    private func run(_ r: Request, _ deliverBody: @Sendable ([UInt8]) -> Void) throws {
+        // Nothing is handed over once cancel() was called, even bytes already read and buffered.
+        func onBody(_ part: [UInt8]) throws {
+            guard !cancelled.load(ordering: .sequentiallyConsistent) else { throw fail("cancelled") }
+            deliverBody(part)
+        }
+        let s = try connectTCP(r.host, r.port)
+        fd.withLock { $0 = s }
+        if cancelled.load(ordering: .sequentiallyConsistent) { return }
+        var tv = timeval(tv_sec: Int(r.stallSeconds), tv_usec: Int(r.stallSeconds.truncatingRemainder(dividingBy: 1) * 1e6))
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var head = "POST \(r.path) HTTP/1.1\r\nHost: \(r.host):\(r.port)\r\nAccept: text/event-stream, application/x-ndjson, application/json\r\n"
+        for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
+        head += "Content-Length: \(r.body.count)\r\nConnection: close\r\n\r\n"
+        try sendAll(s, Array(head.utf8) + r.body)
+        var reader = Reader(fd: s, stall: r.stallSeconds)
+        // Status line and headers.
+        let status = try reader.line()
+        let parts = status.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let code = Int(parts[1]) else { throw fail("malformed HTTP status line: \(status.prefix(80))") }
+        var headers: [String: String] = [:]
+        while true {
+            let l = try reader.line()
+            if l.isEmpty { break }
+            guard let c = l.firstIndex(of: ":") else { throw fail("malformed HTTP header line: \(l.prefix(80))") }
+            headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard (200..<300).contains(code) else {
+            let body = (try? reader.rest(max: 2048)) ?? []
+            throw fail("HTTP \(code) from \(r.host):\(r.port)\(r.path): \(String(decoding: body, as: UTF8.self).prefix(300))")
+        }
+        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+            while true {
+                let sizeLine = try reader.line()
+                let hex = sizeLine.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                guard let n = Int(hex, radix: 16), n >= 0 else { throw fail("malformed chunk size: \(sizeLine.prefix(40))") }
+                if n == 0 {
+                    while try !reader.line().isEmpty {} // trailers
+                    return
+                }
+                var left = n
+                while left > 0 {
+                    let part = try reader.bytes(upTo: left)
+                    left -= part.count
+                    try onBody(part)
+                }
+                guard try reader.line().isEmpty else { throw fail("malformed chunk: no CRLF after its data") }
+            }
+        } else if let len = headers["content-length"].flatMap({ Int($0) }) {
+            var left = len
+            while left > 0 {
+                let part = try reader.bytes(upTo: left)
+                left -= part.count
+                try onBody(part)
+            }
+        } else {
+            while let part = try reader.bytesUntilClose() { try onBody(part) }
+        }
+    }
+
+    private func connectTCP(_ host: String, _ port: UInt16) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let first = res else { throw fail("cannot resolve \(host): \(String(cString: gai_strerror(rc)))") }
+        defer { freeaddrinfo(res) }
+        var lastErr: Int32 = 0
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let a = p {
+            let s = socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), a.pointee.ai_protocol)
+            if s >= 0 {
+                if connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return s }
+                lastErr = errno
+                close(s)
+            }
+            p = a.pointee.ai_next
+        }
+        throw fail("cannot connect to \(host):\(port): \(String(cString: strerror(lastErr)))")
+    }
+
+    private func sendAll(_ s: Int32, _ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { send(s, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw fail("sending the request failed: \(String(cString: strerror(errno)))") }
+            off += n
+        }
+    }
+
+    /// Buffered blocking reads with a stall limit.
+    struct Reader {
+        let fd: Int32
+        let stall: Double
+        var buf: [UInt8] = []
+        var pos = 0
+        var eof = false
+
+        init(fd: Int32, stall: Double) { self.fd = fd; self.stall = stall }
+
+        mutating func fill() throws {
+            if pos > 0 && pos == buf.count { buf.removeAll(keepingCapacity: true); pos = 0 }
+            var tmp = [UInt8](repeating: 0, count: 16 * 1024)
+            while true {
+                let n = tmp.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n > 0 { buf += tmp[0..<n]; return }
+                if n == 0 { eof = true; return }
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw GunnError(.llmServiceError, "the stream stalled: nothing for \(stall) s")
+                }
+                throw GunnError(.llmServiceError, "reading the response failed: \(String(cString: strerror(errno)))")
+            }
+        }
+
+        mutating func line() throws -> String {
+            while true {
+                if let nl = buf[pos...].firstIndex(of: 0x0A) {
+                    var end = nl
+                    if end > pos && buf[end - 1] == 0x0D { end -= 1 }
+                    let s = String(decoding: buf[pos..<end], as: UTF8.self)
+                    pos = nl + 1
+                    return s
+                }
+                guard buf.count - pos < 64 * 1024 else { throw GunnError(.llmServiceError, "malformed HTTP: a header line over 64 KiB") }
+                try fill()
+                if eof { throw GunnError(.llmServiceError, "the connection closed in the middle of the HTTP response") }
+            }
+        }
+
+        mutating func bytes(upTo n: Int) throws -> [UInt8] {
+            if pos == buf.count { try fill(); if eof { throw GunnError(.llmServiceError, "the connection closed before the body was complete") } }
+            let take = min(n, buf.count - pos)
+            defer { pos += take }
+            return Array(buf[pos..<(pos + take)])
+        }
+
+        mutating func bytesUntilClose() throws -> [UInt8]? {
+            if pos == buf.count { try fill(); if eof { return nil } }
+            defer { pos = buf.count }
+            return Array(buf[pos...])
+        }
+
+        mutating func rest(max: Int) throws -> [UInt8] {
+            while buf.count - pos < max && !eof { try fill() }
+            return Array(buf[pos..<min(buf.count, pos + max)])
+        }
+    }
+}

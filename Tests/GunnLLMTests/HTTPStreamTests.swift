@@ -1,0 +1,122 @@
+import Foundation
+import Glibc
+import Synchronization
+import XCTest
+import GunnCore
+@testable import GunnLLM
+
+/// GunnLLM's HTTP streaming against a local server that speaks the real wire formats
+/// (Tests/Interop/llm_stream_server.py, Debian's python3).
+final class HTTPStreamTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var server: Process!
+    var port: UInt16 = 0
+    var serverOut: FileHandle!
+
+    override func setUpWithError() throws {
+        server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = [Self.root.appendingPathComponent("Tests/Interop/llm_stream_server.py").path]
+        let out = Pipe()
+        server.standardOutput = out
+        try server.run()
+        serverOut = out.fileHandleForReading
+        let line = String(decoding: serverOut.availableData, as: UTF8.self)
+        port = try XCTUnwrap(UInt16(line.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "server said: \(line)")
+    }
+
+    override func tearDownWithError() throws {
+        server.terminate()
+        server.waitUntilExit()
+    }
+
+    struct Outcome { var chunks: [StreamChunk]; var error: GunnError?; var afterCancel = 0 }
+
+    /// Streams a request through the decoder, as a backend does; `cancelAfter` tokens → cancel().
+    func stream(_ path: String, model: String, format: TokenStreamDecoder.Format, stall: Double = 10, cancelAfter: Int? = nil,
+                port: UInt16? = nil) -> Outcome {
+        var req = HTTPStream.Request(host: "127.0.0.1", port: port ?? self.port, path: path,
+                                     body: CanonicalJSON.encode(["model": .string(model), "stream": true, "messages": [["role": "user", "content": "hi"]]]))
+        req.stallSeconds = stall
+        let http = HTTPStream()
+        let state = Mutex((decoder: TokenStreamDecoder(format: format), chunks: [StreamChunk](), error: GunnError?.none, cancelled: false, afterCancel: 0))
+        let done = DispatchSemaphore(value: 0)
+        http.start(req, onBody: { bytes in
+            let tokens = state.withLock { s -> Int in
+                if s.cancelled { s.afterCancel += 1 }
+                guard s.error == nil else { return 0 }
+                do { s.chunks += try s.decoder.feed(bytes) } catch { s.error = error as? GunnError ?? GunnError(.internalError, "\(error)") }
+                return s.chunks.count
+            }
+            if let n = cancelAfter, tokens >= n, !state.withLock({ $0.cancelled }) {
+                http.cancel()
+                state.withLock { $0.cancelled = true }
+            }
+        }, onEnd: { error in
+            state.withLock { s in
+                if s.error == nil {
+                    if let error { s.error = error } else if cancelAfter == nil {
+                        do { s.chunks += try s.decoder.finish() } catch { s.error = error as? GunnError ?? GunnError(.internalError, "\(error)") }
+                    }
+                }
+            }
+            done.signal()
+        })
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        return state.withLock { Outcome(chunks: $0.chunks, error: $0.error, afterCancel: $0.afterCancel) }
+    }
+
+    func testAStreamedChatCompletion() {
+        let o = stream("/v1/chat/completions", model: "ok", format: .openAISSE)
+        XCTAssertNil(o.error)
+        XCTAssertEqual(o.chunks, [.token("Hello"), .token(","), .token(" wörld"), .done(reason: "stop")])
+    }
+
+    func testAnOllamaStream() {
+        let o = stream("/api/generate", model: "ok", format: .ollamaNDJSON)
+        XCTAssertNil(o.error)
+        XCTAssertEqual(o.chunks, [.token("Hel"), .token("lo"), .done(reason: "stop")])
+        let bad = stream("/api/generate", model: "error", format: .ollamaNDJSON)
+        XCTAssertEqual(bad.error?.code, .llmServiceError)
+        XCTAssertTrue(bad.error?.message.contains("out of memory") == true, "\(String(describing: bad.error))")
+    }
+
+    func testUpstreamFailuresAreLLMServiceErrorsWithTheReason() {
+        let cases: [(String, String)] = [("500", "HTTP 500"), ("cut", "closed"), ("garbage", "not JSON"), ("stall", "stalled")]
+        for (model, reason) in cases {
+            let o = stream("/v1/chat/completions", model: model, format: .openAISSE, stall: 0.5)
+            XCTAssertEqual(o.error?.code, .llmServiceError, model)
+            XCTAssertTrue(o.error?.message.contains(reason) == true, "\(model): \(String(describing: o.error))")
+        }
+        // 500 carries the server's message.
+        XCTAssertTrue(stream("/v1/chat/completions", model: "500", format: .openAISSE).error?.message.contains("model exploded") == true)
+        // Nothing listening.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let closedPort = UInt16(bigEndian: addr.sin_port)
+        close(fd)
+        let refused = stream("/v1/chat/completions", model: "ok", format: .openAISSE, port: closedPort)
+        XCTAssertEqual(refused.error?.code, .llmServiceError)
+        XCTAssertTrue(refused.error?.message.contains("cannot connect") == true, "\(String(describing: refused.error))")
+    }
+
+    /// cancel() closes the connection: no token after it, and the server sees the stream closed.
+    func testCancelClosesTheStreamAndTheServerStops() {
+        let o = stream("/v1/chat/completions", model: "slow", format: .openAISSE, cancelAfter: 5)
+        XCTAssertNil(o.error, "a cancellation is not an error")
+        XCTAssertEqual(o.afterCancel, 0, "no bytes handed over after cancel()")
+        XCTAssertGreaterThanOrEqual(o.chunks.count, 5)
+        XCTAssertLessThan(o.chunks.count, 500)
+        // The server notices the closed connection at its next write.
+        var said = ""
+        let until = Date().addingTimeInterval(10)
+        while !said.contains("closed after") && Date() < until { said += String(decoding: serverOut.availableData, as: UTF8.self) }
+        XCTAssertTrue(said.contains("closed after"), said)
+        if let n = said.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            XCTAssertLessThan(n, 500, "the server stopped generating")
+        }
+    }
+}
