@@ -46,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
-        if self.path == "/api/generate":
+        if self.path in ("/api/generate", "/api/chat"):
             self.start("application/x-ndjson")
             if mode == "error":
                 self.send_chunk(b'{"response":"a","done":false}\n{"error":"out of memory"}\n')
