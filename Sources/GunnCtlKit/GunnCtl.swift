@@ -204,7 +204,8 @@ final class Ctl {
         if !children.isEmpty {
             out("")
             table(["CHILD", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], children.map {
-                [$0.name, $0.state, $0.pid == 0 ? "-" : "\($0.pid)", $0.pid == 0 ? "-" : String(format: "%.1fs", Double($0.uptimeMs) / 1000), "\($0.restarts)", $0.lastExit.isEmpty ? "-" : $0.lastExit]
+                [$0.name, $0.state, $0.pid == 0 ? "-" : "\($0.pid)", $0.pid == 0 || $0.state == "attached" ? "-" : String(format: "%.1fs", Double($0.uptimeMs) / 1000),
+                 $0.state == "attached" ? "-" : "\($0.restarts)", $0.lastExit.isEmpty ? "-" : $0.lastExit]
             })
         }
         if let h = logHead { out("\nlog head: seq \(h.seq), \(h.count) entries, checksum \(h.checksum.prefix(16))…") }
