@@ -26,6 +26,10 @@ public final class GunnClient: Sendable {
         var resumedWithDelta = 0
         var observations = PushQueues<Observation>()
         var cancels = PushQueues<Cancel>()
+        /// Partial speech of the agents this client's agents see, in arrival order.
+        var tokens = PushQueues<TokenChunk>()
+        /// Errors the orchestrator pushed (frame id 0): refusals of fire-and-forget frames.
+        var pushedErrors: [WireErrorMessage] = []
         var connects = 0
     }
     private let state = Mutex(State())
@@ -55,6 +59,7 @@ public final class GunnClient: Sendable {
                 let again = state.withLock { s -> [RegisterAgent] in
                     s.connects += 1
                     s.conn = c
+                    s.observations.reopen(); s.cancels.reopen(); s.tokens.reopen()
                     return s.registrations.sorted { $0.key < $1.key }.map { id, json in
                         var r = RegisterAgent(agentID: id.rawValue, json: json)
                         if let m = s.marks[id] { r.resumeGlobalSeq = m.globalSeq; r.resumeDigest = m.digest; r.resumeViewSeq = s.views[id]?.seq ?? 0 }
@@ -114,6 +119,11 @@ public final class GunnClient: Sendable {
                 return s.observations.push(o, for: agent)
             }
             waiter?.resume(returning: o)
+        case .tokenChunk(let t)?:
+            let waiter = state.withLock { $0.tokens.push(t, for: Self.anyAgent) }
+            waiter?.resume(returning: t)
+        case .error(let e)? where f.id == 0:
+            state.withLock { $0.pushedErrors.append(e) }
         case .cancel(let c)?:
             let waiter = state.withLock { $0.cancels.push(c, for: AgentID(c.agentID)) }
             waiter?.resume(returning: c)
@@ -244,6 +254,27 @@ public final class GunnClient: Sendable {
         try await c.send(.halted(h))
     }
 
+    static let anyAgent = AgentID("*")
+
+    /// Relays one token of a live generation to the agents that see `agent` (fire and forget:
+    /// a refusal comes back in `pushedErrors`).
+    public func relayToken(_ agent: AgentID, reqID: ReqID, index: UInt32, text: String) async throws {
+        var t = TokenChunk()
+        t.agentID = agent.rawValue; t.reqID = reqID.rawValue; t.index = index; t.text = text
+        let c = try await connection()
+        try await c.send(.tokenChunk(t))
+    }
+
+    /// The next relayed token of any agent this client's agents see (waits; nil once closed).
+    public func nextTokenChunk() async -> TokenChunk? {
+        await withCheckedContinuation { (c: CheckedContinuation<TokenChunk?, Never>) in
+            if let ready = state.withLock({ $0.tokens.take(for: Self.anyAgent, orWait: c) }) { c.resume(returning: ready) }
+        }
+    }
+
+    /// Errors the orchestrator pushed for fire-and-forget frames, oldest first.
+    public var pushedErrors: [WireErrorMessage] { state.withLock { $0.pushedErrors } }
+
     /// The next cancellation pushed for the agent (waits for one); nil once the client is closed.
     public func nextCancel(for agent: AgentID) async -> Cancel? {
         await withCheckedContinuation { (c: CheckedContinuation<Cancel?, Never>) in
@@ -254,10 +285,11 @@ public final class GunnClient: Sendable {
     /// Closes the connection and ends every wait for an observation or a cancellation (they
     /// return nil). The client can still be used afterwards: a request opens a new connection.
     public func close() {
-        let (conn, observers, cancellers) = state.withLock { s in (s.conn, s.observations.wakeAll(), s.cancels.wakeAll()) }
+        let (conn, observers, cancellers, listeners) = state.withLock { s in (s.conn, s.observations.wakeAll(), s.cancels.wakeAll(), s.tokens.wakeAll()) }
         conn?.close()
         for w in observers { w.resume(returning: nil) }
         for w in cancellers { w.resume(returning: nil) }
+        for w in listeners { w.resume(returning: nil) }
     }
 }
 
@@ -281,15 +313,23 @@ struct PushQueues<Item: Sendable>: Sendable {
             items[agent] = q
             return first
         }
+        // Closed: the wait ends at once (resuming only schedules the waiter; safe under the lock).
+        if closed { waiter.resume(returning: nil); return nil }
         waiters[agent] = waiter
         return nil
     }
 
-    /// Every waiting taker, removed (to be resumed with nil: the client closed).
+    /// Set by `wakeAll` (the client closed), cleared when a new connection opens.
+    private(set) var closed = false
+
+    /// Every waiting taker, removed (to be resumed with nil: the client closed); later takes end at once.
     mutating func wakeAll() -> [CheckedContinuation<Item?, Never>] {
+        closed = true
         defer { waiters.removeAll() }
         return Array(waiters.values)
     }
+
+    mutating func reopen() { closed = false }
 }
 
 extension RegisterAgent {

@@ -351,6 +351,28 @@ public actor OrchestratorServer {
                     st.children.append(cs)
                 }
                 conn.post([Frame(id: frame.id, .statusResult(st))])
+            case .tokenChunk(let t):
+                // Partial speech: relayed at once to every other agent that sees the speaker, once
+                // per connection; never logged (the committed Speak is). Only the connection that
+                // registered the agent may speak for it, and only inside a live generation — a
+                // token after a Cancel goes nowhere.
+                let speaker = AgentID(t.agentID)
+                guard sinks[speaker] === conn else {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.forbidden, "this connection did not register agent \(speaker); it may not relay its tokens"))))])
+                    continue
+                }
+                guard engine.activeGenerations(of: speaker).contains(where: { $0.reqID.rawValue == t.reqID }) else {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.generationCancelled, "no live generation \(t.reqID) for agent \(speaker): the token is not relayed"))))])
+                    continue
+                }
+                var seen: [ObjectIdentifier] = [ObjectIdentifier(conn)]
+                var posts: [(FramedConnection, [Frame])] = []
+                for id in engine.agentsSeeing(speaker.rawValue) where id != speaker {
+                    guard let sink = sinks[id], !seen.contains(ObjectIdentifier(sink)) else { continue }
+                    seen.append(ObjectIdentifier(sink))
+                    posts.append((sink, [Frame(.tokenChunk(t))]))
+                }
+                FramedConnection.post(posts)
             case .breakerControl(let bc):
                 // gunnctl breaker open|close|reset eventlog: manual control of the log link.
                 let actions: [Int32: BreakerAction] = [BreakerControl.forceOpen: .open, BreakerControl.forceClose: .close, BreakerControl.reset: .reset]

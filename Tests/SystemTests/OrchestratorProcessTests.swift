@@ -143,6 +143,55 @@ final class OrchestratorProcessTests: XCTestCase {
         a.close(); b.close()
     }
 
+    /// Tokens of a live generation reach the agents that see the speaker at once, are not logged,
+    /// and are refused (with their codes) from a connection that does not own the agent or after
+    /// the generation ended.
+    func testPartialSpeechIsRelayedToThoseWhoSeeTheSpeakerOnly() async throws {
+        let log = try eventlog()
+        defer { log.term() }
+        let orch = try orchestrator()
+        defer { orch.term() }
+        let path = home + "/run/orchestrator.sock"
+        let a = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "a")
+        let b = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "b")
+        let far = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "far")
+        try await a.register(["agent_id": "a", "spawn": [0, 0]])
+        try await b.register(["agent_id": "b", "spawn": [1, 0], "distance_limit": 10])
+        try await far.register(["agent_id": "far", "spawn": [500, 500], "distance_limit": 10])
+        let headBefore = try await a.head().seq
+        let token = try await a.beginGeneration("a", reqID: "g1")
+        XCTAssertEqual(token.reqID, "g1")
+        for (i, text) in ["Hel", "lo ", "there"].enumerated() {
+            try await a.relayToken("a", reqID: "g1", index: UInt32(i), text: text)
+        }
+        var heard: [String] = []
+        for _ in 0..<3 {
+            guard let t = await b.nextTokenChunk() else { break }
+            XCTAssertEqual(t.agentID, "a"); XCTAssertEqual(t.reqID, "g1")
+            heard.append(t.text)
+        }
+        XCTAssertEqual(heard, ["Hel", "lo ", "there"])
+        // Someone else may not speak for a; a token after the generation ended goes nowhere.
+        try await b.relayToken("a", reqID: "g1", index: 3, text: "forged")
+        try await a.endGeneration("g1", tokensEmitted: 3)
+        try await a.relayToken("a", reqID: "g1", index: 4, text: "late")
+        var codes: [String] = []
+        for _ in 0..<200 where codes.count < 2 {
+            codes = (b.pushedErrors + a.pushedErrors).map(\.name)
+            if codes.count < 2 { try await Task.sleep(nanoseconds: 5_000_000) }
+        }
+        XCTAssertEqual(Set(codes), ["FORBIDDEN", "GENERATION_CANCELLED"])
+        // Nothing of it was logged, and the far agent (out of range) heard nothing.
+        let headAfter = try await a.head().seq
+        XCTAssertEqual(headAfter, headBefore)
+        let speak = try await a.submit(Intent(kind: .speak, payload: ["text": "Hello there"], contextSeq: a.view(of: "a")?.seq ?? 0, reqID: "s1", agentID: "a"))
+        XCTAssertNotNil(speak.effect, "\(speak)")
+        far.close()
+        let farHeard = await far.nextTokenChunk()
+        XCTAssertNil(farHeard, "an agent that does not see the speaker gets no token")
+        a.close(); b.close()
+    }
+
     func testKillNineOfOrchestratorAndLogWriterLosesNoAcknowledgedIntentAndDuplicatesNone() async throws {
         var log = try eventlog()
         var orch = try orchestrator()

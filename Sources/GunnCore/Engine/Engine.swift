@@ -186,6 +186,12 @@ public struct Engine: Sendable {
                                 contextDigest: SHA256Digest.of(now), globalSeq: world.lastGlobalSeq)
     }
 
+    /// Agents whose current view holds `entity` (those who see it, e.g. hear it speak), in
+    /// registration order.
+    public func agentsSeeing(_ entity: String) -> [AgentID] {
+        observers.agents.filter { $0.entities[entity] != nil }.map(\.agentID)
+    }
+
     /// Observations queued for the agent and not yet taken.
     public func pendingObservations(of agent: AgentID) -> Int { agentIndex[agent].map { observers.pendingCount($0) } ?? 0 }
 
