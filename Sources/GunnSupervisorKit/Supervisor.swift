@@ -306,10 +306,7 @@ public final class Supervisor: Sendable {
         guard pid > 0 else { return }
         kill(pid, SIGTERM)
         let deadline = Self.now() + Double(timeoutMs) / 1000
-        while Self.now() < deadline {
-            if Spawn.state(of: pid) == nil || Spawn.state(of: pid) == "Z" { break }
-            usleep(5_000)
-        }
+        while Self.now() < deadline, let st = Spawn.state(of: pid), st != "Z" { usleep(5_000) }
         if let st = Spawn.state(of: pid), st != "Z" {
             note("pid \(pid) did not stop within \(timeoutMs) ms; SIGKILL to its process group")
             kill(-pid, SIGKILL)
@@ -321,8 +318,8 @@ public final class Supervisor: Sendable {
     /// Stops every child in reverse start order (the log writer, first started, stops last).
     func stopAll() async {
         state.withLock { $0.shuttingDown = true }
-        let order = state.withLock { $0.children.indices.reversed().map { ($0, $0) } }
-        for (i, _) in order {
+        let order = state.withLock { Array($0.children.indices.reversed()) }
+        for i in order {
             let (pid, spec) = state.withLock { ($0.children[i].pid, $0.children[i].spec) }
             guard pid != 0 else { continue }
             state.withLock { $0.children[i].state = .stopping }
@@ -359,7 +356,7 @@ public final class Supervisor: Sendable {
                 note("killing stray \(name) (pid \(pid)) left by a previous supervisor")
                 kill(-pid, SIGKILL)
                 kill(pid, SIGKILL)
-                for _ in 0..<200 where Spawn.state(of: pid) != nil && Spawn.state(of: pid) != "Z" { usleep(5_000) }
+                for _ in 0..<200 { guard let st = Spawn.state(of: pid), st != "Z" else { break }; usleep(5_000) }
             }
             unlink(home + "/run/" + f)
         }

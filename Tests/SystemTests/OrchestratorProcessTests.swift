@@ -35,9 +35,12 @@ final class OrchestratorProcessTests: XCTestCase {
     func orchestrator() throws -> Proc { try Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--world-seed", "5"]) }
 
     /// Every entry in the log writer, read directly.
-    func logEntries() async throws -> [LogEntry] {
+    func logEntries() async throws -> [LogEntry] { try await Self.logEntries(home: home, worldID: "w1") }
+
+    /// Every entry in the log writer under `home`, read directly, with the chain checked by the writer.
+    static func logEntries(home: String, worldID: String) async throws -> [LogEntry] {
         let c = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop,
-                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: "w1"))
+                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: worldID))
         defer { c.close() }
         try await c.send(.readRange(SeqRange(from: 1, to: 0, maxBatch: 512)), id: 1)
         var out: [LogEntry] = []

@@ -177,19 +177,7 @@ final class SupervisorTests: XCTestCase {
         return alive
     }
 
-    func logEntries() async throws -> [LogEntry] {
-        let c = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop,
-                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: "sup"))
-        defer { c.close() }
-        try await c.send(.readRange(SeqRange(from: 1, to: 0, maxBatch: 512)), id: 1)
-        var out: [LogEntry] = []
-        while let f = await c.receive() {
-            guard case .entries(let e)? = f.body else { continue }
-            out += e.entries
-            if e.done { break }
-        }
-        return out
-    }
+    func logEntries() async throws -> [LogEntry] { try await OrchestratorProcessTests.logEntries(home: home, worldID: "sup") }
 
     // MARK: - Tests
 
