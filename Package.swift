@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient"]),
         .target(name: "GunnLLM", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
+        .target(name: "GunnLLMAdapter", dependencies: ["GunnLLM", "GunnClient", "GunnCore", "GunnWire"]),
+        .executableTarget(name: "gunn-adapter-llm", dependencies: ["GunnLLMAdapter", "GunnLLM", "GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnSupervisorKit", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
         .executableTarget(name: "gunn-supervisor", dependencies: ["GunnSupervisorKit", "GunnIO", "GunnCore"]),
         .target(name: "GunnCtlKit", dependencies: ["GunnCore", "GunnIO", "GunnWire", "GunnOrchestratorServer"]),

@@ -47,6 +47,9 @@ public final class GunnClient: Sendable {
     /// The agent's view as this client holds it: the last whole view plus every delta since.
     public func view(of agent: AgentID) -> (seq: ViewSeq, doc: JSONValue)? { state.withLock { $0.views[agent] } }
 
+    /// The last effect (global_seq) the agent's held view reflects.
+    public func viewGlobalSeq(of agent: AgentID) -> GlobalSeq? { state.withLock { $0.marks[agent]?.globalSeq } }
+
     // MARK: - Connection
 
     func connection(deadlineSeconds: Double = 10) async throws -> FramedConnection {
@@ -246,10 +249,13 @@ public final class GunnClient: Sendable {
     }
 
     /// Retires a generation (it finished or halted).
-    public func endGeneration(_ reqID: ReqID, tokensEmitted: UInt32 = 0) async throws {
+    public func endGeneration(_ reqID: ReqID, agent: AgentID? = nil, tokensEmitted: UInt32 = 0, haltLatencyUs: UInt64 = 0, cancelled: Bool = false) async throws {
         var h = Halted()
         h.reqID = reqID.rawValue
+        h.agentID = agent?.rawValue ?? ""
         h.tokensEmitted = tokensEmitted
+        h.haltLatencyUs = haltLatencyUs
+        h.cancelled = cancelled
         let c = try await connection()
         try await c.send(.halted(h))
     }
@@ -263,6 +269,29 @@ public final class GunnClient: Sendable {
         t.agentID = agent.rawValue; t.reqID = reqID.rawValue; t.index = index; t.text = text
         let c = try await connection()
         try await c.send(.tokenChunk(t))
+    }
+
+    /// `relayToken` without waiting, from any thread, in call order: false when there is no
+    /// connection now (the token is dropped: partial speech is a best-effort preview, the
+    /// committed Speak is what counts).
+    @discardableResult
+    public func postToken(_ agent: AgentID, reqID: ReqID, index: UInt32, text: String) -> Bool {
+        var t = TokenChunk()
+        t.agentID = agent.rawValue; t.reqID = reqID.rawValue; t.index = index; t.text = text
+        guard let c = state.withLock({ $0.conn }), c.closeReason == nil else { return false }
+        c.post([Frame(.tokenChunk(t))])
+        return true
+    }
+
+    /// `endGeneration` without waiting (the halt report right after a Cancel); false when there is
+    /// no connection (the orchestrator then logs the cancellation when it sees the connection go).
+    @discardableResult
+    public func postHalted(_ reqID: ReqID, agent: AgentID, tokensEmitted: UInt32, haltLatencyUs: UInt64, cancelled: Bool) -> Bool {
+        var h = Halted()
+        h.reqID = reqID.rawValue; h.agentID = agent.rawValue; h.tokensEmitted = tokensEmitted; h.haltLatencyUs = haltLatencyUs; h.cancelled = cancelled
+        guard let c = state.withLock({ $0.conn }), c.closeReason == nil else { return false }
+        c.post([Frame(.halted(h))])
+        return true
     }
 
     /// The next relayed token of any agent this client's agents see (waits; nil once closed).

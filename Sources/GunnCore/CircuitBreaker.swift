@@ -128,12 +128,14 @@ public struct CircuitBreaker: Sendable {
     }
 
     /// Reports how a permitted call ended. A result from an older generation changes nothing.
-    public mutating func record(_ permit: Permit, success: Bool, at now: Double) -> [BreakerTransition] {
+    /// `elapsed` is the duration judged by the slow-call rule (e.g. a stream's time to first
+    /// token); by default the whole call, `now - startedAt`.
+    public mutating func record(_ permit: Permit, success: Bool, at now: Double, elapsed: Double? = nil) -> [BreakerTransition] {
         var events: [BreakerTransition] = []
         guard permit.generation == generation, forced == nil else { return events }
         expireProbes(at: now, &events)
         guard permit.generation == generation else { return events }
-        let slow = now - permit.startedAt > config.slowCallSeconds
+        let slow = (elapsed ?? (now - permit.startedAt)) > config.slowCallSeconds
         switch state {
         case .closed:
             let outcome: Outcome = success ? (slow ? .slowSuccess : .success) : .failure

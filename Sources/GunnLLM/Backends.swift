@@ -54,6 +54,7 @@ public final class Generation: Sendable {
     }
 
     public var tokensEmitted: Int { state.withLock { $0.tokens } }
+    public var isEnded: Bool { state.withLock { $0.ended } }
     public var text: String { state.withLock { $0.text } }
 
     public func start(_ backend: any LLMBackend, _ params: GenerationParams) {
@@ -99,11 +100,21 @@ public final class Generation: Sendable {
 
 /// Deterministic text from the seed: the first token at once, then one every
 /// `minIntervalMs`…`maxIntervalMs`, `maxTokens` of them. For tests, demos and benchmarks.
+/// With `lines`, the text is one of them (chosen by the seed: `lines[seed % count]`), word by
+/// word, so a demo can script what each attempt says.
 public struct DummyBackend: LLMBackend {
     public var minIntervalMs: Double = 20
     public var maxIntervalMs: Double = 30
-    public init(minIntervalMs: Double = 20, maxIntervalMs: Double = 30) {
-        self.minIntervalMs = minIntervalMs; self.maxIntervalMs = maxIntervalMs
+    public var lines: [String] = []
+    public init(minIntervalMs: Double = 20, maxIntervalMs: Double = 30, lines: [String] = []) {
+        self.minIntervalMs = minIntervalMs; self.maxIntervalMs = maxIntervalMs; self.lines = lines
+    }
+
+    /// The tokens this backend sends for `params`.
+    public func tokens(_ params: GenerationParams) -> [String] {
+        guard !lines.isEmpty else { return Self.text(params) }
+        let words = lines[Int(params.seed % UInt64(lines.count))].split(separator: " ", omittingEmptySubsequences: true)
+        return words.prefix(params.maxTokens).enumerated().map { ($0.offset == 0 ? "" : " ") + $0.element }
     }
 
     static let words = ["the", "world", "moves", "while", "we", "talk", "and", "every", "word", "may", "go", "stale", "so", "listen", "first",
@@ -128,7 +139,7 @@ public struct DummyBackend: LLMBackend {
     public func stream(_ params: GenerationParams, onToken: @escaping @Sendable (String) -> Void,
                        onEnd: @escaping @Sendable (GunnError?) -> Void) -> any BackendStream {
         let s = Stream()
-        let tokens = Self.text(params)
+        let tokens = self.tokens(params)
         var rng = SplitMix64(seed: params.seed ^ 0x5EED)
         let gaps = tokens.indices.map { _ in minIntervalMs + Double(rng.next(below: UInt64(max(1, maxIntervalMs - minIntervalMs + 1)))) }
         let t = Thread {
@@ -152,6 +163,8 @@ public struct HTTPBackend: LLMBackend {
     public var port: UInt16
     public var format: TokenStreamDecoder.Format
     public var stallSeconds: Double = 30
+    /// Extra top-level fields of the request body (e.g. llama-cpp-python's `min_tokens`).
+    public var extraBody: JSONObject = [:]
 
     public init(host: String, port: UInt16, format: TokenStreamDecoder.Format) {
         self.host = host; self.port = port; self.format = format
@@ -161,14 +174,17 @@ public struct HTTPBackend: LLMBackend {
 
     public func body(_ p: GenerationParams) -> JSONValue {
         let messages: JSONValue = .array(p.messages.map { ["role": .string($0.role), "content": .string($0.content)] })
+        var o: JSONObject
         switch format {
         case .openAISSE:
-            return ["model": .string(p.model), "messages": messages, "stream": true, "temperature": .number(p.temperature),
-                    "max_tokens": .number(Double(p.maxTokens)), "seed": .number(Double(p.seed % (1 << 31)))]
+            o = ["model": .string(p.model), "messages": messages, "stream": true, "temperature": .number(p.temperature),
+                 "max_tokens": .number(Double(p.maxTokens)), "seed": .number(Double(p.seed % (1 << 31)))]
         case .ollamaNDJSON:
-            return ["model": .string(p.model), "messages": messages, "stream": true,
-                    "options": ["temperature": .number(p.temperature), "num_predict": .number(Double(p.maxTokens)), "seed": .number(Double(p.seed % (1 << 31)))]]
+            o = ["model": .string(p.model), "messages": messages, "stream": true,
+                 "options": ["temperature": .number(p.temperature), "num_predict": .number(Double(p.maxTokens)), "seed": .number(Double(p.seed % (1 << 31)))]]
         }
+        for (k, v) in extraBody { o[k] = v }
+        return .object(o)
     }
 
     final class Stream: BackendStream {

@@ -166,7 +166,9 @@ public actor OrchestratorServer {
         var observers: [AgentID] = []
         // Everything this publication sends leaves in one hop onto the I/O loop.
         var posts: [(FramedConnection, [Frame])] = []
-        defer { FramedConnection.post(posts) }
+        // Cancels leave after the observations, so an agent sees the change before the Cancel it caused.
+        var cancels: [(FramedConnection, [Frame])] = []
+        defer { FramedConnection.post(posts + cancels) }
         for o in outputs {
             switch o {
             case let .intentCommitted(agent, req, effect):
@@ -182,7 +184,8 @@ public actor OrchestratorServer {
             case let .generationCancelled(agent, req, reason, error):
                 var c = Cancel()
                 c.agentID = agent.rawValue; c.reqID = req.rawValue; c.reason = reason; c.code = UInt32(error.code.code)
-                if let sink = sinks[agent] { posts.append((sink, [Frame(.cancel(c))])) }
+                c.issuedAtMicros = UInt64(Self.now() * 1e6)
+                if let sink = sinks[agent] { cancels.append((sink, [Frame(.cancel(c))])) }
             case .wakeAt(let t):
                 let delay = max(0, t - Self.now())
                 Task { [weak self] in
@@ -316,8 +319,15 @@ public actor OrchestratorServer {
             case .progress(let p):
                 _ = await step(.generationProgress(AgentID(p.agentID), ReqID(p.reqID), tokensEmitted: Int(p.tokensEmitted)))
             case .halted(let h):
-                // The worker stopped (finished or halted): the generation's token is retired.
-                if let agent = sinks.first(where: { $0.value === conn })?.key { _ = await step(.endGeneration(agent, ReqID(h.reqID))) }
+                // The worker stopped (finished or halted): the generation's token is retired; after a
+                // Cancel the engine logs the cancellation with the tokens discarded.
+                let agent = h.agentID.isEmpty ? sinks.first(where: { $0.value === conn })?.key : AgentID(h.agentID)
+                guard let agent, sinks[agent] === conn else {
+                    conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.forbidden, "this connection did not register agent \(h.agentID); it may not end its generations"))))])
+                    continue
+                }
+                relayed["\(agent)|\(h.reqID)"] = nil
+                _ = await step(.generationHalted(agent, ReqID(h.reqID), tokensEmitted: Int(h.tokensEmitted), haltLatencyUs: h.haltLatencyUs))
             case .view(let v):
                 // A view request: filter(world) computed afresh, at the agent's current view_seq.
                 let agent = AgentID(v.agentID)
@@ -365,6 +375,7 @@ public actor OrchestratorServer {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.generationCancelled, "no live generation \(t.reqID) for agent \(speaker): the token is not relayed"))))])
                     continue
                 }
+                relayed["\(speaker)|\(t.reqID)", default: 0] += 1
                 var seen: [ObjectIdentifier] = [ObjectIdentifier(conn)]
                 var posts: [(FramedConnection, [Frame])] = []
                 for id in engine.agentsSeeing(speaker.rawValue) where id != speaker {
@@ -392,6 +403,17 @@ public actor OrchestratorServer {
                 conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.unknownMessage, "the orchestrator does not serve frame body \(frame.bodyFieldNumber ?? 0) yet"))))])
             }
         }
-        for (agent, c) in sinks where c === conn { sinks[agent] = nil }
+        // Its agents' cancelled generations will never be reported halted: log them with the tokens
+        // that were relayed.
+        for (agent, c) in sinks where c === conn {
+            sinks[agent] = nil
+            for req in engine.cancelledAwaitingHalt(of: agent) {
+                let n = relayed.removeValue(forKey: "\(agent)|\(req)") ?? 0
+                _ = await step(.generationHalted(agent, req, tokensEmitted: n, haltLatencyUs: 0))
+            }
+        }
     }
+
+    /// Token chunks relayed per live generation ("agent|req"), for a worker that leaves without a halt report.
+    var relayed: [String: Int] = [:]
 }

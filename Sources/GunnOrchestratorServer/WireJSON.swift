@@ -33,6 +33,16 @@ public enum WireJSON {
         var policy = ObservationPolicy()
         if case .number(let d)? = json["distance_limit"] { policy.distanceLimit = d }
         if case .array(let hidden)? = json["hidden_fields"] { policy.hiddenFields = Set(hidden.compactMap(\.stringValue)) }
+        if let i = json["interrupt"] {
+            guard let v = i.stringValue, let p = InterruptPolicy(rawValue: v) else {
+                throw GunnError(.invalidJSON, "registration \"interrupt\" must be \"always\" or \"only_conflict\"")
+            }
+            policy.interrupt = p
+        }
+        if let d = json["debounce_ms"] {
+            guard let v = d.numberValue, v >= 0, v.isFinite else { throw GunnError(.invalidJSON, "registration \"debounce_ms\" must be a number ≥ 0") }
+            policy.debounceMs = v
+        }
         let spawn = json["spawn"].flatMap(Position.init(json:))
         let threshold = json["staleness_threshold"]?.int64Value.map { Int(max(0, min($0, 1 << 30))) }
         return AgentRegistration(agentID: AgentID(id), tenant: json["tenant"]?.stringValue ?? "default",

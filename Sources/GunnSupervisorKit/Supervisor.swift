@@ -367,6 +367,7 @@ public final class Supervisor: Sendable {
             .replacingOccurrences(of: "{world_id}", with: config.worldID)
             .replacingOccurrences(of: "{world_seed}", with: "\(config.worldSeed)")
             .replacingOccurrences(of: "{durability}", with: config.durability)
+            .replacingOccurrences(of: "{config_dir}", with: config.configDir)
     }
 
     // MARK: - Control socket

@@ -13,7 +13,7 @@ public struct SupervisorConfig: Sendable, Equatable {
         public var name: String
         /// A bare name is looked up next to the supervisor's own executable, then on PATH.
         public var executable: String
-        /// `{home}`, `{world_id}`, `{world_seed}` and `{durability}` are replaced.
+        /// `{home}`, `{world_id}`, `{world_seed}`, `{durability}` and `{config_dir}` are replaced.
         public var args: [String] = []
         public var restart: Restart = .permanent
         public var dependsOn: [String] = []
@@ -38,6 +38,9 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var logMaxBytes = 1 << 20
     public var logKeep = 3
     public var children: [Child] = []
+    /// The absolute directory of the config file (not a key: set by whoever read the file), for
+    /// `{config_dir}` in args — e.g. an adapter's own config next to this one.
+    public var configDir = "."
 
     public init() {}
 

@@ -267,15 +267,16 @@ public struct CancelTokenMessage: WireMessage {
 }
 
 public struct Cancel: WireMessage {
-    public var agentID = "", reqID = "", reason = "", code: UInt32 = 0
+    public var agentID = "", reqID = "", reason = "", code: UInt32 = 0, issuedAtMicros: UInt64 = 0
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.string(2, reqID); w.string(3, reason); w.uint32(4, code) }
+    public func encode(to w: inout ProtoWriter) { w.string(1, agentID); w.string(2, reqID); w.string(3, reason); w.uint32(4, code); w.uint64(5, issuedAtMicros) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
         case 2: guard let v = try r.string(wt, field: n) else { return false }; reqID = v
         case 3: guard let v = try r.string(wt, field: n) else { return false }; reason = v
         case 4: guard let v = try r.uint32(wt) else { return false }; code = v
+        case 5: guard let v = try r.uint64(wt) else { return false }; issuedAtMicros = v
         default: return false
         }
         return true
@@ -283,14 +284,16 @@ public struct Cancel: WireMessage {
 }
 
 public struct Halted: WireMessage {
-    public var reqID = "", tokensEmitted: UInt32 = 0, haltLatencyUs: UInt64 = 0
+    public var reqID = "", tokensEmitted: UInt32 = 0, haltLatencyUs: UInt64 = 0, agentID = "", cancelled = false
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.string(1, reqID); w.uint32(2, tokensEmitted); w.uint64(3, haltLatencyUs) }
+    public func encode(to w: inout ProtoWriter) { w.string(1, reqID); w.uint32(2, tokensEmitted); w.uint64(3, haltLatencyUs); w.string(4, agentID); w.bool(5, cancelled) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.string(wt, field: n) else { return false }; reqID = v
         case 2: guard let v = try r.uint32(wt) else { return false }; tokensEmitted = v
         case 3: guard let v = try r.uint64(wt) else { return false }; haltLatencyUs = v
+        case 4: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
+        case 5: guard let v = try r.bool(wt) else { return false }; cancelled = v
         default: return false
         }
         return true

@@ -20,10 +20,12 @@ func fail(_ message: String, _ code: Int32) -> Never {
     exit(code)
 }
 guard let bytes = FileManager.default.contents(atPath: configPath) else { fail("cannot read config \(configPath)", 78) }
-let config: SupervisorConfig
+var config: SupervisorConfig
 do { config = try SupervisorConfig.parse([UInt8](bytes), environment: args.environment) } catch {
     fail("\(configPath): \(error)", 78)
 }
+let absoluteConfig = configPath.hasPrefix("/") ? configPath : FileManager.default.currentDirectoryPath + "/" + configPath
+config.configDir = (absoluteConfig as NSString).deletingLastPathComponent
 let supervisor: Supervisor
 do { supervisor = try Supervisor(config: config, home: home) } catch { fail("\(error)", 78) }
 exit(await supervisor.run(termination: termination))

@@ -16,6 +16,10 @@ public enum EngineInput: Sendable {
     case generationProgress(AgentID, ReqID, tokensEmitted: Int)
     /// The generation finished (its intent is submitted separately); its token is retired.
     case endGeneration(AgentID, ReqID)
+    /// The worker stopped a generation: finished by itself (`cancelled` false; like `endGeneration`)
+    /// or halted after a `generationCancelled` — then the cancellation is committed to the log as a
+    /// `GenerationCancelled` effect with its reason and the tokens discarded.
+    case generationHalted(AgentID, ReqID, tokensEmitted: Int, haltLatencyUs: UInt64)
 }
 
 /// Something the host must carry out: replies, log entries to persist and publish, signals, timers.
@@ -71,6 +75,10 @@ public struct Engine: Sendable {
     private var externalSimTime: SimTime = 0
     private var lastHostTime: HostTime = -.infinity
     private var outputs: [EngineOutput] = []
+    /// Cancelled generations whose halt was not reported yet: (agent index, req) → reason, oldest first.
+    private var awaitingHalt: [(agent: Int, req: ReqID, reason: String)] = []
+    /// At most this many cancellations wait for their halt (a worker that never answers cannot grow it).
+    static let maxAwaitingHalt = 4096
 
     struct PendingIntent: Sendable {
         var intent: Intent
@@ -195,6 +203,12 @@ public struct Engine: Sendable {
     /// Observations queued for the agent and not yet taken.
     public func pendingObservations(of agent: AgentID) -> Int { agentIndex[agent].map { observers.pendingCount($0) } ?? 0 }
 
+    /// The agent's cancelled generations whose halt was not reported yet.
+    public func cancelledAwaitingHalt(of agent: AgentID) -> [ReqID] {
+        guard let i = agentIndex[agent] else { return [] }
+        return awaitingHalt.filter { $0.agent == i }.map(\.req)
+    }
+
     /// Live cancel tokens of the agent.
     public func activeGenerations(of agent: AgentID) -> [CancelToken] {
         agentIndex[agent].map { observers.agents[$0].generations.map(\.token) } ?? []
@@ -222,6 +236,7 @@ public struct Engine: Sendable {
         case let .generationProgress(agent, req, tokens): generationProgress(agent, req, tokens, at: now)
         case let .endGeneration(agent, req):
             if let i = agentIndex[agent] { retireGeneration(i, req) }
+        case let .generationHalted(agent, req, tokens, latency): generationHalted(agent, req, tokens, latency, at: now)
         }
         if config.quantumMs == 0 && (!agentsWithWork.isEmpty || !pendingEmits.isEmpty) { closeQuantum(at: now) }
         #if DEBUG
@@ -613,7 +628,22 @@ public struct Engine: Sendable {
         guard observers.agents[i].generations.contains(where: { $0.token.reqID == req }) else { return }
         retireGeneration(i, req)
         observers.agents[i].lastCancelAt = now
+        if awaitingHalt.count >= Engine.maxAwaitingHalt { awaitingHalt.removeFirst() }
+        awaitingHalt.append((i, req, reason))
         outputs.append(.generationCancelled(agent: agentStates[i].registration.agentID, reqID: req, reason: reason, error: error))
+    }
+
+    /// A halt report: after a cancellation, the cancellation is logged (record, never re-sample: a
+    /// replay reads what was discarded from the log); otherwise the generation simply ends.
+    private mutating func generationHalted(_ agent: AgentID, _ req: ReqID, _ tokens: Int, _ latency: UInt64, at now: HostTime) {
+        guard let i = agentIndex[agent] else { return }
+        guard let k = awaitingHalt.firstIndex(where: { $0.agent == i && $0.req == req }) else {
+            return retireGeneration(i, req)
+        }
+        let reason = awaitingHalt.remove(at: k).reason
+        let payload: JSONValue = ["agent_id": .string(agent.rawValue), "req_id": .string(req.rawValue), "reason": .string(reason),
+                                  "tokens_discarded": .number(Double(max(0, tokens))), "halt_latency_us": .number(Double(latency))]
+        emit(EffectDraft(kind: "GenerationCancelled", payload: payload, sourceID: agent.rawValue, draftID: "cancel:\(req)"), at: now)
     }
 
     private mutating func retireGeneration(_ i: Int, _ req: ReqID) {

@@ -7,7 +7,7 @@ public typealias Reducer = @Sendable (inout WorldState, Effect) throws(GunnError
 public struct ReducerRegistry: Sendable {
     public static let builtInKinds: [String] = [
         "Move", "Speak", "Interact", "EntityUpsert", "EntityRemove", "RelationshipSet", "RelationshipRemove",
-        "TimeTick", "Collision", "JSONPatch",
+        "TimeTick", "Collision", "JSONPatch", "GenerationCancelled",
     ]
 
     private var custom: [String: Reducer] = [:]
@@ -35,6 +35,7 @@ public struct ReducerRegistry: Sendable {
         case "TimeTick": try Self.timeTick(&state, effect)
         case "Collision": try Self.collision(&state, effect)
         case "JSONPatch": try Self.jsonPatch(&state, effect)
+        case "GenerationCancelled": try Self.generationCancelled(effect)
         default:
             guard let reducer = custom[effect.kind] else {
                 throw GunnError(.unknownEffectKind, "no reducer for effect kind \"\(effect.kind)\"")
@@ -74,6 +75,17 @@ public struct ReducerRegistry: Sendable {
         if var entity = state.entities[id] {
             entity["last_speech"] = ["text": .string(text), "global_seq": .number(Double(effect.globalSeq))]
             state.setEntity(id, entity)
+        }
+    }
+
+    /// A record, not a change: a generation was halted (`reason`, `tokens_discarded`). The world
+    /// is untouched, so no view changes and nothing is interrupted by it.
+    static func generationCancelled(_ effect: Effect) throws(GunnError) {
+        _ = try string(effect, "agent_id")
+        _ = try string(effect, "req_id")
+        _ = try string(effect, "reason")
+        guard case .number(let n)? = effect.payload["tokens_discarded"], n >= 0, n == n.rounded() else {
+            throw GunnError(.invalidIntent, "GenerationCancelled effect needs a whole number \"tokens_discarded\"")
         }
     }
 

@@ -1,0 +1,196 @@
+import Foundation
+import GunnCore
+
+/// The LLM adapter's JSON config: the agents it hosts and the settings of its per-endpoint
+/// breakers. Strict like the supervisor's: an unknown key or a bad value is CONFIG_INVALID naming
+/// the key (with the agent's index).
+public struct AdapterConfig: Sendable, Equatable {
+    public enum Backend: String, Sendable, CaseIterable { case dummy, openai, ollama }
+
+    /// Where an HTTP backend lives: plain `http://host:port`.
+    public struct Endpoint: Sendable, Equatable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: UInt16
+        public var description: String { "http://\(host):\(port)" }
+
+        public static func parse(_ s: String) throws(GunnError) -> Endpoint {
+            if s.hasPrefix("https://") {
+                throw GunnError(.configInvalid, "endpoint \(s): https is not supported; use plain http to a local server or a local TLS-terminating proxy (docs/llm.md)")
+            }
+            guard s.hasPrefix("http://") else { throw GunnError(.configInvalid, "endpoint \(s) must start with http://") }
+            var rest = Substring(s.dropFirst("http://".count))
+            if rest.hasSuffix("/") { rest = rest.dropLast() }
+            guard !rest.contains("/"), let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0 else {
+                throw GunnError(.configInvalid, "endpoint \(s) must be http://HOST:PORT")
+            }
+            let host = String(rest[..<colon])
+            guard !host.isEmpty else { throw GunnError(.configInvalid, "endpoint \(s) has no host") }
+            return Endpoint(host: host, port: port)
+        }
+    }
+
+    public struct Agent: Sendable, Equatable {
+        public var id: String
+        public var persona = "You are a character in a shared world. Speak in one short sentence."
+        public var backend: Backend = .dummy
+        public var model = ""
+        public var endpoint: Endpoint?
+        public var temperature = 0.7
+        public var maxTokens = 32
+        public var tokenBudget: Int?
+        public var deadlineMs: Int?
+        /// Registration: how its generations are interrupted.
+        public var interrupt = "always"
+        public var stalenessThreshold = 0
+        public var debounceMs: Double = 0
+        public var spawn: [Double] = [0, 0]
+        /// Speaks once registered (the first turn), and again after each of its turns when `repeat`.
+        public var start = false
+        public var `repeat` = false
+        /// Speech of these agents ("*": anyone) starts a turn when it is committed...
+        public var respondTo: [String] = []
+        /// ...or already when they begin to speak (their first relayed token).
+        public var interject = false
+        /// Committed utterances at most.
+        public var maxTurns = 1
+        /// Regenerations per turn after a cancellation or STALE_CONTEXT.
+        public var maxRetries = 3
+        public var seed: UInt64 = 0
+        /// Dummy backend: scripted lines (attempt n of the agent says `lines[n % count]`) and token pacing.
+        public var lines: [String] = []
+        public var tokenIntervalMs: [Double] = [20, 30]
+        /// Extra top-level fields of an HTTP request body (e.g. `{"min_tokens": 40}` for llama-cpp-python).
+        public var requestExtra: JSONObject = [:]
+        public var stallMs: Double = 30_000
+        public init(id: String) { self.id = id }
+    }
+
+    /// The circuit breaker of every endpoint: a call fails (refused, HTTP error, malformed stream,
+    /// stall) or is slow (its first token later than `slowFirstTokenMs`).
+    public struct Breaker: Sendable, Equatable {
+        public var slowFirstTokenMs: Double = 5000
+        public var consecutiveFailures = 3
+        public var openMs: Double = 2000
+        public var openMaxMs: Double = 30_000
+        public init() {}
+    }
+
+    public var agents: [Agent] = []
+    public var breaker = Breaker()
+    public init() {}
+
+    static let topKeys: Set<String> = ["agents", "breaker"]
+    static let agentKeys: Set<String> = ["id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
+                                         "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
+                                         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms"]
+    static let breakerKeys: Set<String> = ["slow_first_token_ms", "consecutive_failures", "open_ms", "open_max_ms"]
+
+    public static func parse(_ bytes: [UInt8]) throws(GunnError) -> AdapterConfig {
+        let json: JSONValue
+        do { json = try JSONParser.parse(bytes) } catch { throw GunnError(.configInvalid, "the adapter config is not valid JSON: \(error)") }
+        guard case .object(let top) = json else { throw GunnError(.configInvalid, "the adapter config must be a JSON object") }
+        var c = AdapterConfig()
+        for (key, v) in top {
+            guard topKeys.contains(key) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))") }
+            switch key {
+            case "agents":
+                guard case .array(let list) = v, !list.isEmpty else { throw GunnError(.configInvalid, "\"agents\" must be a non-empty array") }
+                for (i, a) in list.enumerated() { c.agents.append(try agent(a, "agents[\(i)]")) }
+            default:
+                guard case .object(let b) = v else { throw GunnError(.configInvalid, "\"breaker\" must be an object") }
+                for (k, bv) in b {
+                    guard breakerKeys.contains(k) else { throw GunnError(.configInvalid, "unknown key \"breaker.\(k)\" (known: \(breakerKeys.sorted().joined(separator: ", ")))") }
+                    let n = try number(bv, "breaker.\(k)", min: k == "consecutive_failures" ? 1 : 0)
+                    switch k {
+                    case "slow_first_token_ms": c.breaker.slowFirstTokenMs = n
+                    case "consecutive_failures": c.breaker.consecutiveFailures = Int(n)
+                    case "open_ms": c.breaker.openMs = n
+                    default: c.breaker.openMaxMs = n
+                    }
+                }
+            }
+        }
+        var seen = Set<String>()
+        for a in c.agents {
+            guard seen.insert(a.id).inserted else { throw GunnError(.configInvalid, "agent id \"\(a.id)\" appears twice") }
+        }
+        return c
+    }
+
+    static func agent(_ v: JSONValue, _ at: String) throws(GunnError) -> Agent {
+        guard case .object(let o) = v else { throw GunnError(.configInvalid, "\(at) must be an object") }
+        guard case .string(let id)? = o["id"], AgentID(id).isValid else { throw GunnError(.configInvalid, "\(at).id must be a valid agent id") }
+        var a = Agent(id: id)
+        for (k, x) in o {
+            let key = "\(at).\(k)"
+            guard agentKeys.contains(k) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(agentKeys.sorted().joined(separator: ", ")))") }
+            switch k {
+            case "id": break
+            case "persona": a.persona = try string(x, key)
+            case "backend":
+                guard let b = Backend(rawValue: try string(x, key)) else {
+                    throw GunnError(.configInvalid, "\(key) must be one of \(Backend.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                a.backend = b
+            case "model": a.model = try string(x, key)
+            case "endpoint": a.endpoint = try Endpoint.parse(try string(x, key))
+            case "temperature": a.temperature = try number(x, key, min: 0)
+            case "max_tokens": a.maxTokens = Int(try number(x, key, min: 1))
+            case "token_budget": a.tokenBudget = Int(try number(x, key, min: 1))
+            case "deadline_ms": a.deadlineMs = Int(try number(x, key, min: 1))
+            case "interrupt":
+                let s = try string(x, key)
+                guard InterruptPolicy(rawValue: s) != nil else { throw GunnError(.configInvalid, "\(key) must be \"always\" or \"only_conflict\"") }
+                a.interrupt = s
+            case "staleness_threshold": a.stalenessThreshold = Int(try number(x, key, min: 0))
+            case "debounce_ms": a.debounceMs = try number(x, key, min: 0)
+            case "spawn":
+                guard case .array(let p) = x, p.count == 2 || p.count == 3, p.allSatisfy({ $0.numberValue?.isFinite == true }) else {
+                    throw GunnError(.configInvalid, "\(key) must be [x, y] or [x, y, z]")
+                }
+                a.spawn = p.compactMap(\.numberValue)
+            case "start": a.start = try bool(x, key)
+            case "repeat": a.repeat = try bool(x, key)
+            case "respond_to": a.respondTo = try strings(x, key)
+            case "interject": a.interject = try bool(x, key)
+            case "max_turns": a.maxTurns = Int(try number(x, key, min: 0))
+            case "max_retries": a.maxRetries = Int(try number(x, key, min: 0))
+            case "seed": a.seed = UInt64(try number(x, key, min: 0))
+            case "lines": a.lines = try strings(x, key)
+            case "token_interval_ms":
+                guard case .array(let p) = x, p.count == 2, let lo = p[0].numberValue, let hi = p[1].numberValue, lo >= 0, hi >= lo, hi < 60_000 else {
+                    throw GunnError(.configInvalid, "\(key) must be [min, max] milliseconds with 0 ≤ min ≤ max")
+                }
+                a.tokenIntervalMs = [lo, hi]
+            case "request_extra":
+                guard case .object(let e) = x else { throw GunnError(.configInvalid, "\(key) must be an object") }
+                a.requestExtra = e
+            default: a.stallMs = try number(x, key, min: 1)
+            }
+        }
+        if a.backend != .dummy && a.endpoint == nil { throw GunnError(.configInvalid, "\(at).endpoint is required for backend \(a.backend.rawValue)") }
+        return a
+    }
+
+    static func string(_ v: JSONValue, _ key: String) throws(GunnError) -> String {
+        guard case .string(let s) = v else { throw GunnError(.configInvalid, "\(key) must be a string") }
+        return s
+    }
+    static func strings(_ v: JSONValue, _ key: String) throws(GunnError) -> [String] {
+        guard case .array(let a) = v else { throw GunnError(.configInvalid, "\(key) must be an array of strings") }
+        var out: [String] = []
+        for x in a {
+            guard case .string(let s) = x else { throw GunnError(.configInvalid, "\(key) must be an array of strings") }
+            out.append(s)
+        }
+        return out
+    }
+    static func bool(_ v: JSONValue, _ key: String) throws(GunnError) -> Bool {
+        guard case .bool(let b) = v else { throw GunnError(.configInvalid, "\(key) must be true or false") }
+        return b
+    }
+    static func number(_ v: JSONValue, _ key: String, min: Double) throws(GunnError) -> Double {
+        guard case .number(let n) = v, n.isFinite, n >= min, n <= 1e15 else { throw GunnError(.configInvalid, "\(key) must be a number ≥ \(min)") }
+        return n
+    }
+}
