@@ -189,7 +189,11 @@ public struct HTTPBackend: LLMBackend {
 
     final class Stream: BackendStream {
         let http = HTTPStream()
-        func cancel() { http.cancel() }
+        let cancelled = Atomic<Bool>(false)
+        func cancel() {
+            cancelled.store(true, ordering: .sequentiallyConsistent)
+            http.cancel()
+        }
     }
 
     public func stream(_ params: GenerationParams, onToken: @escaping @Sendable (String) -> Void,
@@ -206,7 +210,8 @@ public struct HTTPBackend: LLMBackend {
             for c in chunks { if case .token(let t) = c { onToken(t) } }
             if decoder.withLock({ $0.failed }) != nil { s.http.cancel() }
         }, onEnd: { error in
-            let failure = decoder.withLock { d -> GunnError? in
+            // Closed by us: not the server's failure (an unfinished stream is expected).
+            let failure = s.cancelled.load(ordering: .sequentiallyConsistent) ? nil : decoder.withLock { d -> GunnError? in
                 if let f = d.failed { return f }
                 if let error { return error }
                 do { _ = try d.0.finish(); return nil } catch { return error as? GunnError }

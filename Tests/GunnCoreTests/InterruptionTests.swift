@@ -147,3 +147,65 @@ final class InterruptionTests: XCTestCase {
         XCTAssertEqual(e2.code, .invalidAgentID)
     }
 }
+
+/// Cancellations in the log: after a Cancel, the worker's halt report is committed as a
+/// GenerationCancelled effect (reason, tokens discarded); a generation that simply finished is not.
+final class CancellationRecordTests: XCTestCase {
+    func cancelledRecords(_ out: [EngineOutput]) -> [Effect] {
+        EngineDriver.entries(out).map(\.effect).filter { $0.kind == "GenerationCancelled" }
+    }
+
+    func testAHaltAfterACancelIsLoggedWithReasonAndTokensDiscarded() throws {
+        var d = EngineDriver(seed: 5)
+        d.register("A", at: Position(x: 0, y: 0))
+        d.register("B", at: Position(x: 1, y: 0))
+        d.register("C", at: Position(x: 0, y: 1))
+        d.handle(.beginGeneration(GenerationRequest(agentID: "A", reqID: "a-1")))
+        let b = d.submit("B", .speak, ["text": "stop"], req: "b-1", advance: 0.01)
+        let bSeq = try XCTUnwrap(EngineDriver.committed(b).first).globalSeq
+        XCTAssertTrue(cancelledRecords(b).isEmpty, "nothing is logged before the worker reports the halt")
+        XCTAssertEqual(d.engine.cancelledAwaitingHalt(of: "A"), ["a-1"])
+        let entitiesBefore = d.engine.world.entities
+        let viewSeqs = ["A", "B", "C"].map { d.engine.viewSeq(of: AgentID($0)) }
+        let halted = d.handle(.generationHalted("A", "a-1", tokensEmitted: 9, haltLatencyUs: 640), advance: 0.001)
+        let record = try XCTUnwrap(cancelledRecords(halted).first)
+        XCTAssertEqual(record.payload, ["agent_id": "A", "req_id": "a-1", "reason": .string("stale_due_to:\(bSeq)"), "tokens_discarded": 9, "halt_latency_us": 640])
+        XCTAssertEqual(record.sourceID, "A")
+        XCTAssertGreaterThan(record.globalSeq, bSeq)
+        XCTAssertEqual(d.engine.cancelledAwaitingHalt(of: "A"), [])
+        // A record, not a change: no view moves, nobody is interrupted, the entities are as they were.
+        XCTAssertEqual(["A", "B", "C"].map { d.engine.viewSeq(of: AgentID($0)) }, viewSeqs)
+        XCTAssertFalse(halted.contains { if case .observationQueued = $0 { return true } else { return false } })
+        XCTAssertEqual(d.engine.world.entities, entitiesBefore)
+        // A second report of the same halt logs nothing more.
+        XCTAssertTrue(cancelledRecords(d.handle(.generationHalted("A", "a-1", tokensEmitted: 9, haltLatencyUs: 0))).isEmpty)
+        // A generation that finished by itself: its halt report only retires it.
+        d.handle(.beginGeneration(GenerationRequest(agentID: "A", reqID: "a-2")))
+        XCTAssertTrue(cancelledRecords(d.handle(.generationHalted("A", "a-2", tokensEmitted: 12, haltLatencyUs: 0))).isEmpty)
+        XCTAssertTrue(d.engine.activeGenerations(of: "A").isEmpty)
+        // Replaying the log gives the same world.
+        var replayed = Engine(config: EngineDriver.immediate(), worldID: "w1", worldSeed: 5)
+        try replayed.restore(from: d.engine.log.entries, at: d.now)
+        XCTAssertEqual(replayed.world.digest, d.engine.world.digest)
+    }
+
+    func testADeadlineCancellationIsLoggedWithItsReason() throws {
+        var d = EngineDriver()
+        d.register("A")
+        d.handle(.beginGeneration(GenerationRequest(agentID: "A", reqID: "g", deadlineMs: 50)))
+        let expired = d.handle(.flush, advance: 0.1)
+        XCTAssertEqual(InterruptionTests.cancellations(expired).map(\.2), ["deadline"])
+        let record = try XCTUnwrap(cancelledRecords(d.handle(.generationHalted("A", "g", tokensEmitted: 3, haltLatencyUs: 0))).first)
+        XCTAssertEqual(record.payload["reason"], "deadline")
+    }
+
+    func testAMalformedRecordIsRefused() {
+        var d = EngineDriver()
+        d.register("A")
+        for payload: JSONValue in [["agent_id": "A", "req_id": "r", "reason": "x"], ["agent_id": "A", "req_id": "r", "reason": "x", "tokens_discarded": -1],
+                                   ["agent_id": "A", "reason": "x", "tokens_discarded": 1]] {
+            let out = d.handle(.emit(EffectDraft(kind: "GenerationCancelled", payload: payload, sourceID: "ext")))
+            XCTAssertTrue(out.contains { if case .emitRejected = $0 { return true } else { return false } }, "\(payload): \(out)")
+        }
+    }
+}

@@ -97,3 +97,111 @@ extension HTTPStreamTests {
         XCTAssertEqual(e.code, .llmServiceError)
     }
 }
+
+/// Per-endpoint breakers in front of the HTTP backend, against the local streaming server.
+extension HTTPStreamTests {
+    func guarded(_ breakers: EndpointBreakers, port: UInt16? = nil) -> GuardedBackend {
+        GuardedBackend(HTTPBackend(host: "127.0.0.1", port: port ?? self.port, format: .openAISSE), breakers: breakers)
+    }
+
+    func request(_ model: String) -> GenerationParams {
+        var p = GenerationParams(messages: [("user", "hi")])
+        p.model = model
+        return p
+    }
+
+    func testFailuresOpenTheEndpointsBreakerAndItFailsFastWithARetryAfter() {
+        var settings = AdapterConfig.Breaker()
+        settings.consecutiveFailures = 3
+        settings.openMs = 60_000
+        let transitions = Mutex<[String]>([])
+        let breakers = EndpointBreakers(settings) { endpoint, t in transitions.withLock { $0.append("\(endpoint) \(t.from.rawValue)→\(t.to.rawValue)") } }
+        let backend = guarded(breakers)
+        for _ in 0..<3 {
+            guard case .failed(let e) = GenerationRunner.run(backend, request("500")).end else { return XCTFail("a 500 must fail") }
+            XCTAssertEqual(e.code, .llmServiceError)
+            XCTAssertTrue(e.message.contains("500"), e.message)
+        }
+        XCTAssertEqual(breakers.state(of: backend.endpoint), .open)
+        XCTAssertEqual(transitions.withLock { $0 }, ["\(backend.endpoint) closed→open"])
+        // Open: even a healthy model is not asked; the refusal says when to come back.
+        guard case .failed(let e) = GenerationRunner.run(backend, request("ok")).end else { return XCTFail("an open breaker must refuse") }
+        XCTAssertEqual(e.code, .llmServiceError)
+        XCTAssertTrue(e.message.contains("circuit breaker"), e.message)
+        XCTAssertGreaterThan(e.retryAfterMs ?? 0, 0)
+        // Another endpoint has its own breaker.
+        XCTAssertEqual(breakers.state(of: "http://127.0.0.1:1"), .closed)
+        guard case .failed(let refused) = GenerationRunner.run(guarded(breakers, port: 1), request("ok")).end else { return XCTFail("nothing listens on port 1") }
+        XCTAssertTrue(refused.message.contains("cannot connect"), refused.message)
+    }
+
+    func testASlowFirstTokenCountsAsASlowCallEvenWhenTheStreamSucceeds() {
+        var settings = AdapterConfig.Breaker()
+        settings.slowFirstTokenMs = 100
+        settings.openMs = 60_000
+        let breakers = EndpointBreakers(settings)
+        let backend = guarded(breakers)
+        // Fast first tokens: a long stream is not a slow call.
+        for _ in 0..<4 { XCTAssertEqual(GenerationRunner.run(backend, request("slow"), cancelAfter: 8).end, .cancelled(reason: "stale_due_to:42")) }
+        XCTAssertEqual(breakers.state(of: backend.endpoint), .closed)
+        // First tokens after 300 ms: every call completes, yet the breaker opens on the slow-call rate.
+        for _ in 0..<6 where breakers.state(of: backend.endpoint) == .closed {
+            XCTAssertEqual(GenerationRunner.run(backend, request("late")).end, .completed(reason: nil))
+        }
+        XCTAssertEqual(breakers.state(of: backend.endpoint), .open)
+    }
+}
+
+final class AdapterConfigTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func testTheShippedDemoConfigParses() throws {
+        let c = try AdapterConfig.parse(Array(try Data(contentsOf: Self.root.appendingPathComponent("ops/agents-abc.json"))))
+        XCTAssertEqual(c.agents.map(\.id), ["A", "B", "C"])
+        XCTAssertEqual(c.agents[1].respondTo, ["A"])
+        XCTAssertTrue(c.agents[1].interject)
+        XCTAssertEqual(c.agents[0].lines.count, 2)
+    }
+
+    func testEveryBadValueIsConfigInvalidNamingTheKey() {
+        let cases: [(String, String)] = [
+            (#"[]"#, "JSON object"),
+            (#"{"agents": []}"#, "agents"),
+            (#"{"agents": [{"id": "A"}], "colour": 1}"#, "colour"),
+            (#"{"agents": [{"id": "A", "voice": "x"}]}"#, "agents[0].voice"),
+            (#"{"agents": [{"id": "A b"}]}"#, "agents[0].id"),
+            (#"{"agents": [{"id": "A"}, {"id": "A"}]}"#, "twice"),
+            (#"{"agents": [{"id": "A", "backend": "gpt"}]}"#, "agents[0].backend"),
+            (#"{"agents": [{"id": "A", "backend": "openai"}]}"#, "agents[0].endpoint"),
+            (#"{"agents": [{"id": "A", "backend": "openai", "endpoint": "https://api.example.com:443"}]}"#, "https"),
+            (#"{"agents": [{"id": "A", "backend": "ollama", "endpoint": "http://localhost"}]}"#, "HOST:PORT"),
+            (#"{"agents": [{"id": "A", "max_tokens": 0}]}"#, "agents[0].max_tokens"),
+            (#"{"agents": [{"id": "A", "interrupt": "sometimes"}]}"#, "agents[0].interrupt"),
+            (#"{"agents": [{"id": "A", "token_interval_ms": [30, 20]}]}"#, "agents[0].token_interval_ms"),
+            (#"{"agents": [{"id": "A", "spawn": [1]}]}"#, "agents[0].spawn"),
+            (#"{"agents": [{"id": "A", "respond_to": "B"}]}"#, "agents[0].respond_to"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"open_ms": -1}}"#, "breaker.open_ms"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"slow": 1}}"#, "breaker.slow"),
+            (#"{"agents": [{"id": "A",}]}"#, "not valid JSON"),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try AdapterConfig.parse(Array(text.utf8)), text) { e in
+                XCTAssertEqual((e as? GunnError)?.code, .configInvalid, text)
+                XCTAssertTrue("\(e)".contains(expected), "\(text): \(e)")
+            }
+        }
+        let ok = try? AdapterConfig.parse(Array(#"{"agents": [{"id": "A", "backend": "ollama", "endpoint": "http://127.0.0.1:11434/"}]}"#.utf8))
+        XCTAssertEqual(ok?.agents.first?.endpoint, AdapterConfig.Endpoint(host: "127.0.0.1", port: 11434))
+    }
+
+    func testScriptedDummyLinesFollowTheSeed() {
+        let d = DummyBackend(lines: ["one two three", "four five"])
+        var p = GenerationParams(messages: [("user", "x")])
+        p.seed = 0
+        XCTAssertEqual(d.tokens(p), ["one", " two", " three"])
+        p.seed = 1
+        XCTAssertEqual(d.tokens(p), ["four", " five"])
+        p.maxTokens = 1
+        XCTAssertEqual(d.tokens(p), ["four"])
+    }
+}

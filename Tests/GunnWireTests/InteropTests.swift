@@ -89,6 +89,25 @@ final class InteropTests: XCTestCase {
         XCTAssertTrue(text.output.contains("hello {") && text.output.contains("role: \"agent\"") && text.output.contains("epoch: 3"), text.output)
     }
 
+    /// The generation messages as the .proto names them: Cancel's issued_at_us, Halted's agent_id
+    /// and cancelled (added for the LLM adapter) decode in protoc as GunnWire writes them.
+    func testCancelAndHaltedFieldsMatchTheProto() throws {
+        var c = Cancel()
+        c.agentID = "A"; c.reqID = "a-1"; c.reason = "stale_due_to:4"; c.code = 3005; c.issuedAtMicros = 1_795_000_000_123_456
+        var h = Halted()
+        h.reqID = "a-1"; h.tokensEmitted = 7; h.haltLatencyUs = 1042; h.agentID = "A"; h.cancelled = true
+        for (name, frame, expected) in [("cancel", Frame(.cancel(c)), ["issued_at_us: 1795000000123456", "reason: \"stale_due_to:4\"", "code: 3005"]),
+                                         ("halted", Frame(.halted(h)), ["agent_id: \"A\"", "cancelled: true", "tokens_emitted: 7", "halt_latency_us: 1042"])] {
+            let file = work.appendingPathComponent("\(name).bin")
+            try Data(frame.serialized()).write(to: file)
+            let text = try run("protoc", ["--decode=gunn.v1.Frame", "-I", "proto", "proto/gunn/v1/gunn.proto"], stdin: file)
+            XCTAssertEqual(text.status, 0, text.output)
+            for e in expected { XCTAssertTrue(text.output.contains(e), "\(name): \(e) in\n\(text.output)") }
+            let back = try Frame(serialized: frame.serialized())
+            XCTAssertEqual(back.serialized(), frame.serialized())
+        }
+    }
+
     func testFrameWrittenByPythonWithUnknownFieldsReadsInGunnWire() throws {
         let file = work.appendingPathComponent("py-frame.bin")
         let py = try python("write-frame", file)

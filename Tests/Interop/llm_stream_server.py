@@ -4,7 +4,8 @@
 OpenAI-compatible POST /v1/chat/completions with "stream": true (Server-Sent Events, chunked
 transfer encoding) and Ollama-style POST /api/generate (NDJSON). The request's "model" picks the
 behaviour: ok, cut (the stream stops mid-token without [DONE]), 500, garbage, stall (one token,
-then silence), slow (a token every 20 ms, 500 of them: for cancellation). Prints "port N" once
+then silence), slow (a token every 20 ms, 500 of them: for cancellation), late (like ok after
+300 ms: a slow first token). Prints "port N" once
 listening; after a client closes a slow stream it prints "closed after N tokens".
 """
 import json
@@ -56,6 +57,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_chunk(json.dumps({"model": "m", "response": "", "done": True, "done_reason": "stop"}).encode() + b"\n")
             self.send_chunk(b"")
             return
+        if mode == "late":
+            time.sleep(0.3)
+            mode = "ok"
         self.start("text/event-stream")
         try:
             if mode == "ok":

@@ -195,6 +195,59 @@ final class OrchestratorProcessTests: XCTestCase {
         a.close(); b.close()
     }
 
+    /// A Cancel reaches the worker after the change that caused it, with the time it was issued;
+    /// the worker's Halted is logged as a GenerationCancelled record; only the owner may report a
+    /// halt; a worker that leaves without one is logged with the tokens that were relayed.
+    func testCancellationsAreLoggedFromTheHaltReportOrWhenTheWorkerLeaves() async throws {
+        let log = try eventlog()
+        defer { log.term() }
+        let orch = try orchestrator()
+        defer { orch.term() }
+        let path = home + "/run/orchestrator.sock"
+        let a = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "a")
+        let b = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "b")
+        try await a.register(["agent_id": "a", "spawn": [0, 0]])
+        try await b.register(["agent_id": "b", "spawn": [1, 0]])
+        func records() async throws -> [JSONValue] {
+            try await Self.logEntries(home: home, worldID: "w1").compactMap { e in
+                let effect = try JSONParser.parse(e.effect)
+                return effect["kind"] == "GenerationCancelled" ? effect["payload"] : nil
+            }
+        }
+        _ = try await a.beginGeneration("a", reqID: "g1")
+        for i in 0..<2 { try await a.relayToken("a", reqID: "g1", index: UInt32(i), text: "t\(i)") }
+        for _ in 0..<2 { _ = await b.nextTokenChunk() } // relayed before b speaks
+        let said = try await b.submit(Intent(kind: .speak, payload: ["text": "stop"], contextSeq: b.view(of: "b")?.seq ?? 0, reqID: "b1", agentID: "b"))
+        let bSeq = try XCTUnwrap(said.effect).globalSeq
+        let cancel = await a.nextCancel(for: "a")
+        XCTAssertEqual(cancel?.reason, "stale_due_to:\(bSeq)")
+        XCTAssertGreaterThan(cancel?.issuedAtMicros ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(a.viewGlobalSeq(of: "a") ?? 0, bSeq, "the change arrives before the Cancel it caused")
+        // Not the owner: refused, nothing logged.
+        try await b.endGeneration("g1", agent: "a", tokensEmitted: 99, cancelled: true)
+        for _ in 0..<200 where b.pushedErrors.isEmpty { try await Task.sleep(nanoseconds: 5_000_000) }
+        XCTAssertEqual(b.pushedErrors.map(\.name), ["FORBIDDEN"])
+        try await a.endGeneration("g1", agent: "a", tokensEmitted: 2, haltLatencyUs: 777, cancelled: true)
+        var logged: [JSONValue] = []
+        for _ in 0..<200 where logged.isEmpty { logged = try await records(); if logged.isEmpty { try await Task.sleep(nanoseconds: 5_000_000) } }
+        XCTAssertEqual(logged, [["agent_id": "a", "req_id": "g1", "reason": .string("stale_due_to:\(bSeq)"), "tokens_discarded": 2, "halt_latency_us": 777]])
+        // Cancelled again, and the worker goes away without a halt report: logged with the 3 tokens relayed.
+        _ = try await a.beginGeneration("a", reqID: "g2")
+        for i in 0..<3 { try await a.relayToken("a", reqID: "g2", index: UInt32(i), text: "u\(i)") }
+        // b heard all three before it speaks: all three were relayed.
+        for _ in 0..<3 { _ = await b.nextTokenChunk() }
+        let again = try await b.submit(Intent(kind: .speak, payload: ["text": "stop again"], contextSeq: b.view(of: "b")?.seq ?? 0, reqID: "b2", agentID: "b"))
+        XCTAssertNotNil(again.effect)
+        let second = await a.nextCancel(for: "a")
+        XCTAssertEqual(second?.reqID, "g2")
+        a.close()
+        for _ in 0..<400 where logged.count < 2 { logged = try await records(); if logged.count < 2 { try await Task.sleep(nanoseconds: 5_000_000) } }
+        XCTAssertEqual(logged.last?["req_id"], "g2")
+        XCTAssertEqual(logged.last?["tokens_discarded"], 3)
+        XCTAssertEqual(logged.last?["halt_latency_us"], 0)
+        b.close()
+    }
+
     func testKillNineOfOrchestratorAndLogWriterLosesNoAcknowledgedIntentAndDuplicatesNone() async throws {
         var log = try eventlog()
         var orch = try orchestrator()
