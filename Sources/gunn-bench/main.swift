@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -18,6 +18,7 @@ struct Report: Encodable {
     var wire: WireBench.Figures?
     var log: LogBench.Figures?
     var system: SystemBench.Figures?
+    var llm: LLMBench.Figures?
 }
 var report = Report()
 switch suite {
@@ -27,6 +28,7 @@ case "observe": report.observe = ObservationBench.run(arguments: arguments)
 case "wire": report.wire = try await WireBench.run(arguments: arguments)
 case "log": report.log = try await LogBench.run(arguments: arguments)
 case "system": report.system = try await SystemBench.run(arguments: arguments)
+case "llm": report.llm = try await LLMBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)
@@ -34,6 +36,7 @@ case "all":
     report.wire = try await WireBench.run(arguments: arguments)
     report.log = try await LogBench.run(arguments: arguments)
     report.system = try await SystemBench.run(arguments: arguments)
+    report.llm = try await LLMBench.run(arguments: arguments)
 default:
     FileHandle.standardError.write(Data("gunn-bench: unknown suite \"\(suite)\"\n\(usage)\n".utf8))
     exit(64)

@@ -4,6 +4,7 @@ import XCTest
 @testable import GunnIO
 @testable import GunnWire
 @testable import GunnClient
+import GunnOrchestratorServer
 import GunnCore
 
 /// gunn-eventlog and gunn-orchestrator as real processes, GunnClient in the test.
@@ -193,6 +194,18 @@ final class OrchestratorProcessTests: XCTestCase {
         let farHeard = await far.nextTokenChunk()
         XCTAssertNil(farHeard, "an agent that does not see the speaker gets no token")
         a.close(); b.close()
+    }
+
+    /// The registration's interrupt policy and debounce, and their refusals.
+    func testRegistrationCarriesTheInterruptPolicy() throws {
+        let r = try WireJSON.registration(["agent_id": "a", "interrupt": "only_conflict", "debounce_ms": 250])
+        XCTAssertEqual(r.observation.interrupt, .onlyConflict)
+        XCTAssertEqual(r.observation.debounceMs, 250)
+        XCTAssertEqual(try WireJSON.registration(["agent_id": "a"]).observation.interrupt, .always)
+        for bad: JSONValue in [["agent_id": "a", "interrupt": "sometimes"], ["agent_id": "a", "interrupt": 1], ["agent_id": "a", "debounce_ms": -1],
+                               ["agent_id": "a", "debounce_ms": "soon"]] {
+            XCTAssertThrowsError(try WireJSON.registration(bad), "\(bad)") { XCTAssertEqual(($0 as? GunnError)?.code, .invalidJSON) }
+        }
     }
 
     /// A Cancel reaches the worker after the change that caused it, with the time it was issued;
