@@ -25,6 +25,12 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CTLS",
+            path: "Sources/CTLS",
+            pkgConfig: "libssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(name: "GunnCrypto", dependencies: ["CCrypto"]),
         .target(name: "GunnCore", dependencies: ["GunnCrypto"]),
         .target(name: "GunnWire", dependencies: ["GunnCore"]),
@@ -38,7 +44,7 @@ let package = Package(
         .executableTarget(name: "gunn-script-agent", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
         .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient"]),
-        .target(name: "GunnLLM", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),
+        .target(name: "GunnLLM", dependencies: ["GunnCore", "GunnIO", "GunnWire", "CTLS"]),
         .target(name: "GunnLLMAdapter", dependencies: ["GunnLLM", "GunnClient", "GunnCore", "GunnWire"]),
         .executableTarget(name: "gunn-adapter-llm", dependencies: ["GunnLLMAdapter", "GunnLLM", "GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnSupervisorKit", dependencies: ["GunnCore", "GunnIO", "GunnWire"]),

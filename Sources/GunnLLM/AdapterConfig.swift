@@ -7,25 +7,28 @@ import GunnCore
 public struct AdapterConfig: Sendable, Equatable {
     public enum Backend: String, Sendable, CaseIterable { case dummy, openai, ollama }
 
-    /// Where an HTTP backend lives: plain `http://host:port`.
+    /// Where an HTTP backend lives: `http://host:port`, or `https://host[:port]` (TLS, port 443 by default).
     public struct Endpoint: Sendable, Equatable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: UInt16
-        public var description: String { "http://\(host):\(port)" }
+        public var tls = false
+        public init(host: String, port: UInt16, tls: Bool = false) { self.host = host; self.port = port; self.tls = tls }
+        public var description: String { "\(tls ? "https" : "http")://\(host):\(port)" }
 
         public static func parse(_ s: String) throws(GunnError) -> Endpoint {
-            if s.hasPrefix("https://") {
-                throw GunnError(.configInvalid, "endpoint \(s): https is not supported; use plain http to a local server or a local TLS-terminating proxy (docs/llm.md)")
-            }
-            guard s.hasPrefix("http://") else { throw GunnError(.configInvalid, "endpoint \(s) must start with http://") }
-            var rest = Substring(s.dropFirst("http://".count))
+            let tls = s.hasPrefix("https://")
+            guard tls || s.hasPrefix("http://") else { throw GunnError(.configInvalid, "endpoint \(s) must start with http:// or https://") }
+            var rest = Substring(s.dropFirst(tls ? "https://".count : "http://".count))
             if rest.hasSuffix("/") { rest = rest.dropLast() }
-            guard !rest.contains("/"), let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0 else {
-                throw GunnError(.configInvalid, "endpoint \(s) must be http://HOST:PORT")
+            guard !rest.contains("/") else { throw GunnError(.configInvalid, "endpoint \(s) must be http(s)://HOST:PORT, without a path") }
+            var host = String(rest), port: UInt16 = tls ? 443 : 0
+            if let colon = rest.lastIndex(of: ":") {
+                guard let p = UInt16(rest[rest.index(after: colon)...]), p > 0 else { throw GunnError(.configInvalid, "endpoint \(s) must be http(s)://HOST:PORT") }
+                host = String(rest[..<colon]); port = p
             }
-            let host = String(rest[..<colon])
+            guard port > 0 else { throw GunnError(.configInvalid, "endpoint \(s) must be http://HOST:PORT") }
             guard !host.isEmpty else { throw GunnError(.configInvalid, "endpoint \(s) has no host") }
-            return Endpoint(host: host, port: port)
+            return Endpoint(host: host, port: port, tls: tls)
         }
     }
 
@@ -62,6 +65,8 @@ public struct AdapterConfig: Sendable, Equatable {
         /// Extra top-level fields of an HTTP request body (e.g. `{"min_tokens": 40}` for llama-cpp-python).
         public var requestExtra: JSONObject = [:]
         public var stallMs: Double = 30_000
+        /// For an https endpoint: trust the certificates in this PEM file instead of the system's roots.
+        public var caFile: String?
         public init(id: String) { self.id = id }
     }
 
@@ -82,7 +87,7 @@ public struct AdapterConfig: Sendable, Equatable {
     static let topKeys: Set<String> = ["agents", "breaker"]
     static let agentKeys: Set<String> = ["id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
                                          "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
-                                         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms"]
+                                         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "ca_file"]
     static let breakerKeys: Set<String> = ["slow_first_token_ms", "consecutive_failures", "open_ms", "open_max_ms"]
 
     public static func parse(_ bytes: [UInt8]) throws(GunnError) -> AdapterConfig {
@@ -165,6 +170,7 @@ public struct AdapterConfig: Sendable, Equatable {
             case "request_extra":
                 guard case .object(let e) = x else { throw GunnError(.configInvalid, "\(key) must be an object") }
                 a.requestExtra = e
+            case "ca_file": a.caFile = try string(x, key)
             default: a.stallMs = try number(x, key, min: 1)
             }
         }

@@ -157,7 +157,7 @@ public struct DummyBackend: LLMBackend {
 }
 
 /// An OpenAI-compatible `/v1/chat/completions` endpoint with `"stream": true` (SSE), or Ollama's
-/// `/api/chat` (NDJSON), over plain HTTP to a local server.
+/// `/api/chat` (NDJSON), over plain HTTP or HTTPS.
 public struct HTTPBackend: LLMBackend {
     public var host: String
     public var port: UInt16
@@ -165,6 +165,9 @@ public struct HTTPBackend: LLMBackend {
     public var stallSeconds: Double = 30
     /// Extra top-level fields of the request body (e.g. llama-cpp-python's `min_tokens`).
     public var extraBody: JSONObject = [:]
+    /// HTTPS: TLS through libssl, verified against `caFile` or the system's roots.
+    public var tls = false
+    public var caFile: String?
 
     public init(host: String, port: UInt16, format: TokenStreamDecoder.Format) {
         self.host = host; self.port = port; self.format = format
@@ -201,6 +204,8 @@ public struct HTTPBackend: LLMBackend {
         let s = Stream()
         var req = HTTPStream.Request(host: host, port: port, path: path, body: CanonicalJSON.encode(body(params)))
         req.stallSeconds = stallSeconds
+        req.tls = tls
+        req.caFile = caFile
         let decoder = Mutex((TokenStreamDecoder(format: format), failed: GunnError?.none))
         s.http.start(req, onBody: { bytes in
             let chunks = decoder.withLock { d -> [StreamChunk] in

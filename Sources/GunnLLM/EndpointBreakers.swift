@@ -55,7 +55,7 @@ public final class EndpointBreakers: Sendable {
 public struct GuardedBackend: LLMBackend {
     public let backend: HTTPBackend
     public let breakers: EndpointBreakers
-    public var endpoint: String { "http://\(backend.host):\(backend.port)" }
+    public var endpoint: String { "\(backend.tls ? "https" : "http")://\(backend.host):\(backend.port)" }
 
     public init(_ backend: HTTPBackend, breakers: EndpointBreakers) {
         self.backend = backend; self.breakers = breakers

@@ -1,13 +1,16 @@
+import CTLS
 import Foundation
 import Glibc
 import GunnCore
 import Synchronization
 
-/// A streaming HTTP/1.1 POST over plain TCP (a local LLM server): the status and headers, then the
-/// body's bytes as they arrive (Content-Length, chunked, or until close). Runs on its own thread
-/// with blocking reads; `cancel()` shuts the socket down at once, which ends the read — the
-/// server sees the connection close and stops generating. Every failure (refused, a non-2xx
-/// status, malformed framing, a stall longer than `stallSeconds`) is an LLM_SERVICE_ERROR.
+/// A streaming HTTP/1.1 POST over TCP, plain or TLS (OpenSSL's libssl: TLS 1.2 or later, the
+/// server's certificate verified against the system's roots or `caFile`, and its name checked):
+/// the status and headers, then the body's bytes as they arrive (Content-Length, chunked, or
+/// until close). Runs on its own thread with blocking reads; `cancel()` shuts the socket down at
+/// once, which ends the read — the server sees the connection close and stops generating. Every
+/// failure (refused, a bad certificate, a non-2xx status, malformed framing, a stall longer than
+/// `stallSeconds`) is an LLM_SERVICE_ERROR.
 public final class HTTPStream: Sendable {
     public struct Request: Sendable {
         public var host: String
@@ -16,6 +19,9 @@ public final class HTTPStream: Sendable {
         public var body: [UInt8]
         public var headers: [(String, String)] = [("Content-Type", "application/json")]
         public var stallSeconds: Double = 30
+        /// TLS (https): certificates are checked against `caFile` when set, else the system's roots.
+        public var tls = false
+        public var caFile: String?
         public init(host: String, port: UInt16, path: String, body: [UInt8]) {
             self.host = host; self.port = port; self.path = path; self.body = body
         }
@@ -37,6 +43,12 @@ public final class HTTPStream: Sendable {
     /// once: nil for a complete body (or a cancellation), else the error.
     public func start(_ request: Request, onBody: @escaping @Sendable ([UInt8]) -> Void, onEnd: @escaping @Sendable (GunnError?) -> Void) {
         let t = Thread { [self] in
+            // libssl writes with write(2), not send(MSG_NOSIGNAL): a peer gone mid-write must be
+            // EPIPE on this thread, not a SIGPIPE that kills the process.
+            var pipe = sigset_t()
+            sigemptyset(&pipe)
+            sigaddset(&pipe, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &pipe, nil)
             do {
                 try run(request, onBody)
                 onEnd(nil)
@@ -64,11 +76,12 @@ public final class HTTPStream: Sendable {
         if cancelled.load(ordering: .sequentiallyConsistent) { return }
         var tv = timeval(tv_sec: Int(r.stallSeconds), tv_usec: Int(r.stallSeconds.truncatingRemainder(dividingBy: 1) * 1e6))
         setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let link: Link = r.tls ? try TLSLink(fd: s, host: r.host, caFile: r.caFile) : PlainLink(fd: s)
         var head = "POST \(r.path) HTTP/1.1\r\nHost: \(r.host):\(r.port)\r\nAccept: text/event-stream, application/x-ndjson, application/json\r\n"
         for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(r.body.count)\r\nConnection: close\r\n\r\n"
-        try sendAll(s, Array(head.utf8) + r.body)
-        var reader = Reader(fd: s, stall: r.stallSeconds)
+        try link.sendAll(Array(head.utf8) + r.body)
+        var reader = Reader(link: link, stall: r.stallSeconds)
         // Status line and headers.
         let status = try reader.line()
         let parts = status.split(separator: " ", maxSplits: 2)
@@ -135,39 +148,23 @@ public final class HTTPStream: Sendable {
         throw fail("cannot connect to \(host):\(port): \(String(cString: strerror(lastErr)))")
     }
 
-    private func sendAll(_ s: Int32, _ bytes: [UInt8]) throws {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { send(s, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw fail("sending the request failed: \(String(cString: strerror(errno)))") }
-            off += n
-        }
-    }
-
     /// Buffered blocking reads with a stall limit.
     struct Reader {
-        let fd: Int32
+        let link: Link
         let stall: Double
         var buf: [UInt8] = []
         var pos = 0
         var eof = false
 
-        init(fd: Int32, stall: Double) { self.fd = fd; self.stall = stall }
+        init(link: Link, stall: Double) { self.link = link; self.stall = stall }
 
         mutating func fill() throws {
             if pos > 0 && pos == buf.count { buf.removeAll(keepingCapacity: true); pos = 0 }
             var tmp = [UInt8](repeating: 0, count: 16 * 1024)
-            while true {
-                let n = tmp.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n > 0 { buf += tmp[0..<n]; return }
-                if n == 0 { eof = true; return }
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    throw GunnError(.llmServiceError, "the stream stalled: nothing for \(stall) s")
-                }
-                throw GunnError(.llmServiceError, "reading the response failed: \(String(cString: strerror(errno)))")
+            guard let n = try link.receive(&tmp) else {
+                throw GunnError(.llmServiceError, "the stream stalled: nothing for \(stall) s")
             }
+            if n == 0 { eof = true } else { buf += tmp[0..<n] }
         }
 
         mutating func line() throws -> String {
@@ -201,6 +198,117 @@ public final class HTTPStream: Sendable {
         mutating func rest(max: Int) throws -> [UInt8] {
             while buf.count - pos < max && !eof { try fill() }
             return Array(buf[pos..<min(buf.count, pos + max)])
+        }
+    }
+}
+
+/// The byte stream under HTTP: the socket itself, or TLS over it.
+protocol Link {
+    func sendAll(_ bytes: [UInt8]) throws
+    /// Bytes read into `buffer` (0 at the end of the stream), or nil after the stall limit.
+    func receive(_ buffer: inout [UInt8]) throws -> Int?
+}
+
+struct PlainLink: Link {
+    let fd: Int32
+
+    func sendAll(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw GunnError(.llmServiceError, "sending the request failed: \(String(cString: strerror(errno)))") }
+            off += n
+        }
+    }
+
+    func receive(_ buffer: inout [UInt8]) throws -> Int? {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw GunnError(.llmServiceError, "reading the response failed: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// TLS through OpenSSL's libssl on the connected socket: TLS 1.2 or later, SNI, the certificate
+/// chain verified and the host name (or IP address) checked. Lives on the stream's one thread.
+final class TLSLink: Link {
+    let ctx: OpaquePointer
+    let ssl: OpaquePointer
+
+    init(fd: Int32, host: String, caFile: String?) throws {
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw Self.failure("TLS setup failed") }
+        self.ctx = ctx
+        guard let ssl = SSL_new(ctx) else { SSL_CTX_free(ctx); throw Self.failure("TLS setup failed") }
+        self.ssl = ssl
+        _ = gunn_ssl_ctx_min_tls12(ctx)
+        gunn_ssl_ctx_ignore_unexpected_eof(ctx)
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, nil)
+        let loaded = caFile.map { SSL_CTX_load_verify_locations(ctx, $0, nil) } ?? SSL_CTX_set_default_verify_paths(ctx)
+        guard loaded == 1 else { throw Self.failure("cannot load the CA certificates \(caFile ?? "of the system")") }
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 else { throw Self.failure("bad IP address \(host)") }
+        } else {
+            _ = gunn_ssl_set_sni(ssl, host)
+            guard SSL_set1_host(ssl, host) == 1 else { throw Self.failure("bad host name \(host)") }
+        }
+        SSL_set_fd(ssl, fd)
+        ERR_clear_error()
+        guard SSL_connect(ssl) == 1 else {
+            let verify = SSL_get_verify_result(ssl)
+            if verify != X509_V_OK { throw Self.failure("TLS handshake with \(host) failed: certificate: \(String(cString: X509_verify_cert_error_string(verify)))") }
+            throw Self.failure("TLS handshake with \(host) failed")
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)
+        SSL_CTX_free(ctx)
+    }
+
+    /// The reason of the last OpenSSL error, after `message`.
+    static func failure(_ message: String) -> GunnError {
+        var reasons: [String] = []
+        while case let e = ERR_get_error(), e != 0 {
+            var buf = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(e, &buf, buf.count)
+            reasons.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return GunnError(.llmServiceError, reasons.isEmpty ? message : message + ": " + reasons.joined(separator: "; "))
+    }
+
+    func sendAll(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { SSL_write(ssl, $0.baseAddress! + off, Int32(bytes.count - off)) }
+            guard n > 0 else { throw Self.failure("sending the request over TLS failed") }
+            off += Int(n)
+        }
+    }
+
+    func receive(_ buffer: inout [UInt8]) throws -> Int? {
+        while true {
+            ERR_clear_error()
+            let n = buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
+            if n > 0 { return Int(n) }
+            let err = SSL_get_error(ssl, n)
+            switch err {
+            case SSL_ERROR_ZERO_RETURN: return 0
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                if errno == EINTR { continue }
+                return nil
+            case SSL_ERROR_SYSCALL:
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+                if n == 0 || errno == 0 { return 0 }
+                throw GunnError(.llmServiceError, "reading the TLS response failed: \(String(cString: strerror(errno)))")
+            default:
+                throw Self.failure("reading the TLS response failed")
+            }
         }
     }
 }

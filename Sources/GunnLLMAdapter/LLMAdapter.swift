@@ -44,6 +44,8 @@ public final class LLMAdapter: Sendable {
             var h = HTTPBackend(host: e.host, port: e.port, format: a.backend == .openai ? .openAISSE : .ollamaNDJSON)
             h.extraBody = a.requestExtra
             h.stallSeconds = a.stallMs / 1000
+            h.tls = e.tls
+            h.caFile = a.caFile
             return GuardedBackend(h, breakers: breakers)
         }
     }

@@ -173,8 +173,10 @@ final class AdapterConfigTests: XCTestCase {
             (#"{"agents": [{"id": "A"}, {"id": "A"}]}"#, "twice"),
             (#"{"agents": [{"id": "A", "backend": "gpt"}]}"#, "agents[0].backend"),
             (#"{"agents": [{"id": "A", "backend": "openai"}]}"#, "agents[0].endpoint"),
-            (#"{"agents": [{"id": "A", "backend": "openai", "endpoint": "https://api.example.com:443"}]}"#, "https"),
+            (#"{"agents": [{"id": "A", "backend": "openai", "endpoint": "ftp://api.example.com"}]}"#, "http:// or https://"),
             (#"{"agents": [{"id": "A", "backend": "ollama", "endpoint": "http://localhost"}]}"#, "HOST:PORT"),
+            (#"{"agents": [{"id": "A", "backend": "ollama", "endpoint": "http://localhost:11434/api"}]}"#, "without a path"),
+            (#"{"agents": [{"id": "A", "ca_file": 3}]}"#, "agents[0].ca_file"),
             (#"{"agents": [{"id": "A", "max_tokens": 0}]}"#, "agents[0].max_tokens"),
             (#"{"agents": [{"id": "A", "interrupt": "sometimes"}]}"#, "agents[0].interrupt"),
             (#"{"agents": [{"id": "A", "token_interval_ms": [30, 20]}]}"#, "agents[0].token_interval_ms"),
@@ -192,6 +194,8 @@ final class AdapterConfigTests: XCTestCase {
         }
         let ok = try? AdapterConfig.parse(Array(#"{"agents": [{"id": "A", "backend": "ollama", "endpoint": "http://127.0.0.1:11434/"}]}"#.utf8))
         XCTAssertEqual(ok?.agents.first?.endpoint, AdapterConfig.Endpoint(host: "127.0.0.1", port: 11434))
+        XCTAssertEqual(try? AdapterConfig.Endpoint.parse("https://api.example.com"), AdapterConfig.Endpoint(host: "api.example.com", port: 443, tls: true))
+        XCTAssertEqual(try? AdapterConfig.Endpoint.parse("https://localhost:8443/"), AdapterConfig.Endpoint(host: "localhost", port: 8443, tls: true))
     }
 
     func testScriptedDummyLinesFollowTheSeed() {

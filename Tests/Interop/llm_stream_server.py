@@ -7,6 +7,7 @@ behaviour: ok, cut (the stream stops mid-token without [DONE]), 500, garbage, st
 then silence), slow (a token every 20 ms, 500 of them: for cancellation), late (like ok after
 300 ms: a slow first token). Prints "port N" once
 listening; after a client closes a slow stream it prints "closed after N tokens".
+With `--tls CERT KEY` it serves HTTPS with that certificate.
 """
 import json
 import socketserver
@@ -86,11 +87,11 @@ class Handler(BaseHTTPRequestHandler):
                         self.send_chunk(b"data: " + json.dumps(chunk("t%d " % i)).encode() + b"\n\n")
                         sent += 1
                         time.sleep(0.02)
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:  # a broken pipe or reset, or its TLS form (ssl.SSLError)
                     print("closed after %d tokens" % sent, flush=True)
                     return
             self.send_chunk(b"")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             return
 
 
@@ -101,5 +102,10 @@ class Server(ThreadingHTTPServer):
 
 if __name__ == "__main__":
     srv = Server(("127.0.0.1", 0), Handler)
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("port %d" % srv.server_address[1], flush=True)
     srv.serve_forever()
