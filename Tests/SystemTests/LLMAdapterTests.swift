@@ -109,6 +109,68 @@ final class LLMAdapterTests: XCTestCase {
                        "Oh, the gate is closed today? Then we take the river path to the well instead.")
     }
 
+    /// An endpoint that refuses every connection: that agent's generations fail with
+    /// LLM_SERVICE_ERROR naming the reason, its endpoint's breaker opens and then refuses at once,
+    /// it backs off and gives up its turn — while a dummy agent in the same adapter speaks.
+    func testAnUnreachableEndpointOpensItsBreakerAndTheWorldGoesOn() async throws {
+        let dead = try Self.freePort() // nothing listens there
+        let agents = """
+        {"agents": [
+          {"id": "Z", "backend": "openai", "endpoint": "http://127.0.0.1:\(dead)", "spawn": [0, 0], "start": true, "max_retries": 5},
+          {"id": "D", "backend": "dummy", "spawn": [1, 0], "start": true, "token_interval_ms": [1, 2], "lines": ["still here"]}
+        ], "breaker": {"consecutive_failures": 3, "open_ms": 5000, "open_max_ms": 5000}}
+        """
+        try agents.write(toFile: home + "/agents.json", atomically: true, encoding: .utf8)
+        let shipped = try String(contentsOf: root.appendingPathComponent("ops/abc.json"), encoding: .utf8)
+        try shipped.replacingOccurrences(of: "{config_dir}/agents-abc.json", with: home + "/agents.json")
+            .write(toFile: home + "/abc.json", atomically: true, encoding: .utf8)
+        let sup = try startSupervisor(config: home + "/abc.json")
+        _ = try GunnHome(home).waitReady(["eventlog", "orchestrator", "llm"], seconds: 60)
+        var events: [JSONValue] = []
+        for _ in 0..<300 {
+            events = adapterEvents()
+            if events.contains(where: { $0["event"] == "gave_up" && $0["agent"] == "Z" }) { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        let trace = events.map { CanonicalJSON.encodeString($0) }.joined(separator: "\n")
+        let errors = events.filter { $0["agent"] == "Z" && $0["event"] == "error" && $0["during"] == "generation" }
+        XCTAssertEqual(errors.count, 6, "one try and 5 retries: \(trace)")
+        XCTAssertTrue(errors.allSatisfy { $0["code"] == "LLM_SERVICE_ERROR" }, trace)
+        XCTAssertTrue(errors.first?["error"]?.stringValue?.contains("cannot connect") == true, trace)
+        XCTAssertTrue(errors.contains { $0["error"]?.stringValue?.contains("circuit breaker") == true }, "an open breaker refuses at once: \(trace)")
+        XCTAssertTrue(events.contains { $0["event"] == "breaker" && $0["to"] == "open" && $0["endpoint"] == .string("http://127.0.0.1:\(dead)") }, trace)
+        XCTAssertTrue(events.contains { $0["event"] == "gave_up" && $0["agent"] == "Z" }, trace)
+        // The other agent spoke; Z's failed generations left no Speak (D's remark may have cancelled
+        // one of them while it was trying to connect: a record with nothing discarded).
+        let entries = try await logged(world: "abc")
+        XCTAssertEqual(entries.filter { $0.kind == "Speak" }.map { $0.payload["agent_id"] }, ["D"])
+        XCTAssertTrue(entries.filter { $0.kind == "GenerationCancelled" }.allSatisfy { $0.payload["tokens_discarded"] == 0 }, trace)
+        kill(sup.pid, SIGTERM)
+        XCTAssertEqual(sup.wait(), 0)
+    }
+
+    /// A bad config: the adapter exits 2 at once with CONFIG_INVALID naming the key.
+    func testABadConfigIsRefusedWithItsCode() throws {
+        try #"{"agents": [{"id": "A", "backend": "gpt"}]}"#.write(toFile: home + "/bad.json", atomically: true, encoding: .utf8)
+        let home: String = self.home
+        let cases: [([String], String)] = [(["--home", home, "--config", home + "/bad.json"], "agents[0].backend"),
+                                           (["--home", home, "--config", home + "/missing.json"], "cannot read"),
+                                           (["--home", home, "--config", root.appendingPathComponent("ops/agents-abc.json").path, "--endpoint", "gopher://x"], "endpoint")]
+        for (args, expected) in cases {
+            let p = Process()
+            p.executableURL = GunnHome.bin.appendingPathComponent("gunn-adapter-llm")
+            p.arguments = args
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 2, text)
+            XCTAssertTrue(text.contains("CONFIG_INVALID (7001)") && text.contains(expected), text)
+        }
+    }
+
     // MARK: - A real model
 
     static var venvPython: String { EventLogProcessTests.root.appendingPathComponent(".venv-llm/bin/python").path }
