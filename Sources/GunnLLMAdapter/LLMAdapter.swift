@@ -30,10 +30,15 @@ public final class LLMAdapter: Sendable {
             events(["event": "breaker", "endpoint": .string(endpoint), "from": .string(t.from.rawValue), "to": .string(t.to.rawValue), "reason": .string(t.reason)])
         }
         self.breakers = breakers
+        let hub = TokenHub()
         agents = config.agents.map { a in
-            LLMAgent(config: a, client: client, backend: LLMAdapter.backend(for: a, breakers: breakers), runID: runID, events: events)
+            LLMAgent(config: a, client: client, backend: LLMAdapter.backend(for: a, breakers: breakers), runID: runID, hub: hub, events: events)
         }
+        hub.set(agents)
+        self.hub = hub
     }
+
+    let hub: TokenHub
 
     static func backend(for a: AdapterConfig.Agent, breakers: EndpointBreakers) -> any LLMBackend {
         switch a.backend {
@@ -56,27 +61,36 @@ public final class LLMAdapter: Sendable {
         for a in agents { await a.register() }
         await withTaskGroup(of: Void.self) { group in
             for a in agents {
-                group.addTask { await a.observeLoop(hub: self) }
+                group.addTask { await a.observeLoop() }
                 group.addTask { await a.cancelLoop() }
                 group.addTask { await a.kickOff() }
             }
             // Partial speech of agents on other connections.
             group.addTask {
-                while let t = await self.client.nextTokenChunk() { await self.heardToken(t) }
+                while let t = await self.client.nextTokenChunk() { await self.hub.heard(t) }
             }
         }
     }
+}
 
-    /// A token of `t.agentID` reached this process (relayed, or spoken by one of its own agents):
-    /// the agents that see the speaker and interject on it start a turn at its first token.
-    func heardToken(_ t: TokenChunk) async {
+/// Partial speech inside the adapter: tokens relayed by the orchestrator (other connections'
+/// agents) and tokens of this adapter's own agents (the orchestrator does not send a connection
+/// its own tokens back) reach the agents here that may interject.
+final class TokenHub: Sendable {
+    private let agents = Mutex<[LLMAgent]>([])
+
+    func set(_ list: [LLMAgent]) { agents.withLock { $0 = list } }
+
+    /// The agents that see the speaker and interject on it start a turn at its first token.
+    func heard(_ t: TokenChunk) async {
         guard t.index == 0 else { return }
-        for a in agents where a.id.rawValue != t.agentID { await a.partialSpeech(from: t.agentID, req: t.reqID) }
+        for a in agents.withLock({ $0 }) where a.id.rawValue != t.agentID { await a.partialSpeech(from: t.agentID, req: t.reqID) }
     }
 
-    func localToken(_ t: TokenChunk) {
+    /// A token of one of this adapter's own agents.
+    func local(_ t: TokenChunk) {
         guard t.index == 0 else { return }
-        Task { await heardToken(t) }
+        Task { await heard(t) }
     }
 }
 
@@ -90,7 +104,7 @@ actor LLMAgent {
     let events: @Sendable (JSONValue) -> Void
     /// The live generation, reachable without entering the actor: a Cancel halts it at once.
     let live = Mutex<(req: ReqID, generation: Generation)?>(nil)
-    weak var hub: LLMAdapter?
+    let hub: TokenHub
 
     /// Speech heard, in the order of the log.
     var transcript: [(seq: Int, speaker: String, text: String)] = []
@@ -100,7 +114,8 @@ actor LLMAgent {
     var busy = false
     var pending = false
 
-    init(config: AdapterConfig.Agent, client: GunnClient, backend: any LLMBackend, runID: String, events: @escaping @Sendable (JSONValue) -> Void) {
+    init(config: AdapterConfig.Agent, client: GunnClient, backend: any LLMBackend, runID: String, hub: TokenHub, events: @escaping @Sendable (JSONValue) -> Void) {
+        self.hub = hub
         self.config = config
         self.id = AgentID(config.id)
         self.client = client
@@ -127,7 +142,7 @@ actor LLMAgent {
             do {
                 try await client.register(registration)
                 emit("registered", [:])
-                scanView()
+                scanView(history: true)
                 return
             } catch {
                 emit("error", ["during": "register", "error": .string("\(error)")])
@@ -143,13 +158,14 @@ actor LLMAgent {
 
     // MARK: - Hearing
 
-    func observeLoop(hub: LLMAdapter) async {
-        self.hub = hub
+    func observeLoop() async {
         while await client.nextObservation(for: id) != nil { scanView() }
     }
 
     /// New speech in the view (an entity's `last_speech` with a later global_seq), in log order.
-    func scanView() {
+    /// `history`: what the view already held when the agent registered (a world resumed from its
+    /// log) joins the transcript but starts no turn.
+    func scanView(history: Bool = false) {
         guard let view = client.view(of: id)?.doc, case .object(let entities)? = view["entities"] else { return }
         var fresh: [(seq: Int, speaker: String, text: String)] = []
         for (eid, e) in entities {
@@ -162,7 +178,7 @@ actor LLMAgent {
         for s in fresh.sorted(by: { $0.seq < $1.seq }) {
             transcript.append(s)
             if transcript.count > 64 { transcript.removeFirst() }
-            guard s.speaker != id.rawValue else { continue }
+            guard s.speaker != id.rawValue, !history else { continue }
             emit("heard", ["speaker": .string(s.speaker), "global_seq": .number(Double(s.seq)), "text": .string(s.text)])
             if respondsTo(s.speaker) { trigger(because: "\(s.speaker) said something (global_seq \(s.seq))") }
         }
@@ -310,7 +326,7 @@ actor LLMAgent {
                 client.postToken(id, reqID: req, index: i, text: text)
                 var t = TokenChunk()
                 t.agentID = id.rawValue; t.reqID = req.rawValue; t.index = i; t.text = text
-                hub?.localToken(t)
+                hub.local(t)
             }, onEnd: { [self] end, tokens in
                 live.withLock { if $0?.req == req { $0 = nil } }
                 let text = box.withLock { $0?.text } ?? ""

@@ -403,14 +403,15 @@ public actor OrchestratorServer {
                 conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.unknownMessage, "the orchestrator does not serve frame body \(frame.bodyFieldNumber ?? 0) yet"))))])
             }
         }
-        // Its agents' cancelled generations will never be reported halted: log them with the tokens
-        // that were relayed.
+        // Its agents' generations will never be reported halted: the live ones are cancelled
+        // (worker_lost) and every cancellation is logged with the tokens that were relayed.
         for (agent, c) in sinks where c === conn {
             sinks[agent] = nil
-            for req in engine.cancelledAwaitingHalt(of: agent) {
-                let n = relayed.removeValue(forKey: "\(agent)|\(req)") ?? 0
-                _ = await step(.generationHalted(agent, req, tokensEmitted: n, haltLatencyUs: 0))
+            var counts: [ReqID: Int] = [:]
+            for req in engine.activeGenerations(of: agent).map(\.reqID) + engine.cancelledAwaitingHalt(of: agent) {
+                counts[req] = relayed.removeValue(forKey: "\(agent)|\(req)") ?? 0
             }
+            if !counts.isEmpty { _ = await step(.workerLost(agent, relayed: counts)) }
         }
     }
 

@@ -149,6 +149,43 @@ final class LLMAdapterTests: XCTestCase {
         XCTAssertEqual(sup.wait(), 0)
     }
 
+    /// kill -9 of the adapter mid-sentence: the supervisor restarts it, the orchestrator logs the
+    /// lost generation (`worker_lost`, the tokens relayed), and the restarted agent speaks.
+    func testKillNineOfTheAdapterMidSentence() async throws {
+        let agents = """
+        {"agents": [{"id": "S", "backend": "dummy", "spawn": [0, 0], "start": true, "token_interval_ms": [40, 50],
+                     "lines": ["one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty"]},
+                    {"id": "L", "backend": "dummy", "spawn": [1, 0]}]}
+        """
+        try agents.write(toFile: home + "/agents.json", atomically: true, encoding: .utf8)
+        let shipped = try String(contentsOf: root.appendingPathComponent("ops/abc.json"), encoding: .utf8)
+        try shipped.replacingOccurrences(of: "{config_dir}/agents-abc.json", with: home + "/agents.json")
+            .write(toFile: home + "/abc.json", atomically: true, encoding: .utf8)
+        let sup = try startSupervisor(config: home + "/abc.json")
+        let ready = try GunnHome(home).waitReady(["eventlog", "orchestrator", "llm"], seconds: 60)
+        let pid = try XCTUnwrap(ready["llm"]?["pid"]?.numberValue)
+        for _ in 0..<200 where !adapterEvents().contains(where: { $0["event"] == "generating" }) { try await Task.sleep(nanoseconds: 20_000_000) }
+        try await Task.sleep(nanoseconds: 200_000_000) // a few tokens into the sentence
+        kill(pid_t(pid), SIGKILL)
+        _ = try GunnHome(home).waitReady(["llm"], notPIDs: ["llm": pid], seconds: 30)
+        var entries: [Logged] = []
+        for _ in 0..<300 {
+            entries = try await logged(world: "abc")
+            if entries.contains(where: { $0.kind == "Speak" && $0.payload["agent_id"] == "S" }) { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        let story = entries.map { "\($0.seq) \($0.kind) \(CanonicalJSON.encodeString($0.payload))" }.joined(separator: "\n")
+        let lost = try XCTUnwrap(entries.first { $0.kind == "GenerationCancelled" && $0.payload["reason"] == "worker_lost" }, story)
+        XCTAssertEqual(lost.payload["agent_id"], "S", story)
+        XCTAssertGreaterThan(lost.payload["tokens_discarded"]?.numberValue ?? 0, 0, story)
+        let spoke = try XCTUnwrap(entries.first { $0.kind == "Speak" && $0.payload["agent_id"] == "S" }, "the restarted adapter's agent speaks: \(story)")
+        XCTAssertGreaterThan(spoke.seq, lost.seq)
+        let status = try GunnHome(home).children()
+        XCTAssertEqual(status["llm"]?["restarts"]?.numberValue, 1)
+        kill(sup.pid, SIGTERM)
+        XCTAssertEqual(sup.wait(), 0)
+    }
+
     /// A bad config: the adapter exits 2 at once with CONFIG_INVALID naming the key.
     func testABadConfigIsRefusedWithItsCode() throws {
         try #"{"agents": [{"id": "A", "backend": "gpt"}]}"#.write(toFile: home + "/bad.json", atomically: true, encoding: .utf8)

@@ -253,11 +253,18 @@ final class OrchestratorProcessTests: XCTestCase {
         XCTAssertNotNil(again.effect)
         let second = await a.nextCancel(for: "a")
         XCTAssertEqual(second?.reqID, "g2")
+        // And a generation still live when the worker goes (a kill -9): cancelled as worker_lost.
+        _ = try await a.beginGeneration("a", reqID: "g3")
+        try await a.relayToken("a", reqID: "g3", index: 0, text: "v")
+        _ = await b.nextTokenChunk()
         a.close()
-        for _ in 0..<400 where logged.count < 2 { logged = try await records(); if logged.count < 2 { try await Task.sleep(nanoseconds: 5_000_000) } }
-        XCTAssertEqual(logged.last?["req_id"], "g2")
-        XCTAssertEqual(logged.last?["tokens_discarded"], 3)
-        XCTAssertEqual(logged.last?["halt_latency_us"], 0)
+        for _ in 0..<400 where logged.count < 3 { logged = try await records(); if logged.count < 3 { try await Task.sleep(nanoseconds: 5_000_000) } }
+        XCTAssertEqual(logged.count, 3, "\(logged)")
+        let byReq = Dictionary(uniqueKeysWithValues: logged.compactMap { r in r["req_id"]?.stringValue.map { ($0, r) } })
+        XCTAssertEqual(byReq["g2"]?["tokens_discarded"], 3)
+        XCTAssertEqual(byReq["g2"]?["halt_latency_us"], 0)
+        XCTAssertEqual(byReq["g3"]?["reason"], "worker_lost")
+        XCTAssertEqual(byReq["g3"]?["tokens_discarded"], 1)
         b.close()
     }
 

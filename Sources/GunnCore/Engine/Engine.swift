@@ -20,6 +20,10 @@ public enum EngineInput: Sendable {
     /// or halted after a `generationCancelled` — then the cancellation is committed to the log as a
     /// `GenerationCancelled` effect with its reason and the tokens discarded.
     case generationHalted(AgentID, ReqID, tokensEmitted: Int, haltLatencyUs: UInt64)
+    /// The worker that ran the agent's generations is gone (its connection closed): its live
+    /// generations are cancelled with reason `worker_lost`, and every cancellation still waiting
+    /// for a halt report is logged with the tokens the host saw relayed (`relayed[req]`).
+    case workerLost(AgentID, relayed: [ReqID: Int])
 }
 
 /// Something the host must carry out: replies, log entries to persist and publish, signals, timers.
@@ -237,6 +241,13 @@ public struct Engine: Sendable {
         case let .endGeneration(agent, req):
             if let i = agentIndex[agent] { retireGeneration(i, req) }
         case let .generationHalted(agent, req, tokens, latency): generationHalted(agent, req, tokens, latency, at: now)
+        case let .workerLost(agent, relayed):
+            if let i = agentIndex[agent] {
+                for req in observers.agents[i].generations.map(\.token.reqID) {
+                    cancelGeneration(i, req, reason: "worker_lost", GunnError(.adapterUnavailable, "the worker of agent \(agent) is gone"), at: now)
+                }
+                for req in cancelledAwaitingHalt(of: agent) { generationHalted(agent, req, relayed[req] ?? 0, 0, at: now) }
+            }
         }
         if config.quantumMs == 0 && (!agentsWithWork.isEmpty || !pendingEmits.isEmpty) { closeQuantum(at: now) }
         #if DEBUG
