@@ -137,14 +137,14 @@ extension HTTPStreamTests {
 
     func testASlowFirstTokenCountsAsASlowCallEvenWhenTheStreamSucceeds() {
         var settings = AdapterConfig.Breaker()
-        settings.slowFirstTokenMs = 100
+        settings.slowFirstTokenMs = 500
         settings.openMs = 60_000
         let breakers = EndpointBreakers(settings)
         let backend = guarded(breakers)
         // Fast first tokens: a long stream is not a slow call.
         for _ in 0..<4 { XCTAssertEqual(GenerationRunner.run(backend, request("slow"), cancelAfter: 8).end, .cancelled(reason: "stale_due_to:42")) }
         XCTAssertEqual(breakers.state(of: backend.endpoint), .closed)
-        // First tokens after 300 ms: every call completes, yet the breaker opens on the slow-call rate.
+        // First tokens after 1 s: every call completes, yet the breaker opens on the slow-call rate.
         for _ in 0..<6 where breakers.state(of: backend.endpoint) == .closed {
             XCTAssertEqual(GenerationRunner.run(backend, request("late")).end, .completed(reason: nil))
         }

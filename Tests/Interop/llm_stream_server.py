@@ -5,7 +5,7 @@ OpenAI-compatible POST /v1/chat/completions with "stream": true (Server-Sent Eve
 transfer encoding) and Ollama-style POST /api/generate (NDJSON). The request's "model" picks the
 behaviour: ok, cut (the stream stops mid-token without [DONE]), 500, garbage, stall (one token,
 then silence), slow (a token every 20 ms, 500 of them: for cancellation), late (like ok after
-300 ms: a slow first token). Prints "port N" once
+1 s: a slow first token). Prints "port N" once
 listening; after a client closes a slow stream it prints "closed after N tokens".
 With `--tls CERT KEY` it serves HTTPS with that certificate.
 """
@@ -59,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_chunk(b"")
             return
         if mode == "late":
-            time.sleep(0.3)
+            time.sleep(1.0)
             mode = "ok"
         self.start("text/event-stream")
         try:

@@ -86,8 +86,6 @@ final class LLMAdapterTests: XCTestCase {
         XCTAssertEqual(Array(heardByC.prefix(2)), ["B", "A"], context)
         let cHeardSeqs = events.filter { $0["event"] == "heard" && $0["agent"] == "C" }.compactMap { $0["global_seq"]?.numberValue }
         XCTAssertEqual(Array(cHeardSeqs.prefix(2)), [Double(b.seq), Double(a.seq)], context)
-        // Nothing relayed after the cancel reached anyone: the orchestrator refused no late token.
-        XCTAssertFalse(trace.contains("GENERATION_CANCELLED"), context)
 
         // Replaying the log reproduces the orchestrator's world digest.
         let replay = try GunnHome(home).gunnctl(["replay", "--check"])
