@@ -10,6 +10,8 @@ import Synchronization
 /// retry-after, without a connection attempt.
 public final class EndpointBreakers: Sendable {
     public let config: CircuitBreakerConfig
+    /// The open-duration jitter of each endpoint's breaker comes from this seed and the endpoint.
+    public let seed: UInt64
     private let breakers = Mutex<[String: CircuitBreaker]>([:])
     /// Transitions, for the adapter's log ("breaker http://…: closed → open (…)").
     private let onTransition: @Sendable (String, BreakerTransition) -> Void
@@ -27,8 +29,8 @@ public final class EndpointBreakers: Sendable {
         c.halfOpenProbes = 1
         c.probeDeadlineSeconds = 300 // a probe is a whole generation; it is judged when it ends
         config = c
+        self.seed = seed
         self.onTransition = onTransition
-        _ = seed
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -37,7 +39,11 @@ public final class EndpointBreakers: Sendable {
 
     func acquire(_ endpoint: String) -> CircuitBreaker.Decision {
         let (d, events) = breakers.withLock { b -> (CircuitBreaker.Decision, [BreakerTransition]) in
-            if b[endpoint] == nil { b[endpoint] = CircuitBreaker(name: endpoint, config: config) }
+            if b[endpoint] == nil {
+                var h = seed ^ 0xcbf2_9ce4_8422_2325 // FNV-1a: stable across processes, unlike Hasher
+                for byte in endpoint.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+                b[endpoint] = CircuitBreaker(name: endpoint, config: config, seed: h)
+            }
             return b[endpoint]!.acquire(at: Self.now())
         }
         for e in events { onTransition(endpoint, e) }

@@ -405,7 +405,7 @@ public actor OrchestratorServer {
         }
         // Its agents' generations will never be reported halted: the live ones are cancelled
         // (worker_lost) and every cancellation is logged with the tokens that were relayed.
-        for (agent, c) in sinks where c === conn {
+        for (agent, c) in sinks.sorted(by: { $0.key < $1.key }) where c === conn { // sorted: the records' order in the log
             sinks[agent] = nil
             var counts: [ReqID: Int] = [:]
             for req in engine.activeGenerations(of: agent).map(\.reqID) + engine.cancelledAwaitingHalt(of: agent) {
