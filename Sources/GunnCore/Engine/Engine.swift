@@ -654,7 +654,14 @@ public struct Engine: Sendable {
         let reason = awaitingHalt.remove(at: k).reason
         let payload: JSONValue = ["agent_id": .string(agent.rawValue), "req_id": .string(req.rawValue), "reason": .string(reason),
                                   "tokens_discarded": .number(Double(max(0, tokens))), "halt_latency_us": .number(Double(latency))]
-        emit(EffectDraft(kind: "GenerationCancelled", payload: payload, sourceID: agent.rawValue, draftID: "cancel:\(req)"), at: now)
+        // Committed at once, like a registration's entity: a record of what happened, not a change
+        // competing with the quantum's intents. The entry names the agent (not the req_id, which
+        // keys intents' idempotency).
+        do {
+            _ = try commit(kind: "GenerationCancelled", payload: payload, simTime: simTimeNow(at: now), sourceID: agent.rawValue, agent: agent, req: nil, at: now)
+        } catch {
+            outputs.append(.warning("cannot log the cancellation of \(req) of agent \(agent): \(error)"))
+        }
     }
 
     private mutating func retireGeneration(_ i: Int, _ req: ReqID) {
