@@ -81,49 +81,8 @@ public final class HTTPStream: Sendable {
         for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(r.body.count)\r\nConnection: close\r\n\r\n"
         try link.sendAll(Array(head.utf8) + r.body)
-        var reader = Reader(link: link, stall: r.stallSeconds)
-        // Status line and headers.
-        let status = try reader.line()
-        let parts = status.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let code = Int(parts[1]) else { throw fail("malformed HTTP status line: \(status.prefix(80))") }
-        var headers: [String: String] = [:]
-        while true {
-            let l = try reader.line()
-            if l.isEmpty { break }
-            guard let c = l.firstIndex(of: ":") else { throw fail("malformed HTTP header line: \(l.prefix(80))") }
-            headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
-        }
-        guard (200..<300).contains(code) else {
-            let body = (try? reader.rest(max: 2048)) ?? []
-            throw fail("HTTP \(code) from \(r.host):\(r.port)\(r.path): \(String(decoding: body, as: UTF8.self).prefix(300))")
-        }
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
-            while true {
-                let sizeLine = try reader.line()
-                let hex = sizeLine.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-                guard let n = Int(hex, radix: 16), n >= 0 else { throw fail("malformed chunk size: \(sizeLine.prefix(40))") }
-                if n == 0 {
-                    while try !reader.line().isEmpty {} // trailers
-                    return
-                }
-                var left = n
-                while left > 0 {
-                    let part = try reader.bytes(upTo: left)
-                    left -= part.count
-                    try onBody(part)
-                }
-                guard try reader.line().isEmpty else { throw fail("malformed chunk: no CRLF after its data") }
-            }
-        } else if let len = headers["content-length"].flatMap({ Int($0) }) {
-            var left = len
-            while left > 0 {
-                let part = try reader.bytes(upTo: left)
-                left -= part.count
-                try onBody(part)
-            }
-        } else {
-            while let part = try reader.bytesUntilClose() { try onBody(part) }
-        }
+        var reader = HTTPResponseReader(stallSeconds: r.stallSeconds) { buffer in try link.receive(&buffer) }
+        try reader.readResponse(from: "\(r.host):\(r.port)\(r.path)", onBody: onBody)
     }
 
     private func connectTCP(_ host: String, _ port: UInt16) throws -> Int32 {
@@ -146,59 +105,6 @@ public final class HTTPStream: Sendable {
             p = a.pointee.ai_next
         }
         throw fail("cannot connect to \(host):\(port): \(String(cString: strerror(lastErr)))")
-    }
-
-    /// Buffered blocking reads with a stall limit.
-    struct Reader {
-        let link: Link
-        let stall: Double
-        var buf: [UInt8] = []
-        var pos = 0
-        var eof = false
-
-        init(link: Link, stall: Double) { self.link = link; self.stall = stall }
-
-        mutating func fill() throws {
-            if pos > 0 && pos == buf.count { buf.removeAll(keepingCapacity: true); pos = 0 }
-            var tmp = [UInt8](repeating: 0, count: 16 * 1024)
-            guard let n = try link.receive(&tmp) else {
-                throw GunnError(.llmServiceError, "the stream stalled: nothing for \(stall) s")
-            }
-            if n == 0 { eof = true } else { buf += tmp[0..<n] }
-        }
-
-        mutating func line() throws -> String {
-            while true {
-                if let nl = buf[pos...].firstIndex(of: 0x0A) {
-                    var end = nl
-                    if end > pos && buf[end - 1] == 0x0D { end -= 1 }
-                    let s = String(decoding: buf[pos..<end], as: UTF8.self)
-                    pos = nl + 1
-                    return s
-                }
-                guard buf.count - pos < 64 * 1024 else { throw GunnError(.llmServiceError, "malformed HTTP: a header line over 64 KiB") }
-                try fill()
-                if eof { throw GunnError(.llmServiceError, "the connection closed in the middle of the HTTP response") }
-            }
-        }
-
-        mutating func bytes(upTo n: Int) throws -> [UInt8] {
-            if pos == buf.count { try fill(); if eof { throw GunnError(.llmServiceError, "the connection closed before the body was complete") } }
-            let take = min(n, buf.count - pos)
-            defer { pos += take }
-            return Array(buf[pos..<(pos + take)])
-        }
-
-        mutating func bytesUntilClose() throws -> [UInt8]? {
-            if pos == buf.count { try fill(); if eof { return nil } }
-            defer { pos = buf.count }
-            return Array(buf[pos...])
-        }
-
-        mutating func rest(max: Int) throws -> [UInt8] {
-            while buf.count - pos < max && !eof { try fill() }
-            return Array(buf[pos..<min(buf.count, pos + max)])
-        }
     }
 }
 
