@@ -203,11 +203,16 @@ public final class Supervisor: Sendable {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return }
-            guard let i = state.withLock({ s in s.children.firstIndex { $0.pid == pid } }) else { continue }
-            let signalled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
-            let code = signalled ? status & 0x7f : (status >> 8) & 0xff
-            childExited(i, pid: pid, description: signalled ? "killed by signal \(code)" : "exit status \(code)", status: code, signalled: signalled)
+            recordExit(pid, status)
         }
+    }
+
+    /// A child's wait status, reaped: its record and the note.
+    func recordExit(_ pid: pid_t, _ status: Int32) {
+        guard let i = state.withLock({ s in s.children.firstIndex { $0.pid == pid } }) else { return }
+        let signalled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
+        let code = signalled ? status & 0x7f : (status >> 8) & 0xff
+        childExited(i, pid: pid, description: signalled ? "killed by signal \(code)" : "exit status \(code)", status: code, signalled: signalled)
     }
 
     func childExited(_ i: Int, pid: pid_t, description: String, status: Int32, signalled: Bool) {
@@ -305,14 +310,22 @@ public final class Supervisor: Sendable {
     func terminate(_ pid: pid_t, timeoutMs: Int) {
         guard pid > 0 else { return }
         kill(pid, SIGTERM)
+        // Waits on this very pid (not on /proc, which a process can leave before it is reaped),
+        // so its exit is always recorded and noted here.
         let deadline = Self.now() + Double(timeoutMs) / 1000
-        while Self.now() < deadline, let st = Spawn.state(of: pid), st != "Z" { usleep(5_000) }
-        if let st = Spawn.state(of: pid), st != "Z" {
-            note("pid \(pid) did not stop within \(timeoutMs) ms; SIGKILL to its process group")
-            kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while Self.now() < deadline {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return recordExit(pid, status) }
+            if r < 0 && errno != EINTR { return reap() } // not our child any more: reaped already
+            usleep(5_000)
         }
-        reap()
+        note("pid \(pid) did not stop within \(timeoutMs) ms; SIGKILL to its process group")
+        kill(-pid, SIGKILL)
+        kill(pid, SIGKILL)
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+        if r == pid { recordExit(pid, status) }
     }
 
     /// Stops every child in reverse start order (the log writer, first started, stops last).
