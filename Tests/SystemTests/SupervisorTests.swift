@@ -306,7 +306,9 @@ final class SupervisorTests: XCTestCase {
         _ = try waitReady(["eventlog", "orchestrator", "demo"])
         // An adapter attached by hand shows up as attached.
         let hand = GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: "by-hand")
-        try await hand.register(["agent_id": "zed", "spawn": [1, 1]])
+        // A generous staleness threshold: gunnctl submit reads zed's view_seq and then submits, and
+        // the demo agents nearby may commit in between (STALE_CONTEXT is not what this test is about).
+        try await hand.register(["agent_id": "zed", "spawn": [1, 1], "staleness_threshold": 1_000_000])
         let status = try gunnctl(["--json", "status"])
         XCTAssertEqual(status.status, 0, status.err)
         guard case .array(let kids)? = status.json?["children"] else { return XCTFail(status.out) }
