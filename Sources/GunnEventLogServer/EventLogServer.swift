@@ -30,7 +30,17 @@ public final class EventLogServer: @unchecked Sendable {
     let queue = DispatchQueue(label: "gunn-eventlog-store")
     let loop: EventLoop
     private var server: UnixSocketServer?
-    private var subscribers: [(conn: FramedConnection, id: UInt64, next: UInt64)] = []
+    /// Followers of new commits, each fed by its own pump (at most one at a time per subscriber),
+    /// so a subscriber that stops reading delays no append and no other subscriber.
+    private struct Subscriber {
+        var conn: FramedConnection
+        var id: UInt64
+        var next: UInt64
+        var pumping = false
+        /// New commits arrived while the pump was sending: it goes round once more.
+        var dirty = false
+    }
+    private var subscribers: [ObjectIdentifier: Subscriber] = [:]
     private var appendGeneration = 0
     /// Checkpoints the WAL once no append came for this long.
     public var idleCheckpointSeconds = 0.5
@@ -113,7 +123,7 @@ public final class EventLogServer: @unchecked Sendable {
                     a.lastSeq = ack.lastSeq
                     a.checksum = ack.checksum ?? ""
                     try? await conn.send(.appendAck(a), id: frame.id)
-                    await publish()
+                    publish()
                 case .failure(let e):
                     if e.code == .logStorageFailure {
                         FileHandle.standardError.write(Data("gunn-eventlog: DEGRADED: \(e.message)\n".utf8))
@@ -151,8 +161,12 @@ public final class EventLogServer: @unchecked Sendable {
                 }
             case .subscribe(let n):
                 let from = max(1, n.value)
-                let next = await stream(conn, id: frame.id, from: from, to: .max, batch: settings.maxReadBatch, done: false)
-                queue.sync { subscribers.append((conn, frame.id, next)) }
+                guard let next = await stream(conn, id: frame.id, from: from, to: .max, batch: settings.maxReadBatch, done: false) else {
+                    conn.close()
+                    continue
+                }
+                queue.sync { subscribers[ObjectIdentifier(conn)] = Subscriber(conn: conn, id: frame.id, next: next) }
+                publish() // what was committed while the backlog was being sent
             case .snapshotRequest(let n):
                 let snap = await onStore { try $0.latestSnapshot(atOrBefore: n.value == 0 ? .max : n.value) }
                 var s = SnapshotMessage()
@@ -162,7 +176,7 @@ public final class EventLogServer: @unchecked Sendable {
                 try? await conn.send(error(GunnError(.unknownMessage, "the log writer does not serve frame body \(frame.bodyFieldNumber ?? 0)")), id: frame.id)
             }
         }
-        queue.sync { subscribers.removeAll { $0.conn === conn } }
+        queue.sync { subscribers[ObjectIdentifier(conn)] = nil }
     }
 
     /// WAL hygiene: when appends pause, a passive checkpoint; a checkpoint that readers starved is
@@ -181,9 +195,11 @@ public final class EventLogServer: @unchecked Sendable {
         }
     }
 
-    /// Sends `from...to` in bounded batches; returns the next seq to send.
+    /// Sends `from...to` in bounded batches; returns the next seq to send, or nil when the peer
+    /// could not take a batch (closed, or not reading past the slow-consumer deadline): what it
+    /// has received is then a prefix without gaps, and it must not be sent anything more.
     @discardableResult
-    func stream(_ conn: FramedConnection, id: UInt64, from: UInt64, to: UInt64, batch: Int, done: Bool = true) async -> UInt64 {
+    func stream(_ conn: FramedConnection, id: UInt64, from: UInt64, to: UInt64, batch: Int, done: Bool = true) async -> UInt64? {
         var next = from
         while next <= to {
             let start = next
@@ -191,7 +207,7 @@ public final class EventLogServer: @unchecked Sendable {
             guard case .success(let entries) = rows else { break }
             let last = entries.count < batch
             if !entries.isEmpty || (last && done) {
-                try? await conn.send(.entries(LogEntries(entries: entries.map(Self.wireEntry), done: last && done)), id: id)
+                do { try await conn.send(.entries(LogEntries(entries: entries.map(Self.wireEntry), done: last && done)), id: id) } catch { return nil }
             }
             if let l = entries.last { next = l.globalSeq + 1 }
             if last { break }
@@ -199,12 +215,40 @@ public final class EventLogServer: @unchecked Sendable {
         return next
     }
 
-    /// Pushes new commits to subscribers.
-    func publish() async {
-        let subs = queue.sync { subscribers }
-        for (i, s) in subs.enumerated() {
-            let next = await stream(s.conn, id: s.id, from: s.next, to: .max, batch: settings.maxReadBatch, done: false)
-            queue.sync { if i < subscribers.count, subscribers[i].conn === s.conn { subscribers[i].next = next } }
+    /// New commits to every subscriber, without waiting for any: each subscriber's pump runs on
+    /// its own, and a pump already running goes round once more.
+    func publish() {
+        let start = queue.sync { () -> [ObjectIdentifier] in
+            var idle: [ObjectIdentifier] = []
+            for key in subscribers.keys {
+                if subscribers[key]!.pumping { subscribers[key]!.dirty = true } else { subscribers[key]!.pumping = true; idle.append(key) }
+            }
+            return idle
+        }
+        for key in start { Task { await pump(key) } }
+    }
+
+    /// Feeds one subscriber until it has everything committed; a subscriber that cannot keep up
+    /// (its sends fail under the slow-consumer policy) is dropped and its connection closed — it
+    /// holds a gap-free prefix and may subscribe again from its next seq.
+    private func pump(_ key: ObjectIdentifier) async {
+        while true {
+            guard let sub = queue.sync(execute: { subscribers[key] }) else { return }
+            let next = await stream(sub.conn, id: sub.id, from: sub.next, to: .max, batch: settings.maxReadBatch, done: false)
+            let again = queue.sync { () -> Bool in
+                guard subscribers[key] != nil else { return false }
+                guard let next else { subscribers[key] = nil; return false }
+                subscribers[key]!.next = next
+                if subscribers[key]!.dirty { subscribers[key]!.dirty = false; return true }
+                subscribers[key]!.pumping = false
+                return false
+            }
+            if next == nil {
+                FileHandle.standardError.write(Data("gunn-eventlog: dropped a subscriber that stopped reading (at seq \(sub.next))\n".utf8))
+                sub.conn.close()
+                return
+            }
+            if !again { return }
         }
     }
 }

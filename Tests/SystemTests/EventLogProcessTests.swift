@@ -265,4 +265,48 @@ final class SubscribeTests: XCTestCase {
         XCTAssertEqual(seen, [3, 4, 5, 6, 7, 8, 9], "new commits follow")
         writer.close(); reader.close()
     }
+
+    /// A subscriber that stops reading holds up no append and no other subscriber: once its
+    /// queue is full past the slow-consumer deadline it is dropped (its connection closed), and
+    /// what it did receive is a prefix without gaps.
+    func testASubscriberThatStopsReadingIsDroppedAndHoldsUpNothing() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-sub-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let p = try EventLogProcessTests.LogProcess(home: home)
+        defer { p.term() }
+        let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: "w1")
+        let path = home + "/run/eventlog.sock"
+        let writer = try await FramedConnection.connect(path: path, loop: EventLogProcessTests.loop, hello: hello)
+        let stuck = try await FramedConnection.connect(path: path, loop: EventLogProcessTests.loop, hello: hello)
+        let healthy = try await FramedConnection.connect(path: path, loop: EventLogProcessTests.loop, hello: hello)
+        try await stuck.send(.subscribe(Nonce(1)), id: 7)   // and never read until the end
+        try await healthy.send(.subscribe(Nonce(1)), id: 8)
+        // More single-entry commits than the stuck peer's credit (256) plus the server's outbound
+        // bound (1024), each followed to the healthy subscriber before the next (so commits do not
+        // share a frame, and the stuck peer's queue does overflow).
+        let total: UInt64 = 2500
+        var chain = EventLogProcessTests.Chain()
+        var followed: [UInt64] = []
+        for id in 1...total {
+            try await writer.send(.append(LogEntries(entries: [chain.next()])), id: id)
+            var acked = false
+            while !acked, let f = await writer.receive() {
+                if f.id == id { XCTAssertNotNil(f.body.flatMap { if case .appendAck = $0 { return true } else { return nil } }, "append \(id)"); acked = true }
+            }
+            while followed.last ?? 0 < id, let f = await healthy.receive() {
+                if case .entries(let e)? = f.body { followed += e.entries.map(\.globalSeq) }
+            }
+        }
+        XCTAssertEqual(followed, Array(1...total), "the healthy subscriber got every commit, in order, while the other did not read")
+        // The stuck one: a prefix without gaps, then the end of its connection — when its queue
+        // overflowed. (Its pump may have packed many commits into one frame and never overflowed;
+        // then it simply has everything. Most runs here overflow after the 256 frames of credit.)
+        var got: [UInt64] = []
+        while got.last != total, let f = await stuck.receive() {
+            if case .entries(let e)? = f.body { got += e.entries.map(\.globalSeq) }
+        }
+        XCTAssertFalse(got.isEmpty)
+        XCTAssertEqual(got, Array(1...UInt64(got.count)), "a prefix without gaps")
+        writer.close(); healthy.close(); stuck.close()
+    }
 }
