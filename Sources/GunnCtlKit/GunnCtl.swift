@@ -230,29 +230,45 @@ final class Ctl {
     }
 
     func tail(follow: Bool, from: UInt64?, limit: UInt64?) async throws {
-        let start: UInt64
-        if let from { start = from } else {
+        var next: UInt64
+        if let from { next = from } else {
             let h = try await head()
-            start = h.seq > 9 ? h.seq - 9 : 1
-        }
-        let c = try await connect("eventlog")
-        defer { c.close() }
-        nextID += 1
-        if follow {
-            try await c.send(.subscribe(Nonce(start)), id: nextID)
-        } else {
-            try await c.send(.readRange(SeqRange(from: start, to: limit.map { start + $0 - 1 } ?? 0, maxBatch: 512)), id: nextID)
+            next = h.seq > 9 ? h.seq - 9 : 1
         }
         var shown: UInt64 = 0
-        while let f = await c.receive() {
-            if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
-            guard case .entries(let batch)? = f.body else { continue }
-            for e in batch.entries {
-                printEntry(e)
-                shown += 1
-                if let limit, shown >= limit { return }
+        var reconnecting = false
+        while true {
+            let c: FramedConnection
+            do { c = try await connect("eventlog") } catch let e as GunnCtl.Exit where follow && reconnecting && e.code == 3 {
+                // -f outlives a restart of the log writer: retry until it is back.
+                try await Task.sleep(nanoseconds: 200_000_000)
+                continue
             }
-            if batch.done && !follow { return }
+            defer { c.close() }
+            if reconnecting { FileHandle.standardError.write(Data("gunnctl: following again from \(next)\n".utf8)) }
+            nextID += 1
+            if follow {
+                try await c.send(.subscribe(Nonce(next)), id: nextID)
+            } else {
+                try await c.send(.readRange(SeqRange(from: next, to: limit.map { next + $0 - 1 } ?? 0, maxBatch: 512)), id: nextID)
+            }
+            while let f = await c.receive() {
+                if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
+                guard case .entries(let batch)? = f.body else { continue }
+                for e in batch.entries where e.globalSeq >= next {
+                    printEntry(e)
+                    next = e.globalSeq + 1
+                    shown += 1
+                    if let limit, shown >= limit { return }
+                }
+                if batch.done && !follow { return }
+            }
+            guard follow else { throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): the log writer closed the connection") }
+            // The log writer restarted, or dropped this subscription (not read fast enough): resume
+            // after the last entry shown, so nothing is shown twice or skipped.
+            FileHandle.standardError.write(Data("gunnctl: the log writer closed the subscription; reconnecting\n".utf8))
+            reconnecting = true
+            try await Task.sleep(nanoseconds: 100_000_000)
         }
     }
 

@@ -352,6 +352,25 @@ final class SupervisorTests: XCTestCase {
             seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
         }
         XCTAssertTrue(seen.contains("\"req_id\":\"ctl-2\""), seen)
+        // ...and outlives a kill -9 of the log writer: it follows again after the restart, with
+        // nothing shown twice and nothing skipped.
+        let logPID = try XCTUnwrap(children()["eventlog"]?["pid"]?.numberValue)
+        kill(pid_t(logPID), SIGKILL)
+        _ = try waitReady(["eventlog"], notPIDs: ["eventlog": logPID])
+        var after = try gunnctl(["submit", "zed", "speak", #"{"text":"after the restart"}"#, "--req", "ctl-3"])
+        for _ in 0..<50 where after.status != 0 { // the orchestrator's link may still be reconnecting
+            usleep(100_000)
+            after = try gunnctl(["submit", "zed", "speak", #"{"text":"after the restart"}"#, "--req", "ctl-3"])
+        }
+        XCTAssertEqual(after.status, 0, after.out + after.err)
+        let again = Date().addingTimeInterval(20)
+        while !seen.contains("ctl-3") && Date() < again {
+            seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        XCTAssertTrue(seen.contains("\"req_id\":\"ctl-3\""), seen)
+        let seqs = seen.split(separator: "\n").compactMap { try? JSONParser.parse(Array($0.utf8))["global_seq"]?.numberValue }
+        XCTAssertEqual(seqs, Array(Set(seqs)).sorted(), "in order, none twice")
+        XCTAssertEqual(seqs.last.map { Int($0) - Int(seq) }, seqs.count, "none skipped")
         follow.terminate()
 
         let observe = try gunnctl(["--json", "observe", "zed"])
