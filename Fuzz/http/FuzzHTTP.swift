@@ -15,13 +15,7 @@ public func fuzzHTTP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
 /// The body, or "error" (a body delivered before a failure depends on where the reads were cut).
 func read(_ bytes: [UInt8], chunk: Int) -> String {
-    var offset = 0
-    var reader = HTTPResponseReader(stallSeconds: 1) { buffer in
-        let n = min(chunk, buffer.count, bytes.count - offset)
-        buffer.replaceSubrange(0..<n, with: bytes[offset..<(offset + n)])
-        offset += n
-        return n
-    }
+    var reader = HTTPResponseReader(stallSeconds: 1, source: HTTPResponseReader.source(bytes, chunk: chunk))
     var body: [UInt8] = []
     do {
         try reader.readResponse(from: "fuzz") { body += $0 }

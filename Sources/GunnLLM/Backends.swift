@@ -54,7 +54,6 @@ public final class Generation: Sendable {
     }
 
     public var tokensEmitted: Int { state.withLock { $0.tokens } }
-    public var isEnded: Bool { state.withLock { $0.ended } }
     public var text: String { state.withLock { $0.text } }
 
     public func start(_ backend: any LLMBackend, _ params: GenerationParams) {
@@ -83,16 +82,20 @@ public final class Generation: Sendable {
     }
 
     /// Halts the generation now (a Cancel from the orchestrator): the backend's stream is closed.
-    public func cancel(reason: String) { finish(.cancelled(reason: reason)) }
+    /// False when it had already ended (completed, failed or cancelled): nothing changes then.
+    @discardableResult
+    public func cancel(reason: String) -> Bool { finish(.cancelled(reason: reason)) }
 
-    private func finish(_ end: GenerationEnd) {
+    @discardableResult
+    private func finish(_ end: GenerationEnd) -> Bool {
         let (first, stream, tokens) = state.withLock { st -> (Bool, (any BackendStream)?, Int) in
             defer { st.ended = true }
             return (!st.ended, st.stream, st.tokens)
         }
-        guard first else { return }
+        guard first else { return false }
         if case .completed = end {} else { stream?.cancel() }
         onEnd(end, tokens)
+        return true
     }
 }
 
@@ -192,11 +195,7 @@ public struct HTTPBackend: LLMBackend {
 
     final class Stream: BackendStream {
         let http = HTTPStream()
-        let cancelled = Atomic<Bool>(false)
-        func cancel() {
-            cancelled.store(true, ordering: .sequentiallyConsistent)
-            http.cancel()
-        }
+        func cancel() { http.cancel() }
     }
 
     public func stream(_ params: GenerationParams, onToken: @escaping @Sendable (String) -> Void,
@@ -215,9 +214,10 @@ public struct HTTPBackend: LLMBackend {
             for c in chunks { if case .token(let t) = c { onToken(t) } }
             if decoder.withLock({ $0.failed }) != nil { s.http.cancel() }
         }, onEnd: { error in
-            // Closed by us: not the server's failure (an unfinished stream is expected).
-            let failure = s.cancelled.load(ordering: .sequentiallyConsistent) ? nil : decoder.withLock { d -> GunnError? in
+            let failure = decoder.withLock { d -> GunnError? in
                 if let f = d.failed { return f }
+                // Closed by us (a cancel): not the server's failure, however unfinished the stream.
+                if s.http.isCancelled { return nil }
                 if let error { return error }
                 do { _ = try d.0.finish(); return nil } catch { return error as? GunnError }
             }

@@ -35,6 +35,20 @@ public struct HTTPResponseReader {
 
     static func fail(_ message: String) -> GunnError { GunnError(.llmServiceError, message) }
 
+    /// A source over bytes already in memory, `chunk` bytes a read (for tests and the fuzzer: the
+    /// outcome must not depend on where the reads are cut); after `stallAfter` reads it stalls.
+    public static func source(_ bytes: [UInt8], chunk: Int, stallAfter: Int? = nil) -> Source {
+        var offset = 0, reads = 0
+        return { buffer in
+            reads += 1
+            if let s = stallAfter, reads > s { return nil }
+            let n = min(chunk, buffer.count, bytes.count - offset)
+            buffer.replaceSubrange(0..<n, with: bytes[offset..<(offset + n)])
+            offset += n
+            return n
+        }
+    }
+
     /// Reads the response; the body's bytes go to `onBody` in order as they arrive. `what` names
     /// the request in errors (host, port and path).
     public mutating func readResponse(from what: String, onBody: ([UInt8]) throws -> Void) throws {

@@ -32,6 +32,9 @@ public final class HTTPStream: Sendable {
 
     public init() {}
 
+    /// Whether `cancel()` was called.
+    public var isCancelled: Bool { cancelled.load(ordering: .sequentiallyConsistent) }
+
     /// Closes the connection now; the reading thread ends with `onEnd(nil)` if nothing failed first.
     public func cancel() {
         cancelled.store(true, ordering: .sequentiallyConsistent)

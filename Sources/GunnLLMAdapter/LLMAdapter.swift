@@ -81,16 +81,19 @@ final class TokenHub: Sendable {
 
     func set(_ list: [LLMAgent]) { agents.withLock { $0 = list } }
 
-    /// The agents that see the speaker and interject on it start a turn at its first token.
+    /// A relayed token: at the first one of a generation, the agents that see the speaker and
+    /// interject on it start a turn.
     func heard(_ t: TokenChunk) async {
-        guard t.index == 0 else { return }
-        for a in agents.withLock({ $0 }) where a.id.rawValue != t.agentID { await a.partialSpeech(from: t.agentID, req: t.reqID) }
+        if t.index == 0 { await began(t.agentID, req: t.reqID) }
     }
 
-    /// A token of one of this adapter's own agents.
-    func local(_ t: TokenChunk) {
-        guard t.index == 0 else { return }
-        Task { await heard(t) }
+    func began(_ speaker: String, req: String) async {
+        for a in agents.withLock({ $0 }) where a.id.rawValue != speaker { await a.partialSpeech(from: speaker, req: req) }
+    }
+
+    /// The first token of one of this adapter's own agents.
+    func local(from speaker: String, req: String) {
+        Task { await began(speaker, req: req) }
     }
 }
 
@@ -324,9 +327,7 @@ actor LLMAgent {
             let g = Generation(onToken: { text in
                 let i = index.add(1, ordering: .relaxed).oldValue
                 client.postToken(id, reqID: req, index: i, text: text)
-                var t = TokenChunk()
-                t.agentID = id.rawValue; t.reqID = req.rawValue; t.index = i; t.text = text
-                hub.local(t)
+                if i == 0 { hub.local(from: id.rawValue, req: req.rawValue) } // this adapter's own agents may interject
             }, onEnd: { [self] end, tokens in
                 live.withLock { if $0?.req == req { $0 = nil } }
                 let text = box.withLock { $0?.text } ?? ""
@@ -351,8 +352,7 @@ actor LLMAgent {
         guard let g = live.withLock({ l -> Generation? in
             guard let l, l.req.rawValue == c.reqID else { return nil }
             return l.generation
-        }), !g.isEnded else { return } // already over: its Halted goes out with the Speak
-        g.cancel(reason: c.reason)
+        }), g.cancel(reason: c.reason) else { return } // already over: its Halted goes out with the Speak
         let now = Date().timeIntervalSince1970
         let since = c.issuedAtMicros > 0 ? Double(c.issuedAtMicros) / 1e6 : received
         let latency = UInt64(max(0, now - since) * 1e6)

@@ -326,7 +326,7 @@ public actor OrchestratorServer {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.forbidden, "this connection did not register agent \(h.agentID); it may not end its generations"))))])
                     continue
                 }
-                relayed["\(agent)|\(h.reqID)"] = nil
+                relayed[GenerationKey(agent: agent, req: h.reqID)] = nil
                 _ = await step(.generationHalted(agent, ReqID(h.reqID), tokensEmitted: Int(h.tokensEmitted), haltLatencyUs: h.haltLatencyUs))
             case .view(let v):
                 // A view request: filter(world) computed afresh, at the agent's current view_seq.
@@ -375,7 +375,7 @@ public actor OrchestratorServer {
                     conn.post([Frame(id: frame.id, .error(WireJSON.error(GunnError(.generationCancelled, "no live generation \(t.reqID) for agent \(speaker): the token is not relayed"))))])
                     continue
                 }
-                relayed["\(speaker)|\(t.reqID)", default: 0] += 1
+                relayed[GenerationKey(agent: speaker, req: t.reqID), default: 0] += 1
                 var seen: [ObjectIdentifier] = [ObjectIdentifier(conn)]
                 var posts: [(FramedConnection, [Frame])] = []
                 for id in engine.agentsSeeing(speaker.rawValue) where id != speaker {
@@ -409,12 +409,13 @@ public actor OrchestratorServer {
             sinks[agent] = nil
             var counts: [ReqID: Int] = [:]
             for req in engine.activeGenerations(of: agent).map(\.reqID) + engine.cancelledAwaitingHalt(of: agent) {
-                counts[req] = relayed.removeValue(forKey: "\(agent)|\(req)") ?? 0
+                counts[req] = relayed.removeValue(forKey: GenerationKey(agent: agent, req: req.rawValue)) ?? 0
             }
             if !counts.isEmpty { _ = await step(.workerLost(agent, relayed: counts)) }
         }
     }
 
-    /// Token chunks relayed per live generation ("agent|req"), for a worker that leaves without a halt report.
-    var relayed: [String: Int] = [:]
+    /// Token chunks relayed per live generation, for a worker that leaves without a halt report.
+    var relayed: [GenerationKey: Int] = [:]
+    struct GenerationKey: Hashable { let agent: AgentID; let req: String }
 }

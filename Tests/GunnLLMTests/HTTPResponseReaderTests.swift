@@ -6,16 +6,7 @@ import GunnCore
 final class HTTPResponseReaderTests: XCTestCase {
     /// The body, or the error; `chunk` bytes per read; `stallAfter` reads → a stall.
     func read(_ text: String, chunk: Int = .max, stallAfter: Int? = nil) -> Result<[UInt8], GunnError> {
-        let bytes = Array(text.utf8)
-        var offset = 0, reads = 0
-        var reader = HTTPResponseReader(stallSeconds: 1) { buffer in
-            reads += 1
-            if let s = stallAfter, reads > s { return nil }
-            let n = min(chunk, buffer.count, bytes.count - offset)
-            buffer.replaceSubrange(0..<n, with: bytes[offset..<(offset + n)])
-            offset += n
-            return n
-        }
+        var reader = HTTPResponseReader(stallSeconds: 1, source: HTTPResponseReader.source(Array(text.utf8), chunk: chunk, stallAfter: stallAfter))
         var body: [UInt8] = []
         do {
             try reader.readResponse(from: "test") { body += $0 }

@@ -14,15 +14,21 @@ final class HTTPStreamTests: XCTestCase {
     var serverOut: FileHandle!
 
     override func setUpWithError() throws {
-        server = Process()
+        (server, serverOut, port) = try Self.startStreamServer()
+    }
+
+    /// Tests/Interop/llm_stream_server.py with `arguments`: the process, its stdout, its port.
+    static func startStreamServer(_ arguments: [String] = []) throws -> (Process, FileHandle, UInt16) {
+        let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = [Self.root.appendingPathComponent("Tests/Interop/llm_stream_server.py").path]
+        server.arguments = [root.appendingPathComponent("Tests/Interop/llm_stream_server.py").path] + arguments
         let out = Pipe()
         server.standardOutput = out
+        server.standardError = FileHandle.nullDevice
         try server.run()
-        serverOut = out.fileHandleForReading
-        let line = String(decoding: serverOut.availableData, as: UTF8.self)
-        port = try XCTUnwrap(UInt16(line.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "server said: \(line)")
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        let port = try XCTUnwrap(UInt16(line.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "server said: \(line)")
+        return (server, out.fileHandleForReading, port)
     }
 
     override func tearDownWithError() throws {

@@ -24,16 +24,7 @@ final class TLSStreamTests: XCTestCase {
         try gen.run()
         gen.waitUntilExit()
         XCTAssertEqual(gen.terminationStatus, 0, "openssl req")
-        server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = [HTTPStreamTests.root.appendingPathComponent("Tests/Interop/llm_stream_server.py").path, "--tls", cert, dir + "/key.pem"]
-        let out = Pipe()
-        server.standardOutput = out
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        serverOut = out.fileHandleForReading
-        let line = String(decoding: serverOut.availableData, as: UTF8.self)
-        port = try XCTUnwrap(UInt16(line.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""), "server said: \(line)")
+        (server, serverOut, port) = try HTTPStreamTests.startStreamServer(["--tls", cert, dir + "/key.pem"])
     }
 
     override func tearDownWithError() throws {

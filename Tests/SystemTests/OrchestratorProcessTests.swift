@@ -34,6 +34,7 @@ final class OrchestratorProcessTests: XCTestCase {
 
     func eventlog() throws -> Proc { try Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"]) }
     func orchestrator() throws -> Proc { try Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--world-seed", "5"]) }
+    func client(_ name: String) -> GunnClient { GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: name) }
 
     /// Every entry in the log writer, read directly.
     func logEntries() async throws -> [LogEntry] { try await Self.logEntries(home: home, worldID: "w1") }
@@ -155,10 +156,9 @@ final class OrchestratorProcessTests: XCTestCase {
         defer { log.term() }
         let orch = try orchestrator()
         defer { orch.term() }
-        let path = home + "/run/orchestrator.sock"
-        let a = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "a")
-        let b = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "b")
-        let far = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "far")
+        let a = client("a")
+        let b = client("b")
+        let far = client("far")
         try await a.register(["agent_id": "a", "spawn": [0, 0]])
         try await b.register(["agent_id": "b", "spawn": [1, 0], "distance_limit": 10])
         try await far.register(["agent_id": "far", "spawn": [500, 500], "distance_limit": 10])
@@ -216,9 +216,8 @@ final class OrchestratorProcessTests: XCTestCase {
         defer { log.term() }
         let orch = try orchestrator()
         defer { orch.term() }
-        let path = home + "/run/orchestrator.sock"
-        let a = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "a")
-        let b = GunnClient(path: path, loop: EventLogProcessTests.loop, name: "b")
+        let a = client("a")
+        let b = client("b")
         try await a.register(["agent_id": "a", "spawn": [0, 0]])
         try await b.register(["agent_id": "b", "spawn": [1, 0]])
         func records() async throws -> [JSONValue] {
