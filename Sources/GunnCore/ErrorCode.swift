@@ -29,6 +29,8 @@ extension ErrorCode {
     public static let invalidJSON = ErrorCode(code: 1006, name: "INVALID_JSON", meaning: "A JSON payload is not valid RFC 8259 JSON, exceeds the nesting limit, or has duplicate keys.", httpStatus: 400, recovery: "Fix the payload; resending it unchanged fails again.")
     public static let payloadTooLarge = ErrorCode(code: 1007, name: "PAYLOAD_TOO_LARGE", meaning: "A payload (intent, effect, HTTP body) exceeds its configured byte limit.", httpStatus: 413, recovery: "Send a smaller payload.")
     public static let unsupportedSchemaVersion = ErrorCode(code: 1008, name: "UNSUPPORTED_SCHEMA_VERSION", meaning: "A record's schema_version has a major version this build does not support.", httpStatus: 400, recovery: "Upgrade the reader or convert the record to a supported version.")
+    public static let invalidField = ErrorCode(code: 1009, name: "INVALID_FIELD", meaning: "A field of a request (registration, effect draft, generation) is unknown, of the wrong type or out of range; the message names it.", httpStatus: 400, recovery: "Fix the named field; resending it unchanged fails again.")
+    public static let unknownRole = ErrorCode(code: 1010, name: "UNKNOWN_ROLE", meaning: "The Hello names a role this peer does not serve.", httpStatus: 400, recovery: "Connect with a role the peer serves (docs/protocol.md lists them).")
 
     // 2xxx intents and views
     public static let staleContext = ErrorCode(code: 2001, name: "STALE_CONTEXT", meaning: "The intent was generated against a view older than the staleness threshold allows.", httpStatus: 409, recovery: "Read the fresh view, regenerate, and submit with a new context_seq.")
@@ -53,6 +55,7 @@ extension ErrorCode {
     public static let invalidAgentID = ErrorCode(code: 4003, name: "INVALID_AGENT_ID", meaning: "The agent id is unknown to this world or is not a valid identifier.", httpStatus: 404, recovery: "Register the agent first, or fix the id.")
     public static let tenantIsolationViolation = ErrorCode(code: 4004, name: "TENANT_ISOLATION_VIOLATION", meaning: "The request touches an agent or world of another tenant.", httpStatus: 403, recovery: "Do not retry; the attempt is logged.")
     public static let agentQuarantined = ErrorCode(code: 4005, name: "AGENT_QUARANTINED", meaning: "The agent is quarantined after repeated violations and may not act.", httpStatus: 403, recovery: "An operator must release the agent.")
+    public static let worldMismatch = ErrorCode(code: 4006, name: "WORLD_MISMATCH", meaning: "A Hello or a record names another world than the one this process serves.", httpStatus: 409, recovery: "Connect to the home of that world, or fix the world_id; do not retry unchanged.")
 
     // 5xxx external services
     public static let adapterUnavailable = ErrorCode(code: 5001, name: "ADAPTER_UNAVAILABLE", meaning: "A downstream process or link is unavailable (circuit breaker open or peer gone).", httpStatus: 503, recovery: "Wait retry_after_ms, then retry with the same req_id.")
@@ -76,10 +79,10 @@ extension ErrorCode {
     /// Every code, in table order.
     public static let all: [ErrorCode] = [
         malformedFrame, frameTooLarge, versionMismatch, unknownMessage, handshakeRequired, invalidJSON,
-        payloadTooLarge, unsupportedSchemaVersion,
+        payloadTooLarge, unsupportedSchemaVersion, invalidField, unknownRole,
         staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID, unknownEffectKind,
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
-        unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined,
+        unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined, worldMismatch,
         adapterUnavailable, llmServiceError, unityConnectionLost,
         worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure,
         configInvalid, childFailed, notRunning,
