@@ -27,26 +27,46 @@ public enum WireJSON {
         GunnError(ErrorCode.byCode(Int(e.code)) ?? .internalError, e.message, retryAfterMs: e.retryAfterMs == 0 ? nil : e.retryAfterMs)
     }
 
-    /// `{"agent_id", "spawn": [x,y(,z)]?, "tenant"?, "distance_limit"?, "hidden_fields"?, "weight"?, "staleness_threshold"?}`.
+    /// A registration, read strictly (every field named in docs/orchestrator.md; an unknown key,
+    /// a wrong type or a value out of range is INVALID_FIELD naming the field):
+    /// `{"agent_id", "spawn"?, "entity"?, "tenant"?, "weight"?, "staleness_threshold"?,
+    ///   "distance_limit"?, "hidden_fields"?, "require_relationship"?, "relationship_values"?,
+    ///   "latency_ms"?, "jitter_ms"?, "max_patch_ops"?, "interrupt"?, "debounce_ms"?}`.
     public static func registration(_ json: JSONValue) throws(GunnError) -> AgentRegistration {
-        guard case .string(let id)? = json["agent_id"] else { throw GunnError(.invalidAgentID, "registration needs a string agent_id") }
+        var f = try StrictFields(json, what: "registration")
+        guard case .string(let id)? = f.value("agent_id") else {
+            throw GunnError(.invalidAgentID, "registration needs a string agent_id")
+        }
         var policy = ObservationPolicy()
-        if case .number(let d)? = json["distance_limit"] { policy.distanceLimit = d }
-        if case .array(let hidden)? = json["hidden_fields"] { policy.hiddenFields = Set(hidden.compactMap(\.stringValue)) }
-        if let i = json["interrupt"] {
-            guard let v = i.stringValue, let p = InterruptPolicy(rawValue: v) else {
-                throw GunnError(.invalidJSON, "registration \"interrupt\" must be \"always\" or \"only_conflict\"")
+        policy.distanceLimit = try f.number("distance_limit", in: 0...1e12)
+        if let hidden = try f.strings("hidden_fields", maxCount: 64) { policy.hiddenFields = Set(hidden) }
+        policy.requireRelationship = try f.bool("require_relationship") ?? false
+        if let values = try f.strings("relationship_values", maxCount: 64) { policy.relationshipValues = Set(values) }
+        policy.latency = LatencyModel(baseMs: try f.number("latency_ms", in: 0...60_000) ?? 0, jitterMs: try f.number("jitter_ms", in: 0...60_000) ?? 0)
+        policy.maxPatchOps = Int(try f.integer("max_patch_ops", in: 1...100_000) ?? Int64(policy.maxPatchOps))
+        if let v = try f.string("interrupt", maxBytes: 32) {
+            guard let p = InterruptPolicy(rawValue: v) else {
+                throw GunnError(.invalidField, "registration field \"interrupt\" must be \"always\" or \"only_conflict\", not \"\(v)\"")
             }
             policy.interrupt = p
         }
-        if let d = json["debounce_ms"] {
-            guard let v = d.numberValue, v >= 0, v.isFinite else { throw GunnError(.invalidJSON, "registration \"debounce_ms\" must be a number ≥ 0") }
-            policy.debounceMs = v
+        policy.debounceMs = try f.number("debounce_ms", in: 0...3_600_000) ?? 0
+        let spawn = try f.position("spawn")
+        var entity = try f.object("entity") ?? JSONObject()
+        for reserved in ["pos", "id"] where entity[reserved] != nil {
+            throw GunnError(.invalidField, "registration field \"entity\" may not set \"\(reserved)\" (use spawn for the position)")
         }
-        let spawn = json["spawn"].flatMap(Position.init(json:))
-        let threshold = json["staleness_threshold"]?.int64Value.map { Int(max(0, min($0, 1 << 30))) }
-        return AgentRegistration(agentID: AgentID(id), tenant: json["tenant"]?.stringValue ?? "default",
-                                 weight: Int(json["weight"]?.int64Value ?? 1), stalenessThreshold: threshold, spawn: spawn, observation: policy)
+        if spawn == nil && !entity.isEmpty {
+            throw GunnError(.invalidField, "registration field \"entity\" needs a spawn: an agent without one has no entity")
+        }
+        let tenant = try f.string("tenant", maxBytes: 128) ?? "default"
+        guard !tenant.isEmpty else { throw GunnError(.invalidField, "registration field \"tenant\" must not be empty") }
+        let weight = try f.integer("weight", in: 1...1000) ?? 1
+        let threshold = try f.integer("staleness_threshold", in: 0...(1 << 30)).map { Int($0) }
+        try f.finish()
+        if entity["kind"] == nil, spawn != nil { entity["kind"] = "agent" }
+        return AgentRegistration(agentID: AgentID(id), tenant: tenant, weight: Int(weight), stalenessThreshold: threshold,
+                                 spawn: spawn, entityFields: entity, observation: policy)
     }
 
     public static func registrationJSON(agentID: String, spawn: Position? = nil, distanceLimit: Double? = nil) -> JSONValue {
@@ -56,12 +76,21 @@ public enum WireJSON {
         return .object(o)
     }
 
+    /// An effect draft, read strictly: `{"kind", "source_id", "payload"?, "priority"?, "sim_time"?,
+    /// "draft_id"?, "schema_version"?}`; anything else, or a wrong type, is INVALID_FIELD naming it.
     public static func draft(_ json: JSONValue) throws(GunnError) -> EffectDraft {
-        guard case .string(let kind)? = json["kind"], case .string(let source)? = json["source_id"] else {
-            throw GunnError(.invalidJSON, "an effect draft needs string kind and source_id")
-        }
-        return EffectDraft(kind: kind, payload: json["payload"] ?? .object(JSONObject()), sourceID: source,
-                           priority: Int(json["priority"]?.int64Value ?? 0), simTime: json["sim_time"]?.numberValue, draftID: json["draft_id"]?.stringValue)
+        var f = try StrictFields(json, what: "effect draft")
+        let kind = try f.string("kind", required: true, maxBytes: 128)!
+        let source = try f.string("source_id", required: true, maxBytes: 128)!
+        guard !kind.isEmpty, !source.isEmpty else { throw GunnError(.invalidField, "effect draft fields \"kind\" and \"source_id\" must not be empty") }
+        let payload = try f.object("payload") ?? JSONObject()
+        let priority = try f.integer("priority", in: -1000...1000) ?? 0
+        let simTime = try f.number("sim_time", in: 0...1e15)
+        let draftID = try f.string("draft_id", maxBytes: 256)
+        let version = try f.string("schema_version", maxBytes: 32) ?? SchemaVersion.current.description
+        try f.finish()
+        return EffectDraft(kind: kind, payload: .object(payload), sourceID: source, priority: Int(priority), simTime: simTime,
+                           draftID: draftID, schemaVersion: version)
     }
 
     public static func draftJSON(_ d: EffectDraft) -> JSONValue {

@@ -204,7 +204,7 @@ final class OrchestratorProcessTests: XCTestCase {
         XCTAssertEqual(try WireJSON.registration(["agent_id": "a"]).observation.interrupt, .always)
         for bad: JSONValue in [["agent_id": "a", "interrupt": "sometimes"], ["agent_id": "a", "interrupt": 1], ["agent_id": "a", "debounce_ms": -1],
                                ["agent_id": "a", "debounce_ms": "soon"]] {
-            XCTAssertThrowsError(try WireJSON.registration(bad), "\(bad)") { XCTAssertEqual(($0 as? GunnError)?.code, .invalidJSON) }
+            XCTAssertThrowsError(try WireJSON.registration(bad), "\(bad)") { XCTAssertEqual(($0 as? GunnError)?.code, .invalidField) }
         }
     }
 

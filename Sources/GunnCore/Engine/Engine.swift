@@ -281,7 +281,9 @@ public struct Engine: Sendable {
             agentStates.append(AgentState(registration: r, bucket: config.agentQuota, backpressure: bp))
         }
         outputs.append(.agentRegistered(r.agentID))
-        if let spawn = r.spawn {
+        // Spawn places a new agent only: an agent whose entity the world already holds (a client
+        // re-registering after a reconnect or an orchestrator restart) keeps its position and fields.
+        if let spawn = r.spawn, world.entities[r.agentID.rawValue] == nil {
             var entity = r.entityFields
             entity["kind"] = entity["kind"] ?? "agent"
             entity["pos"] = spawn.json

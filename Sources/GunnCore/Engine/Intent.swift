@@ -35,22 +35,22 @@ public struct Intent: Hashable, Sendable {
          "priority": .number(Double(priority)), "schema_version": .string(schemaVersion)]
     }
 
-    /// Reads the seed's JSON spelling, refusing missing or ill-typed fields with INVALID_INTENT.
+    /// Reads the seed's JSON spelling strictly: a missing, ill-typed or out-of-range field, or a
+    /// field the spelling does not have, is INVALID_INTENT naming the field.
     public init(json: JSONValue) throws(GunnError) {
-        func field(_ name: String) throws(GunnError) -> JSONValue {
-            guard let v = json[name] else { throw GunnError(.invalidIntent, "intent has no \"\(name)\"") }
-            return v
+        var f = try StrictFields(json, what: "intent", code: .invalidIntent)
+        guard let kind = IntentKind(rawValue: try f.string("kind", required: true, maxBytes: 16)!) else {
+            throw GunnError(.invalidIntent, "intent field \"kind\" must be one of Speak, Move, Interact, Custom")
         }
-        guard case .string(let k) = try field("kind"), let kind = IntentKind(rawValue: k) else {
-            throw GunnError(.invalidIntent, "intent kind must be one of Speak, Move, Interact, Custom")
-        }
-        guard let ctx = try field("context_seq").int64Value, ctx >= 0 else { throw GunnError(.invalidIntent, "context_seq must be a non-negative integer") }
-        guard case .string(let req) = try field("req_id"), !req.isEmpty, req.utf8.count <= 256 else { throw GunnError(.invalidIntent, "req_id must be a string of 1 to 256 bytes") }
-        guard case .string(let agent) = try field("agent_id") else { throw GunnError(.invalidIntent, "agent_id must be a string") }
-        let priority = json["priority"]?.int64Value ?? 0
-        guard priority >= -1000 && priority <= 1000 else { throw GunnError(.invalidIntent, "priority must be an integer in -1000...1000") }
-        let version = json["schema_version"]?.stringValue ?? SchemaVersion.current.description
-        self.init(kind: kind, payload: json["payload"] ?? .object(JSONObject()), contextSeq: UInt64(ctx), reqID: ReqID(req),
+        let ctx = try f.integer("context_seq", required: true, in: 0...Int64(1) << 53)!
+        let req = try f.string("req_id", required: true, maxBytes: 256)!
+        guard !req.isEmpty else { throw GunnError(.invalidIntent, "intent field \"req_id\" must be a string of 1 to 256 bytes") }
+        let agent = try f.string("agent_id", required: true, maxBytes: 128)!
+        let priority = try f.integer("priority", in: -1000...1000) ?? 0
+        let version = try f.string("schema_version", maxBytes: 32) ?? SchemaVersion.current.description
+        let payload = try f.object("payload") ?? JSONObject()
+        try f.finish()
+        self.init(kind: kind, payload: .object(payload), contextSeq: UInt64(ctx), reqID: ReqID(req),
                   agentID: AgentID(agent), priority: Int(priority), schemaVersion: version)
     }
 
