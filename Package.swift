@@ -61,6 +61,7 @@ let package = Package(
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
         .testTarget(name: "GunnLLMTests", dependencies: ["GunnLLM", "GunnCore"]),
         .testTarget(name: "GunnSupervisorKitTests", dependencies: ["GunnSupervisorKit", "GunnCore"]),
+        .testTarget(name: "GunnOrchestratorServerTests", dependencies: ["GunnOrchestratorServer", "GunnClient", "GunnCore", "GunnWire"]),
         .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient", "GunnSupervisorKit", "GunnOrchestratorServer"]),
     ],
     swiftLanguageModes: [.v6]

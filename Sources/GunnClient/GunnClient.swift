@@ -8,7 +8,12 @@ import Synchronization
 /// A remote world over `orchestrator.sock`: register agents, submit intents, emit drafts, and keep
 /// each agent's view by applying the observations it receives. It reconnects by itself (backoff),
 /// registers its agents again, resynchronises their views, and a retried intent keeps its req_id,
-/// so an intent is never executed twice.
+/// so an intent is never executed twice. Every delta is checked against the digest the
+/// orchestrator computed (`HeldViews`); on a mismatch the client fetches one whole view (counted
+/// in `resyncs`). Its queues are bounded: per agent at most `maxQueuedPushes` observations,
+/// cancellations and token chunks wait to be taken (the oldest is dropped beyond, counted in
+/// `droppedPushes`; the held view itself never misses a delta), and the last `maxPushedErrors`
+/// pushed errors are kept.
 public final class GunnClient: Sendable {
     public let path: String
     public let name: String
@@ -19,20 +24,23 @@ public final class GunnClient: Sendable {
         var pending: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
         var nextID: UInt64 = 0
         var registrations: [AgentID: JSONValue] = [:]
-        var views: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
-        /// What each held view reflects (global_seq) and its digest: sent on re-registration so
-        /// the orchestrator can resume the stream with one delta instead of the whole view.
-        var marks: [AgentID: (globalSeq: GlobalSeq, digest: String)] = [:]
-        var resumedWithDelta = 0
-        var observations = PushQueues<Observation>()
-        var cancels = PushQueues<Cancel>()
+        var held = HeldViews()
+        var resyncs = 0
+        var observations = PushQueues<Observation>(limit: GunnClient.maxQueuedPushes)
+        var cancels = PushQueues<Cancel>(limit: GunnClient.maxQueuedPushes)
         /// Partial speech of the agents this client's agents see, in arrival order.
-        var tokens = PushQueues<TokenChunk>()
+        var tokens = PushQueues<TokenChunk>(limit: GunnClient.maxQueuedPushes)
         /// Errors the orchestrator pushed (frame id 0): refusals of fire-and-forget frames.
         var pushedErrors: [WireErrorMessage] = []
+        var droppedErrors = 0
         var connects = 0
     }
     private let state = Mutex(State())
+
+    /// Pushed items waiting per agent (and per queue) at most; beyond, the oldest is dropped.
+    public static let maxQueuedPushes = 4096
+    /// Pushed errors kept at most (the newest).
+    public static let maxPushedErrors = 256
 
     public init(path: String, loop: EventLoop, name: String = "client") {
         self.path = path; self.loop = loop; self.name = name
@@ -42,13 +50,23 @@ public final class GunnClient: Sendable {
     public var reconnects: Int { state.withLock { max(0, $0.connects - 1) } }
 
     /// Re-registrations the orchestrator answered with a delta from the view this client held.
-    public var resumedWithDelta: Int { state.withLock { $0.resumedWithDelta } }
+    public var resumedWithDelta: Int { state.withLock { $0.held.resumedWithDelta } }
+
+    /// Whole views fetched because a delta did not apply or did not have its digest.
+    public var resyncs: Int { state.withLock { $0.resyncs } }
+
+    /// Pushed items dropped because nobody took them (per-agent queues at their bound), and pushed errors dropped.
+    public var droppedPushes: Int {
+        state.withLock { $0.observations.dropped + $0.cancels.dropped + $0.tokens.dropped + $0.droppedErrors }
+    }
 
     /// The agent's view as this client holds it: the last whole view plus every delta since.
-    public func view(of agent: AgentID) -> (seq: ViewSeq, doc: JSONValue)? { state.withLock { $0.views[agent] } }
+    public func view(of agent: AgentID) -> (seq: ViewSeq, doc: JSONValue)? {
+        state.withLock { s in s.held.views[agent].map { ($0.seq, $0.doc) } }
+    }
 
     /// The last effect (global_seq) the agent's held view reflects.
-    public func viewGlobalSeq(of agent: AgentID) -> GlobalSeq? { state.withLock { $0.marks[agent]?.globalSeq } }
+    public func viewGlobalSeq(of agent: AgentID) -> GlobalSeq? { state.withLock { $0.held.views[agent]?.globalSeq } }
 
     // MARK: - Connection
 
@@ -63,11 +81,7 @@ public final class GunnClient: Sendable {
                     s.connects += 1
                     s.conn = c
                     s.observations.reopen(); s.cancels.reopen(); s.tokens.reopen()
-                    return s.registrations.sorted { $0.key < $1.key }.map { id, json in
-                        var r = RegisterAgent(agentID: id.rawValue, json: json)
-                        if let m = s.marks[id] { r.resumeGlobalSeq = m.globalSeq; r.resumeDigest = m.digest; r.resumeViewSeq = s.views[id]?.seq ?? 0 }
-                        return r
-                    }
+                    return s.registrations.sorted { $0.key < $1.key }.map { id, json in s.held.reRegistration(id, json) }
                 }
                 startReader(c)
                 for r in again { _ = try await send(c, .registerAgent(r)) }
@@ -102,36 +116,45 @@ public final class GunnClient: Sendable {
         }
         switch f.body {
         case .view(let v)?:
-            let doc = (try? JSONParser.parse(v.view)) ?? .null
-            state.withLock {
-                $0.views[AgentID(v.agentID)] = (v.viewSeq, doc)
-                $0.marks[AgentID(v.agentID)] = (v.globalSeq, v.contextDigest)
-            }
+            let outcome = state.withLock { $0.held.whole(v) }
+            if case .resync = outcome { resync(AgentID(v.agentID)) }
         case .observation(let o)?:
             let agent = AgentID(o.agentID)
             // An observation answering a registration (id ≠ 0) resumes from the view held here,
             // whatever its view_seq: a restarted orchestrator numbers views afresh.
             let resume = f.id != 0
-            let waiter = state.withLock { s -> CheckedContinuation<Observation?, Never>? in
-                if let current = s.views[agent], resume || o.viewSeq > current.seq,
-                   let patch = try? JSONPatch(json: JSONParser.parse(o.patches)), let next = try? patch.apply(to: current.doc) {
-                    s.views[agent] = (o.viewSeq, next)
-                    s.marks[agent] = (o.globalSeq, o.contextDigest)
-                    if resume { s.resumedWithDelta += 1 }
-                }
-                return s.observations.push(o, for: agent)
+            let (waiter, outcome) = state.withLock { s -> (CheckedContinuation<Observation?, Never>?, HeldViews.Outcome) in
+                let outcome = s.held.delta(o, resume: resume)
+                return (s.observations.push(o, for: agent), outcome)
             }
+            if case .resync = outcome { resync(agent) }
             waiter?.resume(returning: o)
         case .tokenChunk(let t)?:
             let waiter = state.withLock { $0.tokens.push(t, for: Self.anyAgent) }
             waiter?.resume(returning: t)
         case .error(let e)? where f.id == 0:
-            state.withLock { $0.pushedErrors.append(e) }
+            state.withLock { s in
+                if s.pushedErrors.count >= Self.maxPushedErrors { s.pushedErrors.removeFirst(); s.droppedErrors += 1 }
+                s.pushedErrors.append(e)
+            }
         case .cancel(let c)?:
             let waiter = state.withLock { $0.cancels.push(c, for: AgentID(c.agentID)) }
             waiter?.resume(returning: c)
         default:
             break
+        }
+    }
+
+    /// A delta did not fit the held view: one whole view from the orchestrator replaces it. The
+    /// orchestrator answers a view request from durable state at the agent's current view_seq, so
+    /// deltas still in flight (at or below it) are ignored and later ones follow it.
+    private func resync(_ agent: AgentID) {
+        state.withLock { $0.resyncs += 1 }
+        Task {
+            var request = ViewSnapshot()
+            request.agentID = agent.rawValue
+            guard let reply = try? await self.request(.view(request)), case .view(let v)? = reply.body else { return }
+            state.withLock { _ = $0.held.whole(v) }
         }
     }
 
@@ -327,10 +350,16 @@ public final class GunnClient: Sendable {
 struct PushQueues<Item: Sendable>: Sendable {
     private var items: [AgentID: [Item]] = [:]
     private var waiters: [AgentID: CheckedContinuation<Item?, Never>] = [:]
+    /// Items queued per agent at most; beyond, the oldest is dropped.
+    let limit: Int
+    private(set) var dropped = 0
+
+    init(limit: Int) { self.limit = limit }
 
     /// Hands the item to the waiting taker (returned, to be resumed) or queues it.
     mutating func push(_ item: Item, for agent: AgentID) -> CheckedContinuation<Item?, Never>? {
         if let w = waiters.removeValue(forKey: agent) { return w }
+        if items[agent, default: []].count >= limit { items[agent]!.removeFirst(); dropped += 1 }
         items[agent, default: []].append(item)
         return nil
     }
@@ -359,12 +388,4 @@ struct PushQueues<Item: Sendable>: Sendable {
     }
 
     mutating func reopen() { closed = false }
-}
-
-extension RegisterAgent {
-    init(agentID: String, json: JSONValue) {
-        self.init()
-        self.agentID = agentID
-        registration = CanonicalJSON.encode(json)
-    }
 }

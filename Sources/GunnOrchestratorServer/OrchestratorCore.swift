@@ -24,6 +24,10 @@ public enum CoreAction: Sendable, Equatable {
     case log(String)
     /// Every frame this connection sent so far has been answered (its next frame may be read).
     case done(ConnID)
+    /// The log writer says this state and the log diverged (LOG_INTEGRITY_VIOLATION, SEQUENCE_GAP,
+    /// WORLD_MISMATCH): the host must stop at once and recover from the log (nothing it holds
+    /// beyond the durable head was ever published).
+    case fatal(GunnError)
 }
 
 /// The orchestrator without sockets, clocks or threads: frames in, actions out. It owns the
@@ -213,6 +217,10 @@ public struct OrchestratorCore: Sendable {
     public mutating func appendFailed(batch id: UInt64, error: GunnError, now: HostTime) -> [CoreAction] {
         begin(now)
         guard batch?.id == id else { return finish() }
+        if [.logIntegrityViolation, .sequenceGap, .worldMismatch].contains(error.code) {
+            actions.append(.fatal(error))
+            return finish()
+        }
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
         actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batch!.entries.count) entries failed: \(error.message)"))

@@ -210,7 +210,7 @@ extension OrchestratorCore {
            let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest, heldViewSeq: request.resumeViewSeq) {
             resumedWithDelta += 1
             frames.append(Frame(id: id, .observation(Self.observation(agent, d))))
-        } else if let view = engine.resync(agent) {
+        } else if let view = engine.resync(agent, heldViewSeq: request.resumeViewSeq) {
             var v = ViewSnapshot()
             v.agentID = agent.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
             v.globalSeq = engine.world.lastGlobalSeq

@@ -62,6 +62,9 @@ public actor OrchestratorServer {
 
     static func now() -> Double { Date().timeIntervalSince1970 }
 
+    /// The exit status when the log writer says this process's state and the log diverged.
+    public static let divergedExitCode: Int32 = 75
+
     /// Recovers from the log writer, then serves.
     public func start() async throws {
         let entries = try await log.readAll().map { try WireJSON.eventLogEntry($0) }
@@ -120,6 +123,10 @@ public actor OrchestratorServer {
                 FileHandle.standardError.write(Data("gunn-orchestrator: \(line)\n".utf8))
             case .done(let id):
                 answered.removeValue(forKey: id)?.resume()
+            case .fatal(let e):
+                // Nothing beyond the durable head was published: a restart recovers from the log.
+                FileHandle.standardError.write(Data("gunn-orchestrator: FATAL \(e); exiting \(Self.divergedExitCode) to recover from the log\n".utf8))
+                exit(Self.divergedExitCode)
             }
         }
     }

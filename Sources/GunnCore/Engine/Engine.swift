@@ -156,8 +156,11 @@ public struct Engine: Sendable {
 
     /// Starts the agent's stream afresh (a client attaching or resynchronising): the current whole
     /// view; queued observations are dropped, and the next one taken follows this view.
-    public mutating func resync(_ agent: AgentID) -> View? {
+    /// `heldViewSeq` is the view_seq of a view the client already holds (from this engine or a
+    /// predecessor): numbering continues after it, so view_seq never goes backwards for the client.
+    public mutating func resync(_ agent: AgentID, heldViewSeq: ViewSeq = 0) -> View? {
         guard let i = agentIndex[agent] else { return nil }
+        if heldViewSeq >= observers.agents[i].viewSeq { observers.agents[i].viewSeq = heldViewSeq + 1 }
         observers.resync(i)
         return observers.view(of: i)
     }
@@ -713,6 +716,9 @@ public struct Engine: Sendable {
     public mutating func restore(from entries: [EventLogEntry], at now: HostTime) throws(GunnError) {
         precondition(log.headSeq == 0 && agentStates.isEmpty, "restore into a fresh engine only")
         world = try Replay.replay(entries[...], reducers: reducers)
+        // The spatial index must know the restored entities, or an agent registered now would
+        // see only those that move later (found by the host simulation).
+        observers.reindex(world)
         log.load(entries)
         for e in entries {
             guard let agent = e.agentID, let req = e.reqID, e.wallTime + config.idempotencyTTLSeconds > now else { continue }

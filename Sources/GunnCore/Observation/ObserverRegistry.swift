@@ -94,6 +94,12 @@ struct ObserverRegistry: Sendable {
         if policy.distanceLimit == nil { unlimited.append(index) } else { rebuildAgentIndexes(world) }
     }
 
+    /// Indexes every entity of `world` (a world restored from the log, which no `observe` saw).
+    mutating func reindex(_ world: WorldState) {
+        entityGrid = SpatialGrid.full(world, cellSize: entityGrid.cellSize)
+        rebuildAgentIndexes(world)
+    }
+
     private mutating func rebuildAgentIndexes(_ world: WorldState) {
         unlimited = agents.indices.filter { agents[$0].policy.distanceLimit == nil }
         maxDistanceLimit = agents.compactMap(\.policy.distanceLimit).max() ?? 0
