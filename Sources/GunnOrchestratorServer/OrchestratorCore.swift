@@ -185,7 +185,9 @@ public struct OrchestratorCore: Sendable {
     /// One frame from a client.
     public mutating func receive(_ frame: Frame, from conn: ConnID, now: HostTime) -> [CoreAction] {
         begin(now)
-        enqueue(Item(conn: conn, frameID: frame.id, work: Self.work(for: frame)))
+        var item = Item(conn: conn, frameID: frame.id, work: Self.work(for: frame))
+        if case .refused(let e, _) = item.work { item.refusal = e }
+        enqueue(item)
         return finish()
     }
 

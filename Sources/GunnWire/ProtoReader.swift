@@ -9,6 +9,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooDeep(limit: Int)
     case invalidUTF8(field: Int)
     case invalidPacked(field: Int)
+    /// A field this message knows arrived with another wire type than its declared one.
+    case wrongWireType(WireType, at: Int)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooDeep(let limit): return "messages nested deeper than \(limit)"
         case .invalidUTF8(let field): return "string field \(field) is not valid UTF-8"
         case .invalidPacked(let field): return "packed field \(field) does not divide into whole elements"
+        case let .wrongWireType(t, at): return "a known field with the wrong wire type \(t) before byte \(at)"
         }
     }
 }
@@ -107,6 +110,12 @@ public struct ProtoReader: Sendable {
         return (Int(number), wire)
     }
 
+    /// Refuses a known field whose wire type is not its declared one.
+    @inline(__always)
+    mutating func expect(_ w: WireType, _ declared: WireType) throws(WireError) {
+        if w != declared { throw .wrongWireType(w, at: pos) }
+    }
+
     /// Skips a field this reader does not know (a newer peer's addition).
     public mutating func skip(_ wire: WireType) throws(WireError) {
         switch wire {
@@ -117,30 +126,31 @@ public struct ProtoReader: Sendable {
         }
     }
 
-    // Typed readers: nil when the wire type does not match (the field is then skipped as unknown,
-    // as other protobuf implementations do).
-    public mutating func uint64(_ w: WireType) throws(WireError) -> UInt64? { w == .varint ? try readVarint() : nil }
-    public mutating func uint32(_ w: WireType) throws(WireError) -> UInt32? { w == .varint ? UInt32(truncatingIfNeeded: try readVarint()) : nil }
-    public mutating func int64(_ w: WireType) throws(WireError) -> Int64? { w == .varint ? Int64(bitPattern: try readVarint()) : nil }
-    public mutating func int32(_ w: WireType) throws(WireError) -> Int32? { w == .varint ? Int32(truncatingIfNeeded: Int64(bitPattern: try readVarint())) : nil }
+    // Typed readers: a known field with another wire type than its declared one is malformed
+    // (MALFORMED_FRAME, docs/errors.md); it is not skipped. (Repeated scalars accept both packed
+    // and unpacked forms, as proto3 requires.) The optional result is kept for the callers' shape.
+    public mutating func uint64(_ w: WireType) throws(WireError) -> UInt64? { try expect(w, .varint); return try readVarint() }
+    public mutating func uint32(_ w: WireType) throws(WireError) -> UInt32? { try expect(w, .varint); return UInt32(truncatingIfNeeded: try readVarint()) }
+    public mutating func int64(_ w: WireType) throws(WireError) -> Int64? { try expect(w, .varint); return Int64(bitPattern: try readVarint()) }
+    public mutating func int32(_ w: WireType) throws(WireError) -> Int32? { try expect(w, .varint); return Int32(truncatingIfNeeded: Int64(bitPattern: try readVarint())) }
     public mutating func sint32(_ w: WireType) throws(WireError) -> Int32? {
-        guard w == .varint else { return nil }
+        try expect(w, .varint)
         let v = UInt32(truncatingIfNeeded: try readVarint())
         return Int32(bitPattern: (v >> 1) ^ (0 &- (v & 1)))
     }
     public mutating func sint64(_ w: WireType) throws(WireError) -> Int64? {
-        guard w == .varint else { return nil }
+        try expect(w, .varint)
         let v = try readVarint()
         return Int64(bitPattern: (v >> 1) ^ (0 &- (v & 1)))
     }
-    public mutating func bool(_ w: WireType) throws(WireError) -> Bool? { w == .varint ? try readVarint() != 0 : nil }
-    public mutating func fixed32(_ w: WireType) throws(WireError) -> UInt32? { w == .fixed32 ? try readFixed32() : nil }
-    public mutating func fixed64(_ w: WireType) throws(WireError) -> UInt64? { w == .fixed64 ? try readFixed64() : nil }
-    public mutating func float(_ w: WireType) throws(WireError) -> Float? { w == .fixed32 ? Float(bitPattern: try readFixed32()) : nil }
-    public mutating func double(_ w: WireType) throws(WireError) -> Double? { w == .fixed64 ? Double(bitPattern: try readFixed64()) : nil }
+    public mutating func bool(_ w: WireType) throws(WireError) -> Bool? { try expect(w, .varint); return try readVarint() != 0 }
+    public mutating func fixed32(_ w: WireType) throws(WireError) -> UInt32? { try expect(w, .fixed32); return try readFixed32() }
+    public mutating func fixed64(_ w: WireType) throws(WireError) -> UInt64? { try expect(w, .fixed64); return try readFixed64() }
+    public mutating func float(_ w: WireType) throws(WireError) -> Float? { try expect(w, .fixed32); return Float(bitPattern: try readFixed32()) }
+    public mutating func double(_ w: WireType) throws(WireError) -> Double? { try expect(w, .fixed64); return Double(bitPattern: try readFixed64()) }
 
     public mutating func string(_ w: WireType, field: Int) throws(WireError) -> String? {
-        guard w == .lengthDelimited else { return nil }
+        try expect(w, .lengthDelimited)
         let r = try readLengthDelimited()
         let s: String? = bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[r]), as: UTF8.self) }
         guard let s else { throw .invalidUTF8(field: field) }
@@ -148,12 +158,12 @@ public struct ProtoReader: Sendable {
     }
 
     public mutating func bytesField(_ w: WireType) throws(WireError) -> [UInt8]? {
-        guard w == .lengthDelimited else { return nil }
+        try expect(w, .lengthDelimited)
         return Array(bytes[try readLengthDelimited()])
     }
 
     public mutating func message<M: WireMessage>(_ w: WireType, _ type: M.Type) throws(WireError) -> M? {
-        guard w == .lengthDelimited else { return nil }
+        try expect(w, .lengthDelimited)
         guard depth + 1 < limits.maxNestingDepth else { throw .tooDeep(limit: limits.maxNestingDepth) }
         let r = try readLengthDelimited()
         var sub = ProtoReader(bytes: bytes, pos: r.lowerBound, end: r.upperBound, depth: depth + 1, limits: limits)
@@ -169,7 +179,7 @@ public struct ProtoReader: Sendable {
             var sub = ProtoReader(bytes: bytes, pos: r.lowerBound, end: r.upperBound, depth: depth, limits: limits)
             while !sub.isAtEnd { out.append(Int64(bitPattern: try sub.readVarint())) }
             return true
-        default: return false
+        default: throw .wrongWireType(w, at: pos)
         }
     }
 
@@ -182,7 +192,7 @@ public struct ProtoReader: Sendable {
             var sub = ProtoReader(bytes: bytes, pos: r.lowerBound, end: r.upperBound, depth: depth, limits: limits)
             while !sub.isAtEnd { out.append(Double(bitPattern: try sub.readFixed64())) }
             return true
-        default: return false
+        default: throw .wrongWireType(w, at: pos)
         }
     }
 }
