@@ -15,7 +15,13 @@ public final class Supervisor: Sendable {
     let loop: EventLoop
     let state: Mutex<State>
 
-    public enum ChildState: String, Sendable { case pending, starting, ready, backoff, stopping, stopped, exited, failed }
+    /// A child's state in the table. `notAnswering` is never stored: status shows it for a child
+    /// that is `ready` in the table but did not answer its handshake within `status_probe_ms` (or,
+    /// without a socket, whose process is stopped, e.g. by SIGSTOP).
+    public enum ChildState: String, Sendable {
+        case pending, starting, ready, backoff, stopping, stopped, exited, failed
+        case notAnswering = "not_answering"
+    }
 
     struct Child: Sendable {
         var spec: SupervisorConfig.Child
@@ -23,11 +29,12 @@ public final class Supervisor: Sendable {
         var pid: pid_t = 0
         var startedAt: Double = 0
         var restarts = 0
-        var exitTimes: [Double] = []
         var lastExit = "none"
         var lastExitStatus: Int32 = 0
-        var backoff: Backoff
+        var intensity: RestartIntensity
         var restartAt: Double = 0
+        /// Set when it was killed for missing its readiness deadline: its exit says so.
+        var readinessMissed = false
         /// Set by a `stop` command: not restarted until `start`.
         var held = false
         /// Set when the supervisor itself stops it (restart command, rest_for_one): its exit is
@@ -51,8 +58,9 @@ public final class Supervisor: Sendable {
         loop = try EventLoop(name: "supervisor-io")
         let ordered = try config.startOrder()
         state = Mutex(State(children: ordered.enumerated().map { i, spec in
-            Child(spec: spec, backoff: Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000,
-                                               seed: config.worldSeed &+ UInt64(i)))
+            let backoff = Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000, seed: config.worldSeed &+ UInt64(i))
+            return Child(spec: spec, intensity: RestartIntensity(maxRestarts: config.maxRestarts, maxSeconds: config.maxSeconds,
+                                                                 stableSeconds: config.stableSeconds, backoff: backoff))
         }))
     }
 
@@ -152,6 +160,11 @@ public final class Supervisor: Sendable {
         var env = environment
         env[Supervision.supervisorPIDVariable] = "\(getpid())"
         env["GUNN_HOME"] = home
+        // Every child learns the world it serves, whatever its args say: gunn's executables read
+        // these when no flag is given, so the log's durable header records the real seed.
+        env["GUNN_WORLD_ID"] = config.worldID
+        env["GUNN_WORLD_SEED"] = "\(config.worldSeed)"
+        env["GUNN_DURABILITY"] = config.durability
         let args = spec.args.map(substitute)
         let pid: pid_t
         do { pid = try Spawn.start(path: path, args: args, environment: env, outputFD: fds[1]) } catch {
@@ -162,29 +175,37 @@ public final class Supervisor: Sendable {
         close(fds[1])
         LogPump(readFD: fds[0], path: home + "/logs/\(spec.name).log", maxBytes: config.logMaxBytes, keep: config.logKeep).start()
         writePIDFile(spec.name, pid)
+        let now = Self.now()
         state.withLock {
             $0.children[i].pid = pid
             $0.children[i].state = spec.socket == nil ? .ready : .starting
-            $0.children[i].startedAt = Self.now()
+            $0.children[i].startedAt = now
             $0.children[i].expectedExit = false
+            $0.children[i].readinessMissed = false
+            if spec.socket == nil { $0.children[i].intensity.becameReady(at: now) }
         }
         note("\(spec.name) started (pid \(pid))")
         if let socket = spec.socket { probeReady(i, pid: pid, path: home + "/" + socket) }
     }
 
     /// Ready when the child's socket answers a handshake; tried until the child exits or the
-    /// ready timeout passes (then it is killed and counts as a failed start).
+    /// ready timeout passes. Then it is killed (with its process group), and the exit counts as a
+    /// failed start: backoff and intensity as for any other failure.
     func probeReady(_ i: Int, pid: pid_t, path: String) {
         let deadline = Self.now() + config.readyTimeoutMs / 1000
         let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "supervisor", worldID: config.worldID, clientName: "gunn-supervisor")
         Task {
             while Self.now() < deadline {
                 guard state.withLock({ $0.children[i].pid == pid && $0.children[i].state == .starting }) else { return }
-                if let c = try? await FramedConnection.connect(path: path, loop: loop, hello: hello) {
+                // A child that accepts but never answers must not hold one attempt past the deadline.
+                var options = ConnectionOptions()
+                options.handshakeTimeoutMs = max(1, min(1000, (deadline - Self.now()) * 1000))
+                if let c = try? await FramedConnection.connect(path: path, loop: loop, hello: hello, options: options) {
                     c.close()
                     let name = state.withLock { s -> String? in
                         guard s.children[i].pid == pid, s.children[i].state == .starting else { return nil }
                         s.children[i].state = .ready
+                        s.children[i].intensity.becameReady(at: Self.now())
                         return s.children[i].spec.name
                     }
                     if let name { note("\(name) ready") }
@@ -192,7 +213,14 @@ public final class Supervisor: Sendable {
                 }
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
-            note("\(state.withLock { $0.children[i].spec.name }) not ready within \(Int(config.readyTimeoutMs)) ms; killing it")
+            let name = state.withLock { s -> String? in
+                guard s.children[i].pid == pid, s.children[i].state == .starting else { return nil }
+                s.children[i].readinessMissed = true
+                return s.children[i].spec.name
+            }
+            guard let name else { return }
+            note("\(name) not ready within \(Int(config.readyTimeoutMs)) ms; killing it")
+            kill(-pid, SIGKILL)
             kill(pid, SIGKILL)
         }
     }
@@ -222,6 +250,8 @@ public final class Supervisor: Sendable {
         state.withLock { s in
             var c = s.children[i]
             let name = c.spec.name
+            let description = c.readinessMissed ? "not ready within \(Int(config.readyTimeoutMs)) ms (\(description))" : description
+            c.readinessMissed = false
             c.pid = 0
             c.lastExit = description
             c.lastExitStatus = signalled ? -status : status
@@ -245,19 +275,20 @@ public final class Supervisor: Sendable {
                 s.children[i] = c
                 return
             }
-            if !c.expectedExit {
-                c.exitTimes.append(now)
-                c.exitTimes.removeAll { $0 < now - config.maxSeconds }
-                if c.exitTimes.count > config.maxRestarts {
+            var delay = 0.0
+            if c.expectedExit {
+                c.intensity.plannedExit()
+            } else {
+                switch c.intensity.unplannedExit(at: now) {
+                case .restart(let seconds): delay = seconds
+                case .exhausted(let reason):
                     c.state = .failed
                     s.children[i] = c
-                    s.failure = "\(ErrorCode.childFailed.name): child \(name) exited \(c.exitTimes.count) times within \(config.maxSeconds) s (max_restarts \(config.maxRestarts)); last: \(description)"
+                    s.failure = "\(ErrorCode.childFailed.name): child \(name) \(reason); last: \(description)"
                     message = "\(name) exited (\(description)); restart intensity exhausted"
                     return
                 }
-                if c.startedAt > 0 && now - c.startedAt >= config.stableSeconds { c.backoff.reset() }
             }
-            let delay = c.expectedExit ? 0 : c.backoff.next()
             c.restarts += 1
             c.state = .backoff
             c.restartAt = now + delay
@@ -385,37 +416,52 @@ public final class Supervisor: Sendable {
 
     // MARK: - Control socket
 
-    /// Every child's status, plus the clients attached to the orchestrator by hand.
+    /// Every child's status, plus the clients attached to the orchestrator by hand. Every child
+    /// the table calls ready is asked at once, each within `status_probe_ms`: one that does not
+    /// answer is shown `not_answering`, and never delays the report of the others.
     public func status() async -> [ChildStatus] {
         let now = Self.now()
-        var out = state.withLock { s in
-            s.children.map { c -> ChildStatus in
+        let table = state.withLock { s in
+            s.children.map { c -> (status: ChildStatus, socket: String?) in
                 var st = ChildStatus()
-                st.name = c.spec.name; st.pid = c.pid; st.state = c.state.rawValue; st.restarts = UInt32(c.restarts)
+                st.name = c.spec.name; st.pid = c.pid; st.state = c.state.rawValue; st.restarts = UInt32(clamping: c.restarts)
                 st.lastExitStatus = c.lastExitStatus; st.lastExit = c.lastExit
                 st.uptimeMs = c.pid != 0 ? UInt64(max(0, now - c.startedAt) * 1000) : 0
-                return st
+                return (st, c.state == .ready && c.pid != 0 ? c.spec.socket : nil)
             }
         }
+        var out = table.map(\.status)
         let own = Set(out.map(\.pid).filter { $0 != 0 })
-        // Sessions of the orchestrator whose peer is not one of our children: attached by hand.
-        if let orch = config.children.first(where: { $0.socket?.hasSuffix("orchestrator.sock") == true }),
-           let c = try? await FramedConnection.connect(path: home + "/" + orch.socket!, loop: loop,
-                                                       hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: config.worldID, clientName: "gunn-supervisor")) {
-            defer { c.close() }
-            if (try? await c.send(.status(Empty()), id: 1)) != nil {
-                while let f = await c.receive() {
-                    guard case .statusResult(let r)? = f.body else { continue }
+        let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: config.worldID, clientName: "gunn-supervisor")
+        let probeMs = config.statusProbeMs
+        var attached: [ChildStatus] = []
+        await withTaskGroup(of: (Int, ChildProbe.Outcome?).self) { group in
+            for (i, entry) in table.enumerated() where entry.status.state == ChildState.ready.rawValue {
+                guard let socket = entry.socket else {
+                    // No socket to ask: a stopped process (SIGSTOP, a debugger) is the wedge we can see.
+                    let pid = entry.status.pid
+                    group.addTask { (i, Spawn.state(of: pid).map { $0 == "T" || $0 == "t" } == true ? .notAnswering : nil) }
+                    continue
+                }
+                let probe = ChildProbe(path: home + "/" + socket, loop: loop, hello: hello, deadlineMs: probeMs)
+                // The orchestrator also lists its sessions: the clients attached by hand.
+                let request: Frame.Body? = socket.hasSuffix("orchestrator.sock") ? .status(Empty()) : nil
+                group.addTask { (i, await probe.run(request: request)) }
+            }
+            for await (i, outcome) in group {
+                switch outcome {
+                case .notAnswering?, .absent?: out[i].state = ChildState.notAnswering.rawValue
+                case .answered(.statusResult(let r)?)?:
                     // Not our children, not ourselves, not gunnctl: clients someone attached by hand.
                     for var s in r.children where !own.contains(s.pid) && s.pid != getpid() && s.state != "ctl" && s.state != "supervisor" {
                         s.state = "attached"
-                        out.append(s)
+                        attached.append(s)
                     }
-                    break
+                case .answered?, nil: break
                 }
             }
         }
-        return out
+        return out + attached.sorted { ($0.name, $0.pid) < ($1.name, $1.pid) }
     }
 
     func serveControl(_ conn: FramedConnection) async {
