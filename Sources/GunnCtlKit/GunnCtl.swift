@@ -3,7 +3,6 @@ import GunnCore
 import GunnIO
 import GunnOrchestratorServer
 import GunnWire
-import Synchronization
 
 /// gunnctl: inspect and steer a running gunn system over its sockets.
 ///
@@ -100,7 +99,8 @@ public enum GunnCtl {
                 guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl \(command) CHILD") }
                 try await ctl.control(command, args[0])
             case "breaker":
-                guard args.count == 2, let action = ["open": BreakerControl.forceOpen, "close": BreakerControl.forceClose, "reset": BreakerControl.reset][args[0]] else {
+                let actions = ["open": BreakerControl.forceOpen, "close": BreakerControl.forceClose, "reset": BreakerControl.reset]
+                guard args.count == 2, let action = actions[args[0]] else {
                     throw Exit(code: 2, message: "usage: gunnctl breaker open|close|reset LINK")
                 }
                 try await ctl.breaker(action, args[1])
@@ -132,104 +132,6 @@ public enum GunnCtl {
 
     /// A global_seq argument: 0 … the largest seq a log can hold.
     static func seq(_ s: String?, _ name: String) throws -> UInt64? { try number(s, name, 0...Limits.maxSeq) }
-}
-
-/// The home's sockets, each request bounded by one deadline: a peer that does not answer (stopped,
-/// wedged) costs `timeoutMs` and ends in exit 5 naming it, never a hang.
-struct Endpoints: Sendable {
-    let home: String
-    let timeoutMs: Double
-    /// One loop for the life of the process (it is never shut down: the process exits instead).
-    static let sharedLoop = try! EventLoop(name: "gunnctl")
-
-    func path(_ name: String) -> String { home + "/run/\(name).sock" }
-
-    func timedOut(_ name: String, _ what: String) -> GunnCtl.Exit {
-        GunnCtl.Exit(code: 5, message: "\(ErrorCode.operationTimeout.name): \(name) (\(path(name))) did not answer \(what) within \(Int(timeoutMs)) ms")
-    }
-
-    func connect(_ name: String) async throws -> Link {
-        let path = path(name)
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (no \(path))")
-        }
-        var options = ConnectionOptions()
-        options.handshakeTimeoutMs = timeoutMs
-        do {
-            let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunnctl")
-            return Link(conn: try await FramedConnection.connect(path: path, loop: Self.sharedLoop, hello: hello, options: options), name: name, endpoints: self)
-        } catch let e as ConnectionError where e.code == .handshakeRequired {
-            // The handshake timer: the socket accepted, the process behind it did not answer.
-            throw timedOut(name, "the handshake")
-        } catch {
-            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): \(path) does not answer (\(error))")
-        }
-    }
-
-    /// Connects, sends one request and returns its reply (a coded error reply becomes exit 4).
-    func call(_ name: String, _ body: Frame.Body, _ what: String) async throws -> Frame.Body {
-        let link = try await connect(name)
-        defer { link.close() }
-        return try await link.request(body, what)
-    }
-
-    /// `call`, as a value: for asking several processes at once.
-    func result(_ name: String, _ body: Frame.Body, _ what: String) async -> Result<Frame.Body, GunnCtl.Exit> {
-        do { return .success(try await call(name, body, what)) } catch let e as GunnCtl.Exit { return .failure(e) } catch {
-            return .failure(GunnCtl.Exit(code: 4, message: "\(error)"))
-        }
-    }
-}
-
-/// One connection of gunnctl to one process, every wait on it bounded by the deadline.
-final class Link: Sendable {
-    let conn: FramedConnection
-    let name: String
-    let endpoints: Endpoints
-    private let lastID = Mutex<UInt64>(0)
-
-    init(conn: FramedConnection, name: String, endpoints: Endpoints) { self.conn = conn; self.name = name; self.endpoints = endpoints }
-
-    func close() { conn.close() }
-
-    func nextID() -> UInt64 { lastID.withLock { $0 += 1; return $0 } }
-
-    func send(_ body: Frame.Body, id: UInt64) async throws { try await conn.send(body, id: id) }
-
-    /// The next frame, or nil when the peer closed; exit 5 when none came within the deadline.
-    func receive(_ what: String) async throws -> Frame? {
-        let expired = Flag()
-        let conn = conn
-        let timer = Task {
-            try? await Task.sleep(nanoseconds: UInt64(endpoints.timeoutMs * 1e6))
-            guard !Task.isCancelled else { return }
-            expired.set()
-            conn.close()
-        }
-        defer { timer.cancel() }
-        let f = await conn.receive()
-        if f == nil && expired.isSet { throw endpoints.timedOut(name, what) }
-        return f
-    }
-
-    /// One request, its reply (a coded error reply becomes exit 4).
-    func request(_ body: Frame.Body, _ what: String) async throws -> Frame.Body {
-        let id = nextID()
-        try await conn.send(body, id: id)
-        while let f = try await receive(what) {
-            guard f.id == id, let b = f.body else { continue }
-            if case .error(let e) = b { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
-            return b
-        }
-        throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): \(name) closed the connection before the reply to \(what)")
-    }
-}
-
-/// A flag set once, from any thread.
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
 }
 
 /// One gunnctl invocation: its sockets and its output.
@@ -288,15 +190,18 @@ final class Ctl {
             }
         }
         var children: [ChildStatus] = []
+        let silentBefore = silent.count
         let supBody = try reply(sup)
         if case .statusResult(let r)? = supBody { children = r.children }
-        let supervised = supBody != nil || silent.contains { $0.contains("supervisor") }
+        // Supervised when the supervisor answered, or its socket is there but it did not answer.
+        let supervised = supBody != nil || silent.count > silentBefore
         var orch: StatusResult?
         if case .statusResult(let r)? = try reply(orchReply) { orch = r }
         var logHead: HeadResult?
         if case .headResult(let h)? = try reply(logHeadReply) { logHead = h }
         if !supervised && orch == nil && silent.isEmpty {
-            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (neither supervisor.sock nor orchestrator.sock answers)")
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) "
+                               + "(neither supervisor.sock nor orchestrator.sock answers)")
         }
         for c in children where c.state == "not_answering" {
             silent.append("\(c.name) (pid \(c.pid)) is not answering: the supervisor's handshake got no reply (stopped or wedged?)")
@@ -305,7 +210,9 @@ final class Ctl {
         if json {
             var o: JSONObject = ["home": .string(home), "supervised": .bool(supervised)]
             o["children"] = .array(children.map(Self.childJSON))
-            o["log_head"] = logHead.map { ["seq": .number(Double($0.seq)), "checksum": .string($0.checksum), "count": .number(Double($0.count))] } ?? .null
+            o["log_head"] = logHead.map {
+                ["seq": .number(Double($0.seq)), "checksum": .string($0.checksum), "count": .number(Double($0.count))]
+            } ?? .null
             if let orch {
                 o["world_digest"] = .string(orch.worldDigest)
                 o["head_seq"] = .number(Double(orch.headSeq))
@@ -413,12 +320,15 @@ final class Ctl {
         }
         negative = !v.ok
         if json {
-            return emitJSON(["ok": .bool(v.ok), "checked": .number(Double(v.checked)), "first_bad_seq": v.firstBadSeq == 0 ? .null : .number(Double(v.firstBadSeq)),
-                             "gaps": .array(v.gaps.map { ["expected": .number(Double($0.expected)), "found": .number(Double($0.found))] }), "tail_truncated": .bool(v.tailTruncated)])
+            return emitJSON(["ok": .bool(v.ok), "checked": .number(Double(v.checked)),
+                             "first_bad_seq": v.firstBadSeq == 0 ? .null : .number(Double(v.firstBadSeq)),
+                             "gaps": .array(v.gaps.map { ["expected": .number(Double($0.expected)), "found": .number(Double($0.found))] }),
+                             "tail_truncated": .bool(v.tailTruncated)])
         }
         if v.ok { out("chain ok: \(v.checked) entries checked from seq \(from)") } else {
             out("chain BROKEN: \(v.checked) checked" + (v.firstBadSeq != 0 ? ", first bad seq \(v.firstBadSeq)" : "")
-                + (v.gaps.isEmpty ? "" : ", gaps " + v.gaps.map { "\($0.expected)→\($0.found)" }.joined(separator: " ")) + (v.tailTruncated ? ", tail truncated" : ""))
+                + (v.gaps.isEmpty ? "" : ", gaps " + v.gaps.map { "\($0.expected)→\($0.found)" }.joined(separator: " "))
+                + (v.tailTruncated ? ", tail truncated" : ""))
         }
     }
 
@@ -452,7 +362,8 @@ final class Ctl {
         if check {
             let st = try await orchestratorStatus()
             guard st.headSeq == end else {
-                throw GunnCtl.Exit(code: 2, message: "--check compares at the orchestrator's head (\(st.headSeq)); replay to it (omit --to) — the log ends at \(end)")
+                throw GunnCtl.Exit(code: 2, message: "--check compares at the orchestrator's head (\(st.headSeq)); "
+                                   + "replay to it (omit --to) — the log ends at \(end)")
             }
             orchestratorDigest = st.worldDigest
             matches = st.worldDigest == world.digest
@@ -460,17 +371,23 @@ final class Ctl {
         }
         let replayed = entries.filter { $0.globalSeq >= from }.count
         if json {
-            var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)), "replayed": .number(Double(replayed)),
+            var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)),
+                                 "replayed": .number(Double(replayed)),
                                  "world_digest": .string(world.digest), "entities": .number(Double(world.entities.count))]
             if let matches { o["matches_orchestrator"] = .bool(matches); o["orchestrator_digest"] = .string(orchestratorDigest) }
             return emitJSON(.object(o))
         }
         out("replayed \(replayed) entries (\(from)…\(end)): \(world.entities.count) entities, world digest \(world.digest)")
-        if let matches { out(matches ? "check ok: the orchestrator's world digest at \(end) is the same" : "check FAILED: the orchestrator has \(orchestratorDigest)") }
+        if let matches {
+            out(matches ? "check ok: the orchestrator's world digest at \(end) is the same"
+                        : "check FAILED: the orchestrator has \(orchestratorDigest)")
+        }
     }
 
     func submit(agent: String, kind: String, payload: String, req: String?) async throws {
-        guard let k = IntentKind.allCases.first(where: { $0.rawValue.lowercased() == kind.lowercased() }) else { throw GunnCtl.Exit(code: 2, message: "KIND must be one of move, speak, interact, custom; got \"\(kind)\"") }
+        guard let k = IntentKind.allCases.first(where: { $0.rawValue.lowercased() == kind.lowercased() }) else {
+            throw GunnCtl.Exit(code: 2, message: "KIND must be one of move, speak, interact, custom; got \"\(kind)\"")
+        }
         let p: JSONValue
         do { p = try JSONParser.parse(Array(payload.utf8)) } catch {
             throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
@@ -479,11 +396,12 @@ final class Ctl {
         let ctx = st.agents.first { $0.agentID == agent }?.viewSeq ?? 0
         let reqID = req ?? "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))"
         let intent = Intent(kind: k, payload: p, contextSeq: ctx, reqID: ReqID(reqID), agentID: AgentID(agent))
-        guard case .intentResult(let r) = try await endpoints.call("orchestrator", .submitIntent(JSONPayload(CanonicalJSON.encode(intent.json))), "SubmitIntent") else {
+        let body = Frame.Body.submitIntent(JSONPayload(CanonicalJSON.encode(intent.json)))
+        guard case .intentResult(let r) = try await endpoints.call("orchestrator", body, "SubmitIntent") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply to SubmitIntent")
         }
         if let e = r.error {
-            if json { emitJSON(["committed": false, "req_id": .string(reqID), "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            if json { emitJSON(["committed": false, "req_id": .string(reqID), "error": Self.errorJSON(e)]) }
             else { out("refused: \(e.name) (\(e.code)): \(e.message)") }
             negative = true
             return
@@ -499,12 +417,13 @@ final class Ctl {
             throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
         }
         let draft = EffectDraft(kind: kind, payload: p, sourceID: source, draftID: "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))")
-        guard case .emitResult(let r) = try await endpoints.call("orchestrator", .emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft)))), "Emit") else {
+        let body = Frame.Body.emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft))))
+        guard case .emitResult(let r) = try await endpoints.call("orchestrator", body, "Emit") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply to Emit")
         }
         if let e = r.error {
             negative = true
-            if json { return emitJSON(["accepted": false, "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            if json { return emitJSON(["accepted": false, "error": Self.errorJSON(e)]) }
             return out("refused: \(e.name) (\(e.code)): \(e.message)")
         }
         if json { return emitJSON(["accepted": true, "draft_id": .string(r.draftID)]) }
@@ -514,9 +433,14 @@ final class Ctl {
     func observe(_ agent: String) async throws {
         var req = ViewSnapshot()
         req.agentID = agent
-        guard case .view(let v) = try await endpoints.call("orchestrator", .view(req), "View") else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        guard case .view(let v) = try await endpoints.call("orchestrator", .view(req), "View") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
         let doc = (try? JSONParser.parse(v.view)) ?? .null
-        if json { return emitJSON(["agent_id": .string(agent), "view_seq": .number(Double(v.viewSeq)), "global_seq": .number(Double(v.globalSeq)), "context_digest": .string(v.contextDigest), "view": doc]) }
+        if json {
+            return emitJSON(["agent_id": .string(agent), "view_seq": .number(Double(v.viewSeq)), "global_seq": .number(Double(v.globalSeq)),
+                             "context_digest": .string(v.contextDigest), "view": doc])
+        }
         out("\(agent): view_seq \(v.viewSeq), reflects global_seq \(v.globalSeq), digest \(v.contextDigest.prefix(16))…")
         if case .object(let ents)? = doc["entities"] {
             table(["ENTITY", "FIELDS"], ents.sortedMembers.map { [$0.key, CanonicalJSON.encodeString($0.value)] })
@@ -524,7 +448,8 @@ final class Ctl {
     }
 
     func control(_ action: String, _ child: String) async throws {
-        guard case .controlResult(let r) = try await endpoints.call("supervisor", .restart(NamedRequest(name: child, action: action)), "RestartChild") else {
+        let body = Frame.Body.restart(NamedRequest(name: child, action: action))
+        guard case .controlResult(let r) = try await endpoints.call("supervisor", body, "RestartChild") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply")
         }
         if json { return emitJSON(["ok": .bool(r.ok), "message": .string(r.message)]) }
@@ -545,7 +470,9 @@ final class Ctl {
         guard case .snapshot(let s) = try await endpoints.call("eventlog", .snapshotRequest(Nonce(0)), "SnapshotRequest") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply")
         }
-        if json { return emitJSON(["global_seq": .number(Double(s.globalSeq)), "digest": .string(s.digest), "bytes": .number(Double(s.state.count))]) }
+        if json {
+            return emitJSON(["global_seq": .number(Double(s.globalSeq)), "digest": .string(s.digest), "bytes": .number(Double(s.state.count))])
+        }
         out(s.globalSeq == 0 ? "no snapshot yet" : "snapshot at global_seq \(s.globalSeq): digest \(s.digest), \(s.state.count) bytes")
     }
 
@@ -554,6 +481,10 @@ final class Ctl {
     static func childJSON(_ c: ChildStatus) -> JSONValue {
         ["name": .string(c.name), "state": .string(c.state), "pid": .number(Double(c.pid)), "restarts": .number(Double(c.restarts)),
          "uptime_ms": .number(Double(c.uptimeMs)), "last_exit": .string(c.lastExit), "last_exit_status": .number(Double(c.lastExitStatus))]
+    }
+
+    static func errorJSON(_ e: WireErrorMessage) -> JSONValue {
+        ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]
     }
 
     static func agentJSON(_ a: AgentStatus) -> JSONValue {
@@ -565,7 +496,8 @@ final class Ctl {
         var widths = header.map(\.count)
         for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
         }
         out(line(header))
         for r in rows { out(line(r)) }

@@ -58,7 +58,8 @@ public final class Supervisor: Sendable {
         loop = try EventLoop(name: "supervisor-io")
         let ordered = try config.startOrder()
         state = Mutex(State(children: ordered.enumerated().map { i, spec in
-            let backoff = Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000, seed: config.worldSeed &+ UInt64(i))
+            let backoff = Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000,
+                                  seed: config.worldSeed &+ UInt64(i))
             return Child(spec: spec, intensity: RestartIntensity(maxRestarts: config.maxRestarts, maxSeconds: config.maxSeconds,
                                                                  stableSeconds: config.stableSeconds, backoff: backoff))
         }))
@@ -412,82 +413,5 @@ public final class Supervisor: Sendable {
             .replacingOccurrences(of: "{world_seed}", with: "\(config.worldSeed)")
             .replacingOccurrences(of: "{durability}", with: config.durability)
             .replacingOccurrences(of: "{config_dir}", with: config.configDir)
-    }
-
-    // MARK: - Control socket
-
-    /// Every child's status, plus the clients attached to the orchestrator by hand. Every child
-    /// the table calls ready is asked at once, each within `status_probe_ms`: one that does not
-    /// answer is shown `not_answering`, and never delays the report of the others.
-    public func status() async -> [ChildStatus] {
-        let now = Self.now()
-        let table = state.withLock { s in
-            s.children.map { c -> (status: ChildStatus, socket: String?) in
-                var st = ChildStatus()
-                st.name = c.spec.name; st.pid = c.pid; st.state = c.state.rawValue; st.restarts = UInt32(clamping: c.restarts)
-                st.lastExitStatus = c.lastExitStatus; st.lastExit = c.lastExit
-                st.uptimeMs = c.pid != 0 ? UInt64(max(0, now - c.startedAt) * 1000) : 0
-                return (st, c.state == .ready && c.pid != 0 ? c.spec.socket : nil)
-            }
-        }
-        var out = table.map(\.status)
-        let own = Set(out.map(\.pid).filter { $0 != 0 })
-        let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: config.worldID, clientName: "gunn-supervisor")
-        let probeMs = config.statusProbeMs
-        var attached: [ChildStatus] = []
-        await withTaskGroup(of: (Int, ChildProbe.Outcome?).self) { group in
-            for (i, entry) in table.enumerated() where entry.status.state == ChildState.ready.rawValue {
-                guard let socket = entry.socket else {
-                    // No socket to ask: a stopped process (SIGSTOP, a debugger) is the wedge we can see.
-                    let pid = entry.status.pid
-                    group.addTask { (i, Spawn.state(of: pid).map { $0 == "T" || $0 == "t" } == true ? .notAnswering : nil) }
-                    continue
-                }
-                let probe = ChildProbe(path: home + "/" + socket, loop: loop, hello: hello, deadlineMs: probeMs)
-                // The orchestrator also lists its sessions: the clients attached by hand.
-                let request: Frame.Body? = socket.hasSuffix("orchestrator.sock") ? .status(Empty()) : nil
-                group.addTask { (i, await probe.run(request: request)) }
-            }
-            for await (i, outcome) in group {
-                switch outcome {
-                case .notAnswering?, .absent?: out[i].state = ChildState.notAnswering.rawValue
-                case .answered(.statusResult(let r)?)?:
-                    // Not our children, not ourselves, not gunnctl: clients someone attached by hand.
-                    for var s in r.children where !own.contains(s.pid) && s.pid != getpid() && s.state != "ctl" && s.state != "supervisor" {
-                        s.state = "attached"
-                        attached.append(s)
-                    }
-                case .answered?, nil: break
-                }
-            }
-        }
-        return out + attached.sorted { ($0.name, $0.pid) < ($1.name, $1.pid) }
-    }
-
-    func serveControl(_ conn: FramedConnection) async {
-        while let frame = await conn.receive() {
-            switch frame.body {
-            case .status?:
-                var r = StatusResult()
-                r.children = await status()
-                conn.post([Frame(id: frame.id, .statusResult(r))])
-            case .restart(let req)?:
-                let action = req.action.isEmpty ? "restart" : req.action
-                var r = ControlResult()
-                let known = state.withLock { s in s.children.contains { $0.spec.name == req.name } }
-                if !known {
-                    conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.invalidAgentID, "no child named \"\(req.name)\" (children: \(config.children.map(\.name).joined(separator: ", ")))"))))])
-                } else if !["restart", "stop", "start"].contains(action) {
-                    conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.unknownMessage, "unknown action \"\(action)\" (restart, stop, start)"))))])
-                } else {
-                    state.withLock { $0.commands.append((action, req.name)) }
-                    r.ok = true
-                    r.message = "\(action) \(req.name) requested"
-                    conn.post([Frame(id: frame.id, .controlResult(r))])
-                }
-            default:
-                conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.unknownMessage, "the supervisor serves Status and Restart only"))))])
-            }
-        }
     }
 }

@@ -60,7 +60,9 @@ public struct SupervisorConfig: Sendable, Equatable {
         var c = SupervisorConfig()
         for (k, v) in top {
             let key = k
-            guard topKeys.contains(key) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))") }
+            guard topKeys.contains(key) else {
+                throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))")
+            }
             switch key {
             case "world_id": c.worldID = try string(v, key)
             case "world_seed": c.worldSeed = UInt64(try integer(v, key, Limits.worldSeed))
@@ -94,7 +96,9 @@ public struct SupervisorConfig: Sendable, Equatable {
             c.durability = v
         }
         if let v = environment["GUNN_STRATEGY"] {
-            guard let s = Strategy(rawValue: v) else { throw GunnError(.configInvalid, "GUNN_STRATEGY must be one_for_one or rest_for_one, got \"\(v)\"") }
+            guard let s = Strategy(rawValue: v) else {
+                throw GunnError(.configInvalid, "GUNN_STRATEGY must be one_for_one or rest_for_one, got \"\(v)\"")
+            }
             c.strategy = s
         }
         if let v = environment["GUNN_MAX_RESTARTS"] {
@@ -200,7 +204,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// A finite number within `range`.
     static func number(_ v: JSONValue, _ key: String, _ range: ClosedRange<Double>) throws(GunnError) -> Double {
         guard case .number(let d) = v, d.isFinite, range.contains(d) else {
-            throw GunnError(.configInvalid, "\"\(key)\" must be a number from \(show(range.lowerBound)) to \(show(range.upperBound)), got \(shown(v))")
+            let bounds = "from \(show(range.lowerBound)) to \(show(range.upperBound))"
+            throw GunnError(.configInvalid, "\"\(key)\" must be a number \(bounds), got \(shown(v))")
         }
         return d
     }
@@ -209,7 +214,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// the caller cannot trap).
     static func integer(_ v: JSONValue, _ key: String, _ range: ClosedRange<Double>) throws(GunnError) -> Double {
         guard case .number(let d) = v, d.isFinite, d.rounded(.towardZero) == d, range.contains(d) else {
-            throw GunnError(.configInvalid, "\"\(key)\" must be an integer from \(show(range.lowerBound)) to \(show(range.upperBound)), got \(shown(v))")
+            let bounds = "from \(show(range.lowerBound)) to \(show(range.upperBound))"
+            throw GunnError(.configInvalid, "\"\(key)\" must be an integer \(bounds), got \(shown(v))")
         }
         return d
     }

@@ -69,7 +69,9 @@ final class SupervisorConfigTests: XCTestCase {
         let integers = ["world_seed", "max_restarts", "log_max_bytes", "log_keep"]
         let reals = ["max_seconds", "backoff_base_ms", "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "status_probe_ms"]
         for key in integers {
-            for bad in ["1e20", "-1", "1.5", "1e308", "-1e308", "18446744073709551616", "\"5\"", "true", "null"] { cases.append((top(key, bad), [:], key)) }
+            for bad in ["1e20", "-1", "1.5", "1e308", "-1e308", "18446744073709551616", "\"5\"", "true", "null"] {
+                cases.append((top(key, bad), [:], key))
+            }
         }
         for key in reals {
             for bad in ["1e20", "-1", "1e308", "-1e308", "\"nan\"", "[1]"] { cases.append((top(key, bad), [:], key)) }

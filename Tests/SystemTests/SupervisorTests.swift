@@ -423,7 +423,8 @@ final class SupervisorTests: XCTestCase {
     func testAnOutOfRangeConfigNumberIsRefusedWithExit78NamingTheKey() throws {
         for (key, value) in [("world_seed", "1e20"), ("max_restarts", "-1"), ("log_keep", "1.5"), ("ready_timeout_ms", "1e308")] {
             let path = home + "/bad.json"
-            try #"{"\#(key)": \#(value), "children": [{"name": "a", "executable": "/bin/true"}]}"#.write(toFile: path, atomically: true, encoding: .utf8)
+            let text = #"{"\#(key)": \#(value), "children": [{"name": "a", "executable": "/bin/true"}]}"#
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
             let sup = try startSupervisor(config: path)
             XCTAssertEqual(sup.wait(), 78, key)
             let err = try String(contentsOfFile: home + "/supervisor.err", encoding: .utf8)
@@ -462,7 +463,8 @@ final class SupervisorTests: XCTestCase {
         let status = try gunnctl(["--timeout-ms", "2000", "--json", "status"])
         XCTAssertEqual(status.status, 5, status.out + status.err)
         guard case .array(let kids)? = status.json?["children"] else { return XCTFail(status.out + status.err) }
-        let states = Dictionary(kids.compactMap { k in k["name"]?.stringValue.map { ($0, k["state"]?.stringValue ?? "") } }, uniquingKeysWith: { a, _ in a })
+        var states: [String: String] = [:]
+        for k in kids { if let n = k["name"]?.stringValue { states[n] = k["state"]?.stringValue ?? "" } }
         XCTAssertEqual(states["orchestrator"], "not_answering", "\(kids)")
         XCTAssertEqual(states["eventlog"], "ready", "\(kids)")
         XCTAssertNotNil(states["demo"], "every child is reported: \(kids)")
