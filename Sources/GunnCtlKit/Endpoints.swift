@@ -33,6 +33,9 @@ struct Endpoints: Sendable {
         } catch let e as ConnectionError where e.code == .handshakeRequired {
             // The handshake timer: the socket accepted, the process behind it did not answer.
             throw timedOut(name, "the handshake")
+        } catch let e as ConnectionError where e.code != .adapterUnavailable {
+            // The process answered, with a coded refusal of our Hello.
+            throw GunnCtl.Exit(code: 4, message: "\(path) refused the handshake: \(e)")
         } catch {
             throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): \(path) does not answer (\(error))")
         }

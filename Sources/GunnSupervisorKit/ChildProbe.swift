@@ -29,10 +29,14 @@ struct ChildProbe: Sendable {
         options.handshakeTimeoutMs = deadlineMs
         let c: FramedConnection
         do { c = try await FramedConnection.connect(path: path, loop: loop, hello: hello, options: options) } catch {
-            // HANDSHAKE_REQUIRED is what the handshake timer reports; anything else (no socket,
-            // refused, backlog full) means nothing serves there.
-            if let e = error as? ConnectionError, e.code == .handshakeRequired { return .notAnswering }
-            return .absent
+            switch (error as? ConnectionError)?.code {
+            // What the handshake timer reports: connected, and no Welcome in time.
+            case .handshakeRequired?: return .notAnswering
+            // No socket, refused, backlog full, or closed without a word.
+            case .adapterUnavailable?, nil: return .absent
+            // A coded refusal of our Hello: the process is there and answering.
+            default: return .answered(nil)
+            }
         }
         defer { c.close() }
         guard let request else { return .answered(nil) }

@@ -198,9 +198,9 @@ public final class Supervisor: Sendable {
         Task {
             while Self.now() < deadline {
                 guard state.withLock({ $0.children[i].pid == pid && $0.children[i].state == .starting }) else { return }
-                // A child that accepts but never answers must not hold one attempt past the deadline.
+                // A child that accepts but never answers must not hold an attempt past the deadline.
                 var options = ConnectionOptions()
-                options.handshakeTimeoutMs = max(1, min(1000, (deadline - Self.now()) * 1000))
+                options.handshakeTimeoutMs = max(1, (deadline - Self.now()) * 1000)
                 if let c = try? await FramedConnection.connect(path: path, loop: loop, hello: hello, options: options) {
                     c.close()
                     let name = state.withLock { s -> String? in
