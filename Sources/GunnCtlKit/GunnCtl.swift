@@ -13,7 +13,7 @@ import GunnWire
 /// status found a child not answering.
 public enum GunnCtl {
     public static let usage = """
-    usage: gunnctl [--home DIR] [--json] COMMAND [ARGS]
+    usage: gunnctl [--home DIR] [--json] [--timeout-ms N] COMMAND [ARGS]
       status                          children, breakers, log head, agents, queue depths
       agents                          the agents registered with the orchestrator
       tail [-f] [--from N] [--limit N] log entries (-f: keep following new commits)

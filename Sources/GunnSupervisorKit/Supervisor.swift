@@ -258,6 +258,7 @@ public final class Supervisor: Sendable {
             c.lastExitStatus = signalled ? -status : status
             unlink(home + "/run/\(name).pid")
             if s.shuttingDown || c.held {
+                c.intensity.plannedExit()
                 c.state = .stopped
                 message = "\(name) stopped (\(description))"
                 s.children[i] = c
