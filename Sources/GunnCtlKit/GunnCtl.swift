@@ -8,11 +8,12 @@ import GunnWire
 ///
 /// Exit codes (scripts may rely on them): 0 done; 1 the command ran and its answer is negative
 /// (a chain that does not verify, a replay that does not match, an intent refused); 2 usage error;
-/// 3 the system is not running (a socket missing, refused or not handshaking: NOT_RUNNING);
-/// 4 the system answered with a coded error.
+/// 3 the system is not running (a socket missing or refused: NOT_RUNNING); 4 the system answered
+/// with a coded error; 5 a process did not answer within the deadline (OPERATION_TIMEOUT), or
+/// status found a child not answering.
 public enum GunnCtl {
     public static let usage = """
-    usage: gunnctl [--home DIR] [--json] COMMAND [ARGS]
+    usage: gunnctl [--home DIR] [--json] [--timeout-ms N] COMMAND [ARGS]
       status                          children, breakers, log head, agents, queue depths
       agents                          the agents registered with the orchestrator
       tail [-f] [--from N] [--limit N] log entries (-f: keep following new commits)
@@ -28,9 +29,21 @@ public enum GunnCtl {
                                       supervisor control of one child
       breaker open|close|reset LINK   manual control of the orchestrator's breaker (LINK: eventlog)
       snapshot                        the log writer's latest snapshot
-    options: --home DIR (else GUNN_HOME, else ./.gunn); --json prints JSON; --help on any command
-    exit codes: 0 ok, 1 negative answer, 2 usage, 3 not running, 4 error from the system
+    options: --home DIR (else GUNN_HOME, else ./.gunn); --json prints JSON; --help on any command;
+             --timeout-ms N: each request's deadline (default 5000, 1…600000)
+    exit codes: 0 ok, 1 negative answer, 2 usage, 3 not running, 4 error from the system,
+                5 a process did not answer in time (or status shows a child not answering)
     """
+
+    /// Bounds of the numeric arguments: anything outside is refused (exit 2), never converted.
+    public enum Limits {
+        /// The largest global_seq a log can hold (SQLite's INTEGER is a signed 64-bit number).
+        public static let maxSeq: UInt64 = UInt64(Int64.max)
+        /// `tail --limit`: entries shown at most.
+        public static let maxTailLimit: UInt64 = 1_000_000
+        public static let defaultTimeoutMs: UInt64 = 5000
+        public static let maxTimeoutMs: UInt64 = 600_000
+    }
 
     struct Exit: Error { let code: Int32; let message: String }
 
@@ -53,22 +66,24 @@ public enum GunnCtl {
         }
         let json = flag("--json")
         let home = option("--home") ?? environment["GUNN_HOME"] ?? ".gunn"
-        let command = args.removeFirst()
-        let ctl = Ctl(home: home, json: json)
+        let timeoutText = option("--timeout-ms")
         do {
+            let timeoutMs = try number(timeoutText, "--timeout-ms", 1...Limits.maxTimeoutMs) ?? Limits.defaultTimeoutMs
+            guard !args.isEmpty else { throw Exit(code: 2, message: "no command\n\(usage)") }
+            let command = args.removeFirst()
+            let ctl = Ctl(home: home, json: json, timeoutMs: Double(timeoutMs))
             switch command {
             case "status": try await ctl.status()
             case "agents": try await ctl.agents()
             case "tail":
                 let follow = flag("-f") || flag("--follow")
-                let from = try number(option("--from"), "--from")
-                let limit = try number(option("--limit"), "--limit")
-                if limit == 0 { throw Exit(code: 2, message: "--limit needs at least 1") }
+                let from = try seq(option("--from"), "--from")
+                let limit = try number(option("--limit"), "--limit", 1...Limits.maxTailLimit)
                 try await ctl.tail(follow: follow, from: from, limit: limit)
-            case "verify": try await ctl.verify(from: try number(option("--from"), "--from") ?? 1, to: try number(option("--to"), "--to") ?? 0)
+            case "verify": try await ctl.verify(from: try seq(option("--from"), "--from") ?? 1, to: try seq(option("--to"), "--to") ?? 0)
             case "replay":
                 let check = flag("--check")
-                try await ctl.replay(from: try number(option("--from"), "--from") ?? 1, to: try number(option("--to"), "--to") ?? 0, check: check)
+                try await ctl.replay(from: try seq(option("--from"), "--from") ?? 1, to: try seq(option("--to"), "--to") ?? 0, check: check)
             case "submit":
                 let req = option("--req")
                 guard args.count == 3 else { throw Exit(code: 2, message: "usage: gunnctl submit AGENT KIND PAYLOAD_JSON [--req ID]") }
@@ -84,7 +99,8 @@ public enum GunnCtl {
                 guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl \(command) CHILD") }
                 try await ctl.control(command, args[0])
             case "breaker":
-                guard args.count == 2, let action = ["open": BreakerControl.forceOpen, "close": BreakerControl.forceClose, "reset": BreakerControl.reset][args[0]] else {
+                let actions = ["open": BreakerControl.forceOpen, "close": BreakerControl.forceClose, "reset": BreakerControl.reset]
+                guard args.count == 2, let action = actions[args[0]] else {
                     throw Exit(code: 2, message: "usage: gunnctl breaker open|close|reset LINK")
                 }
                 try await ctl.breaker(action, args[1])
@@ -94,7 +110,7 @@ public enum GunnCtl {
             if !args.isEmpty && !["submit", "emit", "observe", "restart", "stop", "start", "breaker"].contains(command) {
                 throw Exit(code: 2, message: "unexpected arguments: \(args.joined(separator: " "))")
             }
-            return ctl.negative ? 1 : 0
+            return ctl.timedOut ? 5 : ctl.negative ? 1 : 0
         } catch let e as Exit {
             FileHandle.standardError.write(Data("gunnctl: \(e.message)\n".utf8))
             return e.code
@@ -104,25 +120,32 @@ public enum GunnCtl {
         }
     }
 
-    static func number(_ s: String?, _ name: String) throws -> UInt64? {
+    /// A decimal integer within `range`, or a usage error (exit 2) naming the option.
+    static func number(_ s: String?, _ name: String, _ range: ClosedRange<UInt64>) throws -> UInt64? {
         guard let s else { return nil }
-        guard let n = UInt64(s) else { throw Exit(code: 2, message: "\(name) needs a non-negative integer, got \"\(s)\"") }
+        guard !s.isEmpty, s.utf8.count <= 20, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(s), range.contains(n) else {
+            throw Exit(code: 2, message: "\(ErrorCode.configInvalid): \(name) must be an integer "
+                       + "from \(range.lowerBound) to \(range.upperBound), got \"\(s.prefix(40))\"")
+        }
         return n
     }
+
+    /// A global_seq argument: 0 … the largest seq a log can hold.
+    static func seq(_ s: String?, _ name: String) throws -> UInt64? { try number(s, name, 0...Limits.maxSeq) }
 }
 
 /// One gunnctl invocation: its sockets and its output.
 final class Ctl {
     let home: String
     let json: Bool
-    /// One loop for the life of the process (it is never shut down: the process exits instead).
-    static let sharedLoop = try! EventLoop(name: "gunnctl")
-    var loop: EventLoop { Self.sharedLoop }
+    let endpoints: Endpoints
     var negative = false
-    private var nextID: UInt64 = 0
+    /// Set when something did not answer in time but the command could still report (status): exit 5.
+    var timedOut = false
 
-    init(home: String, json: Bool) {
+    init(home: String, json: Bool, timeoutMs: Double) {
         self.home = home; self.json = json
+        endpoints = Endpoints(home: home, timeoutMs: timeoutMs)
     }
 
     func out(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
@@ -130,81 +153,81 @@ final class Ctl {
 
     // MARK: - Sockets
 
-    func connect(_ name: String) async throws -> FramedConnection {
-        let path = home + "/run/\(name).sock"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (no \(path))")
-        }
-        do {
-            return try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunnctl"))
-        } catch {
-            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): \(path) does not answer (\(error))")
-        }
-    }
-
-    /// One request, its reply (a coded error reply becomes exit 4).
-    func request(_ c: FramedConnection, _ body: Frame.Body) async throws -> Frame.Body {
-        nextID += 1
-        let id = nextID
-        try await c.send(body, id: id)
-        while let f = await c.receive() {
-            guard f.id == id, let b = f.body else { continue }
-            if case .error(let e) = b { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
-            return b
-        }
-        throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): the connection closed before the reply")
-    }
+    func connect(_ name: String) async throws -> Link { try await endpoints.connect(name) }
 
     func orchestratorStatus() async throws -> StatusResult {
-        let c = try await connect("orchestrator")
-        defer { c.close() }
-        guard case .statusResult(let r) = try await request(c, .status(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply to Status") }
+        guard case .statusResult(let r) = try await endpoints.call("orchestrator", .status(Empty()), "Status") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply to Status")
+        }
         return r
     }
 
     func head() async throws -> HeadResult {
-        let c = try await connect("eventlog")
-        defer { c.close() }
-        guard case .headResult(let h) = try await request(c, .head(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply to Head") }
+        guard case .headResult(let h) = try await endpoints.call("eventlog", .head(Empty()), "Head") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply to Head")
+        }
         return h
     }
 
     // MARK: - Commands
 
+    /// Asks the supervisor, the orchestrator and the log writer at once, each within the deadline
+    /// (the supervisor answers within its own, shorter, probe deadline), so a wedged process delays
+    /// the report by one deadline at most and is named in it: exit 5 when anything did not answer.
     func status() async throws {
+        let endpoints = endpoints
+        async let supervisorReply = endpoints.result("supervisor", .status(Empty()), "Status")
+        async let orchestratorReply = endpoints.result("orchestrator", .status(Empty()), "Status")
+        async let logReply = endpoints.result("eventlog", .head(Empty()), "Head")
+        let (sup, orchReply, logHeadReply) = await (supervisorReply, orchestratorReply, logReply)
+        var silent: [String] = [] // what did not answer, one line each
+        func reply(_ r: Result<Frame.Body, GunnCtl.Exit>) throws -> Frame.Body? {
+            switch r {
+            case .success(let b): return b
+            case .failure(let e) where e.code == 3: return nil
+            case .failure(let e) where e.code == 5: silent.append(e.message); return nil
+            case .failure(let e): throw e
+            }
+        }
         var children: [ChildStatus] = []
-        var supervised = true
-        do {
-            let c = try await connect("supervisor")
-            defer { c.close() }
-            guard case .statusResult(let r) = try await request(c, .status(Empty())) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
-            children = r.children
-        } catch let e as GunnCtl.Exit where e.code == 3 {
-            supervised = false
+        let silentBefore = silent.count
+        let supBody = try reply(sup)
+        if case .statusResult(let r)? = supBody { children = r.children }
+        // Supervised when the supervisor answered, or its socket is there but it did not answer.
+        let supervised = supBody != nil || silent.count > silentBefore
+        var orch: StatusResult?
+        if case .statusResult(let r)? = try reply(orchReply) { orch = r }
+        var logHead: HeadResult?
+        if case .headResult(let h)? = try reply(logHeadReply) { logHead = h }
+        if !supervised && orch == nil && silent.isEmpty {
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) "
+                               + "(neither supervisor.sock nor orchestrator.sock answers)")
         }
-        let orch: StatusResult?
-        do { orch = try await orchestratorStatus() } catch let e as GunnCtl.Exit where e.code == 3 {
-            guard supervised else { throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (neither supervisor.sock nor orchestrator.sock answers)") }
-            orch = nil
+        for c in children where c.state == "not_answering" {
+            silent.append("\(c.name) (pid \(c.pid)) is not answering: the supervisor's handshake got no reply (stopped or wedged?)")
         }
-        let logHead = try? await head()
+        if !silent.isEmpty { timedOut = true }
         if json {
             var o: JSONObject = ["home": .string(home), "supervised": .bool(supervised)]
             o["children"] = .array(children.map(Self.childJSON))
-            o["log_head"] = logHead.map { ["seq": .number(Double($0.seq)), "checksum": .string($0.checksum), "count": .number(Double($0.count))] } ?? .null
+            o["log_head"] = logHead.map {
+                ["seq": .number(Double($0.seq)), "checksum": .string($0.checksum), "count": .number(Double($0.count))]
+            } ?? .null
             if let orch {
                 o["world_digest"] = .string(orch.worldDigest)
                 o["head_seq"] = .number(Double(orch.headSeq))
                 o["breakers"] = .array(orch.breakers.map { ["name": .string($0.name), "state": .string($0.state)] })
                 o["agents"] = .array(orch.agents.map(Self.agentJSON))
             }
+            o["not_answering"] = .array(silent.map { .string($0) })
             return emitJSON(.object(o))
         }
         out("gunn under \(home)" + (supervised ? "" : " (no supervisor: processes started by hand)"))
         if !children.isEmpty {
             out("")
             table(["CHILD", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], children.map {
-                [$0.name, $0.state, $0.pid == 0 ? "-" : "\($0.pid)", $0.pid == 0 || $0.state == "attached" ? "-" : String(format: "%.1fs", Double($0.uptimeMs) / 1000),
+                [$0.name, $0.state, $0.pid == 0 ? "-" : "\($0.pid)",
+                 $0.pid == 0 || $0.state == "attached" ? "-" : String(format: "%.1fs", Double($0.uptimeMs) / 1000),
                  $0.state == "attached" ? "-" : "\($0.restarts)", $0.lastExit.isEmpty ? "-" : $0.lastExit]
             })
         }
@@ -214,6 +237,10 @@ final class Ctl {
             out("breakers: " + orch.breakers.map { "\($0.name) \($0.state)" }.joined(separator: ", "))
             out("")
             agentTable(orch.agents)
+        }
+        if !silent.isEmpty {
+            out("\nNOT ANSWERING:")
+            for line in silent { out("  " + line) }
         }
     }
 
@@ -238,21 +265,25 @@ final class Ctl {
         var shown: UInt64 = 0
         var reconnecting = false
         while true {
-            let c: FramedConnection
-            do { c = try await connect("eventlog") } catch let e as GunnCtl.Exit where follow && reconnecting && e.code == 3 {
+            let link: Link
+            do { link = try await connect("eventlog") } catch let e as GunnCtl.Exit where follow && reconnecting && (e.code == 3 || e.code == 5) {
                 // -f outlives a restart of the log writer: retry until it is back.
                 try await Task.sleep(nanoseconds: 200_000_000)
                 continue
             }
-            defer { c.close() }
+            defer { link.close() }
             if reconnecting { FileHandle.standardError.write(Data("gunnctl: following again from \(next)\n".utf8)) }
-            nextID += 1
+            let id = link.nextID()
             if follow {
-                try await c.send(.subscribe(Nonce(next)), id: nextID)
+                try await link.send(.subscribe(Nonce(next)), id: id)
             } else {
-                try await c.send(.readRange(SeqRange(from: next, to: limit.map { next + $0 - 1 } ?? 0, maxBatch: 512)), id: nextID)
+                // Both bounded (next ≤ maxSeq, limit ≤ maxTailLimit): the sum cannot overflow, and
+                // the range asked never passes the largest seq a log can hold.
+                let to = limit.map { min(next + $0 - 1, GunnCtl.Limits.maxSeq) } ?? 0
+                try await link.send(.readRange(SeqRange(from: next, to: to, maxBatch: 512)), id: id)
             }
-            while let f = await c.receive() {
+            // Following waits for new commits for as long as it takes; a read waits one deadline per batch.
+            while let f = follow ? await link.conn.receive() : try await link.receive("ReadRange") {
                 if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
                 guard case .entries(let batch)? = f.body else { continue }
                 for e in batch.entries where e.globalSeq >= next {
@@ -284,27 +315,29 @@ final class Ctl {
     }
 
     func verify(from: UInt64, to: UInt64) async throws {
-        let c = try await connect("eventlog")
-        defer { c.close() }
-        guard case .verifyResult(let v) = try await request(c, .verify(SeqRange(from: from, to: to))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        guard case .verifyResult(let v) = try await endpoints.call("eventlog", .verify(SeqRange(from: from, to: to)), "Verify") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
         negative = !v.ok
         if json {
-            return emitJSON(["ok": .bool(v.ok), "checked": .number(Double(v.checked)), "first_bad_seq": v.firstBadSeq == 0 ? .null : .number(Double(v.firstBadSeq)),
-                             "gaps": .array(v.gaps.map { ["expected": .number(Double($0.expected)), "found": .number(Double($0.found))] }), "tail_truncated": .bool(v.tailTruncated)])
+            return emitJSON(["ok": .bool(v.ok), "checked": .number(Double(v.checked)),
+                             "first_bad_seq": v.firstBadSeq == 0 ? .null : .number(Double(v.firstBadSeq)),
+                             "gaps": .array(v.gaps.map { ["expected": .number(Double($0.expected)), "found": .number(Double($0.found))] }),
+                             "tail_truncated": .bool(v.tailTruncated)])
         }
         if v.ok { out("chain ok: \(v.checked) entries checked from seq \(from)") } else {
             out("chain BROKEN: \(v.checked) checked" + (v.firstBadSeq != 0 ? ", first bad seq \(v.firstBadSeq)" : "")
-                + (v.gaps.isEmpty ? "" : ", gaps " + v.gaps.map { "\($0.expected)→\($0.found)" }.joined(separator: " ")) + (v.tailTruncated ? ", tail truncated" : ""))
+                + (v.gaps.isEmpty ? "" : ", gaps " + v.gaps.map { "\($0.expected)→\($0.found)" }.joined(separator: " "))
+                + (v.tailTruncated ? ", tail truncated" : ""))
         }
     }
 
     func readEntries(to: UInt64) async throws -> [LogEntry] {
-        let c = try await connect("eventlog")
-        defer { c.close() }
-        nextID += 1
-        try await c.send(.readRange(SeqRange(from: 1, to: to, maxBatch: 512)), id: nextID)
+        let link = try await connect("eventlog")
+        defer { link.close() }
+        try await link.send(.readRange(SeqRange(from: 1, to: to, maxBatch: 512)), id: link.nextID())
         var out: [LogEntry] = []
-        while let f = await c.receive() {
+        while let f = try await link.receive("ReadRange") {
             if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
             guard case .entries(let b)? = f.body else { continue }
             out += b.entries
@@ -329,7 +362,8 @@ final class Ctl {
         if check {
             let st = try await orchestratorStatus()
             guard st.headSeq == end else {
-                throw GunnCtl.Exit(code: 2, message: "--check compares at the orchestrator's head (\(st.headSeq)); replay to it (omit --to) — the log ends at \(end)")
+                throw GunnCtl.Exit(code: 2, message: "--check compares at the orchestrator's head (\(st.headSeq)); "
+                                   + "replay to it (omit --to) — the log ends at \(end)")
             }
             orchestratorDigest = st.worldDigest
             matches = st.worldDigest == world.digest
@@ -337,17 +371,23 @@ final class Ctl {
         }
         let replayed = entries.filter { $0.globalSeq >= from }.count
         if json {
-            var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)), "replayed": .number(Double(replayed)),
+            var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)),
+                                 "replayed": .number(Double(replayed)),
                                  "world_digest": .string(world.digest), "entities": .number(Double(world.entities.count))]
             if let matches { o["matches_orchestrator"] = .bool(matches); o["orchestrator_digest"] = .string(orchestratorDigest) }
             return emitJSON(.object(o))
         }
         out("replayed \(replayed) entries (\(from)…\(end)): \(world.entities.count) entities, world digest \(world.digest)")
-        if let matches { out(matches ? "check ok: the orchestrator's world digest at \(end) is the same" : "check FAILED: the orchestrator has \(orchestratorDigest)") }
+        if let matches {
+            out(matches ? "check ok: the orchestrator's world digest at \(end) is the same"
+                        : "check FAILED: the orchestrator has \(orchestratorDigest)")
+        }
     }
 
     func submit(agent: String, kind: String, payload: String, req: String?) async throws {
-        guard let k = IntentKind.allCases.first(where: { $0.rawValue.lowercased() == kind.lowercased() }) else { throw GunnCtl.Exit(code: 2, message: "KIND must be one of move, speak, interact, custom; got \"\(kind)\"") }
+        guard let k = IntentKind.allCases.first(where: { $0.rawValue.lowercased() == kind.lowercased() }) else {
+            throw GunnCtl.Exit(code: 2, message: "KIND must be one of move, speak, interact, custom; got \"\(kind)\"")
+        }
         let p: JSONValue
         do { p = try JSONParser.parse(Array(payload.utf8)) } catch {
             throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
@@ -356,13 +396,12 @@ final class Ctl {
         let ctx = st.agents.first { $0.agentID == agent }?.viewSeq ?? 0
         let reqID = req ?? "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))"
         let intent = Intent(kind: k, payload: p, contextSeq: ctx, reqID: ReqID(reqID), agentID: AgentID(agent))
-        let c = try await connect("orchestrator")
-        defer { c.close() }
-        guard case .intentResult(let r) = try await request(c, .submitIntent(JSONPayload(CanonicalJSON.encode(intent.json)))) else {
+        let body = Frame.Body.submitIntent(JSONPayload(CanonicalJSON.encode(intent.json)))
+        guard case .intentResult(let r) = try await endpoints.call("orchestrator", body, "SubmitIntent") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply to SubmitIntent")
         }
         if let e = r.error {
-            if json { emitJSON(["committed": false, "req_id": .string(reqID), "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            if json { emitJSON(["committed": false, "req_id": .string(reqID), "error": Self.errorJSON(e)]) }
             else { out("refused: \(e.name) (\(e.code)): \(e.message)") }
             negative = true
             return
@@ -378,14 +417,13 @@ final class Ctl {
             throw GunnCtl.Exit(code: 2, message: "\(ErrorCode.invalidJSON.name): PAYLOAD_JSON is not valid JSON: \(error)")
         }
         let draft = EffectDraft(kind: kind, payload: p, sourceID: source, draftID: "ctl-\(UInt64(Date().timeIntervalSince1970 * 1e6))")
-        let c = try await connect("orchestrator")
-        defer { c.close() }
-        guard case .emitResult(let r) = try await request(c, .emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft))))) else {
+        let body = Frame.Body.emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON(draft))))
+        guard case .emitResult(let r) = try await endpoints.call("orchestrator", body, "Emit") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply to Emit")
         }
         if let e = r.error {
             negative = true
-            if json { return emitJSON(["accepted": false, "error": ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]]) }
+            if json { return emitJSON(["accepted": false, "error": Self.errorJSON(e)]) }
             return out("refused: \(e.name) (\(e.code)): \(e.message)")
         }
         if json { return emitJSON(["accepted": true, "draft_id": .string(r.draftID)]) }
@@ -393,13 +431,16 @@ final class Ctl {
     }
 
     func observe(_ agent: String) async throws {
-        let c = try await connect("orchestrator")
-        defer { c.close() }
         var req = ViewSnapshot()
         req.agentID = agent
-        guard case .view(let v) = try await request(c, .view(req)) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        guard case .view(let v) = try await endpoints.call("orchestrator", .view(req), "View") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
         let doc = (try? JSONParser.parse(v.view)) ?? .null
-        if json { return emitJSON(["agent_id": .string(agent), "view_seq": .number(Double(v.viewSeq)), "global_seq": .number(Double(v.globalSeq)), "context_digest": .string(v.contextDigest), "view": doc]) }
+        if json {
+            return emitJSON(["agent_id": .string(agent), "view_seq": .number(Double(v.viewSeq)), "global_seq": .number(Double(v.globalSeq)),
+                             "context_digest": .string(v.contextDigest), "view": doc])
+        }
         out("\(agent): view_seq \(v.viewSeq), reflects global_seq \(v.globalSeq), digest \(v.contextDigest.prefix(16))…")
         if case .object(let ents)? = doc["entities"] {
             table(["ENTITY", "FIELDS"], ents.sortedMembers.map { [$0.key, CanonicalJSON.encodeString($0.value)] })
@@ -407,28 +448,31 @@ final class Ctl {
     }
 
     func control(_ action: String, _ child: String) async throws {
-        let c = try await connect("supervisor")
-        defer { c.close() }
-        guard case .controlResult(let r) = try await request(c, .restart(NamedRequest(name: child, action: action))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        let body = Frame.Body.restart(NamedRequest(name: child, action: action))
+        guard case .controlResult(let r) = try await endpoints.call("supervisor", body, "RestartChild") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
         if json { return emitJSON(["ok": .bool(r.ok), "message": .string(r.message)]) }
         out(r.message)
     }
 
     func breaker(_ action: Int32, _ link: String) async throws {
-        let c = try await connect("orchestrator")
-        defer { c.close() }
         var bc = BreakerControl()
         bc.name = link; bc.action = action
-        guard case .controlResult(let r) = try await request(c, .breakerControl(bc)) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        guard case .controlResult(let r) = try await endpoints.call("orchestrator", .breakerControl(bc), "BreakerControl") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
         if json { return emitJSON(["ok": .bool(r.ok), "message": .string(r.message)]) }
         out(r.message)
     }
 
     func snapshot() async throws {
-        let c = try await connect("eventlog")
-        defer { c.close() }
-        guard case .snapshot(let s) = try await request(c, .snapshotRequest(Nonce(0))) else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
-        if json { return emitJSON(["global_seq": .number(Double(s.globalSeq)), "digest": .string(s.digest), "bytes": .number(Double(s.state.count))]) }
+        guard case .snapshot(let s) = try await endpoints.call("eventlog", .snapshotRequest(Nonce(0)), "SnapshotRequest") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
+        if json {
+            return emitJSON(["global_seq": .number(Double(s.globalSeq)), "digest": .string(s.digest), "bytes": .number(Double(s.state.count))])
+        }
         out(s.globalSeq == 0 ? "no snapshot yet" : "snapshot at global_seq \(s.globalSeq): digest \(s.digest), \(s.state.count) bytes")
     }
 
@@ -437,6 +481,10 @@ final class Ctl {
     static func childJSON(_ c: ChildStatus) -> JSONValue {
         ["name": .string(c.name), "state": .string(c.state), "pid": .number(Double(c.pid)), "restarts": .number(Double(c.restarts)),
          "uptime_ms": .number(Double(c.uptimeMs)), "last_exit": .string(c.lastExit), "last_exit_status": .number(Double(c.lastExitStatus))]
+    }
+
+    static func errorJSON(_ e: WireErrorMessage) -> JSONValue {
+        ["code": .number(Double(e.code)), "name": .string(e.name), "message": .string(e.message)]
     }
 
     static func agentJSON(_ a: AgentStatus) -> JSONValue {
@@ -448,7 +496,8 @@ final class Ctl {
         var widths = header.map(\.count)
         for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
         }
         out(line(header))
         for r in rows { out(line(r)) }

@@ -15,7 +15,13 @@ public final class Supervisor: Sendable {
     let loop: EventLoop
     let state: Mutex<State>
 
-    public enum ChildState: String, Sendable { case pending, starting, ready, backoff, stopping, stopped, exited, failed }
+    /// A child's state in the table. `notAnswering` is never stored: status shows it for a child
+    /// that is `ready` in the table but did not answer its handshake within `status_probe_ms` (or,
+    /// without a socket, whose process is stopped, e.g. by SIGSTOP).
+    public enum ChildState: String, Sendable {
+        case pending, starting, ready, backoff, stopping, stopped, exited, failed
+        case notAnswering = "not_answering"
+    }
 
     struct Child: Sendable {
         var spec: SupervisorConfig.Child
@@ -23,11 +29,12 @@ public final class Supervisor: Sendable {
         var pid: pid_t = 0
         var startedAt: Double = 0
         var restarts = 0
-        var exitTimes: [Double] = []
         var lastExit = "none"
         var lastExitStatus: Int32 = 0
-        var backoff: Backoff
+        var intensity: RestartIntensity
         var restartAt: Double = 0
+        /// Set when it was killed for missing its readiness deadline: its exit says so.
+        var readinessMissed = false
         /// Set by a `stop` command: not restarted until `start`.
         var held = false
         /// Set when the supervisor itself stops it (restart command, rest_for_one): its exit is
@@ -51,8 +58,10 @@ public final class Supervisor: Sendable {
         loop = try EventLoop(name: "supervisor-io")
         let ordered = try config.startOrder()
         state = Mutex(State(children: ordered.enumerated().map { i, spec in
-            Child(spec: spec, backoff: Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000,
-                                               seed: config.worldSeed &+ UInt64(i)))
+            let backoff = Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000,
+                                  seed: config.worldSeed &+ UInt64(i))
+            return Child(spec: spec, intensity: RestartIntensity(maxRestarts: config.maxRestarts, maxSeconds: config.maxSeconds,
+                                                                 stableSeconds: config.stableSeconds, backoff: backoff))
         }))
     }
 
@@ -152,6 +161,11 @@ public final class Supervisor: Sendable {
         var env = environment
         env[Supervision.supervisorPIDVariable] = "\(getpid())"
         env["GUNN_HOME"] = home
+        // Every child learns the world it serves, whatever its args say: gunn's executables read
+        // these when no flag is given, so the log's durable header records the real seed.
+        env["GUNN_WORLD_ID"] = config.worldID
+        env["GUNN_WORLD_SEED"] = "\(config.worldSeed)"
+        env["GUNN_DURABILITY"] = config.durability
         let args = spec.args.map(substitute)
         let pid: pid_t
         do { pid = try Spawn.start(path: path, args: args, environment: env, outputFD: fds[1]) } catch {
@@ -162,29 +176,37 @@ public final class Supervisor: Sendable {
         close(fds[1])
         LogPump(readFD: fds[0], path: home + "/logs/\(spec.name).log", maxBytes: config.logMaxBytes, keep: config.logKeep).start()
         writePIDFile(spec.name, pid)
+        let now = Self.now()
         state.withLock {
             $0.children[i].pid = pid
             $0.children[i].state = spec.socket == nil ? .ready : .starting
-            $0.children[i].startedAt = Self.now()
+            $0.children[i].startedAt = now
             $0.children[i].expectedExit = false
+            $0.children[i].readinessMissed = false
+            if spec.socket == nil { $0.children[i].intensity.becameReady(at: now) }
         }
         note("\(spec.name) started (pid \(pid))")
         if let socket = spec.socket { probeReady(i, pid: pid, path: home + "/" + socket) }
     }
 
     /// Ready when the child's socket answers a handshake; tried until the child exits or the
-    /// ready timeout passes (then it is killed and counts as a failed start).
+    /// ready timeout passes. Then it is killed (with its process group), and the exit counts as a
+    /// failed start: backoff and intensity as for any other failure.
     func probeReady(_ i: Int, pid: pid_t, path: String) {
         let deadline = Self.now() + config.readyTimeoutMs / 1000
         let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "supervisor", worldID: config.worldID, clientName: "gunn-supervisor")
         Task {
             while Self.now() < deadline {
                 guard state.withLock({ $0.children[i].pid == pid && $0.children[i].state == .starting }) else { return }
-                if let c = try? await FramedConnection.connect(path: path, loop: loop, hello: hello) {
+                // A child that accepts but never answers must not hold an attempt past the deadline.
+                var options = ConnectionOptions()
+                options.handshakeTimeoutMs = max(1, (deadline - Self.now()) * 1000)
+                if let c = try? await FramedConnection.connect(path: path, loop: loop, hello: hello, options: options) {
                     c.close()
                     let name = state.withLock { s -> String? in
                         guard s.children[i].pid == pid, s.children[i].state == .starting else { return nil }
                         s.children[i].state = .ready
+                        s.children[i].intensity.becameReady(at: Self.now())
                         return s.children[i].spec.name
                     }
                     if let name { note("\(name) ready") }
@@ -192,7 +214,14 @@ public final class Supervisor: Sendable {
                 }
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
-            note("\(state.withLock { $0.children[i].spec.name }) not ready within \(Int(config.readyTimeoutMs)) ms; killing it")
+            let name = state.withLock { s -> String? in
+                guard s.children[i].pid == pid, s.children[i].state == .starting else { return nil }
+                s.children[i].readinessMissed = true
+                return s.children[i].spec.name
+            }
+            guard let name else { return }
+            note("\(name) not ready within \(Int(config.readyTimeoutMs)) ms; killing it")
+            kill(-pid, SIGKILL)
             kill(pid, SIGKILL)
         }
     }
@@ -222,11 +251,14 @@ public final class Supervisor: Sendable {
         state.withLock { s in
             var c = s.children[i]
             let name = c.spec.name
+            let description = c.readinessMissed ? "not ready within \(Int(config.readyTimeoutMs)) ms (\(description))" : description
+            c.readinessMissed = false
             c.pid = 0
             c.lastExit = description
             c.lastExitStatus = signalled ? -status : status
             unlink(home + "/run/\(name).pid")
             if s.shuttingDown || c.held {
+                c.intensity.plannedExit()
                 c.state = .stopped
                 message = "\(name) stopped (\(description))"
                 s.children[i] = c
@@ -245,19 +277,20 @@ public final class Supervisor: Sendable {
                 s.children[i] = c
                 return
             }
-            if !c.expectedExit {
-                c.exitTimes.append(now)
-                c.exitTimes.removeAll { $0 < now - config.maxSeconds }
-                if c.exitTimes.count > config.maxRestarts {
+            var delay = 0.0
+            if c.expectedExit {
+                c.intensity.plannedExit()
+            } else {
+                switch c.intensity.unplannedExit(at: now) {
+                case .restart(let seconds): delay = seconds
+                case .exhausted(let reason):
                     c.state = .failed
                     s.children[i] = c
-                    s.failure = "\(ErrorCode.childFailed.name): child \(name) exited \(c.exitTimes.count) times within \(config.maxSeconds) s (max_restarts \(config.maxRestarts)); last: \(description)"
+                    s.failure = "\(ErrorCode.childFailed.name): child \(name) \(reason); last: \(description)"
                     message = "\(name) exited (\(description)); restart intensity exhausted"
                     return
                 }
-                if c.startedAt > 0 && now - c.startedAt >= config.stableSeconds { c.backoff.reset() }
             }
-            let delay = c.expectedExit ? 0 : c.backoff.next()
             c.restarts += 1
             c.state = .backoff
             c.restartAt = now + delay
@@ -381,67 +414,5 @@ public final class Supervisor: Sendable {
             .replacingOccurrences(of: "{world_seed}", with: "\(config.worldSeed)")
             .replacingOccurrences(of: "{durability}", with: config.durability)
             .replacingOccurrences(of: "{config_dir}", with: config.configDir)
-    }
-
-    // MARK: - Control socket
-
-    /// Every child's status, plus the clients attached to the orchestrator by hand.
-    public func status() async -> [ChildStatus] {
-        let now = Self.now()
-        var out = state.withLock { s in
-            s.children.map { c -> ChildStatus in
-                var st = ChildStatus()
-                st.name = c.spec.name; st.pid = c.pid; st.state = c.state.rawValue; st.restarts = UInt32(c.restarts)
-                st.lastExitStatus = c.lastExitStatus; st.lastExit = c.lastExit
-                st.uptimeMs = c.pid != 0 ? UInt64(max(0, now - c.startedAt) * 1000) : 0
-                return st
-            }
-        }
-        let own = Set(out.map(\.pid).filter { $0 != 0 })
-        // Sessions of the orchestrator whose peer is not one of our children: attached by hand.
-        if let orch = config.children.first(where: { $0.socket?.hasSuffix("orchestrator.sock") == true }),
-           let c = try? await FramedConnection.connect(path: home + "/" + orch.socket!, loop: loop,
-                                                       hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: config.worldID, clientName: "gunn-supervisor")) {
-            defer { c.close() }
-            if (try? await c.send(.status(Empty()), id: 1)) != nil {
-                while let f = await c.receive() {
-                    guard case .statusResult(let r)? = f.body else { continue }
-                    // Not our children, not ourselves, not gunnctl: clients someone attached by hand.
-                    for var s in r.children where !own.contains(s.pid) && s.pid != getpid() && s.state != "ctl" && s.state != "supervisor" {
-                        s.state = "attached"
-                        out.append(s)
-                    }
-                    break
-                }
-            }
-        }
-        return out
-    }
-
-    func serveControl(_ conn: FramedConnection) async {
-        while let frame = await conn.receive() {
-            switch frame.body {
-            case .status?:
-                var r = StatusResult()
-                r.children = await status()
-                conn.post([Frame(id: frame.id, .statusResult(r))])
-            case .restart(let req)?:
-                let action = req.action.isEmpty ? "restart" : req.action
-                var r = ControlResult()
-                let known = state.withLock { s in s.children.contains { $0.spec.name == req.name } }
-                if !known {
-                    conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.invalidAgentID, "no child named \"\(req.name)\" (children: \(config.children.map(\.name).joined(separator: ", ")))"))))])
-                } else if !["restart", "stop", "start"].contains(action) {
-                    conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.unknownMessage, "unknown action \"\(action)\" (restart, stop, start)"))))])
-                } else {
-                    state.withLock { $0.commands.append((action, req.name)) }
-                    r.ok = true
-                    r.message = "\(action) \(req.name) requested"
-                    conn.post([Frame(id: frame.id, .controlResult(r))])
-                }
-            default:
-                conn.post([Frame(id: frame.id, .error(WireErrorMessage(GunnError(.unknownMessage, "the supervisor serves Status and Restart only"))))])
-            }
-        }
     }
 }

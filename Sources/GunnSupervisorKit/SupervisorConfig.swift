@@ -35,6 +35,9 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// A child up this long has its backoff reset.
     public var stableSeconds: Double = 10
     public var readyTimeoutMs: Double = 10_000
+    /// How long a status call waits for each child's handshake (all children at once) before
+    /// showing it `not_answering`; well inside gunnctl's default deadline.
+    public var statusProbeMs: Double = 1000
     public var logMaxBytes = 1 << 20
     public var logKeep = 3
     public var children: [Child] = []
@@ -45,7 +48,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     public init() {}
 
     static let topKeys: Set<String> = ["world_id", "world_seed", "durability", "strategy", "max_restarts", "max_seconds", "backoff_base_ms",
-                                       "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "log_max_bytes", "log_keep", "children"]
+                                       "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "status_probe_ms", "log_max_bytes", "log_keep",
+                                       "children"]
     static let childKeys: Set<String> = ["name", "executable", "args", "restart", "depends_on", "shutdown_timeout_ms", "socket"]
 
     /// Parses and validates; every refusal is CONFIG_INVALID naming the key.
@@ -56,20 +60,23 @@ public struct SupervisorConfig: Sendable, Equatable {
         var c = SupervisorConfig()
         for (k, v) in top {
             let key = k
-            guard topKeys.contains(key) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))") }
+            guard topKeys.contains(key) else {
+                throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(topKeys.sorted().joined(separator: ", ")))")
+            }
             switch key {
             case "world_id": c.worldID = try string(v, key)
-            case "world_seed": c.worldSeed = UInt64(try number(v, key, min: 0))
+            case "world_seed": c.worldSeed = UInt64(try integer(v, key, Limits.worldSeed))
             case "durability": c.durability = try choice(v, key, ["full", "normal"])
             case "strategy": c.strategy = Strategy(rawValue: try choice(v, key, Strategy.allCases.map(\.rawValue)))!
-            case "max_restarts": c.maxRestarts = Int(try number(v, key, min: 0))
-            case "max_seconds": c.maxSeconds = try number(v, key, min: 0.001)
-            case "backoff_base_ms": c.backoffBaseMs = try number(v, key, min: 0)
-            case "backoff_cap_ms": c.backoffCapMs = try number(v, key, min: 0)
-            case "stable_seconds": c.stableSeconds = try number(v, key, min: 0)
-            case "ready_timeout_ms": c.readyTimeoutMs = try number(v, key, min: 1)
-            case "log_max_bytes": c.logMaxBytes = Int(try number(v, key, min: 1024))
-            case "log_keep": c.logKeep = Int(try number(v, key, min: 0))
+            case "max_restarts": c.maxRestarts = Int(try integer(v, key, Limits.maxRestarts))
+            case "max_seconds": c.maxSeconds = try number(v, key, Limits.seconds)
+            case "backoff_base_ms": c.backoffBaseMs = try number(v, key, Limits.milliseconds)
+            case "backoff_cap_ms": c.backoffCapMs = try number(v, key, Limits.milliseconds)
+            case "stable_seconds": c.stableSeconds = try number(v, key, Limits.stableSeconds)
+            case "ready_timeout_ms": c.readyTimeoutMs = try number(v, key, Limits.positiveMilliseconds)
+            case "status_probe_ms": c.statusProbeMs = try number(v, key, Limits.statusProbeMs)
+            case "log_max_bytes": c.logMaxBytes = Int(try integer(v, key, Limits.logMaxBytes))
+            case "log_keep": c.logKeep = Int(try integer(v, key, Limits.logKeep))
             case "children":
                 guard case .array(let items) = v else { throw GunnError(.configInvalid, "\"children\" must be an array") }
                 c.children = try items.enumerated().map { i, item throws(GunnError) in try child(item, "children[\(i)]") }
@@ -78,7 +85,10 @@ public struct SupervisorConfig: Sendable, Equatable {
         }
         if let v = environment["GUNN_WORLD_ID"] { c.worldID = v }
         if let v = environment["GUNN_WORLD_SEED"] {
-            guard let n = UInt64(v) else { throw GunnError(.configInvalid, "GUNN_WORLD_SEED must be a non-negative integer, got \"\(v)\"") }
+            // The whole 64-bit range: a decimal string is exact where a JSON number is not.
+            guard !v.isEmpty, v.count <= 20, v.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(v) else {
+                throw GunnError(.configInvalid, "GUNN_WORLD_SEED must be a decimal integer 0…\(UInt64.max), got \"\(v)\"")
+            }
             c.worldSeed = n
         }
         if let v = environment["GUNN_DURABILITY"] {
@@ -86,16 +96,16 @@ public struct SupervisorConfig: Sendable, Equatable {
             c.durability = v
         }
         if let v = environment["GUNN_STRATEGY"] {
-            guard let s = Strategy(rawValue: v) else { throw GunnError(.configInvalid, "GUNN_STRATEGY must be one_for_one or rest_for_one, got \"\(v)\"") }
+            guard let s = Strategy(rawValue: v) else {
+                throw GunnError(.configInvalid, "GUNN_STRATEGY must be one_for_one or rest_for_one, got \"\(v)\"")
+            }
             c.strategy = s
         }
         if let v = environment["GUNN_MAX_RESTARTS"] {
-            guard let n = Int(v), n >= 0 else { throw GunnError(.configInvalid, "GUNN_MAX_RESTARTS must be a non-negative integer, got \"\(v)\"") }
-            c.maxRestarts = n
+            c.maxRestarts = Int(try integer(try environmentNumber(v, "GUNN_MAX_RESTARTS"), "GUNN_MAX_RESTARTS", Limits.maxRestarts))
         }
         if let v = environment["GUNN_MAX_SECONDS"] {
-            guard let n = Double(v), n > 0 else { throw GunnError(.configInvalid, "GUNN_MAX_SECONDS must be a positive number, got \"\(v)\"") }
-            c.maxSeconds = n
+            c.maxSeconds = try number(try environmentNumber(v, "GUNN_MAX_SECONDS"), "GUNN_MAX_SECONDS", Limits.seconds)
         }
         try c.validate()
         return c
@@ -163,7 +173,7 @@ public struct SupervisorConfig: Sendable, Equatable {
             guard case .array(let items) = d else { throw GunnError(.configInvalid, "\(at).depends_on must be an array of child names") }
             c.dependsOn = try items.map { x throws(GunnError) in try string(x, "\(at).depends_on") }
         }
-        if let t = o["shutdown_timeout_ms"] { c.shutdownTimeoutMs = Int(try number(t, "\(at).shutdown_timeout_ms", min: 0)) }
+        if let t = o["shutdown_timeout_ms"] { c.shutdownTimeoutMs = Int(try integer(t, "\(at).shutdown_timeout_ms", Limits.milliseconds)) }
         if let s = o["socket"] { c.socket = try string(s, "\(at).socket") }
         return c
     }
@@ -173,9 +183,59 @@ public struct SupervisorConfig: Sendable, Equatable {
         return s
     }
 
-    static func number(_ v: JSONValue, _ key: String, min: Double) throws(GunnError) -> Double {
-        guard case .number(let d) = v, d.isFinite, d >= min else { throw GunnError(.configInvalid, "\"\(key)\" must be a number ≥ \(min)") }
+    /// The bounds of every number in the config: a value outside is refused, never clamped, and
+    /// never reaches a conversion that could trap (`UInt64(1e20)`, `Int(.nan)`).
+    public enum Limits {
+        /// JSON numbers are exact integers up to 2^53 − 1; a larger seed would silently change.
+        public static let worldSeed: ClosedRange<Double> = 0...9_007_199_254_740_991
+        public static let maxRestarts: ClosedRange<Double> = 0...10_000
+        /// Up to a day.
+        public static let seconds: ClosedRange<Double> = 0.001...86_400
+        public static let stableSeconds: ClosedRange<Double> = 0...86_400
+        /// Up to an hour.
+        public static let milliseconds: ClosedRange<Double> = 0...3_600_000
+        public static let positiveMilliseconds: ClosedRange<Double> = 1...3_600_000
+        public static let statusProbeMs: ClosedRange<Double> = 1...60_000
+        /// 1 KiB … 1 TiB.
+        public static let logMaxBytes: ClosedRange<Double> = 1024...1_099_511_627_776
+        public static let logKeep: ClosedRange<Double> = 0...1000
+    }
+
+    /// A finite number within `range`.
+    static func number(_ v: JSONValue, _ key: String, _ range: ClosedRange<Double>) throws(GunnError) -> Double {
+        guard case .number(let d) = v, d.isFinite, range.contains(d) else {
+            let bounds = "from \(show(range.lowerBound)) to \(show(range.upperBound))"
+            throw GunnError(.configInvalid, "\"\(key)\" must be a number \(bounds), got \(shown(v))")
+        }
         return d
+    }
+
+    /// An integral number within `range` (whose bounds are exact integers, so the conversions of
+    /// the caller cannot trap).
+    static func integer(_ v: JSONValue, _ key: String, _ range: ClosedRange<Double>) throws(GunnError) -> Double {
+        guard case .number(let d) = v, d.isFinite, d.rounded(.towardZero) == d, range.contains(d) else {
+            let bounds = "from \(show(range.lowerBound)) to \(show(range.upperBound))"
+            throw GunnError(.configInvalid, "\"\(key)\" must be an integer \(bounds), got \(shown(v))")
+        }
+        return d
+    }
+
+    /// A GUNN_* override read as a JSON number, nothing around it (so "nan", "inf", "0x10", "+5" and
+    /// " 5" are refused).
+    static func environmentNumber(_ text: String, _ key: String) throws(GunnError) -> JSONValue {
+        let numeric = text.utf8.allSatisfy { (0x30...0x39).contains($0) || [UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
+                                                                          UInt8(ascii: "e"), UInt8(ascii: "E")].contains($0) }
+        guard numeric, text.utf8.count <= 64, let v = try? JSONParser.parse(Array(text.utf8)), case .number = v else {
+            throw GunnError(.configInvalid, "\(key) must be a decimal number, got \"\(text.prefix(64))\"")
+        }
+        return v
+    }
+
+    static func show(_ d: Double) -> String { d.rounded() == d && abs(d) < 1e16 ? String(Int64(d)) : "\(d)" }
+
+    static func shown(_ v: JSONValue) -> String {
+        let text = CanonicalJSON.encodeString(v)
+        return text.count > 40 ? String(text.prefix(40)) + "…" : text
     }
 
     static func choice(_ v: JSONValue, _ key: String, _ allowed: [String]) throws(GunnError) -> String {

@@ -5,7 +5,7 @@ import GunnStore
 
 // gunn-eventlog: the durable, hash-chained log writer.
 //   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]
-// Environment: GUNN_HOME, GUNN_WORLD_ID, GUNN_DURABILITY. Serves DIR/run/eventlog.sock; stores
+// Environment: GUNN_HOME, GUNN_WORLD_ID, GUNN_WORLD_SEED, GUNN_DURABILITY. Serves DIR/run/eventlog.sock; stores
 // DIR/data/events.sqlite. SIGTERM/SIGINT: clean head anchor, checkpoint, exit 0.
 Supervision.followSupervisor()
 let args = ProcessArguments()
@@ -13,7 +13,7 @@ let home = args.homeOrExit(usage: "gunn-eventlog --home DIR [--world-id ID] [--w
 let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean
 var settings = EventLogServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
-settings.worldSeed = UInt64(args.value("--world-seed") ?? "0") ?? 0
+settings.worldSeed = UInt64(args.value("--world-seed", env: "GUNN_WORLD_SEED") ?? "0") ?? 0
 let durabilityText = args.value("--durability", env: "GUNN_DURABILITY") ?? "full"
 guard let durability = Durability(rawValue: durabilityText) else {
     FileHandle.standardError.write(Data("gunn-eventlog: --durability must be full or normal, not \"\(durabilityText)\"\n".utf8))

@@ -12,7 +12,7 @@ let home = args.homeOrExit(usage: "gunn-orchestrator --home DIR [--world-id ID] 
 let termination = TerminationSignals.install()
 var settings = OrchestratorServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
-settings.worldSeed = UInt64(args.value("--world-seed") ?? "0") ?? 0
+settings.worldSeed = UInt64(args.value("--world-seed", env: "GUNN_WORLD_SEED") ?? "0") ?? 0
 settings.engine.quantumMs = Double(args.value("--quantum-ms") ?? "0") ?? 0
 // Orchestrator-level quotas are generous by default; tighten them in the config later.
 settings.engine.agentQuota = TokenBucket(capacity: 100_000, refillPerSecond: 100_000)

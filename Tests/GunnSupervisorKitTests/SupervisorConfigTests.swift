@@ -60,6 +60,54 @@ final class SupervisorConfigTests: XCTestCase {
         }
     }
 
+    /// Every number of the file and of the GUNN_* overrides: finite, integral where it must be, in
+    /// range — or CONFIG_INVALID naming the key (never a trap in a conversion).
+    func testEveryNumberOutOfRangeNonIntegralOrNotFiniteIsRefusedNamingTheKey() {
+        func top(_ key: String, _ value: String) -> String { #"{"\#(key)": \#(value), "children": [{"name": "a", "executable": "x"}]}"# }
+        func child(_ value: String) -> String { #"{"children": [{"name": "a", "executable": "x", "shutdown_timeout_ms": \#(value)}]}"# }
+        var cases: [(String, [String: String], String)] = []
+        let integers = ["world_seed", "max_restarts", "log_max_bytes", "log_keep"]
+        let reals = ["max_seconds", "backoff_base_ms", "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "status_probe_ms"]
+        for key in integers {
+            for bad in ["1e20", "-1", "1.5", "1e308", "-1e308", "18446744073709551616", "\"5\"", "true", "null"] {
+                cases.append((top(key, bad), [:], key))
+            }
+        }
+        for key in reals {
+            for bad in ["1e20", "-1", "1e308", "-1e308", "\"nan\"", "[1]"] { cases.append((top(key, bad), [:], key)) }
+        }
+        for bad in ["1e20", "-1", "1.5", "1e308", "\"10\""] { cases.append((child(bad), [:], "children[0].shutdown_timeout_ms")) }
+        for bad in ["18446744073709551616", "-1", "1.5", "nan", "NaN", "inf", "1e20", "0x10", " 5", "+5", ""] {
+            cases.append((minimal, ["GUNN_WORLD_SEED": bad], "GUNN_WORLD_SEED"))
+        }
+        for bad in ["1e20", "-1", "1.5", "nan", "inf", "Infinity", "0x10", " 5", "9223372036854775808", ""] {
+            cases.append((minimal, ["GUNN_MAX_RESTARTS": bad], "GUNN_MAX_RESTARTS"))
+        }
+        for bad in ["nan", "NaN", "inf", "-inf", "1e400", "1e20", "0", "-1", "0x10", ""] {
+            cases.append((minimal, ["GUNN_MAX_SECONDS": bad], "GUNN_MAX_SECONDS"))
+        }
+        for (text, env, key) in cases {
+            let e = refusal(text, env: env)
+            XCTAssertEqual(e?.code, .configInvalid, "\(text) \(env)")
+            XCTAssertTrue(e?.message.contains(key) == true, "\(key) not named in: \(e?.message ?? "accepted") for \(text) \(env)")
+        }
+    }
+
+    func testNumbersAtTheirBoundsAreAccepted() throws {
+        let c = try parse(#"{"world_seed": 9007199254740991, "max_restarts": 10000, "max_seconds": 86400, "backoff_cap_ms": 3600000, "#
+            + #""ready_timeout_ms": 1, "status_probe_ms": 60000, "log_max_bytes": 1099511627776, "log_keep": 0, "#
+            + #""children": [{"name": "a", "executable": "x", "shutdown_timeout_ms": 0}]}"#)
+        XCTAssertEqual(c.worldSeed, 9_007_199_254_740_991)
+        XCTAssertEqual(c.maxRestarts, 10_000)
+        XCTAssertEqual(c.logMaxBytes, 1 << 40)
+        XCTAssertEqual(c.statusProbeMs, 60_000)
+        XCTAssertEqual(c.children[0].shutdownTimeoutMs, 0)
+        let e = try parse(minimal, env: ["GUNN_WORLD_SEED": "18446744073709551615", "GUNN_MAX_RESTARTS": "0", "GUNN_MAX_SECONDS": "0.5"])
+        XCTAssertEqual(e.worldSeed, .max, "the environment carries the whole 64-bit range exactly")
+        XCTAssertEqual(e.maxRestarts, 0)
+        XCTAssertEqual(e.maxSeconds, 0.5)
+    }
+
     func testRestForOneDependentsAreTransitive() throws {
         let c = try parse(#"{"children": [{"name": "log", "executable": "x"}, {"name": "orch", "executable": "x", "depends_on": ["log"]}, "# +
             #"{"name": "llm", "executable": "x", "depends_on": ["orch"]}, {"name": "web", "executable": "x", "depends_on": ["orch"]}, {"name": "lone", "executable": "x"}]}"#)

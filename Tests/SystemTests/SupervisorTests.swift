@@ -5,6 +5,7 @@ import XCTest
 @testable import GunnWire
 @testable import GunnClient
 import GunnCore
+import GunnStore
 
 /// gunn-supervisor, gunnctl and ops/run as real processes.
 final class SupervisorTests: XCTestCase {
@@ -85,7 +86,7 @@ final class SupervisorTests: XCTestCase {
         if !extra.isEmpty { children.append(extra) }
         let text = """
         {"world_id": "sup", "world_seed": 3, "durability": "normal", "max_restarts": \(maxRestarts), "max_seconds": 60, "strategy": "\(strategy)",
-         "backoff_base_ms": 50, "backoff_cap_ms": 400, "stable_seconds": 5, "log_max_bytes": 65536,
+         "backoff_base_ms": 50, "backoff_cap_ms": 400, "stable_seconds": 5, "log_max_bytes": 65536, "status_probe_ms": 3000,
          "children": [\(children.joined(separator: ",\n"))]}
         """
         let path = home + "/gunn.json"
@@ -418,6 +419,150 @@ final class SupervisorTests: XCTestCase {
         XCTAssertEqual(sup.wait(), 0)
     }
 
+    /// A number no conversion could hold is a coded refusal with the documented exit code, not a trap.
+    func testAnOutOfRangeConfigNumberIsRefusedWithExit78NamingTheKey() throws {
+        for (key, value) in [("world_seed", "1e20"), ("max_restarts", "-1"), ("log_keep", "1.5"), ("ready_timeout_ms", "1e308")] {
+            let path = home + "/bad.json"
+            let text = #"{"\#(key)": \#(value), "children": [{"name": "a", "executable": "/bin/true"}]}"#
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let sup = try startSupervisor(config: path)
+            XCTAssertEqual(sup.wait(), 78, key)
+            let err = try String(contentsOfFile: home + "/supervisor.err", encoding: .utf8)
+            let last = err.split(separator: "\n").last.map(String.init) ?? ""
+            XCTAssertTrue(last.contains("CONFIG_INVALID") && last.contains(key), last)
+        }
+    }
+
+    /// The supervisor tells every child the world it serves (GUNN_WORLD_ID, GUNN_WORLD_SEED), so
+    /// the log's durable header names the configured seed although the log writer's args do not.
+    func testTheLogHeaderRecordsTheConfiguredWorldAndSeed() throws {
+        // writeConfig's log writer gets --world-id but no --world-seed in its args; the config says 3.
+        let sup = try startSupervisor(config: try writeConfig(demo: false))
+        _ = try waitReady(["eventlog", "orchestrator"])
+        kill(sup.pid, SIGTERM)
+        XCTAssertEqual(sup.wait(), 0)
+        let db = try SQLiteDatabase(path: home + "/data/events.sqlite")
+        var header: [String: String] = [:]
+        let q = try db.prepare("SELECT key, value FROM header")
+        while try q.step() { header[q.string(0) ?? ""] = q.string(1) }
+        XCTAssertEqual(header["world_id"], "sup")
+        XCTAssertEqual(header["world_seed"], "3")
+    }
+
+    /// A SIGSTOPped orchestrator: status answers (the supervisor asks every child at once, each
+    /// within status_probe_ms), shows it not_answering, reports the others, and gunnctl exits 5;
+    /// a request to it times out naming it. SIGCONT: ready again, exit 0.
+    func testAStoppedOrchestratorIsShownNotAnsweringAndTheOthersAreStillReported() throws {
+        let sup = try startSupervisor(config: try writeConfig())
+        let ready = try waitReady(["eventlog", "orchestrator", "demo"])
+        let orch = pid_t(try XCTUnwrap(ready["orchestrator"]?["pid"]?.numberValue))
+        kill(orch, SIGSTOP)
+        var continued = false
+        defer { if !continued { kill(orch, SIGCONT) } }
+        // gunnctl's own deadline for the orchestrator's Status; the supervisor's probe (status_probe_ms
+        // 3 s: generous for the children that do answer, on a loaded machine) is well inside it.
+        let status = try gunnctl(["--timeout-ms", "6000", "--json", "status"])
+        XCTAssertEqual(status.status, 5, status.out + status.err)
+        guard case .array(let kids)? = status.json?["children"] else { return XCTFail(status.out + status.err) }
+        var states: [String: String] = [:]
+        for k in kids { if let n = k["name"]?.stringValue { states[n] = k["state"]?.stringValue ?? "" } }
+        XCTAssertEqual(states["orchestrator"], "not_answering", "\(kids)")
+        XCTAssertEqual(states["eventlog"], "ready", "\(kids)")
+        XCTAssertNotNil(states["demo"], "every child is reported: \(kids)")
+        XCTAssertNotNil(status.json?["log_head"]?["seq"], "the log writer's head is still reported")
+        guard case .array(let silent)? = status.json?["not_answering"] else { return XCTFail(status.out) }
+        XCTAssertTrue(silent.contains { $0.stringValue?.contains("orchestrator") == true }, "\(silent)")
+        let human = try gunnctl(["--timeout-ms", "6000", "status"])
+        XCTAssertEqual(human.status, 5)
+        XCTAssertTrue(human.out.contains("not_answering") && human.out.contains("NOT ANSWERING"), human.out)
+        for args in [["agents"], ["observe", "ann"], ["submit", "ann", "speak", #"{"text":"x"}"#]] {
+            let r = try gunnctl(["--timeout-ms", "300"] + args)
+            XCTAssertEqual(r.status, 5, "\(args): \(r)")
+            XCTAssertTrue(r.err.contains("OPERATION_TIMEOUT") && r.err.contains("orchestrator"), r.err)
+        }
+        kill(orch, SIGCONT)
+        continued = true
+        _ = try waitReady(["eventlog", "orchestrator", "demo"])
+        var again = try gunnctl(["--json", "status"])
+        for _ in 0..<100 where again.status != 0 { usleep(100_000); again = try gunnctl(["--json", "status"]) }
+        XCTAssertEqual(again.status, 0, again.out + again.err)
+        XCTAssertEqual(again.json?["not_answering"], .array([]))
+        kill(sup.pid, SIGTERM)
+        XCTAssertEqual(sup.wait(), 0)
+    }
+
+    /// A child that never answers its socket is killed at its readiness deadline; that counts like
+    /// any other failure: the restarts back off, and the supervisor stops with CHILD_FAILED.
+    func testAChildThatNeverBecomesReadyBacksOffAndExhaustsTheIntensity() throws {
+        // Each attempt takes the 300 ms deadline, so 2 exits never fit in max_seconds 0.5: only
+        // the count of failed starts in a row can stop this loop. stable_seconds is below the
+        // deadline: time spent starting must not reset the backoff.
+        let text = #"{"world_id": "sup", "max_restarts": 2, "max_seconds": 0.5, "ready_timeout_ms": 300, "stable_seconds": 0.1, "#
+            + #""backoff_base_ms": 50, "backoff_cap_ms": 400, "children": [{"name": "mute", "executable": "/bin/sh", "#
+            + #""args": ["-c", "exec sleep 600"], "socket": "run/mute.sock"}]}"#
+        let path = home + "/mute.json"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let sup = try startSupervisor(config: path)
+        // Bounded: a supervisor that restarts it for ever is stopped here, and the test fails.
+        let until = Date().addingTimeInterval(60)
+        while sup.isRunning && Date() < until { usleep(50_000) }
+        let err = try String(contentsOfFile: home + "/supervisor.err", encoding: .utf8)
+        guard !sup.isRunning else {
+            kill(sup.pid, SIGTERM)
+            sup.wait()
+            return XCTFail("still restarting the child that never becomes ready after 60 s:\n\(err)")
+        }
+        XCTAssertEqual(sup.wait(), 1)
+        let last = err.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(last.contains("CHILD_FAILED") && last.contains("mute") && last.contains("ready"), last)
+        let delays = err.split(separator: "\n").compactMap { line -> Int? in
+            guard let r = line.range(of: #"restart \d+ in (\d+) ms"#, options: .regularExpression) else { return nil }
+            return Int(line[r].split(separator: " ")[3])
+        }
+        XCTAssertEqual(delays.count, 2, err)
+        XCTAssertGreaterThan(delays.last ?? 0, 0, "the second restart backs off: \(err)")
+        XCTAssertTrue(err.contains("mute exited (not ready within 300 ms"), err)
+        XCTAssertEqual(waitGone(Self.processes(where: { $0.session == sup.pid })), [], "nothing left in the session")
+    }
+
+    /// ops/setup installs only what its caller needs: the model (llama.cpp, minutes to compile)
+    /// only when asked or for the tests.
+    func testOpsSetupBuildsTheModelOnlyWhenAskedOrForTheTests() throws {
+        // A copy of the script in an empty tree: nothing is installed there, and a dry run says
+        // what would be.
+        try FileManager.default.createDirectory(atPath: home + "/tree/ops", withIntermediateDirectories: true)
+        let script = home + "/tree/ops/setup"
+        try FileManager.default.copyItem(atPath: EventLogProcessTests.root.appendingPathComponent("ops/setup").path, toPath: script)
+        func setup(_ args: [String], env extra: [String: String] = [:]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = [script] + args
+            var env = ProcessInfo.processInfo.environment
+            env["GUNN_NO_LLM"] = nil
+            for (k, v) in extra { env[k] = v }
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "\(args): \(text)")
+            return text
+        }
+        let plain = try setup(["--dry-run"])
+        XCTAssertTrue(plain.contains(".venv-llm skipped"), plain)
+        XCTAssertFalse(plain.contains("would create .venv"), plain)
+        let llm = try setup(["--dry-run", "--llm"])
+        XCTAssertTrue(llm.contains("would create .venv-llm"), llm)
+        XCTAssertFalse(llm.contains("would create .venv-tools"), llm)
+        let tests = try setup(["--dry-run", "--test"])
+        XCTAssertTrue(tests.contains("would create .venv-llm") && tests.contains("would create .venv-tools"), tests)
+        let noLLM = try setup(["--dry-run", "--test"], env: ["GUNN_NO_LLM": "1"])
+        XCTAssertTrue(noLLM.contains(".venv-llm skipped") && noLLM.contains("would create .venv-tools"), noLLM)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: home + "/tree").sorted(), ["ops"], "a dry run changes nothing")
+    }
+
     /// The newcomer's path: ops/run, gunnctl status shows every child ready, Ctrl-C leaves nothing.
     func testOpsRunStartsTheSystemAndCtrlCLeavesNoProcess() throws {
         var env = ProcessInfo.processInfo.environment
@@ -431,6 +576,10 @@ final class SupervisorTests: XCTestCase {
         sessions.append(run)
         let sid = run.pid
         _ = try waitReady(["eventlog", "orchestrator", "demo"], seconds: 60)
+        // The default demo needs no model: ops/run's setup leaves .venv-llm alone.
+        let runLog = try String(contentsOfFile: home + "/supervisor.err", encoding: .utf8)
+        XCTAssertTrue(runLog.contains("ops/setup: .venv-llm skipped"), runLog)
+        XCTAssertFalse(runLog.contains("creating .venv-llm"), runLog)
         let human = try gunnctl(["status"])
         XCTAssertEqual(human.status, 0)
         // Life: the demo agents commit.

@@ -1,0 +1,69 @@
+import Foundation
+import GunnCore
+import GunnIO
+import GunnWire
+import Synchronization
+
+/// Asks one child's socket whether it answers, within a deadline: a handshake, and optionally one
+/// request. A wedged child (stopped, or looping without serving its socket) costs the caller the
+/// deadline and no more, so a status call can ask every child at once and report each one.
+struct ChildProbe: Sendable {
+    let path: String
+    let loop: EventLoop
+    let hello: Hello
+    let deadlineMs: Double
+
+    enum Outcome: Sendable {
+        /// Nothing listens there, or the connection was refused.
+        case absent
+        /// Connected, but no Welcome (or no reply to the request) within the deadline.
+        case notAnswering
+        /// Answered; the reply to the request, if one was sent and it came in time.
+        case answered(Frame.Body?)
+    }
+
+    /// The handshake, then `request` (if any) and its reply, all within `deadlineMs` in total.
+    func run(request: Frame.Body? = nil) async -> Outcome {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var options = ConnectionOptions()
+        options.handshakeTimeoutMs = deadlineMs
+        let c: FramedConnection
+        do { c = try await FramedConnection.connect(path: path, loop: loop, hello: hello, options: options) } catch {
+            switch (error as? ConnectionError)?.code {
+            // What the handshake timer reports: connected, and no Welcome in time.
+            case .handshakeRequired?: return .notAnswering
+            // No socket, refused, backlog full, or closed without a word.
+            case .adapterUnavailable?, nil: return .absent
+            // A coded refusal of our Hello: the process is there and answering.
+            default: return .answered(nil)
+            }
+        }
+        defer { c.close() }
+        guard let request else { return .answered(nil) }
+        let spentMs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        let leftMs = max(1, deadlineMs - spentMs)
+        // The deadline closes the connection, which ends the receive below.
+        let expired = Flag()
+        let timer = Task {
+            try? await Task.sleep(nanoseconds: UInt64(leftMs * 1e6))
+            guard !Task.isCancelled else { return }
+            expired.set()
+            c.close()
+        }
+        defer { timer.cancel() }
+        if (try? await c.send(request, id: 1)) != nil {
+            while let f = await c.receive() {
+                guard f.id == 1, let body = f.body else { continue }
+                return .answered(body)
+            }
+        }
+        return expired.isSet ? .notAnswering : .answered(nil)
+    }
+}
+
+/// A flag set once, from any thread.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}
