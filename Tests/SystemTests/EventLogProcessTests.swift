@@ -159,6 +159,36 @@ final class EventLogProcessTests: XCTestCase {
         c.close()
     }
 
+    /// The log writer serves one world: a Hello naming another is refused at the handshake, and
+    /// an appended entry of another world is refused with nothing written; an entry with no
+    /// world_id is this world's.
+    func testAnotherWorldsHelloAndEntriesAreRefusedWithWorldMismatch() async throws {
+        let p = try LogProcess(home: home)
+        defer { p.term() }
+        do {
+            _ = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: Self.loop,
+                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w2", clientName: "test"))
+            XCTFail("a Hello of world w2 was admitted by the writer of w1")
+        } catch let e as ConnectionError {
+            XCTAssertEqual(e.code, .worldMismatch, "\(e)")
+            XCTAssertTrue(e.message.contains("w1") && e.message.contains("w2"), e.message)
+        }
+        let c = try await connect()
+        var chain = Chain()
+        var foreign = [chain.next(), chain.next()]
+        foreign[1].worldID = "w2"
+        let refused = try await request(c, .append(LogEntries(entries: foreign)), id: 1)
+        XCTAssertEqual(refused?.errorCode, ErrorCode.worldMismatch.code)
+        guard case .headResult(let head)? = try await request(c, .head(Empty()), id: 2)?.body else { return XCTFail("no head") }
+        XCTAssertEqual(head.seq, 0, "nothing of the refused batch was written")
+        foreign[1].worldID = ""
+        guard case .appendAck(let ack)? = try await request(c, .append(LogEntries(entries: foreign)), id: 3)?.body else { return XCTFail("no ack") }
+        XCTAssertEqual(ack.lastSeq, 2)
+        let stored = try await readAll(c, id: 4)
+        XCTAssertEqual(stored.map(\.worldID), ["w1", "w1"], "no world_id is this world")
+        c.close()
+    }
+
     func testVerifyOverTheSocketReportsCorruptionExactly() async throws {
         var chain = Chain()
         do {
