@@ -311,13 +311,18 @@ final class SubscribeTests: XCTestCase {
         let healthy = try await FramedConnection.connect(path: path, loop: EventLogProcessTests.loop, hello: hello)
         try await stuck.send(.subscribe(Nonce(1)), id: 7)   // and never read until the end
         try await healthy.send(.subscribe(Nonce(1)), id: 8)
-        // More single-entry commits than the stuck peer's credit (256) plus the server's outbound
-        // bound (1024), each followed to the healthy subscriber before the next (so commits do not
-        // share a frame, and the stuck peer's queue does overflow).
-        let total: UInt64 = 2500
+        // Single-entry commits, each followed to the healthy subscriber before the next, until the
+        // writer drops the stuck peer (its credit of 256 frames and the writer's outbound bound of
+        // 1024 exhausted, then the slow-consumer deadline): the stuck connection's end is read off
+        // the loop (`closeReason`) without reading its frames. Bounded: a writer that never drops
+        // it fails the test.
+        let maxCommits: UInt64 = 20_000
         var chain = EventLogProcessTests.Chain()
         var followed: [UInt64] = []
-        for id in 1...total {
+        var committed: UInt64 = 0
+        while stuck.closeReason == nil && committed < maxCommits {
+            committed += 1
+            let id = committed
             try await writer.send(.append(LogEntries(entries: [chain.next()])), id: id)
             var acked = false
             while !acked, let f = await writer.receive() {
@@ -327,16 +332,22 @@ final class SubscribeTests: XCTestCase {
                 if case .entries(let e)? = f.body { followed += e.entries.map(\.globalSeq) }
             }
         }
-        XCTAssertEqual(followed, Array(1...total), "the healthy subscriber got every commit, in order, while the other did not read")
-        // The stuck one: a prefix without gaps, then the end of its connection — when its queue
-        // overflowed. (Its pump may have packed many commits into one frame and never overflowed;
-        // then it simply has everything. Most runs here overflow after the 256 frames of credit.)
+        XCTAssertNotNil(stuck.closeReason, "the writer dropped the subscriber that stopped reading (within \(maxCommits) commits)")
+        XCTAssertEqual(followed, Array(1...committed), "the healthy subscriber got every commit, in order, while the other did not read")
+        // What the stuck one received before its end: a prefix without gaps, short of the head.
         var got: [UInt64] = []
-        while got.last != total, let f = await stuck.receive() {
+        while let f = await stuck.receive() {
             if case .entries(let e)? = f.body { got += e.entries.map(\.globalSeq) }
         }
         XCTAssertFalse(got.isEmpty)
         XCTAssertEqual(got, Array(1...UInt64(got.count)), "a prefix without gaps")
+        XCTAssertLessThan(UInt64(got.count), committed, "dropped before it had everything")
+        // The healthy one is still served after the drop.
+        try await writer.send(.append(LogEntries(entries: [chain.next()])), id: committed + 1)
+        while followed.last ?? 0 < committed + 1, let f = await healthy.receive() {
+            if case .entries(let e)? = f.body { followed += e.entries.map(\.globalSeq) }
+        }
+        XCTAssertEqual(followed.last, committed + 1)
         writer.close(); healthy.close(); stuck.close()
     }
 }
