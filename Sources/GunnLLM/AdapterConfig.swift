@@ -87,10 +87,11 @@ public struct AdapterConfig: Sendable, Equatable {
     public init() {}
 
     static let topKeys: Set<String> = ["agents", "breaker"]
-    static let agentKeys: Set<String> = ["id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
-                                         "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
-                                         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "connect_timeout_ms",
-                                         "ca_file"]
+    static let agentKeys: Set<String> = [
+        "id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
+        "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
+        "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "connect_timeout_ms", "ca_file",
+    ]
     static let breakerKeys: Set<String> = ["slow_first_token_ms", "consecutive_failures", "open_ms", "open_max_ms"]
 
     public static func parse(_ bytes: [UInt8]) throws(GunnError) -> AdapterConfig {

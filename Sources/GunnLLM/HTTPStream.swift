@@ -170,7 +170,9 @@ struct PlainLink: Link {
         var off = 0
         while off < bytes.count {
             let n: Int?
-            do { n = try bytes.withUnsafeBytes { (b) throws(Errno) -> Int? in try Sys.write(fd, UnsafeRawBufferPointer(rebasing: b[off...])) } } catch {
+            do {
+                n = try bytes.withUnsafeBytes { (b) throws(Errno) -> Int? in try Sys.write(fd, UnsafeRawBufferPointer(rebasing: b[off...])) }
+            } catch {
                 throw GunnError(.llmServiceError, "sending the request failed: \(error)")
             }
             guard let n else { throw GunnError(.llmServiceError, "sending the request stalled: the server takes no bytes") }

@@ -175,7 +175,8 @@ final class HTTPStreamTests: XCTestCase {
         req.connectTimeoutSeconds = 0.3
         let end = Mutex<(ended: Bool, error: GunnError?, bytes: Int)>((false, nil, 0))
         let done = DispatchSemaphore(value: 0)
-        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } }, onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
+        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } },
+                   onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "the connect timeout ended the attempt")
         let r = end.withLock { $0 }
         XCTAssertEqual(r.error?.code, .llmServiceError)
@@ -193,7 +194,8 @@ final class HTTPStreamTests: XCTestCase {
         req.connectTimeoutSeconds = 600
         let end = Mutex<(ended: Bool, error: GunnError?, bytes: Int)>((false, nil, 0))
         let done = DispatchSemaphore(value: 0)
-        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } }, onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
+        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } },
+                   onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
         XCTAssertEqual(done.wait(timeout: .now() + 0.3), .timedOut, "still connecting: the black hole holds it")
         http.cancel()
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "cancel ended the connect (the kernel alone would take minutes)")

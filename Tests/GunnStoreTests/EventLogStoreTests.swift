@@ -60,7 +60,8 @@ final class EventLogStoreTests: XCTestCase {
         XCTAssertThrowsError(try store.append([resend], at: 1)) { XCTAssertEqual(($0 as? GunnError)?.code, .worldMismatch) }
         XCTAssertEqual(store.headSeq, 2)
         XCTAssertEqual(store.count, 2)
-        XCTAssertEqual(try store.append(foreign.map { var e = $0; e.worldID = "w1"; return e }, at: 1).lastSeq, 4, "the same entries of this world go in")
+        let ours = foreign.map { var e = $0; e.worldID = "w1"; return e }
+        XCTAssertEqual(try store.append(ours, at: 1).lastSeq, 4, "the same entries of this world go in")
     }
 
     func testAppendReadReopenAndVerify() throws {

@@ -166,8 +166,8 @@ final class EventLogProcessTests: XCTestCase {
         let p = try LogProcess(home: home)
         defer { p.term() }
         do {
-            _ = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: Self.loop,
-                                                   hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w2", clientName: "test"))
+            let other = Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w2", clientName: "test")
+            _ = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: Self.loop, hello: other)
             XCTFail("a Hello of world w2 was admitted by the writer of w1")
         } catch let e as ConnectionError {
             XCTAssertEqual(e.code, .worldMismatch, "\(e)")
