@@ -225,8 +225,7 @@ actor LLMAgent {
                 if let seq = after { await waitForView(atLeast: seq) }
             case .backOff(let ms):
                 retry += 1
-                let delay = ms.map { Double($0) / 1000 } ?? backoff.next()
-                try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                try? await Task.sleep(nanoseconds: RetryDelay.nanoseconds(retryAfterMs: ms, fallbackSeconds: backoff.next()))
             case .giveUp:
                 break attemptLoop
             }

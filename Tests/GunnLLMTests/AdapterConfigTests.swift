@@ -123,6 +123,17 @@ final class AdapterConfigTests: XCTestCase {
         XCTAssertEqual(AdapterConfig.Agent(id: "B").connectTimeoutMs, 10_000, "the default: HTTPStream.Request.defaultConnectTimeoutSeconds")
     }
 
+    /// A retry-after from a peer is honoured up to a day; UInt64.max (which trapped converting to
+    /// nanoseconds) waits a day, and no retry-after means the backoff's delay.
+    func testRetryDelaysAreBoundedWhateverThePeerSays() {
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: 1500, fallbackSeconds: 9), 1_500_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: 0.25), 250_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: .max, fallbackSeconds: 1), 86_400_000_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: 86_400_001, fallbackSeconds: 1), 86_400_000_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: -3), 0)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: .infinity), 86_400_000_000_000)
+    }
+
     func testScriptedDummyLinesFollowTheSeed() {
         let d = DummyBackend(lines: ["one two three", "four five"])
         var p = GenerationParams(messages: [("user", "x")])
