@@ -10,9 +10,13 @@ import Synchronization
 /// (acknowledging only after the commit), answers reads, head, verify, snapshots, and follows new
 /// commits for subscribers.
 ///
-/// The store does blocking I/O (fsync), so it lives on its own serial queue, never on the I/O loop
-/// or the cooperative pool. `@unchecked Sendable` is safe: `store` and `subscribers` are touched
-/// only on `queue`.
+/// Concurrency: frames are served by one task per connection (async, never blocking); the store
+/// does blocking I/O (fsync), so it lives on its own serial queue, reached only by hopping there
+/// asynchronously (`onStore`), never on the I/O loop or the cooperative pool; the subscriber table
+/// is a Mutex, so the append path never waits on a queue.
+///
+/// `@unchecked Sendable` is safe: `store` (a SQLite connection, not Sendable) and
+/// `appendGeneration` are touched only on `queue`, and every other member is immutable or a Mutex.
 public final class EventLogServer: @unchecked Sendable {
     public struct Settings: Sendable {
         public var home: String
@@ -20,6 +24,8 @@ public final class EventLogServer: @unchecked Sendable {
         public var worldSeed: UInt64 = 0
         public var store = EventLogStoreOptions()
         public var maxReadBatch = 512
+        /// Checkpoints the WAL once no append came for this long.
+        public var idleCheckpointSeconds = 0.5
         public init(home: String) { self.home = home }
         public var socketPath: String { home + "/run/eventlog.sock" }
         public var databasePath: String { home + "/data/events.sqlite" }
@@ -29,7 +35,7 @@ public final class EventLogServer: @unchecked Sendable {
     let store: EventLogStore
     let queue = DispatchQueue(label: "gunn-eventlog-store")
     let loop: EventLoop
-    private var server: UnixSocketServer?
+    private let server = Mutex<UnixSocketServer?>(nil)
     /// Followers of new commits, each fed by its own pump (at most one at a time per subscriber),
     /// so a subscriber that stops reading delays no append and no other subscriber.
     private struct Subscriber {
@@ -40,11 +46,11 @@ public final class EventLogServer: @unchecked Sendable {
         /// New commits arrived while the pump was sending: it goes round once more.
         var dirty = false
     }
-    private var subscribers: [ObjectIdentifier: Subscriber] = [:]
+    private let subscribers = Mutex<[ObjectIdentifier: Subscriber]>([:])
     private var appendGeneration = 0
-    /// Checkpoints the WAL once no append came for this long.
-    public var idleCheckpointSeconds = 0.5
-    public private(set) var starvedCheckpoints = 0
+    private let starved = Atomic<Int>(0)
+    /// WAL checkpoints that readers starved so far.
+    public var starvedCheckpoints: Int { starved.load(ordering: .relaxed) }
     /// What start-up verification found.
     public let startupReport: VerifyReport
 
@@ -61,10 +67,18 @@ public final class EventLogServer: @unchecked Sendable {
         loop = try EventLoop(name: "eventlog-io")
     }
 
-    public var head: (seq: UInt64, checksum: String?) { queue.sync { (store.headSeq, store.headChecksum) } }
+    /// The head, read on the store's queue.
+    public func head() async -> (seq: UInt64, checksum: String?) {
+        (try? await onStore { s in (s.headSeq, s.headChecksum) }.get()) ?? (0, nil)
+    }
 
     public func start() async throws {
-        server = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings] hello in
+        let s = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings] hello in
+            // An empty world_id is a client that does not know the world yet (gunnctl); another
+            // one is a peer of another world, whose records must never reach this log.
+            if !hello.worldID.isEmpty && hello.worldID != settings.worldID {
+                return .failure(ConnectionError(.worldMismatch, "this log writer serves world \"\(settings.worldID)\", not \"\(hello.worldID)\""))
+            }
             var w = Welcome()
             w.role = "eventlog"
             w.worldID = settings.worldID
@@ -73,12 +87,13 @@ public final class EventLogServer: @unchecked Sendable {
         } onConnection: { [self] conn in
             Task { await serve(conn) }
         }
+        server.withLock { $0 = s }
     }
 
     /// Clean stop: no more connections, a clean head anchor and a WAL checkpoint.
     public func stop() async {
-        await server?.stop()
-        queue.sync { try? store.anchor(at: Date().timeIntervalSince1970, clean: true) }
+        await server.withLock({ $0 })?.stop()
+        _ = await onStore { try $0.anchor(at: Date().timeIntervalSince1970, clean: true) }
     }
 
     private func onStore<R: Sendable>(_ body: @escaping @Sendable (EventLogStore) throws -> R) async -> Result<R, GunnError> {
@@ -165,7 +180,7 @@ public final class EventLogServer: @unchecked Sendable {
                     conn.close()
                     continue
                 }
-                queue.sync { subscribers[ObjectIdentifier(conn)] = Subscriber(conn: conn, id: frame.id, next: next) }
+                subscribers.withLock { $0[ObjectIdentifier(conn)] = Subscriber(conn: conn, id: frame.id, next: next) }
                 publish() // what was committed while the backlog was being sent
             case .snapshotRequest(let n):
                 let snap = await onStore { try $0.latestSnapshot(atOrBefore: n.value == 0 ? .max : n.value) }
@@ -176,7 +191,7 @@ public final class EventLogServer: @unchecked Sendable {
                 try? await conn.send(error(GunnError(.unknownMessage, "the log writer does not serve frame body \(frame.bodyFieldNumber ?? 0)")), id: frame.id)
             }
         }
-        queue.sync { subscribers[ObjectIdentifier(conn)] = nil }
+        subscribers.withLock { $0[ObjectIdentifier(conn)] = nil }
     }
 
     /// WAL hygiene: when appends pause, a passive checkpoint; a checkpoint that readers starved is
@@ -185,11 +200,11 @@ public final class EventLogServer: @unchecked Sendable {
         queue.async { [self] in
             appendGeneration += 1
             let generation = appendGeneration
-            queue.asyncAfter(deadline: .now() + idleCheckpointSeconds) { [self] in
+            queue.asyncAfter(deadline: .now() + settings.idleCheckpointSeconds) { [self] in
                 guard generation == appendGeneration else { return }
                 if (try? store.checkpoint()) == false {
-                    starvedCheckpoints += 1
-                    FileHandle.standardError.write(Data("gunn-eventlog: warning: WAL checkpoint starved by readers (\(starvedCheckpoints) so far)\n".utf8))
+                    let n = starved.add(1, ordering: .relaxed).newValue
+                    FileHandle.standardError.write(Data("gunn-eventlog: warning: WAL checkpoint starved by readers (\(n) so far)\n".utf8))
                 }
             }
         }
@@ -218,10 +233,10 @@ public final class EventLogServer: @unchecked Sendable {
     /// New commits to every subscriber, without waiting for any: each subscriber's pump runs on
     /// its own, and a pump already running goes round once more.
     func publish() {
-        let start = queue.sync { () -> [ObjectIdentifier] in
+        let start = subscribers.withLock { table -> [ObjectIdentifier] in
             var idle: [ObjectIdentifier] = []
-            for key in subscribers.keys {
-                if subscribers[key]!.pumping { subscribers[key]!.dirty = true } else { subscribers[key]!.pumping = true; idle.append(key) }
+            for key in table.keys {
+                if table[key]!.pumping { table[key]!.dirty = true } else { table[key]!.pumping = true; idle.append(key) }
             }
             return idle
         }
@@ -233,14 +248,14 @@ public final class EventLogServer: @unchecked Sendable {
     /// holds a gap-free prefix and may subscribe again from its next seq.
     private func pump(_ key: ObjectIdentifier) async {
         while true {
-            guard let sub = queue.sync(execute: { subscribers[key] }) else { return }
+            guard let sub = subscribers.withLock({ $0[key] }) else { return }
             let next = await stream(sub.conn, id: sub.id, from: sub.next, to: .max, batch: settings.maxReadBatch, done: false)
-            let again = queue.sync { () -> Bool in
-                guard subscribers[key] != nil else { return false }
-                guard let next else { subscribers[key] = nil; return false }
-                subscribers[key]!.next = next
-                if subscribers[key]!.dirty { subscribers[key]!.dirty = false; return true }
-                subscribers[key]!.pumping = false
+            let again = subscribers.withLock { table -> Bool in
+                guard table[key] != nil else { return false }
+                guard let next else { table[key] = nil; return false }
+                table[key]!.next = next
+                if table[key]!.dirty { table[key]!.dirty = false; return true }
+                table[key]!.pumping = false
                 return false
             }
             if next == nil {

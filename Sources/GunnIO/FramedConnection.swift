@@ -1,13 +1,14 @@
 import Glibc
 import GunnCore
 import GunnWire
+import Synchronization
 
 /// One Unix-socket connection speaking length-prefixed frames: the handshake as the first frame
 /// each way under a deadline, coded errors for bad input, heartbeats on an idle link, credit-based
 /// flow control with a bounded outbound queue, and epoch fencing.
 ///
-/// `@unchecked Sendable` is safe: every mutable member is touched only on `loop`'s thread. The
-/// public async methods hop onto the loop with `execute` and resume their caller from there.
+/// `@unchecked Sendable` is safe: every `var` member is touched only on `loop`'s thread (the public
+/// methods hop there with `execute`/`submit`), and what other threads read lives in the Mutex `shared`.
 public final class FramedConnection: @unchecked Sendable {
     public enum Role: Sendable { case server, client }
     enum State { case handshaking, open, closed }
@@ -17,12 +18,29 @@ public final class FramedConnection: @unchecked Sendable {
     public let options: ConnectionOptions
     let fd: Int32
     private var state = State.handshaking
-    public private(set) var closeReason: ConnectionError?
-    public private(set) var peerHello: Hello?
-    public private(set) var welcome: Welcome?
+
+    /// What any thread may read: written on the loop, read under the lock.
+    private struct Shared: Sendable {
+        var closeReason: ConnectionError?
+        var peerHello: Hello?
+        var welcome: Welcome?
+        var peerCredentials: Sys.PeerCredentials?
+        var stats = Stats()
+    }
+    private let shared = Mutex(Shared())
+    /// Why the connection closed; nil while it is open.
+    public var closeReason: ConnectionError? { shared.withLock { $0.closeReason } }
+    /// The peer's Hello (server side), once the handshake passed.
+    public var peerHello: Hello? { shared.withLock { $0.peerHello } }
+    /// The Welcome sent (server side) or received (client side).
+    public var welcome: Welcome? { shared.withLock { $0.welcome } }
     /// Set once by the accepting server before the connection starts, never changed after.
-    public private(set) var peerCredentials: Sys.PeerCredentials?
-    func setPeerCredentials(_ c: Sys.PeerCredentials?) { peerCredentials = c }
+    public var peerCredentials: Sys.PeerCredentials? { shared.withLock { $0.peerCredentials } }
+    func setPeerCredentials(_ c: Sys.PeerCredentials?) { shared.withLock { $0.peerCredentials = c } }
+    /// The counters now (any thread).
+    public var stats: Stats { shared.withLock { $0.stats } }
+    private func count(_ body: (inout Stats) -> Void) { shared.withLock { body(&$0.stats) } }
+    private func setCloseReason(_ r: ConnectionError) { shared.withLock { $0.closeReason = r } }
 
     private var decoder: FrameDecoder
     private var writeQueue = FIFOBytes()
@@ -46,7 +64,6 @@ public final class FramedConnection: @unchecked Sendable {
     /// Called once, on the loop, when the connection closes.
     var onClose: ((FramedConnection) -> Void)?
 
-    public private(set) var stats = Stats()
     public struct Stats: Sendable {
         public var framesIn = 0, framesOut = 0, staleEpochDropped = 0, pingsSent = 0, maxOutboundQueued = 0, shed = 0
     }
@@ -128,7 +145,7 @@ public final class FramedConnection: @unchecked Sendable {
         guard state == .open else { return }
         for (bytes, isData) in encoded {
             if isData && waitingForCredit.count + writeQueue.count >= options.maxOutboundFrames {
-                stats.shed += 1
+                count { $0.shed += 1 }
                 return fail(.queueFull, "peer is not reading: pushed frames past the outbound bound of \(options.maxOutboundFrames)")
             }
             if isData { enqueueData(bytes) } else { enqueueWrite(bytes) }
@@ -207,7 +224,7 @@ public final class FramedConnection: @unchecked Sendable {
         let s = blockedSenders.remove(at: i)
         switch options.slowConsumer {
         case .shed:
-            stats.shed += 1
+            count { $0.shed += 1 }
             s.resume(.failure(ConnectionError(.queueFull, "peer is not reading: outbound queue at its bound of \(options.maxOutboundFrames) frames")))
         case .disconnect:
             s.resume(.failure(ConnectionError(.queueFull, "peer is not reading: disconnecting")))
@@ -222,7 +239,8 @@ public final class FramedConnection: @unchecked Sendable {
         } else {
             waitingForCredit.append(bytes)
         }
-        stats.maxOutboundQueued = max(stats.maxOutboundQueued, waitingForCredit.count + writeQueue.count)
+        let queued = waitingForCredit.count + writeQueue.count
+        count { $0.maxOutboundQueued = max($0.maxOutboundQueued, queued) }
     }
 
     private func admitBlockedSenders() {
@@ -241,7 +259,7 @@ public final class FramedConnection: @unchecked Sendable {
     private func enqueueWrite(_ bytes: [UInt8]) {
         guard state != .closed else { return }
         writeQueue.push(bytes)
-        stats.framesOut += 1
+        count { $0.framesOut += 1 }
         flush()
     }
 
@@ -272,6 +290,7 @@ public final class FramedConnection: @unchecked Sendable {
     }
 
     private func handleEvents(_ ev: Int16) {
+        assert(loop.inLoop, "FramedConnection state touched off its loop")
         if ev & Int16(POLLOUT) != 0 { flush() }
         if ev & Int16(POLLIN | POLLHUP | POLLERR) != 0 { readAvailable() }
     }
@@ -300,7 +319,7 @@ public final class FramedConnection: @unchecked Sendable {
                     return fail(error.errorCode, error.description)
                 }
                 guard let frame else { break }
-                stats.framesIn += 1
+                count { $0.framesIn += 1 }
                 handle(frame)
             }
             if n < buffer.count { break }
@@ -312,7 +331,7 @@ public final class FramedConnection: @unchecked Sendable {
             return writeControl(.error(errorMessage(.unknownMessage, "frame \(frame.id) has a body this peer does not know")), id: frame.id)
         }
         if state == .handshaking { return handshake(frame, body) }
-        if frame.epoch < peerEpoch { stats.staleEpochDropped += 1; return }
+        if frame.epoch < peerEpoch { count { $0.staleEpochDropped += 1 }; return }
         switch body {
         case .ping(let n): writeControl(.pong(n))
         case .pong: break
@@ -381,8 +400,7 @@ public final class FramedConnection: @unchecked Sendable {
                 w.heartbeatMs = UInt32(options.heartbeatMs)
                 w.maxFrameBytes = UInt32(options.maxFrameBytes)
                 w.initialCredit = UInt32(options.receiveWindow)
-                peerHello = hello
-                welcome = w
+                shared.withLock { $0.peerHello = hello; $0.welcome = w }
                 peerEpoch = frame.epoch
                 writeControl(.welcome(w), id: frame.id)
                 opened()
@@ -391,7 +409,7 @@ public final class FramedConnection: @unchecked Sendable {
             guard w.protocolMajor == ProtocolVersion.major else {
                 return fail(.versionMismatch, "this peer speaks protocol \(ProtocolVersion.major).\(ProtocolVersion.minor), the server \(w.protocolMajor).\(w.protocolMinor)")
             }
-            welcome = w
+            shared.withLock { $0.welcome = w }
             peerEpoch = frame.epoch
             sendCredit = Int(w.initialCredit)
             opened()
@@ -421,8 +439,8 @@ public final class FramedConnection: @unchecked Sendable {
                 return fail(.adapterUnavailable, "peer silent for \(Int(idle * 1000)) ms (\(options.missedHeartbeats) heartbeats)")
             }
             if idle >= interval * 0.9 {
-                stats.pingsSent += 1
-                writeControl(.ping(Nonce(UInt64(stats.pingsSent))))
+                let n = shared.withLock { s -> Int in s.stats.pingsSent += 1; return s.stats.pingsSent }
+                writeControl(.ping(Nonce(UInt64(n))))
             }
             armHeartbeat()
         }
@@ -434,8 +452,9 @@ public final class FramedConnection: @unchecked Sendable {
 
     /// Tells the peer (when it can) and closes this connection only.
     func fail(_ code: ErrorCode, _ message: String, tellPeer: Bool = true) {
+        assert(loop.inLoop, "FramedConnection state touched off its loop")
         guard state != .closed, !closeAfterFlush else { return }
-        closeReason = ConnectionError(code, message)
+        setCloseReason(ConnectionError(code, message))
         if tellPeer {
             // What was queued will not be read anyway; the error goes right after the frame being
             // written (cutting that one would break the framing), so the peer learns why.
@@ -452,18 +471,22 @@ public final class FramedConnection: @unchecked Sendable {
     }
 
     func shutdown(_ reason: ConnectionError?) {
+        assert(loop.inLoop, "FramedConnection state touched off its loop")
         guard state != .closed else { return }
         state = .closed
-        if closeReason == nil { closeReason = reason ?? ConnectionError(.adapterUnavailable, "closed") }
+        let why = shared.withLock { s -> ConnectionError in
+            if s.closeReason == nil { s.closeReason = reason ?? ConnectionError(.adapterUnavailable, "closed") }
+            return s.closeReason!
+        }
         loop.deregister(fd)
         Sys.close(fd)
         if let t = heartbeatTimer { loop.cancelTimer(t) }
         if let t = handshakeTimer { loop.cancelTimer(t) }
-        handshakeWaiter?.resume(throwing: closeReason!)
+        handshakeWaiter?.resume(throwing: why)
         handshakeWaiter = nil
         // Frames already received stay readable; then nil.
         if inboxHead >= inbox.count { for r in receivers { r.resume(returning: nil) }; receivers.removeAll() }
-        for s in blockedSenders { loop.cancelTimer(s.timer); s.resume(.failure(closeReason!)) }
+        for s in blockedSenders { loop.cancelTimer(s.timer); s.resume(.failure(why)) }
         blockedSenders.removeAll()
         waitingForCredit.removeAll()
         writeQueue = FIFOBytes()

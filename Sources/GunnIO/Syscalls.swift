@@ -130,4 +130,115 @@ public enum Sys {
     public static func eventFD() throws(Errno) -> Int32 {
         Int32(try check("eventfd") { Int(gunn_eventfd()) })
     }
+
+    /// Wakes whoever polls the eventfd `fd` (a full counter only means it is already awake).
+    public static func signalEventFD(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = try? check("write(eventfd)") { Glibc.write(fd, &one, 8) }
+    }
+
+    // MARK: - TCP (the LLM adapter's HTTP client)
+
+    /// One address of a host, as `getaddrinfo` gave it, copied out of the resolver's list.
+    public struct SocketAddress: Sendable {
+        public var family: Int32
+        public var socketType: Int32
+        public var proto: Int32
+        var storage: sockaddr_storage
+        var length: socklen_t
+    }
+
+    /// The addresses of `host`:`port` for a stream socket, or the resolver's reason for none.
+    /// (Resolution may block on DNS; an IP address is answered at once.)
+    public static func resolveStream(host: String, port: UInt16) -> Result<[SocketAddress], ResolveError> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let first = res else { return .failure(ResolveError(host: host, reason: String(cString: gai_strerror(rc)))) }
+        defer { freeaddrinfo(res) }
+        var out: [SocketAddress] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let a = p, out.count < 16 {
+            var storage = sockaddr_storage()
+            let length = min(a.pointee.ai_addrlen, socklen_t(MemoryLayout<sockaddr_storage>.size))
+            withUnsafeMutableBytes(of: &storage) { dst in dst.copyMemory(from: UnsafeRawBufferPointer(start: a.pointee.ai_addr, count: Int(length))) }
+            out.append(SocketAddress(family: a.pointee.ai_family, socketType: a.pointee.ai_socktype, proto: a.pointee.ai_protocol,
+                                     storage: storage, length: length))
+            p = a.pointee.ai_next
+        }
+        return .success(out)
+    }
+
+    public struct ResolveError: Error, Sendable, CustomStringConvertible {
+        public let host: String, reason: String
+        public var description: String { "cannot resolve \(host): \(reason)" }
+    }
+
+    /// A non-blocking, close-on-exec socket for `address`.
+    public static func socket(for address: SocketAddress) throws(Errno) -> Int32 {
+        let type = address.socketType | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        return Int32(try check("socket") { Int(Glibc.socket(address.family, type, address.proto)) })
+    }
+
+    /// Starts a non-blocking connect to `address`: true when already connected, false when in
+    /// progress (wait for writability, then `socketError`).
+    public static func connect(_ fd: Int32, to address: SocketAddress) throws(Errno) -> Bool {
+        var a = address
+        while true {
+            let r = withUnsafePointer(to: &a.storage) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, a.length) }
+            }
+            if r == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EINPROGRESS || e == EALREADY { return false }
+            precondition(e != EBADF && e != EFAULT, "connect with a bad descriptor or address: a bug in gunn")
+            throw Errno(code: e, call: "connect")
+        }
+    }
+
+    /// Waits for events on `fds` for at most `timeoutMs` (-1: no limit); the number of
+    /// descriptors with events, 0 on timeout. EINTR is retried with the same timeout.
+    public static func poll(_ fds: inout [pollfd], timeoutMs: Int32) throws(Errno) -> Int {
+        try fds.withUnsafeMutableBufferPointer { (b) throws(Errno) -> Int in
+            try check("poll") { Int(Glibc.poll(b.baseAddress, nfds_t(b.count), timeoutMs)) }
+        }
+    }
+
+    /// Clears or sets O_NONBLOCK.
+    public static func setNonBlocking(_ fd: Int32, _ on: Bool) throws(Errno) {
+        let flags = try check("fcntl(F_GETFL)") { Int(fcntl(fd, F_GETFL)) }
+        let wanted = on ? Int32(flags) | O_NONBLOCK : Int32(flags) & ~O_NONBLOCK
+        _ = try check("fcntl(F_SETFL)") { Int(fcntl(fd, F_SETFL, wanted)) }
+    }
+
+    /// SO_RCVTIMEO and SO_SNDTIMEO: a blocking read or write that waits longer fails with EAGAIN.
+    public static func setIOTimeout(_ fd: Int32, seconds: Double) throws(Errno) {
+        let whole = max(0, seconds.rounded(.down))
+        var tv = timeval(tv_sec: Int(min(whole, 1e9)), tv_usec: Int((max(0, seconds) - whole) * 1e6))
+        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
+            _ = try check("setsockopt") { Int(setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))) }
+        }
+    }
+
+    /// shutdown(SHUT_RDWR): ends a blocking read or a connect in progress on another thread. A
+    /// socket not (yet) connected is no error.
+    public static func shutdown(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// Receives into `buffer`; 0 is end of stream, nil means it would block (or SO_RCVTIMEO passed).
+    public static func receive(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        while true {
+            let r = Glibc.recv(fd, buffer.baseAddress, buffer.count, 0)
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            precondition(e != EBADF && e != EFAULT, "recv with a bad descriptor or address: a bug in gunn")
+            throw Errno(code: e, call: "recv")
+        }
+    }
 }

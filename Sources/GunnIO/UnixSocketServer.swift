@@ -1,12 +1,14 @@
 import Glibc
 import GunnCore
 import GunnWire
+import Synchronization
 
 /// Listens on a Unix socket (file mode 0600), checks each peer's uid with SO_PEERCRED, runs the
 /// server side of the handshake, and hands every opened connection to `onConnection` (on the loop
 /// thread). A connection that fails — bad frames, wrong version, no handshake — is closed alone.
 ///
-/// `@unchecked Sendable` is safe: `connections` and `listenFD` are touched only on `loop`'s thread.
+/// `@unchecked Sendable` is safe: `connections` and `listenFD` are touched only on `loop`'s thread;
+/// everything else is immutable or atomic.
 public final class UnixSocketServer: @unchecked Sendable {
     public let path: String
     public let loop: EventLoop
@@ -15,7 +17,9 @@ public final class UnixSocketServer: @unchecked Sendable {
     private let onConnection: @Sendable (FramedConnection) -> Void
     private var listenFD: Int32 = -1
     private var connections: [ObjectIdentifier: FramedConnection] = [:]
-    public private(set) var refusedPeers = 0
+    private let refused = Atomic<Int>(0)
+    /// Peers refused for their uid so far.
+    public var refusedPeers: Int { refused.load(ordering: .relaxed) }
 
     /// Connections open now (read on the loop).
     public func openConnections() async -> Int { await loop.submit { [self] in connections.count } }
@@ -56,7 +60,7 @@ public final class UnixSocketServer: @unchecked Sendable {
             let creds = try? Sys.peerCredentials(fd)
             conn.setPeerCredentials(creds)
             if let allowed = options.allowedUIDs, creds.map({ !allowed.contains($0.uid) }) ?? true {
-                refusedPeers += 1
+                refused.add(1, ordering: .relaxed)
                 conn.start()
                 conn.fail(.unauthorized, "peer uid \(creds.map { String($0.uid) } ?? "unknown") may not connect")
                 continue

@@ -65,6 +65,8 @@ public struct AdapterConfig: Sendable, Equatable {
         /// Extra top-level fields of an HTTP request body (e.g. `{"min_tokens": 40}` for llama-cpp-python).
         public var requestExtra: JSONObject = [:]
         public var stallMs: Double = 30_000
+        /// An HTTP endpoint that has not accepted the TCP connection after this long: LLM_SERVICE_ERROR.
+        public var connectTimeoutMs: Double = HTTPStream.Request.defaultConnectTimeoutSeconds * 1000
         /// For an https endpoint: trust the certificates in this PEM file instead of the system's roots.
         public var caFile: String?
         public init(id: String) { self.id = id }
@@ -85,12 +87,17 @@ public struct AdapterConfig: Sendable, Equatable {
     public init() {}
 
     static let topKeys: Set<String> = ["agents", "breaker"]
-    static let agentKeys: Set<String> = ["id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
-                                         "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
-                                         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "ca_file"]
+    static let agentKeys: Set<String> = [
+        "id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
+        "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
+        "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "connect_timeout_ms", "ca_file",
+    ]
     static let breakerKeys: Set<String> = ["slow_first_token_ms", "consecutive_failures", "open_ms", "open_max_ms"]
 
     public static func parse(_ bytes: [UInt8]) throws(GunnError) -> AdapterConfig {
+        guard bytes.count <= Limits.maxConfigBytes else {
+            throw GunnError(.configInvalid, "the adapter config is \(bytes.count) bytes, over the limit of \(Limits.maxConfigBytes)")
+        }
         let json: JSONValue
         do { json = try JSONParser.parse(bytes) } catch { throw GunnError(.configInvalid, "the adapter config is not valid JSON: \(error)") }
         guard case .object(let top) = json else { throw GunnError(.configInvalid, "the adapter config must be a JSON object") }
@@ -105,15 +112,18 @@ public struct AdapterConfig: Sendable, Equatable {
                 guard case .object(let b) = v else { throw GunnError(.configInvalid, "\"breaker\" must be an object") }
                 for (k, bv) in b {
                     guard breakerKeys.contains(k) else { throw GunnError(.configInvalid, "unknown key \"breaker.\(k)\" (known: \(breakerKeys.sorted().joined(separator: ", ")))") }
-                    let n = try number(bv, "breaker.\(k)", min: k == "consecutive_failures" ? 1 : 0)
+                    let key = "breaker.\(k)"
                     switch k {
-                    case "slow_first_token_ms": c.breaker.slowFirstTokenMs = n
-                    case "consecutive_failures": c.breaker.consecutiveFailures = Int(n)
-                    case "open_ms": c.breaker.openMs = n
-                    default: c.breaker.openMaxMs = n
+                    case "slow_first_token_ms": c.breaker.slowFirstTokenMs = try number(bv, key, Limits.durationMs)
+                    case "consecutive_failures": c.breaker.consecutiveFailures = try integer(bv, key, 1...Limits.maxConsecutiveFailures)
+                    case "open_ms": c.breaker.openMs = try number(bv, key, Limits.durationMs)
+                    default: c.breaker.openMaxMs = try number(bv, key, Limits.durationMs)
                     }
                 }
             }
+        }
+        guard c.breaker.openMaxMs >= c.breaker.openMs else {
+            throw GunnError(.configInvalid, "breaker.open_max_ms (\(c.breaker.openMaxMs)) must be ≥ breaker.open_ms (\(c.breaker.openMs))")
         }
         var seen = Set<String>()
         for a in c.agents {
@@ -131,37 +141,38 @@ public struct AdapterConfig: Sendable, Equatable {
             guard agentKeys.contains(k) else { throw GunnError(.configInvalid, "unknown key \"\(key)\" (known: \(agentKeys.sorted().joined(separator: ", ")))") }
             switch k {
             case "id": break
-            case "persona": a.persona = try string(x, key)
+            case "persona": a.persona = try string(x, key, maxBytes: Limits.maxTextBytes)
             case "backend":
-                guard let b = Backend(rawValue: try string(x, key)) else {
+                guard let b = Backend(rawValue: try string(x, key, maxBytes: Limits.maxNameBytes)) else {
                     throw GunnError(.configInvalid, "\(key) must be one of \(Backend.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 a.backend = b
-            case "model": a.model = try string(x, key)
-            case "endpoint": a.endpoint = try Endpoint.parse(try string(x, key))
-            case "temperature": a.temperature = try number(x, key, min: 0)
-            case "max_tokens": a.maxTokens = Int(try number(x, key, min: 1))
-            case "token_budget": a.tokenBudget = Int(try number(x, key, min: 1))
-            case "deadline_ms": a.deadlineMs = Int(try number(x, key, min: 1))
+            case "model": a.model = try string(x, key, maxBytes: Limits.maxNameBytes)
+            case "endpoint": a.endpoint = try Endpoint.parse(try string(x, key, maxBytes: Limits.maxNameBytes))
+            case "temperature": a.temperature = try number(x, key, 0...Limits.maxTemperature)
+            case "max_tokens": a.maxTokens = try integer(x, key, 1...Limits.maxTokens)
+            case "token_budget": a.tokenBudget = try integer(x, key, 1...Limits.maxTokenBudget)
+            case "deadline_ms": a.deadlineMs = try integer(x, key, 1...Limits.maxDeadlineMs)
             case "interrupt":
-                let s = try string(x, key)
+                let s = try string(x, key, maxBytes: Limits.maxNameBytes)
                 guard InterruptPolicy(rawValue: s) != nil else { throw GunnError(.configInvalid, "\(key) must be \"always\" or \"only_conflict\"") }
                 a.interrupt = s
-            case "staleness_threshold": a.stalenessThreshold = Int(try number(x, key, min: 0))
-            case "debounce_ms": a.debounceMs = try number(x, key, min: 0)
+            case "staleness_threshold": a.stalenessThreshold = try integer(x, key, 0...Limits.maxStalenessThreshold)
+            case "debounce_ms": a.debounceMs = try number(x, key, Limits.durationMs)
             case "spawn":
-                guard case .array(let p) = x, p.count == 2 || p.count == 3, p.allSatisfy({ $0.numberValue?.isFinite == true }) else {
-                    throw GunnError(.configInvalid, "\(key) must be [x, y] or [x, y, z]")
+                guard case .array(let p) = x, p.count == 2 || p.count == 3,
+                      p.allSatisfy({ $0.numberValue.map { $0.isFinite && abs($0) <= Limits.maxCoordinate } == true }) else {
+                    throw GunnError(.configInvalid, "\(key) must be [x, y] or [x, y, z], each within ±\(Int(Limits.maxCoordinate))")
                 }
                 a.spawn = p.compactMap(\.numberValue)
             case "start": a.start = try bool(x, key)
             case "repeat": a.repeat = try bool(x, key)
-            case "respond_to": a.respondTo = try strings(x, key)
+            case "respond_to": a.respondTo = try strings(x, key, maxCount: Limits.maxListCount, maxBytes: Limits.maxNameBytes)
             case "interject": a.interject = try bool(x, key)
-            case "max_turns": a.maxTurns = Int(try number(x, key, min: 0))
-            case "max_retries": a.maxRetries = Int(try number(x, key, min: 0))
-            case "seed": a.seed = UInt64(try number(x, key, min: 0))
-            case "lines": a.lines = try strings(x, key)
+            case "max_turns": a.maxTurns = try integer(x, key, 0...Limits.maxTurns)
+            case "max_retries": a.maxRetries = try integer(x, key, 0...Limits.maxRetries)
+            case "seed": a.seed = UInt64(try integer(x, key, 0...Limits.maxSeed))
+            case "lines": a.lines = try strings(x, key, maxCount: Limits.maxListCount, maxBytes: Limits.maxTextBytes)
             case "token_interval_ms":
                 guard case .array(let p) = x, p.count == 2, let lo = p[0].numberValue, let hi = p[1].numberValue, lo >= 0, hi >= lo, hi < 60_000 else {
                     throw GunnError(.configInvalid, "\(key) must be [min, max] milliseconds with 0 ≤ min ≤ max")
@@ -170,23 +181,27 @@ public struct AdapterConfig: Sendable, Equatable {
             case "request_extra":
                 guard case .object(let e) = x else { throw GunnError(.configInvalid, "\(key) must be an object") }
                 a.requestExtra = e
-            case "ca_file": a.caFile = try string(x, key)
-            default: a.stallMs = try number(x, key, min: 1)
+            case "ca_file": a.caFile = try string(x, key, maxBytes: Int(PATH_MAX))
+            case "connect_timeout_ms": a.connectTimeoutMs = try number(x, key, 1...Limits.maxConnectTimeoutMs)
+            default: a.stallMs = try number(x, key, 1...Limits.durationMs.upperBound)
             }
         }
         if a.backend != .dummy && a.endpoint == nil { throw GunnError(.configInvalid, "\(at).endpoint is required for backend \(a.backend.rawValue)") }
         return a
     }
 
-    static func string(_ v: JSONValue, _ key: String) throws(GunnError) -> String {
+    static func string(_ v: JSONValue, _ key: String, maxBytes: Int) throws(GunnError) -> String {
         guard case .string(let s) = v else { throw GunnError(.configInvalid, "\(key) must be a string") }
+        guard s.utf8.count <= maxBytes else { throw GunnError(.configInvalid, "\(key) is longer than \(maxBytes) bytes") }
         return s
     }
-    static func strings(_ v: JSONValue, _ key: String) throws(GunnError) -> [String] {
+    static func strings(_ v: JSONValue, _ key: String, maxCount: Int, maxBytes: Int) throws(GunnError) -> [String] {
         guard case .array(let a) = v else { throw GunnError(.configInvalid, "\(key) must be an array of strings") }
+        guard a.count <= maxCount else { throw GunnError(.configInvalid, "\(key) has more than \(maxCount) entries") }
         var out: [String] = []
         for x in a {
             guard case .string(let s) = x else { throw GunnError(.configInvalid, "\(key) must be an array of strings") }
+            guard s.utf8.count <= maxBytes else { throw GunnError(.configInvalid, "\(key) has an entry longer than \(maxBytes) bytes") }
             out.append(s)
         }
         return out
@@ -195,8 +210,50 @@ public struct AdapterConfig: Sendable, Equatable {
         guard case .bool(let b) = v else { throw GunnError(.configInvalid, "\(key) must be true or false") }
         return b
     }
-    static func number(_ v: JSONValue, _ key: String, min: Double) throws(GunnError) -> Double {
-        guard case .number(let n) = v, n.isFinite, n >= min, n <= 1e15 else { throw GunnError(.configInvalid, "\(key) must be a number ≥ \(min)") }
+    static func number(_ v: JSONValue, _ key: String, _ range: ClosedRange<Double>) throws(GunnError) -> Double {
+        guard case .number(let n) = v, n.isFinite, range.contains(n) else {
+            throw GunnError(.configInvalid, "\(key) must be a number in \(Self.text(range.lowerBound))…\(Self.text(range.upperBound))")
+        }
         return n
+    }
+    /// A whole number in `range`: a fraction, a string or anything out of range is refused (never
+    /// rounded or clamped), so every later conversion (to UInt32 on the wire, say) is exact.
+    static func integer(_ v: JSONValue, _ key: String, _ range: ClosedRange<Int>) throws(GunnError) -> Int {
+        guard case .number(let n) = v, n.isFinite, n.rounded(.towardZero) == n, n >= Double(range.lowerBound), n <= Double(range.upperBound) else {
+            throw GunnError(.configInvalid, "\(key) must be an integer in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return Int(n)
+    }
+    static func text(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d) }
+}
+
+extension AdapterConfig {
+    /// The bounds of every setting: a value outside them is CONFIG_INVALID naming its key. Each
+    /// bound keeps the value exact in every later conversion (the wire's UInt32 fields, a
+    /// Double's 53-bit integers, timers) and far above any sensible use.
+    public enum Limits {
+        public static let maxTokens = 100_000
+        public static let maxTokenBudget = 1_000_000
+        /// One day; the wire field is a UInt32.
+        public static let maxDeadlineMs = 86_400_000
+        public static let maxStalenessThreshold = 1 << 30
+        public static let maxTurns = 1_000_000
+        public static let maxRetries = 1000
+        /// 2^53: every integer up to it is exact in a JSON number.
+        public static let maxSeed = 1 << 53
+        public static let maxTemperature = 2.0
+        /// Durations (stall, debounce, breaker timings): 0 to one day.
+        public static let durationMs: ClosedRange<Double> = 0...86_400_000
+        public static let maxConnectTimeoutMs = 600_000.0
+        public static let maxConsecutiveFailures = 1000
+        public static let maxCoordinate = 1e9
+        /// `persona`, each of `lines`.
+        public static let maxTextBytes = 64 << 10
+        /// `model`, `endpoint`, each of `respond_to`.
+        public static let maxNameBytes = 1024
+        /// Entries of `lines` and `respond_to`.
+        public static let maxListCount = 1000
+        /// The config file itself.
+        public static let maxConfigBytes = 4 << 20
     }
 }

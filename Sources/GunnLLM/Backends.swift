@@ -166,6 +166,8 @@ public struct HTTPBackend: LLMBackend {
     public var port: UInt16
     public var format: TokenStreamDecoder.Format
     public var stallSeconds: Double = 30
+    /// The TCP connection not accepted after this long: LLM_SERVICE_ERROR.
+    public var connectTimeoutSeconds = HTTPStream.Request.defaultConnectTimeoutSeconds
     /// Extra top-level fields of the request body (e.g. llama-cpp-python's `min_tokens`).
     public var extraBody: JSONObject = [:]
     /// HTTPS: TLS through libssl, verified against `caFile` or the system's roots.
@@ -203,6 +205,7 @@ public struct HTTPBackend: LLMBackend {
         let s = Stream()
         var req = HTTPStream.Request(host: host, port: port, path: path, body: CanonicalJSON.encode(body(params)))
         req.stallSeconds = stallSeconds
+        req.connectTimeoutSeconds = connectTimeoutSeconds
         req.tls = tls
         req.caFile = caFile
         let decoder = Mutex((TokenStreamDecoder(format: format), failed: GunnError?.none))

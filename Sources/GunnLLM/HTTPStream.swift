@@ -2,6 +2,7 @@ import CTLS
 import Foundation
 import Glibc
 import GunnCore
+import GunnIO
 import Synchronization
 
 /// A streaming HTTP/1.1 POST over TCP, plain or TLS (OpenSSL's libssl: TLS 1.2 or later, the
@@ -13,12 +14,18 @@ import Synchronization
 /// `stallSeconds`) is an LLM_SERVICE_ERROR.
 public final class HTTPStream: Sendable {
     public struct Request: Sendable {
+        /// How long a TCP connect may take before it is an LLM_SERVICE_ERROR: a black-holed
+        /// endpoint (SYNs dropped) would otherwise hold the attempt for the kernel's minutes of
+        /// retransmissions.
+        public static let defaultConnectTimeoutSeconds: Double = 10
+
         public var host: String
         public var port: UInt16
         public var path: String
         public var body: [UInt8]
         public var headers: [(String, String)] = [("Content-Type", "application/json")]
         public var stallSeconds: Double = 30
+        public var connectTimeoutSeconds = Request.defaultConnectTimeoutSeconds
         /// TLS (https): certificates are checked against `caFile` when set, else the system's roots.
         public var tls = false
         public var caFile: String?
@@ -27,7 +34,9 @@ public final class HTTPStream: Sendable {
         }
     }
 
-    private let fd = Mutex<Int32>(-1)
+    /// The socket (for `cancel()` to shut down) and the eventfd that wakes a connect in progress;
+    /// -1 when there is none. Only the stream's thread opens and closes them, under this lock.
+    private let descriptors = Mutex<(socket: Int32, wake: Int32)>((-1, -1))
     private let cancelled = Atomic<Bool>(false)
 
     public init() {}
@@ -35,10 +44,14 @@ public final class HTTPStream: Sendable {
     /// Whether `cancel()` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .sequentiallyConsistent) }
 
-    /// Closes the connection now; the reading thread ends with `onEnd(nil)` if nothing failed first.
+    /// Closes the connection now — or ends a connect still in progress — and the reading thread
+    /// ends with `onEnd(nil)` if nothing failed first.
     public func cancel() {
         cancelled.store(true, ordering: .sequentiallyConsistent)
-        fd.withLock { if $0 >= 0 { shutdown($0, Int32(SHUT_RDWR)) } }
+        descriptors.withLock { d in
+            if d.socket >= 0 { Sys.shutdown(d.socket) }
+            if d.wake >= 0 { Sys.signalEventFD(d.wake) }
+        }
     }
 
     /// Starts the request on a thread of its own. `onBody` gets the body's bytes in order (never
@@ -60,10 +73,17 @@ public final class HTTPStream: Sendable {
             } catch {
                 onEnd(GunnError(.llmServiceError, "\(error)"))
             }
-            fd.withLock { if $0 >= 0 { close($0); $0 = -1 } }
+            closeDescriptors()
         }
         t.name = "http-stream"
         t.start()
+    }
+
+    private func closeDescriptors() {
+        descriptors.withLock { d in
+            if d.socket >= 0 { Sys.close(d.socket); d.socket = -1 }
+            if d.wake >= 0 { Sys.close(d.wake); d.wake = -1 }
+        }
     }
 
     private func fail(_ message: String) -> GunnError { GunnError(.llmServiceError, message) }
@@ -74,11 +94,15 @@ public final class HTTPStream: Sendable {
             guard !cancelled.load(ordering: .sequentiallyConsistent) else { throw fail("cancelled") }
             deliverBody(part)
         }
-        let s = try connectTCP(r.host, r.port)
-        fd.withLock { $0 = s }
+        let s = try connectTCP(r.host, r.port, timeoutSeconds: r.connectTimeoutSeconds)
         if cancelled.load(ordering: .sequentiallyConsistent) { return }
-        var tv = timeval(tv_sec: Int(r.stallSeconds), tv_usec: Int(r.stallSeconds.truncatingRemainder(dividingBy: 1) * 1e6))
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        do throws(Errno) {
+            // From here on the thread blocks in reads and writes, each bounded by the stall limit.
+            try Sys.setNonBlocking(s, false)
+            try Sys.setIOTimeout(s, seconds: r.stallSeconds)
+        } catch {
+            throw fail("cannot set up the connection to \(r.host):\(r.port): \(error)")
+        }
         let link: Link = r.tls ? try TLSLink(fd: s, host: r.host, caFile: r.caFile) : PlainLink(fd: s)
         var head = "POST \(r.path) HTTP/1.1\r\nHost: \(r.host):\(r.port)\r\nAccept: text/event-stream, application/x-ndjson, application/json\r\n"
         for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
@@ -88,26 +112,47 @@ public final class HTTPStream: Sendable {
         try reader.readResponse(from: "\(r.host):\(r.port)\(r.path)", onBody: onBody)
     }
 
-    private func connectTCP(_ host: String, _ port: UInt16) throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var res: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, String(port), &hints, &res)
-        guard rc == 0, let first = res else { throw fail("cannot resolve \(host): \(String(cString: gai_strerror(rc)))") }
-        defer { freeaddrinfo(res) }
-        var lastErr: Int32 = 0
-        var p: UnsafeMutablePointer<addrinfo>? = first
-        while let a = p {
-            let s = socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), a.pointee.ai_protocol)
-            if s >= 0 {
-                if connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return s }
-                lastErr = errno
-                close(s)
-            }
-            p = a.pointee.ai_next
+    /// A connected socket to `host`:`port`, trying each address in turn, all within one deadline.
+    /// The connect is non-blocking and waits in poll(2) for the socket or for `cancel()`, so a
+    /// black-holed endpoint costs at most `timeoutSeconds` and a cancel ends the wait at once.
+    private func connectTCP(_ host: String, _ port: UInt16, timeoutSeconds: Double) throws -> Int32 {
+        let addresses: [Sys.SocketAddress]
+        switch Sys.resolveStream(host: host, port: port) {
+        case .success(let a): addresses = a
+        case .failure(let e): throw fail("\(e)")
         }
-        throw fail("cannot connect to \(host):\(port): \(String(cString: strerror(lastErr)))")
+        let wake: Int32
+        do { wake = try Sys.eventFD() } catch { throw fail("cannot connect to \(host):\(port): \(error)") }
+        descriptors.withLock { $0.wake = wake }
+        let deadline = EventLoop.now() + timeoutSeconds
+        var lastError = "no address"
+        for address in addresses {
+            // Set under the lock, then checked: a cancel() either sees this socket or was seen here.
+            let s: Int32
+            do { s = try Sys.socket(for: address) } catch { lastError = "\(error)"; continue }
+            descriptors.withLock { $0.socket = s }
+            guard !cancelled.load(ordering: .sequentiallyConsistent) else { throw fail("cancelled") }
+            do {
+                if try Sys.connect(s, to: address) { return s }
+                var fds = [pollfd(fd: s, events: Int16(POLLOUT), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+                while true {
+                    let remainingMs = (deadline - EventLoop.now()) * 1000
+                    guard remainingMs > 0 else {
+                        throw fail("cannot connect to \(host):\(port): no answer within the connect timeout of \(Int(timeoutSeconds * 1000)) ms")
+                    }
+                    _ = try Sys.poll(&fds, timeoutMs: Int32(min(remainingMs.rounded(.up), 60_000)))
+                    if cancelled.load(ordering: .sequentiallyConsistent) { throw fail("cancelled") }
+                    if fds[0].revents != 0 { break }
+                }
+                let e = Sys.socketError(s)
+                if e == 0 { return s }
+                lastError = String(cString: strerror(e))
+            } catch let e as Errno {
+                lastError = "\(e)"
+            }
+            descriptors.withLock { d in Sys.close(d.socket); d.socket = -1 }
+        }
+        throw fail("cannot connect to \(host):\(port): \(lastError)")
     }
 }
 
@@ -124,20 +169,20 @@ struct PlainLink: Link {
     func sendAll(_ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw GunnError(.llmServiceError, "sending the request failed: \(String(cString: strerror(errno)))") }
+            let n: Int?
+            do {
+                n = try bytes.withUnsafeBytes { (b) throws(Errno) -> Int? in try Sys.write(fd, UnsafeRawBufferPointer(rebasing: b[off...])) }
+            } catch {
+                throw GunnError(.llmServiceError, "sending the request failed: \(error)")
+            }
+            guard let n else { throw GunnError(.llmServiceError, "sending the request stalled: the server takes no bytes") }
             off += n
         }
     }
 
     func receive(_ buffer: inout [UInt8]) throws -> Int? {
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n >= 0 { return n }
-            if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-            throw GunnError(.llmServiceError, "reading the response failed: \(String(cString: strerror(errno)))")
+        do { return try buffer.withUnsafeMutableBytes { (b) throws(Errno) -> Int? in try Sys.receive(fd, b) } } catch {
+            throw GunnError(.llmServiceError, "reading the response failed: \(error)")
         }
     }
 }

@@ -49,6 +49,7 @@ public final class LLMAdapter: Sendable {
             var h = HTTPBackend(host: e.host, port: e.port, format: a.backend == .openai ? .openAISSE : .ollamaNDJSON)
             h.extraBody = a.requestExtra
             h.stallSeconds = a.stallMs / 1000
+            h.connectTimeoutSeconds = a.connectTimeoutMs / 1000
             h.tls = e.tls
             h.caFile = a.caFile
             return GuardedBackend(h, breakers: breakers)
@@ -224,8 +225,7 @@ actor LLMAgent {
                 if let seq = after { await waitForView(atLeast: seq) }
             case .backOff(let ms):
                 retry += 1
-                let delay = ms.map { Double($0) / 1000 } ?? backoff.next()
-                try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                try? await Task.sleep(nanoseconds: RetryDelay.nanoseconds(retryAfterMs: ms, fallbackSeconds: backoff.next()))
             case .giveUp:
                 break attemptLoop
             }
@@ -259,7 +259,9 @@ actor LLMAgent {
     func attempt(_ req: ReqID, turn: Int, retry: Int) async -> Outcome {
         let token: CancelTokenMessage
         do {
-            token = try await client.beginGeneration(id, reqID: req, deadlineMs: UInt32(config.deadlineMs ?? 0), tokenBudget: UInt32(config.tokenBudget ?? 0))
+            // Exact: AdapterConfig bounds both far below UInt32.max (AdapterConfig.Limits).
+            token = try await client.beginGeneration(id, reqID: req, deadlineMs: UInt32(config.deadlineMs ?? 0),
+                                                     tokenBudget: UInt32(config.tokenBudget ?? 0))
         } catch let e as GunnError {
             emit("error", ["during": "begin_generation", "req_id": .string(req.rawValue), "code": .string(e.code.name), "error": .string(e.message)])
             return .backOff(retryAfterMs: e.retryAfterMs)
@@ -285,14 +287,14 @@ actor LLMAgent {
             emit("regenerating", ["req_id": .string(req.rawValue), "reason": .string(reason), "tokens_discarded": .number(Double(tokens))])
             return .regenerate(afterSeq: after)
         case .failed(let e):
-            client.postHalted(req, agent: id, tokensEmitted: UInt32(tokens), haltLatencyUs: 0, cancelled: false)
+            client.postHalted(req, agent: id, tokensEmitted: UInt32(clamping: tokens), haltLatencyUs: 0, cancelled: false)
             emit("error", ["during": "generation", "req_id": .string(req.rawValue), "code": .string(e.code.name), "error": .string(e.message),
                            "tokens": .number(Double(tokens))])
             if e.code == .llmServiceError { return .backOff(retryAfterMs: e.retryAfterMs) }
             return .giveUp // deadline or budget: the turn is over
         case .completed:
             // The generation is over (its token retired), then the Speak is judged by its context.
-            client.postHalted(req, agent: id, tokensEmitted: UInt32(tokens), haltLatencyUs: 0, cancelled: false)
+            client.postHalted(req, agent: id, tokensEmitted: UInt32(clamping: tokens), haltLatencyUs: 0, cancelled: false)
             let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !line.isEmpty else {
                 emit("error", ["during": "generation", "req_id": .string(req.rawValue), "error": "the backend produced no text"])
@@ -357,7 +359,7 @@ actor LLMAgent {
         let since = c.issuedAtMicros > 0 ? Double(c.issuedAtMicros) / 1e6 : received
         let latency = UInt64(max(0, now - since) * 1e6)
         let tokens = g.tokensEmitted
-        client.postHalted(ReqID(c.reqID), agent: id, tokensEmitted: UInt32(tokens), haltLatencyUs: latency, cancelled: true)
+        client.postHalted(ReqID(c.reqID), agent: id, tokensEmitted: UInt32(clamping: tokens), haltLatencyUs: latency, cancelled: true)
         events(["event": "cancelled", "agent": .string(id.rawValue), "req_id": .string(c.reqID), "reason": .string(c.reason),
                 "tokens_discarded": .number(Double(tokens)), "halt_latency_us": .number(Double(latency))])
     }

@@ -132,6 +132,11 @@ public final class EventLogStore {
         var prev = headChecksum
         var expected = headSeq + 1
         for e in batch {
+            // The log holds one world: an entry of another would be a record that world lacks.
+            guard e.worldID == worldID else {
+                throw GunnError(.worldMismatch,
+                                "global_seq \(e.globalSeq) belongs to world \"\(e.worldID)\", this log to \"\(worldID)\"; nothing was written")
+            }
             if e.globalSeq < expected && fresh.isEmpty {
                 // A resend: it must be exactly what is stored, content and checksum.
                 let stored = try storedEntry(e.globalSeq)

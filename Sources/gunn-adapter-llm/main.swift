@@ -21,6 +21,10 @@ guard let path = args.value("--config", env: "GUNN_LLM_CONFIG") else {
 }
 var config: AdapterConfig
 do {
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    guard size <= AdapterConfig.Limits.maxConfigBytes else {
+        throw GunnError(.configInvalid, "\(path) is \(size) bytes, over the limit of \(AdapterConfig.Limits.maxConfigBytes)")
+    }
     guard let data = FileManager.default.contents(atPath: path) else { throw GunnError(.configInvalid, "cannot read \(path)") }
     config = try AdapterConfig.parse([UInt8](data))
     if let e = args.value("--endpoint", env: "GUNN_LLM_ENDPOINT") {

@@ -27,10 +27,12 @@ do { server = try EventLogServer(settings: settings) } catch {
     exit(70)
 }
 let report = server.startupReport
-FileHandle.standardError.write(Data("gunn-eventlog: head \(server.head.seq); verified \(report.checked) entries after the last anchor: \(report.ok ? "ok" : "PROBLEMS \(report.problems)")\n".utf8))
+let startHead = await server.head().seq
+let verified = report.ok ? "ok" : "PROBLEMS \(report.problems)"
+FileHandle.standardError.write(Data("gunn-eventlog: head \(startHead); verified \(report.checked) entries after the last anchor: \(verified)\n".utf8))
 try await server.start()
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()
-FileHandle.standardError.write(Data("gunn-eventlog: stopped cleanly at head \(server.head.seq)\n".utf8))
+FileHandle.standardError.write(Data("gunn-eventlog: stopped cleanly at head \(await server.head().seq)\n".utf8))
 exit(0)

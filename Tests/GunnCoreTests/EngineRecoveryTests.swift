@@ -97,7 +97,15 @@ final class EngineRecoveryTests: XCTestCase {
 
     func testUUIDsArePerSeqAndWellFormed() {
         let u = Engine.uuid(worldSeed: 1, globalSeq: 7)
-        XCTAssertEqual(u, Engine.uuid(worldSeed: 1, globalSeq: 7))
+        // Computed independently (Python: SplitMix64 by its published constants, seeded with
+        // world_seed ^ (global_seq * 0x9E3779B97F4A7C15 mod 2^64), two outputs as the 128 bits with
+        // the version and variant bits set, formatted by Python's uuid module): replay on any
+        // machine must give these exact uuids.
+        XCTAssertEqual(u, "405da438-a39e-4064-84fe-a708156e0c84")
+        XCTAssertEqual(Engine.uuid(worldSeed: 1, globalSeq: 8), "491718de-357e-4da8-8b43-5c8e74616796")
+        XCTAssertEqual(Engine.uuid(worldSeed: 2, globalSeq: 7), "1e2b53fb-7bd6-4f05-a4b3-7710c55c43d9")
+        XCTAssertEqual(Engine.uuid(worldSeed: 0, globalSeq: 1), "6e789e6a-a1b9-45f4-86c4-5d188009454f")
+        XCTAssertEqual(Engine.uuid(worldSeed: 2026, globalSeq: 123_456_789), "72658e76-0672-476d-85cf-d786ce6b6e15")
         XCTAssertNotEqual(u, Engine.uuid(worldSeed: 1, globalSeq: 8))
         XCTAssertNotEqual(u, Engine.uuid(worldSeed: 2, globalSeq: 7))
         let parts = u.split(separator: "-").map(\.count)

@@ -30,6 +30,50 @@ final class FramedConnectionTests: XCTestCase {
         XCTAssertNil(afterClose)
     }
 
+    /// `stats`, `closeReason`, `welcome` and `peerCredentials` are read from a thread of their own
+    /// while frames flow and the connection closes (the loop writes them): the values seen only
+    /// grow, and the last ones are the real counts. (Run under `--sanitize=thread`, today's
+    /// unguarded fields are a reported race.)
+    func testSharedStateIsReadFromAnyThreadWhileFramesFlow() async throws {
+        let peer = try PeerProcess()
+        defer { peer.stop() }
+        let conn = try await FramedConnection.connect(path: peer.path, loop: Self.loop, hello: hello("reader"))
+        let stop = Atomic<Bool>(false)
+        let seen = Mutex((reads: 0, backwards: 0, closed: false))
+        let reader = Thread {
+            var last = 0
+            while !stop.load(ordering: .acquiring) {
+                let s = conn.stats
+                let closed = conn.closeReason != nil
+                _ = conn.welcome?.sessionID
+                _ = conn.peerCredentials
+                seen.withLock { v in
+                    v.reads += 1
+                    if s.framesIn < last { v.backwards += 1 }
+                    v.closed = v.closed || closed
+                }
+                last = s.framesIn
+            }
+        }
+        reader.start()
+        for i in 1...300 { try await conn.send(.submitIntent(JSONPayload(Array("{\"n\":\(i)}".utf8))), id: UInt64(i)) }
+        var echoed = 0
+        while echoed < 300, let f = await conn.receive() { if case .submitIntent? = f.body { echoed += 1 } }
+        XCTAssertEqual(echoed, 300)
+        XCTAssertGreaterThanOrEqual(conn.stats.framesIn, 300, "every echo counted, read off the loop")
+        XCTAssertGreaterThanOrEqual(conn.stats.framesOut, 301, "the Hello and 300 intents")
+        conn.close()
+        let end = await conn.receive()
+        XCTAssertNil(end)
+        XCTAssertEqual(conn.closeReason?.code, .adapterUnavailable, "closed by us: the reason is set before receive() ends")
+        while seen.withLock({ !$0.closed }) { usleep(1000) } // the reader sees the close too
+        stop.store(true, ordering: .releasing)
+        while !reader.isFinished { usleep(1000) }
+        let v = seen.withLock { $0 }
+        XCTAssertGreaterThan(v.reads, 0)
+        XCTAssertEqual(v.backwards, 0, "a counter never went backwards")
+    }
+
     /// Each hostile input gets its coded error, its connection is closed, and the server goes on
     /// serving a well-behaved client.
     func hostile(_ send: (RawClient) -> Void, expect code: ErrorCode, heartbeatMs: Int = 1000, file: StaticString = #filePath, line: UInt = #line) async throws -> [Frame] {

@@ -50,6 +50,90 @@ final class AdapterConfigTests: XCTestCase {
         XCTAssertEqual(try? AdapterConfig.Endpoint.parse("https://localhost:8443/"), AdapterConfig.Endpoint(host: "localhost", port: 8443, tls: true))
     }
 
+    /// Every number is bounded and typed: a value the adapter would trap on (a deadline above
+    /// UInt32.max for the wire), round or clamp is refused, naming the key.
+    func testOutOfRangeAndIllTypedSettingsAreRefusedNamingTheKey() {
+        let long = String(repeating: "x", count: AdapterConfig.Limits.maxTextBytes + 1)
+        let many = "[" + Array(repeating: #""B""#, count: AdapterConfig.Limits.maxListCount + 1).joined(separator: ",") + "]"
+        let agentCases: [(String, String)] = [
+            (#""deadline_ms": 5000000000"#, "deadline_ms"),       // above 2^32: trapped in UInt32(deadlineMs)
+            (#""deadline_ms": 86400001"#, "deadline_ms"),
+            (#""deadline_ms": 1.5"#, "deadline_ms"),
+            (#""deadline_ms": "100""#, "deadline_ms"),
+            (#""token_budget": 4294967296"#, "token_budget"),     // above UInt32.max
+            (#""token_budget": 0"#, "token_budget"),
+            (#""max_tokens": 2.5"#, "max_tokens"),
+            (#""max_tokens": 100001"#, "max_tokens"),
+            (#""max_tokens": true"#, "max_tokens"),
+            (#""staleness_threshold": -1"#, "staleness_threshold"),
+            (#""staleness_threshold": 1073741825"#, "staleness_threshold"),
+            (#""staleness_threshold": 0.5"#, "staleness_threshold"),
+            (#""debounce_ms": 1e12"#, "debounce_ms"),
+            (#""temperature": 2.5"#, "temperature"),
+            (#""temperature": -0.1"#, "temperature"),
+            (#""max_turns": 1000001"#, "max_turns"),
+            (#""max_retries": 1001"#, "max_retries"),
+            (#""max_retries": 1.25"#, "max_retries"),
+            (#""seed": -1"#, "seed"),
+            (#""seed": 9007199254740994"#, "seed"),               // above 2^53
+            (#""seed": 0.5"#, "seed"),
+            (#""stall_ms": 0"#, "stall_ms"),
+            (#""stall_ms": 1e10"#, "stall_ms"),
+            (#""connect_timeout_ms": 0"#, "connect_timeout_ms"),
+            (#""connect_timeout_ms": 600001"#, "connect_timeout_ms"),
+            (#""connect_timeout_ms": null"#, "connect_timeout_ms"),
+            (#""spawn": [1e10, 0]"#, "spawn"),
+            (#""persona": "\#(long)""#, "persona"),
+            (#""lines": ["\#(long)"]"#, "lines"),
+            (#""respond_to": \#(many)"#, "respond_to"),
+            (#""model": 7"#, "model"),
+        ]
+        var cases = agentCases.map { (#"{"agents": [{"id": "Z"}, {"id": "A", "# + $0.0 + "}]}", "agents[1].\($0.1)") }
+        cases += [
+            (#"{"agents": [{"id": "A"}], "breaker": {"consecutive_failures": 2.5}}"#, "breaker.consecutive_failures"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"consecutive_failures": 0}}"#, "breaker.consecutive_failures"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"consecutive_failures": 1001}}"#, "breaker.consecutive_failures"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"slow_first_token_ms": 1e12}}"#, "breaker.slow_first_token_ms"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"open_ms": "5"}}"#, "breaker.open_ms"),
+            (#"{"agents": [{"id": "A"}], "breaker": {"open_ms": 5000, "open_max_ms": 1000}}"#, "breaker.open_max_ms"),
+        ]
+        for (text, key) in cases {
+            XCTAssertThrowsError(try AdapterConfig.parse(Array(text.utf8)), String(text.prefix(200))) { e in
+                XCTAssertEqual((e as? GunnError)?.code, .configInvalid, String(text.prefix(200)))
+                XCTAssertTrue("\(e)".contains(key), "\(text.prefix(200)): \(e)")
+            }
+        }
+        XCTAssertThrowsError(try AdapterConfig.parse([UInt8](repeating: 0x20, count: AdapterConfig.Limits.maxConfigBytes + 1))) { e in
+            XCTAssertEqual((e as? GunnError)?.code, .configInvalid)
+        }
+    }
+
+    /// The largest values in range parse to exactly what was written (no rounding, no clamping).
+    func testTheBoundsThemselvesAreAccepted() throws {
+        let text = #"{"agents": [{"id": "A", "deadline_ms": 86400000, "token_budget": 1000000, "max_tokens": 100000, "seed": 9007199254740992, "#
+            + #""staleness_threshold": 1073741824, "max_retries": 1000, "temperature": 2, "connect_timeout_ms": 250, "stall_ms": 1}], "#
+            + #""breaker": {"consecutive_failures": 1000, "open_ms": 0, "open_max_ms": 86400000}}"#
+        let a = try AdapterConfig.parse(Array(text.utf8)).agents[0]
+        XCTAssertEqual(a.deadlineMs, 86_400_000)
+        XCTAssertEqual(a.tokenBudget, 1_000_000)
+        XCTAssertEqual(a.maxTokens, 100_000)
+        XCTAssertEqual(a.seed, 9_007_199_254_740_992)
+        XCTAssertEqual(a.stalenessThreshold, 1 << 30)
+        XCTAssertEqual(a.connectTimeoutMs, 250)
+        XCTAssertEqual(AdapterConfig.Agent(id: "B").connectTimeoutMs, 10_000, "the default: HTTPStream.Request.defaultConnectTimeoutSeconds")
+    }
+
+    /// A retry-after from a peer is honoured up to a day; UInt64.max (which trapped converting to
+    /// nanoseconds) waits a day, and no retry-after means the backoff's delay.
+    func testRetryDelaysAreBoundedWhateverThePeerSays() {
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: 1500, fallbackSeconds: 9), 1_500_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: 0.25), 250_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: .max, fallbackSeconds: 1), 86_400_000_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: 86_400_001, fallbackSeconds: 1), 86_400_000_000_000)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: -3), 0)
+        XCTAssertEqual(RetryDelay.nanoseconds(retryAfterMs: nil, fallbackSeconds: .infinity), 86_400_000_000_000)
+    }
+
     func testScriptedDummyLinesFollowTheSeed() {
         let d = DummyBackend(lines: ["one two three", "four five"])
         var p = GenerationParams(messages: [("user", "x")])

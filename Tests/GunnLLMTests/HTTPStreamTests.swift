@@ -110,7 +110,7 @@ final class HTTPStreamTests: XCTestCase {
     }
 
     /// cancel() closes the connection: no token after it, and the server sees the stream closed.
-    func testCancelClosesTheStreamAndTheServerStops() {
+    func testCancelClosesTheStreamAndTheServerStops() throws {
         let o = stream("/v1/chat/completions", model: "slow", format: .openAISSE, cancelAfter: 5)
         XCTAssertNil(o.error, "a cancellation is not an error")
         XCTAssertEqual(o.afterCancel, 0, "no bytes handed over after cancel()")
@@ -121,8 +121,111 @@ final class HTTPStreamTests: XCTestCase {
         let until = Date().addingTimeInterval(10)
         while !said.contains("closed after") && Date() < until { said += String(decoding: serverOut.availableData, as: UTF8.self) }
         XCTAssertTrue(said.contains("closed after"), said)
-        if let n = said.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
-            XCTAssertLessThan(n, 500, "the server stopped generating")
+        // "closed after N": the server's own count of the tokens it wrote before it saw the close.
+        let closed = try XCTUnwrap(said.components(separatedBy: "\n").first { $0.hasPrefix("closed after ") }, said)
+        let n = try XCTUnwrap(Int(closed.dropFirst("closed after ".count).prefix { $0.isASCIIDigit }), closed)
+        XCTAssertLessThan(n, 500, "the server stopped generating")
+        XCTAssertGreaterThanOrEqual(n, o.chunks.count, "it wrote at least the tokens we read")
+    }
+
+    // MARK: - A black-holed endpoint
+
+    /// A loopback listener that never accepts, with backlog 0 and its accept queue filled: the
+    /// kernel drops every further SYN, so a connect to it hangs (for minutes of retransmissions)
+    /// like one to a black-holed host.
+    final class BlackHole {
+        let listener: Int32
+        var fillers: [Int32] = []
+        let port: UInt16
+
+        init() throws {
+            let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
+                                   sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) } }
+            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
+            listener = l
+            port = UInt16(bigEndian: addr.sin_port)
+            XCTAssertEqual(listen(l, 0), 0)
+            // Fill the accept queue until a connect stays pending: that one proves the trick works here.
+            for _ in 0..<8 {
+                let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+                fillers.append(s)
+                let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, len) } }
+                if r == 0 { continue }
+                XCTAssertEqual(errno, EINPROGRESS)
+                var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
+                if poll(&p, 1, 500) == 0 { return } // still connecting after half a second: SYNs are dropped
+            }
+            throw XCTSkip("cannot make a black hole on this machine") // ops/test fails on a skip
         }
+
+        deinit {
+            for f in fillers { close(f) }
+            close(listener)
+        }
+    }
+
+    /// A connect that gets no answer ends at the connect timeout, as an upstream failure.
+    func testAConnectToABlackHoleEndsAtTheConnectTimeout() throws {
+        let hole = try BlackHole()
+        let http = HTTPStream()
+        var req = HTTPStream.Request(host: "127.0.0.1", port: hole.port, path: "/v1/chat/completions", body: Array("{}".utf8))
+        req.connectTimeoutSeconds = 0.3
+        let end = Mutex<(ended: Bool, error: GunnError?, bytes: Int)>((false, nil, 0))
+        let done = DispatchSemaphore(value: 0)
+        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } },
+                   onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "the connect timeout ended the attempt")
+        let r = end.withLock { $0 }
+        XCTAssertEqual(r.error?.code, .llmServiceError)
+        XCTAssertTrue(r.error?.message.contains("no answer within the connect timeout of 300 ms") == true, "\(String(describing: r.error))")
+        XCTAssertEqual(r.bytes, 0)
+        XCTAssertFalse(http.isCancelled)
+    }
+
+    /// cancel() while the connect is still waiting ends it at once and is a cancellation, not an
+    /// upstream failure (the timeout here is far beyond the test's wait).
+    func testCancelDuringConnectEndsItAtOnceAsACancellation() throws {
+        let hole = try BlackHole()
+        let http = HTTPStream()
+        var req = HTTPStream.Request(host: "127.0.0.1", port: hole.port, path: "/v1/chat/completions", body: Array("{}".utf8))
+        req.connectTimeoutSeconds = 600
+        let end = Mutex<(ended: Bool, error: GunnError?, bytes: Int)>((false, nil, 0))
+        let done = DispatchSemaphore(value: 0)
+        http.start(req, onBody: { b in end.withLock { $0.bytes += b.count } },
+                   onEnd: { e in end.withLock { $0.ended = true; $0.error = e }; done.signal() })
+        XCTAssertEqual(done.wait(timeout: .now() + 0.3), .timedOut, "still connecting: the black hole holds it")
+        http.cancel()
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "cancel ended the connect (the kernel alone would take minutes)")
+        let r = end.withLock { $0 }
+        XCTAssertNil(r.error, "a cancellation is not an upstream failure")
+        XCTAssertEqual(r.bytes, 0)
+        XCTAssertTrue(http.isCancelled)
+    }
+
+    /// The same through the HTTP backend behind its breaker (a Cancel from the orchestrator during
+    /// the connect): the stream ends without an error, and the breaker — which one failure would
+    /// open — records no failure (it records before the backend's end is reported).
+    func testABackendCancelledWhileConnectingIsNoBreakerFailure() throws {
+        let hole = try BlackHole()
+        var settings = AdapterConfig.Breaker()
+        settings.consecutiveFailures = 1
+        let breakers = EndpointBreakers(settings)
+        var backend = HTTPBackend(host: "127.0.0.1", port: hole.port, format: .openAISSE)
+        backend.connectTimeoutSeconds = 600
+        let guarded = GuardedBackend(backend, breakers: breakers)
+        let end = Mutex<(ended: Bool, error: GunnError?)>((false, nil))
+        let done = DispatchSemaphore(value: 0)
+        let stream = guarded.stream(GenerationParams(messages: [("user", "hi")]), onToken: { _ in }, onEnd: { e in
+            end.withLock { $0 = (true, e) }
+            done.signal()
+        })
+        XCTAssertEqual(done.wait(timeout: .now() + 0.3), .timedOut, "still connecting")
+        stream.cancel()
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        XCTAssertNil(end.withLock { $0.error })
+        XCTAssertEqual(breakers.state(of: guarded.endpoint), .closed)
     }
 }

@@ -42,6 +42,28 @@ final class EventLogStoreTests: XCTestCase {
         try db.execute(sql)
     }
 
+    /// The log holds one world: a batch with an entry of another is refused whole, and so is a
+    /// resend of a stored seq that names another world.
+    func testEntriesOfAnotherWorldAreRefusedAndNothingIsWritten() throws {
+        let store = try open()
+        var chain = ChainBuilder()
+        try store.append(chain.batch(2), at: 1)
+        var other = chain
+        var foreign = [other.next(), other.next()]
+        foreign[1].worldID = "w2"
+        XCTAssertThrowsError(try store.append(foreign, at: 1)) { e in
+            XCTAssertEqual((e as? GunnError)?.code, .worldMismatch)
+            XCTAssertTrue("\(e)".contains("w2") && "\(e)".contains("nothing was written"), "\(e)")
+        }
+        var resend = try XCTUnwrap(try store.read(from: 2, to: 2).first)
+        resend.worldID = "w0"
+        XCTAssertThrowsError(try store.append([resend], at: 1)) { XCTAssertEqual(($0 as? GunnError)?.code, .worldMismatch) }
+        XCTAssertEqual(store.headSeq, 2)
+        XCTAssertEqual(store.count, 2)
+        let ours = foreign.map { var e = $0; e.worldID = "w1"; return e }
+        XCTAssertEqual(try store.append(ours, at: 1).lastSeq, 4, "the same entries of this world go in")
+    }
+
     func testAppendReadReopenAndVerify() throws {
         var chain = ChainBuilder()
         do {

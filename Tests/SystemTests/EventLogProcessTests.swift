@@ -159,6 +159,36 @@ final class EventLogProcessTests: XCTestCase {
         c.close()
     }
 
+    /// The log writer serves one world: a Hello naming another is refused at the handshake, and
+    /// an appended entry of another world is refused with nothing written; an entry with no
+    /// world_id is this world's.
+    func testAnotherWorldsHelloAndEntriesAreRefusedWithWorldMismatch() async throws {
+        let p = try LogProcess(home: home)
+        defer { p.term() }
+        do {
+            let other = Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w2", clientName: "test")
+            _ = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: Self.loop, hello: other)
+            XCTFail("a Hello of world w2 was admitted by the writer of w1")
+        } catch let e as ConnectionError {
+            XCTAssertEqual(e.code, .worldMismatch, "\(e)")
+            XCTAssertTrue(e.message.contains("w1") && e.message.contains("w2"), e.message)
+        }
+        let c = try await connect()
+        var chain = Chain()
+        var foreign = [chain.next(), chain.next()]
+        foreign[1].worldID = "w2"
+        let refused = try await request(c, .append(LogEntries(entries: foreign)), id: 1)
+        XCTAssertEqual(refused?.errorCode, ErrorCode.worldMismatch.code)
+        guard case .headResult(let head)? = try await request(c, .head(Empty()), id: 2)?.body else { return XCTFail("no head") }
+        XCTAssertEqual(head.seq, 0, "nothing of the refused batch was written")
+        foreign[1].worldID = ""
+        guard case .appendAck(let ack)? = try await request(c, .append(LogEntries(entries: foreign)), id: 3)?.body else { return XCTFail("no ack") }
+        XCTAssertEqual(ack.lastSeq, 2)
+        let stored = try await readAll(c, id: 4)
+        XCTAssertEqual(stored.map(\.worldID), ["w1", "w1"], "no world_id is this world")
+        c.close()
+    }
+
     func testVerifyOverTheSocketReportsCorruptionExactly() async throws {
         var chain = Chain()
         do {
@@ -281,13 +311,18 @@ final class SubscribeTests: XCTestCase {
         let healthy = try await FramedConnection.connect(path: path, loop: EventLogProcessTests.loop, hello: hello)
         try await stuck.send(.subscribe(Nonce(1)), id: 7)   // and never read until the end
         try await healthy.send(.subscribe(Nonce(1)), id: 8)
-        // More single-entry commits than the stuck peer's credit (256) plus the server's outbound
-        // bound (1024), each followed to the healthy subscriber before the next (so commits do not
-        // share a frame, and the stuck peer's queue does overflow).
-        let total: UInt64 = 2500
+        // Single-entry commits, each followed to the healthy subscriber before the next, until the
+        // writer drops the stuck peer (its credit of 256 frames and the writer's outbound bound of
+        // 1024 exhausted, then the slow-consumer deadline): the stuck connection's end is read off
+        // the loop (`closeReason`) without reading its frames. Bounded: a writer that never drops
+        // it fails the test.
+        let maxCommits: UInt64 = 20_000
         var chain = EventLogProcessTests.Chain()
         var followed: [UInt64] = []
-        for id in 1...total {
+        var committed: UInt64 = 0
+        while stuck.closeReason == nil && committed < maxCommits {
+            committed += 1
+            let id = committed
             try await writer.send(.append(LogEntries(entries: [chain.next()])), id: id)
             var acked = false
             while !acked, let f = await writer.receive() {
@@ -297,16 +332,22 @@ final class SubscribeTests: XCTestCase {
                 if case .entries(let e)? = f.body { followed += e.entries.map(\.globalSeq) }
             }
         }
-        XCTAssertEqual(followed, Array(1...total), "the healthy subscriber got every commit, in order, while the other did not read")
-        // The stuck one: a prefix without gaps, then the end of its connection — when its queue
-        // overflowed. (Its pump may have packed many commits into one frame and never overflowed;
-        // then it simply has everything. Most runs here overflow after the 256 frames of credit.)
+        XCTAssertNotNil(stuck.closeReason, "the writer dropped the subscriber that stopped reading (within \(maxCommits) commits)")
+        XCTAssertEqual(followed, Array(1...committed), "the healthy subscriber got every commit, in order, while the other did not read")
+        // What the stuck one received before its end: a prefix without gaps, short of the head.
         var got: [UInt64] = []
-        while got.last != total, let f = await stuck.receive() {
+        while let f = await stuck.receive() {
             if case .entries(let e)? = f.body { got += e.entries.map(\.globalSeq) }
         }
         XCTAssertFalse(got.isEmpty)
         XCTAssertEqual(got, Array(1...UInt64(got.count)), "a prefix without gaps")
+        XCTAssertLessThan(UInt64(got.count), committed, "dropped before it had everything")
+        // The healthy one is still served after the drop.
+        try await writer.send(.append(LogEntries(entries: [chain.next()])), id: committed + 1)
+        while followed.last ?? 0 < committed + 1, let f = await healthy.receive() {
+            if case .entries(let e)? = f.body { followed += e.entries.map(\.globalSeq) }
+        }
+        XCTAssertEqual(followed.last, committed + 1)
         writer.close(); healthy.close(); stuck.close()
     }
 }

@@ -187,8 +187,13 @@ final class LLMAdapterTests: XCTestCase {
     /// A bad config: the adapter exits 2 at once with CONFIG_INVALID naming the key.
     func testABadConfigIsRefusedWithItsCode() throws {
         try #"{"agents": [{"id": "A", "backend": "gpt"}]}"#.write(toFile: home + "/bad.json", atomically: true, encoding: .utf8)
+        // Above 2^32 ms: once accepted, the first turn trapped converting it for the wire.
+        try #"{"agents": [{"id": "A", "start": true, "deadline_ms": 5000000000}]}"#
+            .write(toFile: home + "/huge.json", atomically: true, encoding: .utf8)
         let home: String = self.home
         let cases: [([String], String)] = [(["--home", home, "--config", home + "/bad.json"], "agents[0].backend"),
+                                           (["--home", home, "--config", home + "/huge.json"],
+                                            "agents[0].deadline_ms must be an integer in 1…86400000"),
                                            (["--home", home, "--config", home + "/missing.json"], "cannot read"),
                                            (["--home", home, "--config", root.appendingPathComponent("ops/agents-abc.json").path, "--endpoint", "gopher://x"], "endpoint")]
         for (args, expected) in cases {
