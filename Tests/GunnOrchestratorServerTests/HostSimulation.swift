@@ -31,7 +31,7 @@ struct HostSimulation {
         case clientRegisters(Int, AgentID, ConnID)
         case restartOrchestrator
     }
-    var events: [(at: HostTime, order: Int, event: Event)] = []
+    var events = EventHeap()
     var order = 0
 
     // The log writer: what it holds is durable.
@@ -91,7 +91,7 @@ struct HostSimulation {
 
     mutating func schedule(_ e: Event, after seconds: HostTime) {
         order += 1
-        events.append((now + seconds, order, e))
+        events.push(now + seconds, order, e)
     }
 
     // MARK: - Running
@@ -130,10 +130,7 @@ struct HostSimulation {
     }
 
     mutating func popEvent() -> Event? {
-        guard !events.isEmpty else { return nil }
-        var best = 0
-        for i in events.indices where (events[i].at, events[i].order) < (events[best].at, events[best].order) { best = i }
-        let e = events.remove(at: best)
+        guard let e = events.pop() else { return nil }
         now = max(now, e.at)
         return e.event
     }
@@ -244,7 +241,7 @@ struct HostSimulation {
         let at = max(now + delay(2), lastDelivery[conn] ?? 0)
         lastDelivery[conn] = at
         order += 1
-        events.append((at, order, e))
+        events.push(at, order, e)
     }
 
     /// Invariant: nothing that leaves the orchestrator reveals an effect the writer does not hold.
@@ -507,4 +504,40 @@ struct HostSimulation {
         }
         if core.queuedCount != 0 || core.failure != nil { problems.append("seed \(seed): the core did not drain") }
     }
+}
+
+/// The simulation's agenda: a binary min-heap on (time, insertion order), so equal times keep
+/// the order they were scheduled in.
+struct EventHeap {
+    private var items: [(at: HostTime, order: Int, event: HostSimulation.Event)] = []
+
+    mutating func push(_ at: HostTime, _ order: Int, _ event: HostSimulation.Event) {
+        items.append((at, order, event))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard less(i, parent) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> (at: HostTime, order: Int, event: HostSimulation.Event)? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count && less(l, m) { m = l }
+            if r < items.count && less(r, m) { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+
+    private func less(_ a: Int, _ b: Int) -> Bool { (items[a].at, items[a].order) < (items[b].at, items[b].order) }
 }
