@@ -84,13 +84,32 @@ public final class GunnClient: Sendable {
                     return s.registrations.sorted { $0.key < $1.key }.map { id, json in s.held.reRegistration(id, json) }
                 }
                 startReader(c)
-                for r in again { _ = try await send(c, .registerAgent(r)) }
+                for r in again { try await reRegister(r, on: c, until: until) }
                 return c
             } catch {
                 let delay = backoff.next()
                 if Date().timeIntervalSince1970 + delay > until { throw error }
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             }
+        }
+    }
+
+    /// Registers an agent again on a new connection; a refusal the orchestrator says to retry
+    /// (its log writer away, a full queue) is retried after its retry_after until `until`, and
+    /// any other refusal fails the connection attempt, so an agent is never silently left
+    /// unregistered after a reconnect.
+    private func reRegister(_ r: RegisterAgent, on c: FramedConnection, until: Double) async throws {
+        while true {
+            let reply = try await send(c, .registerAgent(r))
+            guard case .error(let e)? = reply.body else { return }
+            let error = WireJSON.gunnError(e)
+            let retryable: Set<ErrorCode> = [.adapterUnavailable, .queueFull, .logStorageFailure, .quotaExceeded]
+            let wait = Double(max(20, min(e.retryAfterMs, 5_000))) / 1000
+            guard retryable.contains(error.code), Date().timeIntervalSince1970 + wait < until else {
+                c.close()
+                throw ConnectionError(error.code, "re-registering \(r.agentID): \(error.message)")
+            }
+            try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
         }
     }
 

@@ -64,6 +64,8 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var durableHead: GlobalSeq
     /// Registrations answered with a delta from the client's own view rather than a whole view.
     public internal(set) var resumedWithDelta = 0
+    /// Batches the writer refused, after which the engine returned to the durable head.
+    public internal(set) var rollbacks = 0
     /// The log link's breaker state, set by the host, shown in status.
     public var linkBreakerState = "closed"
 
@@ -76,6 +78,8 @@ public struct OrchestratorCore: Sendable {
     var waiterCount = 0
     /// Token chunks relayed per live generation, for a worker that leaves without a halt report.
     var relayed: [GenerationKey: Int] = [:]
+    /// Agents whose registration was answered (durable): the ones a rollback registers again.
+    var answeredAgents: Set<AgentID> = []
 
     struct WaiterKey: Hashable, Sendable { let agent: AgentID; let req: ReqID }
     struct GenerationKey: Hashable, Sendable { let agent: AgentID; let req: String }
@@ -226,6 +230,11 @@ public struct OrchestratorCore: Sendable {
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
         actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batch!.entries.count) entries failed: \(error.message)"))
+        if error.code != .adapterUnavailable {
+            // Refused, nothing written (a full disk): waiting cannot make this batch durable, so
+            // the engine returns to the durable head and the batch's requests get the writer's code.
+            rollBack(failure!)
+        }
         // What waits behind the held batch: requests are refused, records join the batch.
         let waiting = Array(queued[queueHead...])
         queued.removeAll()
@@ -238,6 +247,12 @@ public struct OrchestratorCore: Sendable {
     /// Sends the held batch again (after `retryAfter`).
     public mutating func retryAppend(now: HostTime) -> [CoreAction] {
         begin(now)
+        if batch == nil && failure != nil {
+            // After a refusal: the next batch probes the writer again.
+            failure = nil
+            startBatches()
+            return finish()
+        }
         guard var b = batch, failure != nil else { return finish() }
         nextBatchID += 1
         b.id = nextBatchID
@@ -268,8 +283,10 @@ public struct OrchestratorCore: Sendable {
         if batch == nil { startBatches() }
     }
 
-    /// While the writer fails: a record is applied and held with the batch; a request is refused.
+    /// While the writer fails: a record is applied and held with the batch (or waits for the next
+    /// one after a refusal); a request is refused.
     mutating func admitWhileFailing(_ item: Item) {
+        if item.mustKeep && batch == nil { return queued.append(item) }
         guard item.mustKeep, batch != nil else {
             // Status still answers (from what is durable), so an operator can see the failure.
             if case .status = item.work { return answerStatusWhileFailing(item) }
@@ -315,6 +332,52 @@ public struct OrchestratorCore: Sendable {
         var out: [LogEntry] = []
         for o in outputs { if case .effectCommitted(let e) = o { out.append(WireJSON.logEntry(e)) } }
         return out
+    }
+
+    /// The writer refused the held batch and wrote nothing: the engine is rebuilt from its own log
+    /// up to the durable head; agents whose registration was answered come back with their
+    /// policies (their entities are in the durable world) and a whole view that continues their
+    /// view_seq; the batch's requests are answered with the writer's code. Records in the batch
+    /// (halt reports, a lost worker's cancellations) cannot be logged on a full disk: each is
+    /// named in the orchestrator's log.
+    mutating func rollBack(_ error: GunnError) {
+        guard let b = batch else { return }
+        batch = nil
+        rollbacks += 1
+        let kept = Array(engine.log.entries.prefix { $0.globalSeq <= durableHead })
+        var fresh = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
+        do { try fresh.restore(from: kept, at: now) } catch {
+            preconditionFailure("the engine's own durable entries do not restore: \(error)")
+        }
+        var views: [(ConnID, Frame)] = []
+        for agent in engine.registeredAgents where answeredAgents.contains(agent) {
+            guard var r = engine.registration(of: agent) else { continue }
+            r.spawn = nil
+            _ = fresh.handle(.registerAgent(r), at: now)
+            guard let conn = owners[agent], let view = fresh.resync(agent, heldViewSeq: engine.viewSeq(of: agent) ?? 0) else { continue }
+            var v = ViewSnapshot()
+            v.agentID = agent.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
+            v.globalSeq = fresh.world.lastGlobalSeq
+            views.append((conn, Frame(.view(v))))
+        }
+        engine = fresh
+        for agent in owners.keys.sorted() where engine.registration(of: agent) == nil { owners[agent] = nil }
+        var refused: [Item] = []
+        for var item in b.items {
+            if item.mustKeep {
+                if !item.outputs.isEmpty { actions.append(.log("\(error.code.name) (\(error.code.code)): a record was not logged (\(item.work)): \(error.message)")) }
+                continue
+            }
+            if case .submit(let intent) = item.work, let ws = waiters.removeValue(forKey: WaiterKey(agent: intent.agentID, req: intent.reqID)) {
+                waiterCount -= ws.count
+            }
+            item.outputs = []
+            item.refusal = item.refusal ?? error
+            refused.append(item)
+        }
+        complete(refused)
+        for (conn, frame) in views { send(conn, [frame]) }
+        assert(engine.headSeq == durableHead)
     }
 
     /// Answers the items of a durable batch in order, then publishes what their inputs caused.

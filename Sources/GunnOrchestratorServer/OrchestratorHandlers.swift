@@ -202,6 +202,7 @@ extension OrchestratorCore {
         for o in out {
             if case .registrationRejected(_, let e) = o { return send(conn, [Frame(id: id, .error(WireJSON.error(e)))]) }
         }
+        answeredAgents.insert(agent)
         var ok = ControlResult()
         ok.ok = true
         ok.message = "registered \(agent)"

@@ -4,7 +4,9 @@ import GunnIO
 import GunnStore
 
 // gunn-eventlog: the durable, hash-chained log writer.
-//   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal]
+//   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal] [--max-db-pages N]
+// --max-db-pages caps the database (SQLite max_page_count); reaching it is exactly a full disk
+// (SQLITE_FULL → LOG_STORAGE_FAILURE), which the tests use.
 // Environment: GUNN_HOME, GUNN_WORLD_ID, GUNN_WORLD_SEED, GUNN_DURABILITY. Serves DIR/run/eventlog.sock; stores
 // DIR/data/events.sqlite. SIGTERM/SIGINT: clean head anchor, checkpoint, exit 0.
 Supervision.followSupervisor()
@@ -13,7 +15,16 @@ let home = args.homeOrExit(usage: "gunn-eventlog --home DIR [--world-id ID] [--w
 let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean
 var settings = EventLogServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
-settings.worldSeed = UInt64(args.value("--world-seed", env: "GUNN_WORLD_SEED") ?? "0") ?? 0
+func number(_ flag: String, env: String? = nil, _ range: ClosedRange<UInt64>) -> UInt64? {
+    guard let text = args.value(flag, env: env) else { return nil }
+    guard let v = UInt64(text), range.contains(v) else {
+        FileHandle.standardError.write(Data("gunn-eventlog: CONFIG_INVALID (7001): \(flag) must be an integer in \(range.lowerBound)...\(range.upperBound), not \"\(text)\"\n".utf8))
+        exit(64)
+    }
+    return v
+}
+settings.worldSeed = number("--world-seed", env: "GUNN_WORLD_SEED", 0...UInt64.max) ?? 0
+settings.store.maxPageCount = number("--max-db-pages", 1...(1 << 31)).map { Int($0) }
 let durabilityText = args.value("--durability", env: "GUNN_DURABILITY") ?? "full"
 guard let durability = Durability(rawValue: durabilityText) else {
     FileHandle.standardError.write(Data("gunn-eventlog: --durability must be full or normal, not \"\(durabilityText)\"\n".utf8))

@@ -12,13 +12,24 @@ let home = args.homeOrExit(usage: "gunn-orchestrator --home DIR [--world-id ID] 
 let termination = TerminationSignals.install()
 var settings = OrchestratorServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
-settings.worldSeed = UInt64(args.value("--world-seed", env: "GUNN_WORLD_SEED") ?? "0") ?? 0
-settings.engine.quantumMs = Double(args.value("--quantum-ms") ?? "0") ?? 0
+func refuse(_ flag: String, _ text: String, _ rule: String) -> Never {
+    FileHandle.standardError.write(Data("gunn-orchestrator: CONFIG_INVALID (7001): \(flag) must be \(rule), not \"\(text)\"\n".utf8))
+    exit(64)
+}
+if let text = args.value("--world-seed", env: "GUNN_WORLD_SEED") {
+    guard let seed = UInt64(text) else { refuse("--world-seed", text, "an integer in 0...\(UInt64.max)") }
+    settings.worldSeed = seed
+}
+if let text = args.value("--quantum-ms") {
+    guard let ms = Double(text), ms.isFinite, (0...60_000).contains(ms) else { refuse("--quantum-ms", text, "a number of milliseconds in 0...60000") }
+    settings.engine.quantumMs = ms
+}
 // Orchestrator-level quotas are generous by default; tighten them in the config later.
 settings.engine.agentQuota = TokenBucket(capacity: 100_000, refillPerSecond: 100_000)
 settings.engine.tenantQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
 let server = try OrchestratorServer(settings: settings)
 do { try await server.start() } catch {
+    // A log the engine cannot take (a broken chain, another world) is named; the supervisor restarts.
     FileHandle.standardError.write(Data("gunn-orchestrator: cannot start: \(error)\n".utf8))
     exit(70)
 }

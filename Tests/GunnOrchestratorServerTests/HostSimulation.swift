@@ -67,9 +67,11 @@ struct HostSimulation {
         var cancelsSeen: [(AgentID, ReqID, incarnation: Int)] = []
     }
     var clients: [Client] = []
-    /// Cancellations sent, by the incarnation that sent them.
-    var cancelsSent: [(agent: AgentID, req: ReqID, incarnation: Int)] = []
+    /// Cancellations sent, by the incarnation that sent them; `exempt` once that orchestrator lost
+    /// its generations (a crash, or a rollback after the writer refused a batch).
+    var cancelsSent: [(agent: AgentID, req: ReqID, incarnation: Int, exempt: Bool)] = []
     var crashedIncarnations: Set<Int> = []
+    var rollbacksSeen = 0
     var faultsOn = true
     var stats: [String: Int] = [:]
 
@@ -182,6 +184,7 @@ struct HostSimulation {
         do {
             let entries = try durable.map { try WireJSON.eventLogEntry($0) }
             core = try OrchestratorCore(settings: settings, recovered: entries, now: now)
+            rollbacksSeen = 0
         } catch {
             problems.append("recovery from the writer's log failed: \(error)")
             core = nil
@@ -207,13 +210,18 @@ struct HostSimulation {
 
     mutating func perform(_ actions: [CoreAction]) {
         let inc = incarnation
+        if let core, core.rollbacks != rollbacksSeen {
+            rollbacksSeen = core.rollbacks
+            stats["rollbacks", default: 0] += 1
+            for k in cancelsSent.indices where cancelsSent[k].incarnation == inc { cancelsSent[k].exempt = true }
+        }
         for a in actions {
             switch a {
             case let .send(conn, frames):
                 for f in frames { checkDurable(f) }
                 guard liveConns.contains(conn) else { continue }
                 for f in frames {
-                    if case .cancel(let c)? = f.body { cancelsSent.append((AgentID(c.agentID), ReqID(c.reqID), inc)) }
+                    if case .cancel(let c)? = f.body { cancelsSent.append((AgentID(c.agentID), ReqID(c.reqID), inc, false)) }
                     deliver(.toClient(conn, f), on: conn)
                 }
             case let .append(batch, entries):
@@ -499,7 +507,7 @@ struct HostSimulation {
             if let v = try? JSONParser.parse(e.effect), v["kind"] == "GenerationCancelled",
                case .string(let a)? = v["payload"]?["agent_id"], case .string(let r)? = v["payload"]?["req_id"] { logged.insert("\(a)|\(r)") }
         }
-        for c in cancelsSent where !crashedIncarnations.contains(c.incarnation) && !logged.contains("\(c.agent)|\(c.req)") {
+        for c in cancelsSent where !c.exempt && !crashedIncarnations.contains(c.incarnation) && !logged.contains("\(c.agent)|\(c.req)") {
             problems.append("seed \(seed): the cancellation of \(c.agent)/\(c.req) is not in the log")
         }
         if core.queuedCount != 0 || core.failure != nil { problems.append("seed \(seed): the core did not drain") }

@@ -27,7 +27,7 @@ final class HostSimulationTests: XCTestCase {
             }
         }
         // The faults must really happen, or the run proves nothing.
-        for fault in ["orchestrator crashes", "writer outages", "writer refusals", "lost acks", "duplicated acks", "client disconnects"] {
+        for fault in ["orchestrator crashes", "writer outages", "writer refusals", "rollbacks", "lost acks", "duplicated acks", "client disconnects"] {
             XCTAssertGreaterThan(totals[fault] ?? 0, 0, "no seed exercised \(fault)")
         }
         XCTAssertGreaterThan(entries, Int(seeds) * 10, "the seeds committed almost nothing")
