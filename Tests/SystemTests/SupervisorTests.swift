@@ -277,7 +277,9 @@ final class SupervisorTests: XCTestCase {
         let second = try waitReady(["eventlog", "orchestrator", "demo"])
         for n in ["eventlog", "orchestrator", "demo"] {
             XCTAssertEqual(second[n]?["restarts"], 0)
-            if case .number(let p)? = second[n]?["pid"] { XCTAssertFalse(pids.contains(pid_t(p))) }
+            guard case .number(let p)? = second[n]?["pid"] else { XCTFail("\(n): no pid in \(String(describing: second[n]))"); continue }
+            XCTAssertFalse(pids.contains(pid_t(p)), "\(n) is a new process")
+            XCTAssertEqual(kill(pid_t(p), 0), 0, "\(n) (pid \(Int(p))) is alive")
         }
         // The world continued from its log.
         let status = try gunnctl(["--json", "status"])
@@ -398,12 +400,23 @@ final class SupervisorTests: XCTestCase {
 
         let snap = try gunnctl(["--json", "snapshot"])
         XCTAssertEqual(snap.status, 0, snap.err)
-        XCTAssertNotNil(snap.json?["global_seq"])
+        guard case .number(let snapSeq)? = snap.json?["global_seq"], case .string(let digest)? = snap.json?["digest"] else {
+            return XCTFail("no snapshot answer: \(snap.out)")
+        }
+        if snapSeq == 0 {
+            XCTAssertEqual(digest, "", "no snapshot stored, no digest")
+        } else {
+            // The stored snapshot is the world the log gives at its seq.
+            let replayTo = try gunnctl(["--json", "replay", "--to", String(Int(snapSeq))])
+            XCTAssertEqual(replayTo.json?["world_digest"], .string(digest), replayTo.out + replayTo.err)
+        }
 
         let before = try children()
         let restart = try gunnctl(["--json", "restart", "demo"])
         XCTAssertEqual(restart.json?["ok"], true)
-        if case .number(let old)? = before["demo"]?["pid"] { _ = try waitReady(["demo"], notPIDs: ["demo": old]) }
+        guard case .number(let old)? = before["demo"]?["pid"] else { return XCTFail("no pid for demo: \(String(describing: before["demo"]))") }
+        let restarted = try waitReady(["demo"], notPIDs: ["demo": old])
+        XCTAssertNotEqual(restarted["demo"]?["pid"], .number(old), "restart started a new demo process")
         XCTAssertEqual(try gunnctl(["restart", "nosuchchild"]).status, 4)
         XCTAssertEqual(try gunnctl(["--json", "stop", "demo"]).json?["ok"], true)
         var stopped = false
