@@ -72,8 +72,14 @@ public final class EventLogServer: @unchecked Sendable {
         (try? await onStore { s in (s.headSeq, s.headChecksum) }.get()) ?? (0, nil)
     }
 
+    /// The head for Welcome (the handshake runs on the I/O loop and cannot wait for the store).
+    private let welcomeHead = Atomic<UInt64>(0)
+    /// The newest orchestrator connection's number: only it may append.
+    private let orchestratorSession = Atomic<UInt64>(0)
+
     public func start() async throws {
-        let s = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings] hello in
+        welcomeHead.store(await head().seq, ordering: .relaxed)
+        let s = try await UnixSocketServer(path: settings.socketPath, loop: loop) { [settings, self] hello in
             // An empty world_id is a client that does not know the world yet (gunnctl); another
             // one is a peer of another world, whose records must never reach this log.
             if !hello.worldID.isEmpty && hello.worldID != settings.worldID {
@@ -83,9 +89,14 @@ public final class EventLogServer: @unchecked Sendable {
             w.role = "eventlog"
             w.worldID = settings.worldID
             w.sessionID = "eventlog-\(hello.clientName)"
+            w.latestGlobalSeq = welcomeHead.load(ordering: .relaxed)
             return .success(w)
         } onConnection: { [self] conn in
-            Task { await serve(conn) }
+            // One orchestrator writes at a time: a new orchestrator connection fences the older
+            // ones (taken here, at open, before any of its frames is served), so a dead
+            // predecessor's append still in flight can never land after the new one recovered.
+            let session = conn.peerHello?.role == "orchestrator" ? orchestratorSession.add(1, ordering: .relaxed).newValue : 0
+            Task { await serve(conn, session: session) }
         }
         server.withLock { $0 = s }
     }
@@ -119,7 +130,7 @@ public final class EventLogServer: @unchecked Sendable {
         .error(WireErrorMessage(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0))
     }
 
-    func serve(_ conn: FramedConnection) async {
+    func serve(_ conn: FramedConnection, session: UInt64) async {
         let worldID = settings.worldID
         while let frame = await conn.receive() {
             guard let body = frame.body else { continue }
@@ -130,9 +141,16 @@ public final class EventLogServer: @unchecked Sendable {
                                 agentID: $0.agentID.isEmpty ? nil : $0.agentID, worldID: $0.worldID.isEmpty ? worldID : $0.worldID,
                                 effect: $0.effect, checksum: $0.checksum)
                 }
-                let result = await onStore { try $0.append(entries, at: Date().timeIntervalSince1970) }
+                let result = await onStore { [self] store in
+                    // Checked on the store's queue: ordered against the newer orchestrator's reads.
+                    if session != 0 && orchestratorSession.load(ordering: .relaxed) != session {
+                        throw GunnError(.logIntegrityViolation, "a newer orchestrator connection holds the log; this one is fenced and nothing was written")
+                    }
+                    return try store.append(entries, at: Date().timeIntervalSince1970)
+                }
                 switch result {
                 case .success(let ack):
+                    welcomeHead.store(ack.lastSeq, ordering: .relaxed)
                     scheduleIdleCheckpoint()
                     var a = AppendAck()
                     a.lastSeq = ack.lastSeq

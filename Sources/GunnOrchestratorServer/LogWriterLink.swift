@@ -51,6 +51,7 @@ final class LogWriterLink: Sendable {
     func append(_ entries: [LogEntry], deadlineSeconds: Double) async throws(GunnError) -> AppendAck {
         let until = EventLoop.now() + deadlineSeconds
         var last = GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200)
+        var unanswered = false
         repeat {
             do {
                 let reply = try await request(.append(LogEntries(entries: entries)))
@@ -60,8 +61,12 @@ final class LogWriterLink: Sendable {
                 default: throw GunnError(.unknownMessage, "unexpected reply to an append")
                 }
             } catch let e as GunnError {
-                throw e // refused by the writer: retrying the same batch at once cannot help
+                // Refused by the writer: retrying the same batch at once cannot help. After an
+                // unanswered attempt the writer may hold part of it, which the caller must know.
+                if unanswered { throw GunnError(.adapterUnavailable, "refused after an unanswered attempt: \(e)", retryAfterMs: 200) }
+                throw e
             } catch {
+                unanswered = true
                 last = GunnError(.adapterUnavailable, "the log writer is unavailable: \(error)", retryAfterMs: 200)
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }

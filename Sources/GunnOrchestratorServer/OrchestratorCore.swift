@@ -126,6 +126,9 @@ public struct OrchestratorCore: Sendable {
         var id: UInt64
         var entries: [LogEntry]
         var items: [Item]
+        /// An attempt ended without an answer (timeout, lost connection): the writer may hold
+        /// some of these entries, so a later refusal cannot mean "nothing written".
+        var mayBeStored = false
     }
 
     var queued: [Item] = []
@@ -230,7 +233,14 @@ public struct OrchestratorCore: Sendable {
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
         actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batch!.entries.count) entries failed: \(error.message)"))
-        if error.code != .adapterUnavailable {
+        if error.code == .adapterUnavailable {
+            batch!.mayBeStored = true
+        } else if batch!.mayBeStored {
+            // Refused now, but an earlier attempt may have been taken: only the log can say what
+            // is durable, so the host restarts and recovers from it (nothing unacknowledged was published).
+            actions.append(.fatal(GunnError(error.code, "the log writer refused a batch it may already hold in part: \(error.message)")))
+            return finish()
+        } else {
             // Refused, nothing written (a full disk): waiting cannot make this batch durable, so
             // the engine returns to the durable head and the batch's requests get the writer's code.
             rollBack(failure!)

@@ -70,7 +70,10 @@ extension OrchestratorCore {
             item.outputs = engine.handle(.registerAgent(reg), at: now)
             if item.outputs.contains(.agentRegistered(reg.agentID)), let c = item.conn { owners[reg.agentID] = c }
         case .submit(let intent):
-            if let e = forbidden(intent.agentID, item.conn, "submit its intents") { item.refusal = e; return }
+            // Operators (gunnctl submit, role ctl) may submit for any agent until tokens carry
+            // permissions; the intent still passes every check of the engine.
+            let operatorConn = item.conn.flatMap { sessions[$0]?.role } == "ctl"
+            if !operatorConn, let e = forbidden(intent.agentID, item.conn, "submit its intents") { item.refusal = e; return }
             guard waiterCount < settings.maxWaiters else {
                 item.refusal = GunnError(.queueFull, "\(settings.maxWaiters) intents already wait for their outcome", retryAfterMs: settings.retryAfterMs)
                 return

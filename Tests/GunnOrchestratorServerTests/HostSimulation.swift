@@ -37,6 +37,8 @@ struct HostSimulation {
     // The log writer: what it holds is durable.
     var durable: [LogEntry] = []
     var writerDownUntil: HostTime = 0
+    /// The incarnation of the newest orchestrator that connected to the writer.
+    var writerFence = 0
     var writerRefusesUntil: HostTime = 0
 
     // The orchestrator.
@@ -180,6 +182,7 @@ struct HostSimulation {
 
     mutating func restartOrchestrator() {
         incarnation += 1
+        writerFence = incarnation
         coreInbox = [:]; coreBusy = []
         do {
             let entries = try durable.map { try WireJSON.eventLogEntry($0) }
@@ -291,6 +294,12 @@ struct HostSimulation {
             if now >= writerRefusesUntil { writerRefusesUntil = now + delay(30) }
             stats["writer refusals", default: 0] += 1
             schedule(.writerReply(batch: batch, result: .failure(GunnError(.logStorageFailure, "sim: disk full")), incarnation: inc), after: replyDelay)
+            return
+        }
+        // The writer fences older orchestrators once a newer one connected (recovered): only the
+        // newest may append. A dead one's append that arrives before that is still taken.
+        if inc < writerFence {
+            stats["fenced appends", default: 0] += 1
             return
         }
         // Validated as the store does, all or nothing: a resent prefix must be identical, the

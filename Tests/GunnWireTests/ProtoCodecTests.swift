@@ -86,8 +86,26 @@ final class ProtoCodecTests: XCTestCase {
         w.tag(101, .fixed64); w.fixed64Raw(2)
         w.tag(102, .lengthDelimited); w.varint(2); w.raw([1, 2])
         w.tag(103, .fixed32); w.fixed32Raw(3)
-        w.tag(3, .varint); w.varint(5) // a known field with an unexpected wire type is skipped too
         XCTAssertEqual(try Hello(serialized: w.bytes), Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl"))
+    }
+
+    /// A known field with another wire type than its declared one is malformed, not skipped
+    /// (docs/errors.md: MALFORMED_FRAME); repeated scalars still take packed and unpacked forms.
+    func testAKnownFieldWithTheWrongWireTypeIsRefused() throws {
+        for (field, wire) in [(3, WireType.varint), (1, .lengthDelimited), (1, .fixed64), (3, .fixed32)] {
+            var w = ProtoWriter()
+            Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl").encode(to: &w)
+            w.tag(field, wire)
+            switch wire {
+            case .varint: w.varint(5)
+            case .fixed64: w.fixed64Raw(5)
+            case .fixed32: w.fixed32Raw(5)
+            case .lengthDelimited: w.varint(1); w.raw([65])
+            }
+            XCTAssertThrowsError(try Hello(serialized: w.bytes), "field \(field) as \(wire)") { error in
+                guard case .wrongWireType(wire, _)? = error as? WireError else { return XCTFail("\(error)") }
+            }
+        }
     }
 }
 

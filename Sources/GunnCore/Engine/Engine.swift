@@ -160,7 +160,7 @@ public struct Engine: Sendable {
     /// predecessor): numbering continues after it, so view_seq never goes backwards for the client.
     public mutating func resync(_ agent: AgentID, heldViewSeq: ViewSeq = 0) -> View? {
         guard let i = agentIndex[agent] else { return nil }
-        if heldViewSeq >= observers.agents[i].viewSeq { observers.agents[i].viewSeq = heldViewSeq + 1 }
+        if heldViewSeq > 0 && heldViewSeq >= observers.agents[i].viewSeq { observers.agents[i].viewSeq = heldViewSeq + 1 }
         observers.resync(i)
         return observers.view(of: i)
     }

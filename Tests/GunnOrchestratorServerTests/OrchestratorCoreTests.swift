@@ -1,0 +1,150 @@
+import XCTest
+import GunnCore
+@testable import GunnOrchestratorServer
+import GunnWire
+
+/// The core's pipeline without sockets: what leaves before and after an acknowledgement, what is
+/// held while the writer is away, what a refusal rolls back.
+final class OrchestratorCoreTests: XCTestCase {
+    let c1 = ConnID(1), c2 = ConnID(2), ctl = ConnID(3)
+
+    func core() throws -> OrchestratorCore {
+        var s = OrchestratorCore.Settings()
+        s.worldID = "w"
+        var core = try OrchestratorCore(settings: s, recovered: [], now: 100)
+        core.opened(c1, role: "agent", name: "one", pid: 0)
+        core.opened(c2, role: "agent", name: "two", pid: 0)
+        core.opened(ctl, role: "ctl", name: "ctl", pid: 0)
+        return core
+    }
+
+    func register(_ agent: String, _ x: Double) -> Frame.Body {
+        .registerAgent(RegisterAgent(agentIDForTest: agent, json: ["agent_id": .string(agent), "spawn": [.number(x), 0]]))
+    }
+
+    func appends(_ actions: [CoreAction]) -> [(UInt64, [LogEntry])] {
+        actions.compactMap { if case let .append(b, e) = $0 { return (b, e) } else { return nil } }
+    }
+
+    func sent(_ actions: [CoreAction], to conn: ConnID) -> [Frame] {
+        actions.flatMap { a -> [Frame] in if case let .send(c, f) = a, c == conn { return f } else { return [] } }
+    }
+
+    /// Acknowledges every append in `actions` (and what that starts), returning all actions.
+    func ackAll(_ core: inout OrchestratorCore, _ actions: [CoreAction], now: HostTime = 101) -> [CoreAction] {
+        var out: [CoreAction] = []
+        var pending = appends(actions)
+        while let (b, entries) = pending.first {
+            pending.removeFirst()
+            let next = core.appendAcknowledged(batch: b, lastSeq: entries.last!.globalSeq, now: now)
+            out += next
+            pending += appends(next)
+        }
+        return out
+    }
+
+    func testReadsAreAnsweredOnlyOnceTheirBatchIsDurable() throws {
+        var core = try self.core()
+        let reg = core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100)
+        XCTAssertEqual(appends(reg).count, 1, "the registration's entity goes to the writer")
+        XCTAssertEqual(sent(reg, to: c1), [], "no reply before the ack")
+        var view = ViewSnapshot()
+        view.agentID = "a"
+        var held: [CoreAction] = []
+        held += core.receive(Frame(id: 2, .head(Empty())), from: ctl, now: 100)
+        held += core.receive(Frame(id: 3, .status(Empty())), from: ctl, now: 100)
+        held += core.receive(Frame(id: 4, .view(view)), from: ctl, now: 100)
+        XCTAssertEqual(sent(held, to: ctl), [], "head, status and view wait for the batch")
+        XCTAssertEqual(core.engine.headSeq, 1, "the engine already holds the batch")
+        let after = ackAll(&core, reg)
+        XCTAssertEqual(sent(after, to: c1).first.map { if case .controlResult? = $0.body { return true } else { return false } }, true)
+        let answers = sent(after, to: ctl)
+        XCTAssertEqual(answers.map(\.id), [2, 3, 4])
+        guard case .headResult(let h)? = answers[0].body, case .statusResult(let st)? = answers[1].body, case .view(let v)? = answers[2].body else {
+            return XCTFail("\(answers)")
+        }
+        XCTAssertEqual(h.seq, 1)
+        XCTAssertEqual(st.headSeq, 1)
+        XCTAssertEqual(v.globalSeq, 1)
+        XCTAssertEqual(core.durableHead, 1)
+    }
+
+    func testRecordsAreHeldWhileTheWriterIsAwayAndLoggedWithTheBatch() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("b", 1)), from: c2, now: 100))
+        var g = BeginGeneration()
+        g.agentID = "a"; g.reqID = "g1"
+        _ = core.receive(Frame(id: 2, .beginGeneration(g)), from: c1, now: 100)
+        // b moves: a sees it, its generation goes stale; the writer does not answer.
+        let move = Intent(kind: .move, payload: ["to": [2, 2]], contextSeq: core.engine.viewSeq(of: "b")!, reqID: "m", agentID: "b")
+        let sub = core.receive(Frame(id: 3, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c2, now: 100)
+        guard let (batch, _) = appends(sub).first else { return XCTFail("no append") }
+        let failed = core.appendFailed(batch: batch, error: GunnError(.adapterUnavailable, "away"), now: 106)
+        XCTAssertTrue(failed.contains(.retryAfter(ms: 200)))
+        XCTAssertEqual(sent(failed, to: c1).filter { if case .cancel? = $0.body { return true } else { return false } }, [],
+                       "the Cancel reveals the move: it waits for the batch")
+        // While the writer is away: a request is refused with retry_after; a halt report is held.
+        let refused = core.receive(Frame(id: 4, register("c", 3)), from: c1, now: 106)
+        guard case .error(let e)? = sent(refused, to: c1).first?.body else { return XCTFail("\(refused)") }
+        XCTAssertEqual(e.name, "ADAPTER_UNAVAILABLE")
+        XCTAssertGreaterThan(e.retryAfterMs, 0)
+        // The cancel was issued inside the held batch: report the halt for it now.
+        var h = Halted()
+        h.agentID = "a"; h.reqID = "g1"; h.cancelled = true; h.tokensEmitted = 4
+        XCTAssertEqual(core.receive(Frame(.halted(h)), from: c1, now: 106).filter { if case .send = $0 { return true } else { return false } }, [])
+        // Back: the retry carries the move and the cancellation record.
+        let retry = core.retryAppend(now: 107)
+        guard let (b2, entries) = appends(retry).first else { return XCTFail("no retry append") }
+        let kinds = entries.compactMap { try? JSONParser.parse($0.effect)["kind"]?.stringValue ?? "" }
+        XCTAssertEqual(kinds, ["Move", "GenerationCancelled"])
+        let done = core.appendAcknowledged(batch: b2, lastSeq: entries.last!.globalSeq, now: 107)
+        XCTAssertTrue(sent(done, to: c1).contains { if case .cancel(let c)? = $0.body { return c.reqID == "g1" } else { return false } })
+        XCTAssertTrue(sent(done, to: c2).contains { if case .intentResult(let r)? = $0.body { return r.committed } else { return false } })
+    }
+
+    func testAWriterRefusalRollsBackTheBatchAndAnswersWithItsCode() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        let head = core.engine.headSeq
+        let digest = core.engine.world.digest
+        let move = Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "m", agentID: "a")
+        let sub = core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c1, now: 100)
+        guard let (batch, _) = appends(sub).first else { return XCTFail("no append") }
+        let refused = core.appendFailed(batch: batch, error: GunnError(.logStorageFailure, "disk full"), now: 101)
+        let frames = sent(refused, to: c1)
+        guard case .intentResult(let r)? = frames.first(where: { $0.id == 2 })?.body else { return XCTFail("\(frames)") }
+        XCTAssertEqual(r.error?.name, "LOG_STORAGE_FAILURE")
+        XCTAssertEqual(core.engine.headSeq, head, "the engine is back at the durable head")
+        XCTAssertEqual(core.engine.world.digest, digest)
+        XCTAssertEqual(core.engine.registeredAgents, ["a"], "the agent keeps its registration")
+        guard case .view(let v)? = frames.first(where: { if case .view? = $0.body { return true } else { return false } })?.body else {
+            return XCTFail("no whole view after the rollback: \(frames)")
+        }
+        XCTAssertEqual(try JSONParser.parse(v.view)["entities"]?["a"]?["pos"], [0, 0, 0])
+        // The next request probes the writer again after retry_after and commits.
+        _ = core.retryAppend(now: 102)
+        var fresh = move
+        fresh.contextSeq = core.engine.viewSeq(of: "a")!
+        let again = core.receive(Frame(id: 3, .submitIntent(JSONPayload(CanonicalJSON.encode(fresh.json)))), from: c1, now: 102)
+        XCTAssertEqual(appends(again).count, 1)
+    }
+
+    func testWarningsAndBackpressureGoToTheLogWithTheirCode() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        let newer = Intent(kind: .speak, payload: ["text": "hi"], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "s", agentID: "a",
+                           schemaVersion: "\(SchemaVersion.current.major).\(SchemaVersion.current.minor - 1).0") // deprecated: a warning
+        let out = ackAll(&core, core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(newer.json)))), from: c1, now: 100))
+        let lines = out.compactMap { if case .log(let l) = $0 { return l } else { return nil } }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("warning:") }, "\(lines)")
+    }
+}
+
+extension RegisterAgent {
+    init(agentIDForTest agent: String, json: JSONValue) {
+        self.init()
+        agentID = agent
+        registration = CanonicalJSON.encode(json)
+    }
+}
