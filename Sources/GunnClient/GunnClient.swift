@@ -26,6 +26,8 @@ public final class GunnClient: Sendable {
         var registrations: [AgentID: JSONValue] = [:]
         var held = HeldViews()
         var resyncs = 0
+        /// Agents whose whole view was asked for: deltas wait (are passed over) until it lands.
+        var resyncPending: Set<AgentID> = []
         var observations = PushQueues<Observation>(limit: GunnClient.maxQueuedPushes)
         var cancels = PushQueues<Cancel>(limit: GunnClient.maxQueuedPushes)
         /// Partial speech of the agents this client's agents see, in arrival order.
@@ -129,7 +131,13 @@ public final class GunnClient: Sendable {
     private func route(_ f: Frame) {
         // A reply first (the whole view that follows a registration reply is a push: its request
         // was already answered).
-        if f.id != 0, let c = state.withLock({ $0.pending.removeValue(forKey: f.id) }) {
+        if f.id != 0, let c = state.withLock({ s -> CheckedContinuation<Frame, any Error>? in
+            let c = s.pending.removeValue(forKey: f.id)
+            // A resync's whole view is applied here, in the order frames arrived, so the deltas
+            // that follow it apply to it.
+            if c != nil, case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil { s.held.whole(v) }
+            return c
+        }) {
             c.resume(returning: f)
             return
         }
@@ -143,7 +151,7 @@ public final class GunnClient: Sendable {
             // whatever its view_seq: a restarted orchestrator numbers views afresh.
             let resume = f.id != 0
             let (waiter, outcome) = state.withLock { s -> (CheckedContinuation<Observation?, Never>?, HeldViews.Outcome) in
-                let outcome = s.held.delta(o, resume: resume)
+                let outcome = s.resyncPending.contains(agent) ? .ignored : s.held.delta(o, resume: resume)
                 return (s.observations.push(o, for: agent), outcome)
             }
             if case .resync = outcome { resync(agent) }
@@ -168,12 +176,17 @@ public final class GunnClient: Sendable {
     /// orchestrator answers a view request from durable state at the agent's current view_seq, so
     /// deltas still in flight (at or below it) are ignored and later ones follow it.
     private func resync(_ agent: AgentID) {
-        state.withLock { $0.resyncs += 1 }
+        let first = state.withLock { s -> Bool in
+            guard s.resyncPending.insert(agent).inserted else { return false }
+            s.resyncs += 1
+            return true
+        }
+        guard first else { return }
         Task {
             var request = ViewSnapshot()
             request.agentID = agent.rawValue
-            guard let reply = try? await self.request(.view(request)), case .view(let v)? = reply.body else { return }
-            state.withLock { _ = $0.held.whole(v) }
+            // The reply is applied by the reader (route); a failed request lifts the wait.
+            if (try? await self.request(.view(request))) == nil { state.withLock { _ = $0.resyncPending.remove(agent) } }
         }
     }
 

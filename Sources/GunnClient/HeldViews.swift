@@ -46,7 +46,7 @@ public struct HeldViews: Sendable {
             return .resync("the whole view of \(agent) is not JSON")
         }
         let digest = Self.digest(doc)
-        guard v.contextDigest.isEmpty || digest == v.contextDigest else {
+        guard digest == v.contextDigest else {
             mismatches += 1
             return .resync("the whole view of \(agent) at view_seq \(v.viewSeq) does not have its digest")
         }

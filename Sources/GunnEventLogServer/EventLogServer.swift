@@ -74,7 +74,7 @@ public final class EventLogServer: @unchecked Sendable {
 
     /// The head for Welcome (the handshake runs on the I/O loop and cannot wait for the store).
     private let welcomeHead = Atomic<UInt64>(0)
-    /// The newest orchestrator connection's number: only it may append.
+    /// The newest orchestrator's start (µs on the monotonic clock): only it may append.
     private let orchestratorSession = Atomic<UInt64>(0)
 
     public func start() async throws {
@@ -92,11 +92,7 @@ public final class EventLogServer: @unchecked Sendable {
             w.latestGlobalSeq = welcomeHead.load(ordering: .relaxed)
             return .success(w)
         } onConnection: { [self] conn in
-            // One orchestrator writes at a time: a new orchestrator connection fences the older
-            // ones (taken here, at open, before any of its frames is served), so a dead
-            // predecessor's append still in flight can never land after the new one recovered.
-            let session = conn.peerHello?.role == "orchestrator" ? orchestratorSession.add(1, ordering: .relaxed).newValue : 0
-            Task { await serve(conn, session: session) }
+            Task { await serve(conn) }
         }
         server.withLock { $0 = s }
     }
@@ -130,9 +126,26 @@ public final class EventLogServer: @unchecked Sendable {
         .error(WireErrorMessage(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0))
     }
 
-    func serve(_ conn: FramedConnection, session: UInt64) async {
+    func serve(_ conn: FramedConnection) async {
         let worldID = settings.worldID
+        // One orchestrator writes at a time: each names its start on the machine's monotonic
+        // clock ("orchestrator#<µs>"), and the first request of a newer one fences every older
+        // one (before that request reaches the store's queue), so a dead predecessor's append
+        // still in flight can never land after the new one's recovery read. Connections of the
+        // same process share its number; the number only moves forward.
+        let isOrchestrator = conn.peerHello?.role == "orchestrator"
+        let session = isOrchestrator ? (conn.peerHello?.clientName.split(separator: "#").last.flatMap { UInt64($0) } ?? 1) : 0
+        var spoke = false
         while let frame = await conn.receive() {
+            if isOrchestrator && !spoke {
+                spoke = true
+                var seen = orchestratorSession.load(ordering: .relaxed)
+                while seen < session {
+                    let (exchanged, original) = orchestratorSession.compareExchange(expected: seen, desired: session, ordering: .relaxed)
+                    if exchanged { break }
+                    seen = original
+                }
+            }
             guard let body = frame.body else { continue }
             switch body {
             case .append(let batch):
@@ -141,9 +154,9 @@ public final class EventLogServer: @unchecked Sendable {
                                 agentID: $0.agentID.isEmpty ? nil : $0.agentID, worldID: $0.worldID.isEmpty ? worldID : $0.worldID,
                                 effect: $0.effect, checksum: $0.checksum)
                 }
-                let result = await onStore { [self] store in
+                let result = await onStore { [self, session, isOrchestrator] store in
                     // Checked on the store's queue: ordered against the newer orchestrator's reads.
-                    if session != 0 && orchestratorSession.load(ordering: .relaxed) != session {
+                    if isOrchestrator && orchestratorSession.load(ordering: .relaxed) > session {
                         throw GunnError(.logIntegrityViolation, "a newer orchestrator connection holds the log; this one is fenced and nothing was written")
                     }
                     return try store.append(entries, at: Date().timeIntervalSince1970)

@@ -23,17 +23,29 @@ final class LogWriterLink: Sendable {
         var options = ConnectionOptions()
         options.handshakeTimeoutMs = requestTimeoutSeconds * 1000
         self.requestTimeoutSeconds = requestTimeoutSeconds
-        link = ReconnectingLink(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: worldID, clientName: "orchestrator"),
+        // The client name carries this process's start on the machine's monotonic clock: the log
+        // writer lets only the newest orchestrator append (a dead predecessor's late frames are fenced).
+        let incarnation = UInt64(EventLoop.now() * 1e6)
+        link = ReconnectingLink(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: worldID,
+                                                                     clientName: "orchestrator#\(incarnation)"),
                                 options: options, breaker: breaker, backoff: Backoff(baseSeconds: 0.02, capSeconds: 0.5))
     }
 
     func nextID() -> UInt64 { ids.withLock { $0 += 1; return $0 } }
 
-    /// One request, one reply (the orchestrator keeps at most one request in flight), within the deadline.
+    /// A request went out and no reply came: the writer may have acted on it.
+    struct Unanswered: Error { let reason: String }
+
+    /// One request, one reply (the orchestrator keeps at most one request in flight), within the
+    /// deadline. Thrown after the request was sent: `Unanswered`.
     func request(_ body: Frame.Body) async throws -> Frame {
         let c = try await link.connection()
         let id = nextID()
         try await c.send(body, id: id)
+        do { return try await reply(on: c, id: id) } catch { throw Unanswered(reason: "\(error)") }
+    }
+
+    private func reply(on c: FramedConnection, id: UInt64) async throws -> Frame {
         let timeout = requestTimeoutSeconds
         let watchdog = Task {
             try await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
@@ -46,9 +58,13 @@ final class LogWriterLink: Sendable {
         throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within \(Int(timeout * 1000)) ms")
     }
 
+    /// Why an append did not go through, and whether some attempt went out unanswered (the
+    /// writer may then hold part of the batch).
+    struct AppendFailure: Error { let error: GunnError; let unanswered: Bool }
+
     /// Appends until acknowledged or `deadlineSeconds` pass; a refusal by the writer (its own
-    /// code: LOG_STORAGE_FAILURE, LOG_INTEGRITY_VIOLATION, WORLD_MISMATCH…) is thrown at once.
-    func append(_ entries: [LogEntry], deadlineSeconds: Double) async throws(GunnError) -> AppendAck {
+    /// code: LOG_STORAGE_FAILURE, LOG_INTEGRITY_VIOLATION, WORLD_MISMATCH…) ends it at once.
+    func append(_ entries: [LogEntry], deadlineSeconds: Double) async throws(AppendFailure) -> AppendAck {
         let until = EventLoop.now() + deadlineSeconds
         var last = GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200)
         var unanswered = false
@@ -57,21 +73,18 @@ final class LogWriterLink: Sendable {
                 let reply = try await request(.append(LogEntries(entries: entries)))
                 switch reply.body {
                 case .appendAck(let a)?: return a
-                case .error(let e)?: throw WireJSON.gunnError(e)
-                default: throw GunnError(.unknownMessage, "unexpected reply to an append")
+                case .error(let e)?: throw AppendFailure(error: WireJSON.gunnError(e), unanswered: unanswered)
+                default: throw AppendFailure(error: GunnError(.unknownMessage, "unexpected reply to an append"), unanswered: unanswered)
                 }
-            } catch let e as GunnError {
-                // Refused by the writer: retrying the same batch at once cannot help. After an
-                // unanswered attempt the writer may hold part of it, which the caller must know.
-                if unanswered { throw GunnError(.adapterUnavailable, "refused after an unanswered attempt: \(e)", retryAfterMs: 200) }
-                throw e
+            } catch let e as AppendFailure {
+                throw e // refused by the writer: retrying the same batch at once cannot help
             } catch {
-                unanswered = true
+                if error is Unanswered { unanswered = true }
                 last = GunnError(.adapterUnavailable, "the log writer is unavailable: \(error)", retryAfterMs: 200)
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
         } while EventLoop.now() < until
-        throw last
+        throw AppendFailure(error: last, unanswered: unanswered)
     }
 
     /// Every entry the writer holds, oldest first.

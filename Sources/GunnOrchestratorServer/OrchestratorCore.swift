@@ -47,6 +47,9 @@ public struct OrchestratorCore: Sendable {
         public var engine = EngineConfig()
         /// Inputs in one batch at most.
         public var maxBatchItems = 512
+        /// Log entry bytes in one batch at most (well under the writer's frame limit); a batch
+        /// closes after the input that crosses it.
+        public var maxBatchBytes = 1 << 20
         /// Requests waiting for a batch at most; beyond, QUEUE_FULL.
         public var maxQueuedItems = 65_536
         /// Waiters for intent outcomes at most (each a connection and frame id).
@@ -78,8 +81,9 @@ public struct OrchestratorCore: Sendable {
     var waiterCount = 0
     /// Token chunks relayed per live generation, for a worker that leaves without a halt report.
     var relayed: [GenerationKey: Int] = [:]
-    /// Agents whose registration was answered (durable): the ones a rollback registers again.
-    var answeredAgents: Set<AgentID> = []
+    /// Registrations answered (durable), with the connection that made them: what a rollback
+    /// restores, and what status shows while the writer fails.
+    var answeredRegistrations: [AgentID: (registration: AgentRegistration, conn: ConnID?)] = [:]
 
     struct WaiterKey: Hashable, Sendable { let agent: AgentID; let req: ReqID }
     struct GenerationKey: Hashable, Sendable { let agent: AgentID; let req: String }
@@ -202,7 +206,10 @@ public struct OrchestratorCore: Sendable {
     public mutating func appendAcknowledged(batch id: UInt64, lastSeq: GlobalSeq, now: HostTime) -> [CoreAction] {
         begin(now)
         guard var b = batch, b.id == id else { return finish() } // a late or repeated ack: already handled
-        precondition(lastSeq >= durableHead, "the log writer acknowledged \(lastSeq) below the durable head \(durableHead)")
+        guard lastSeq >= durableHead, lastSeq <= b.entries.last?.globalSeq ?? durableHead else {
+            actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged \(lastSeq); durable head \(durableHead), batch up to \(b.entries.last?.globalSeq ?? 0)")))
+            return finish()
+        }
         durableHead = max(durableHead, lastSeq)
         failure = nil
         b.entries.removeAll { $0.globalSeq <= lastSeq }
@@ -223,7 +230,8 @@ public struct OrchestratorCore: Sendable {
     /// The append of batch `batch` failed: the writer is away (`ADAPTER_UNAVAILABLE`) or refused
     /// (its own code, e.g. LOG_STORAGE_FAILURE). The batch stays held; requests are refused with
     /// `error` until an append succeeds.
-    public mutating func appendFailed(batch id: UInt64, error: GunnError, now: HostTime) -> [CoreAction] {
+    /// `mayBeStored`: an attempt went out and was not answered, so the writer may hold part of it.
+    public mutating func appendFailed(batch id: UInt64, error: GunnError, mayBeStored: Bool, now: HostTime) -> [CoreAction] {
         begin(now)
         guard batch?.id == id else { return finish() }
         if [.logIntegrityViolation, .sequenceGap, .worldMismatch].contains(error.code) {
@@ -233,8 +241,9 @@ public struct OrchestratorCore: Sendable {
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
         actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batch!.entries.count) entries failed: \(error.message)"))
+        if mayBeStored { batch!.mayBeStored = true }
         if error.code == .adapterUnavailable {
-            batch!.mayBeStored = true
+            // Away: the batch is held and re-sent.
         } else if batch!.mayBeStored {
             // Refused now, but an earlier attempt may have been taken: only the log can say what
             // is durable, so the host restarts and recovers from it (nothing unacknowledged was published).
@@ -319,15 +328,20 @@ public struct OrchestratorCore: Sendable {
     mutating func startBatches() {
         while batch == nil && queuedCount > 0 {
             let n = min(settings.maxBatchItems, queuedCount)
-            var items = Array(queued[queueHead..<(queueHead + n)])
-            queueHead += n
+            var items: [Item] = []
+            var entries: [LogEntry] = []
+            var bytes = 0
+            while items.count < n && bytes < settings.maxBatchBytes {
+                var item = queued[queueHead]
+                queueHead += 1
+                process(&item)
+                let produced = Self.entries(of: item.outputs)
+                bytes += produced.reduce(0) { $0 + $1.effect.count + 256 }
+                entries += produced
+                items.append(item)
+            }
             if queueHead == queued.count { queued.removeAll(keepingCapacity: true); queueHead = 0 }
             else if queueHead > 4096 { queued.removeFirst(queueHead); queueHead = 0 }
-            var entries: [LogEntry] = []
-            for i in items.indices {
-                process(&items[i])
-                entries += Self.entries(of: items[i].outputs)
-            }
             if entries.isEmpty {
                 complete(items)
                 continue
@@ -359,34 +373,63 @@ public struct OrchestratorCore: Sendable {
         do { try fresh.restore(from: kept, at: now) } catch {
             preconditionFailure("the engine's own durable entries do not restore: \(error)")
         }
-        var views: [(ConnID, Frame)] = []
-        for agent in engine.registeredAgents where answeredAgents.contains(agent) {
-            guard var r = engine.registration(of: agent) else { continue }
-            r.spawn = nil
+        // Live generations die with the rolled-back state: their workers are told to stop now
+        // (their cancellations cannot be logged on a refusing writer; each is named in the log).
+        var frames: [(ConnID, Frame)] = []
+        for agent in engine.registeredAgents {
+            for req in engine.activeGenerations(of: agent).map(\.reqID) + engine.cancelledAwaitingHalt(of: agent) {
+                actions.append(.log("\(error.code.name) (\(error.code.code)): generation \(req) of \(agent) ended unlogged by the rollback"))
+                guard let conn = owners[agent] else { continue }
+                var c = Cancel()
+                c.agentID = agent.rawValue; c.reqID = req.rawValue; c.reason = "log_refused"; c.code = UInt32(error.code.code)
+                c.issuedAtMicros = UInt64(max(0, now) * 1e6)
+                frames.append((conn, Frame(.cancel(c))))
+            }
+        }
+        relayed.removeAll()
+        // The agents whose registration was answered come back as answered, with a whole view
+        // that continues their view_seq.
+        var restoredOwners: [AgentID: ConnID] = [:]
+        for (agent, durable) in answeredRegistrations.sorted(by: { $0.key < $1.key }) {
+            var r = durable.registration
+            r.spawn = nil // its entity is in the durable world, or it never was
             _ = fresh.handle(.registerAgent(r), at: now)
-            guard let conn = owners[agent], let view = fresh.resync(agent, heldViewSeq: engine.viewSeq(of: agent) ?? 0) else { continue }
+            guard let conn = durable.conn, sessions[conn] != nil, owners[agent] == conn else { continue }
+            restoredOwners[agent] = conn
+            guard let view = fresh.resync(agent, heldViewSeq: engine.viewSeq(of: agent) ?? 0) else { continue }
             var v = ViewSnapshot()
             v.agentID = agent.rawValue; v.viewSeq = view.viewSeq; v.view = CanonicalJSON.encode(view.document); v.contextDigest = view.contextDigest
             v.globalSeq = fresh.world.lastGlobalSeq
-            views.append((conn, Frame(.view(v))))
+            frames.append((conn, Frame(.view(v))))
         }
         engine = fresh
-        for agent in owners.keys.sorted() where engine.registration(of: agent) == nil { owners[agent] = nil }
-        var refused: [Item] = []
+        owners = restoredOwners
+        // Every request of the batch gets the writer's code; records end without a reply.
+        var done: [Item] = []
+        var answerOwn: [Bool] = [] // refused before the rollback (e.g. FORBIDDEN): answered with that
         for var item in b.items {
-            if item.mustKeep {
-                if !item.outputs.isEmpty { actions.append(.log("\(error.code.name) (\(error.code.code)): a record was not logged (\(item.work)): \(error.message)")) }
-                continue
+            if item.mustKeep && !item.outputs.isEmpty {
+                actions.append(.log("\(error.code.name) (\(error.code.code)): a record was not logged (\(item.work)): \(error.message)"))
             }
-            if case .submit(let intent) = item.work, let ws = waiters.removeValue(forKey: WaiterKey(agent: intent.agentID, req: intent.reqID)) {
-                waiterCount -= ws.count
-            }
+            answerOwn.append(item.refusal != nil)
             item.outputs = []
-            item.refusal = item.refusal ?? error
-            refused.append(item)
+            if !item.mustKeep { item.refusal = item.refusal ?? error }
+            done.append(item)
         }
-        complete(refused)
-        for (conn, frame) in views { send(conn, [frame]) }
+        // Intents waiting for an outcome (their queue is gone with the state) get the code too.
+        for (key, ws) in waiters.sorted(by: { ($0.key.agent, $0.key.req) < ($1.key.agent, $1.key.req) }) {
+            var r = IntentResult()
+            r.agentID = key.agent.rawValue; r.reqID = key.req.rawValue; r.error = WireJSON.error(error)
+            for (conn, id) in ws { send(conn, [Frame(id: id, .intentResult(r))]) }
+        }
+        waiters.removeAll()
+        waiterCount = 0
+        for (item, own) in zip(done, answerOwn) where item.refusal != nil {
+            if case .submit = item.work, !own { continue } // answered just above, through its waiter
+            answer(item)
+        }
+        for c in Set(done.compactMap(\.conn)).sorted() { actions.append(.done(c)) }
+        for (conn, frame) in frames { send(conn, [frame]) }
         assert(engine.headSeq == durableHead)
     }
 

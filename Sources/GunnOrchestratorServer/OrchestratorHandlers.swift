@@ -16,12 +16,23 @@ extension OrchestratorCore {
             switch b {
             case .registerAgent(let r):
                 let reg = try WireJSON.registration(try parse(r.registration))
+                guard r.resumeViewSeq <= 1 << 53, r.resumeGlobalSeq <= 1 << 53 else {
+                    throw GunnError(.invalidField, "RegisterAgent.resume_view_seq and resume_global_seq must be at most 2^53")
+                }
+                guard CanonicalJSON.encode(.object(reg.entityFields)).count <= maxPayloadBytes else {
+                    throw GunnError(.payloadTooLarge, "registration field \"entity\" is over \(maxPayloadBytes) bytes")
+                }
                 guard r.agentID.isEmpty || r.agentID == reg.agentID.rawValue else {
                     throw GunnError(.invalidField, "RegisterAgent.agent_id \"\(r.agentID)\" differs from the registration's \"\(reg.agentID)\"")
                 }
                 return .register(reg, r)
             case .submitIntent(let p): return .submit(try Intent(json: try parse(p.json)))
-            case .emit(let p): return .emit(try WireJSON.draft(try parse(p.json)))
+            case .emit(let p):
+                let draft = try WireJSON.draft(try parse(p.json))
+                guard CanonicalJSON.encode(draft.payload).count <= maxPayloadBytes else {
+                    throw GunnError(.payloadTooLarge, "effect draft payload is over \(maxPayloadBytes) bytes")
+                }
+                return .emit(draft)
             case .beginGeneration(let g):
                 guard !g.reqID.isEmpty, g.reqID.utf8.count <= 256 else { throw GunnError(.invalidField, "BeginGeneration.req_id must be 1 to 256 bytes") }
                 guard g.focus.count <= 64 else { throw GunnError(.invalidField, "BeginGeneration.focus has \(g.focus.count) entries, over 64") }
@@ -43,6 +54,10 @@ extension OrchestratorCore {
             return .refused(GunnError(.internalError, "\(error)"), body: body)
         }
     }
+
+    /// Largest registration entity or draft payload (canonical bytes): an effect stays far below
+    /// the writer's limits, so one request can never make a batch the writer refuses.
+    static let maxPayloadBytes = 64 << 10
 
     static func parse(_ bytes: [UInt8]) throws(GunnError) -> JSONValue {
         do { return try JSONParser.parse(bytes) } catch { throw error.gunnError }
@@ -113,6 +128,7 @@ extension OrchestratorCore {
                     counts[req] = relayed.removeValue(forKey: GenerationKey(agent: agent, req: req.rawValue)) ?? 0
                 }
                 if !counts.isEmpty { item.outputs += engine.handle(.workerLost(agent, relayed: counts), at: now) }
+                relayed = relayed.filter { $0.key.agent != agent }
             }
         case .flush:
             item.outputs = engine.handle(.flush, at: now)
@@ -205,7 +221,7 @@ extension OrchestratorCore {
         for o in out {
             if case .registrationRejected(_, let e) = o { return send(conn, [Frame(id: id, .error(WireJSON.error(e)))]) }
         }
-        answeredAgents.insert(agent)
+        if let r = engine.registration(of: agent) { answeredRegistrations[agent] = (r, conn) }
         var ok = ControlResult()
         ok.ok = true
         ok.message = "registered \(agent)"
@@ -246,14 +262,14 @@ extension OrchestratorCore {
         var st = StatusResult()
         st.headSeq = durable ? engine.headSeq : durableHead
         st.worldDigest = durable ? engine.world.digest : ""
-        for id in engine.registeredAgents {
+        for id in durable ? engine.registeredAgents : answeredRegistrations.keys.sorted() {
             var a = AgentStatus()
             a.agentID = id.rawValue
             if durable {
                 a.viewSeq = engine.viewSeq(of: id) ?? 0
                 a.queueDepth = UInt32(engine.queueDepth(of: id)); a.pendingObservations = UInt32(engine.pendingObservations(of: id))
             }
-            a.connected = owners[id] != nil
+            a.connected = durable ? owners[id] != nil : answeredRegistrations[id]?.conn.map { sessions[$0] != nil } ?? false
             st.agents.append(a)
         }
         var b = BreakerStatus()

@@ -101,7 +101,7 @@ public actor OrchestratorServer {
             case let .append(batch, entries):
                 let deadline = settings.appendDeadlineSeconds
                 Task {
-                    do throws(GunnError) {
+                    do throws(LogWriterLink.AppendFailure) {
                         let ack = try await log.append(entries, deadlineSeconds: deadline)
                         await self.appendDone(batch, .success(ack.lastSeq))
                     } catch {
@@ -110,7 +110,7 @@ public actor OrchestratorServer {
                 }
             case .retryAfter(let ms):
                 Task {
-                    try? await Task.sleep(nanoseconds: ms * 1_000_000)
+                    try? await Task.sleep(nanoseconds: min(ms, 60_000) * 1_000_000)
                     await self.retry()
                 }
             case .wake(let t):
@@ -140,11 +140,11 @@ public actor OrchestratorServer {
         perform(actions)
     }
 
-    func appendDone(_ batch: UInt64, _ result: Result<UInt64, GunnError>) {
+    func appendDone(_ batch: UInt64, _ result: Result<UInt64, LogWriterLink.AppendFailure>) {
         let now = Self.now()
         switch result {
         case .success(let seq): run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now) }
-        case .failure(let e): run { $0.appendFailed(batch: batch, error: e, now: now) }
+        case .failure(let f): run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
         }
     }
 

@@ -23,7 +23,7 @@ struct HostSimulation {
         case toClient(ConnID, Frame)
         case closedAtCore(ConnID, incarnation: Int)
         case writerTakes(batch: UInt64, entries: [LogEntry], incarnation: Int)
-        case writerReply(batch: UInt64, result: Result<UInt64, GunnError>, incarnation: Int)
+        case writerReply(batch: UInt64, result: Result<UInt64, GunnError>, incarnation: Int, mayBeStored: Bool = false)
         case retry(incarnation: Int)
         case timer(incarnation: Int)
         case clientActs(Int)
@@ -155,11 +155,11 @@ struct HostSimulation {
             perform(core!.closed(conn, now: now))
         case let .writerTakes(batch, entries, inc):
             writerTakes(batch, entries, inc)
-        case let .writerReply(batch, result, inc):
+        case let .writerReply(batch, result, inc, mayBeStored):
             guard inc == incarnation, core != nil else { return }
             switch result {
             case .success(let seq): perform(core!.appendAcknowledged(batch: batch, lastSeq: seq, now: now))
-            case .failure(let error): perform(core!.appendFailed(batch: batch, error: error, now: now))
+            case .failure(let error): perform(core!.appendFailed(batch: batch, error: error, mayBeStored: mayBeStored, now: now))
             }
         case .retry(let inc):
             guard inc == incarnation, core != nil else { return }
@@ -224,7 +224,7 @@ struct HostSimulation {
                 for f in frames { checkDurable(f) }
                 guard liveConns.contains(conn) else { continue }
                 for f in frames {
-                    if case .cancel(let c)? = f.body { cancelsSent.append((AgentID(c.agentID), ReqID(c.reqID), inc, false)) }
+                    if case .cancel(let c)? = f.body { cancelsSent.append((AgentID(c.agentID), ReqID(c.reqID), inc, c.reason == "log_refused")) }
                     deliver(.toClient(conn, f), on: conn)
                 }
             case let .append(batch, entries):
@@ -331,8 +331,8 @@ struct HostSimulation {
         if faultsOn && chance(0.05) {
             // The ack is lost: the host's request times out although the entries are durable.
             stats["lost acks", default: 0] += 1
-            schedule(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: ack lost", retryAfterMs: 20)), incarnation: inc),
-                     after: 0.02)
+            schedule(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: ack lost", retryAfterMs: 20)), incarnation: inc,
+                                  mayBeStored: true), after: 0.02)
             return
         }
         schedule(.writerReply(batch: batch, result: .success(last), incarnation: inc), after: replyDelay)

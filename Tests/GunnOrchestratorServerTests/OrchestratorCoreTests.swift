@@ -80,7 +80,7 @@ final class OrchestratorCoreTests: XCTestCase {
         let move = Intent(kind: .move, payload: ["to": [2, 2]], contextSeq: core.engine.viewSeq(of: "b")!, reqID: "m", agentID: "b")
         let sub = core.receive(Frame(id: 3, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c2, now: 100)
         guard let (batch, _) = appends(sub).first else { return XCTFail("no append") }
-        let failed = core.appendFailed(batch: batch, error: GunnError(.adapterUnavailable, "away"), now: 106)
+        let failed = core.appendFailed(batch: batch, error: GunnError(.adapterUnavailable, "away"), mayBeStored: false, now: 106)
         XCTAssertTrue(failed.contains(.retryAfter(ms: 200)))
         XCTAssertEqual(sent(failed, to: c1).filter { if case .cancel? = $0.body { return true } else { return false } }, [],
                        "the Cancel reveals the move: it waits for the batch")
@@ -111,7 +111,7 @@ final class OrchestratorCoreTests: XCTestCase {
         let move = Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "m", agentID: "a")
         let sub = core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c1, now: 100)
         guard let (batch, _) = appends(sub).first else { return XCTFail("no append") }
-        let refused = core.appendFailed(batch: batch, error: GunnError(.logStorageFailure, "disk full"), now: 101)
+        let refused = core.appendFailed(batch: batch, error: GunnError(.logStorageFailure, "disk full"), mayBeStored: false, now: 101)
         let frames = sent(refused, to: c1)
         guard case .intentResult(let r)? = frames.first(where: { $0.id == 2 })?.body else { return XCTFail("\(frames)") }
         XCTAssertEqual(r.error?.name, "LOG_STORAGE_FAILURE")

@@ -21,16 +21,8 @@ final class CommitBeforePublishTests: XCTestCase {
     func orchestrator() throws -> Proc { try Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--world-seed", "5"]) }
     func client(_ name: String) -> GunnClient { GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: name) }
 
-    func ctl() async throws -> FramedConnection {
-        try await FramedConnection.connect(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop,
-                                           hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: "w1", clientName: "ctl"))
-    }
+    func ctl() async throws -> FramedConnection { try await RawOrchestratorClient.connect(home: home, role: "ctl", name: "ctl") }
 
-    func ask(_ c: FramedConnection, _ body: Frame.Body, id: UInt64) async throws -> Frame {
-        try await c.send(body, id: id)
-        while let f = await c.receive() { if f.id == id { return f } }
-        throw ConnectionError(.adapterUnavailable, "closed before the reply to \(id)")
-    }
 
     func logEntries() async throws -> [LogEntry] { try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1") }
 
@@ -46,7 +38,7 @@ final class CommitBeforePublishTests: XCTestCase {
         try await mover.register(["agent_id": "a", "spawn": [0, 0]])
         try await watcher.register(["agent_id": "w", "spawn": [1, 1]])
         let c = try await ctl()
-        guard case .headResult(let before)? = try await ask(c, .head(Empty()), id: 1).body else { return XCTFail("no head") }
+        guard case .headResult(let before)? = try await c.ask(.head(Empty()), id: 1).body else { return XCTFail("no head") }
 
         kill(log.process.processIdentifier, SIGSTOP)
         let ctx = mover.view(of: "a")?.seq ?? 0
@@ -54,17 +46,17 @@ final class CommitBeforePublishTests: XCTestCase {
         try await Task.sleep(nanoseconds: 300_000_000) // the move reaches the orchestrator and its batch the stopped writer
         // Every read: none may show the move. Reads wait for the batch or, once the writer is
         // deemed away, are refused (status answers from what is durable).
-        let head = try await ask(c, .head(Empty()), id: 2)
+        let head = try await c.ask(.head(Empty()), id: 2)
         switch head.body {
         case .headResult(let h)?: XCTAssertEqual(h.seq, before.seq, "head revealed an unacknowledged batch")
         case .error(let e)?: XCTAssertEqual(e.name, "ADAPTER_UNAVAILABLE", e.message)
         default: XCTFail("\(head)")
         }
-        guard case .statusResult(let st)? = try await ask(c, .status(Empty()), id: 3).body else { return XCTFail("no status") }
+        guard case .statusResult(let st)? = try await c.ask(.status(Empty()), id: 3).body else { return XCTFail("no status") }
         XCTAssertEqual(st.headSeq, before.seq, "status revealed an unacknowledged batch")
         var v = ViewSnapshot()
         v.agentID = "w"
-        let view = try await ask(c, .view(v), id: 4)
+        let view = try await c.ask(.view(v), id: 4)
         switch view.body {
         case .view(let snapshot)?:
             XCTAssertEqual(snapshot.globalSeq, before.seq)
@@ -83,7 +75,7 @@ final class CommitBeforePublishTests: XCTestCase {
         let entries = try await logEntries()
         let moved = entries.contains { $0.reqID == "m1" }
         // The restarted orchestrator agrees with the log, and the clients with it.
-        guard case .headResult(let after)? = try await ask(try await ctl(), .head(Empty()), id: 5).body else { return XCTFail("no head") }
+        guard case .headResult(let after)? = try await ctl().ask(.head(Empty()), id: 5).body else { return XCTFail("no head") }
         XCTAssertEqual(after.seq, entries.last?.globalSeq ?? 0)
         XCTAssertEqual(after.checksum, entries.last?.checksum ?? "")
         let retried = try await mover.submit(Intent(kind: .move, payload: ["to": [7, 7]], contextSeq: ctx, reqID: "m1", agentID: "a"), deadlineSeconds: 30)
@@ -146,7 +138,7 @@ final class CommitBeforePublishTests: XCTestCase {
         var id: UInt64 = 10
         while Date() < resumeAt {
             id += 1
-            if case .statusResult(let st)? = try await ask(c, .status(Empty()), id: id).body { states.formUnion(st.breakers.map(\.state)) }
+            if case .statusResult(let st)? = try await c.ask(.status(Empty()), id: id).body { states.formUnion(st.breakers.map(\.state)) }
             try await Task.sleep(nanoseconds: 200_000_000)
         }
         kill(log.process.processIdentifier, SIGCONT)
@@ -222,5 +214,33 @@ final class CommitBeforePublishTests: XCTestCase {
         for _ in 0..<200 where c.view(of: "k")?.doc != view.doc { try await Task.sleep(nanoseconds: 10_000_000) }
         XCTAssertEqual(c.view(of: "k")?.doc, view.doc)
         c.close()
+    }
+
+    /// The log writer lets only the newest orchestrator append: once a newer one spoke, an older
+    /// one's append (a dead predecessor's frame still in flight) is refused and nothing written.
+    func testTheLogWriterFencesAnOlderOrchestrator() async throws {
+        let log = try eventlog()
+        defer { log.term() }
+        func writer(_ incarnation: Int) async throws -> FramedConnection {
+            try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop,
+                                               hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "w1",
+                                                            clientName: "orchestrator#\(incarnation)"))
+        }
+        var engine = Engine(worldID: "w1", worldSeed: 5)
+        let entries = engine.handle(.registerAgent(AgentRegistration(agentID: "a", spawn: Position(x: 0, y: 0))), at: 1)
+            .compactMap { o -> LogEntry? in if case .effectCommitted(let e) = o { return WireJSON.logEntry(e) } else { return nil } }
+        XCTAssertEqual(entries.count, 1)
+        let old = try await writer(100)
+        guard case .headResult? = try await old.ask(.head(Empty()), id: 1).body else { return XCTFail("the old one is served") }
+        let new = try await writer(200)
+        guard case .headResult? = try await new.ask(.head(Empty()), id: 1).body else { return XCTFail("the new one is served") }
+        let refused = try await old.ask(.append(LogEntries(entries: entries)), id: 2)
+        guard case .error(let e)? = refused.body else { return XCTFail("the fenced append was taken: \(refused)") }
+        XCTAssertEqual(e.name, "LOG_INTEGRITY_VIOLATION", e.message)
+        let none = try await logEntries()
+        XCTAssertEqual(none.count, 0, "nothing was written")
+        guard case .appendAck(let ack)? = try await new.ask(.append(LogEntries(entries: entries)), id: 2).body else { return XCTFail("the newest may append") }
+        XCTAssertEqual(ack.lastSeq, 1)
+        old.close(); new.close()
     }
 }

@@ -25,16 +25,9 @@ final class OrchestratorInputTests: XCTestCase {
     }
 
     func connect(role: String = "agent", world: String = "w1", name: String = "raw") async throws -> FramedConnection {
-        try await FramedConnection.connect(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop,
-                                           hello: Hello(protocolMajor: 1, protocolMinor: 0, role: role, worldID: world, clientName: name))
+        try await RawOrchestratorClient.connect(home: home, role: role, world: world, name: name)
     }
 
-    /// Sends one request and returns its reply (and the frames pushed with it).
-    func ask(_ c: FramedConnection, _ body: Frame.Body, id: UInt64) async throws -> Frame {
-        try await c.send(body, id: id)
-        while let f = await c.receive() { if f.id == id { return f } }
-        throw ConnectionError(.adapterUnavailable, "closed before the reply to \(id)")
-    }
 
     /// The error a reply carries, in whichever documented form (Error, IntentResult, EmitResult).
     func code(_ f: Frame) -> String? {
@@ -58,11 +51,11 @@ final class OrchestratorInputTests: XCTestCase {
         defer { orch.term(); log.term() }
         let c = try await connect()
         defer { c.close() }
-        let ok = try await ask(c, register(#"{"agent_id":"a","spawn":[1,2]}"#), id: 1)
+        let ok = try await c.ask(register(#"{"agent_id":"a","spawn":[1,2]}"#), id: 1)
         XCTAssertNil(code(ok), "\(ok)")
         let ctl = try await connect(role: "ctl", name: "ctl")
         defer { ctl.close() }
-        guard case .statusResult(let before)? = try await ask(ctl, .status(Empty()), id: 1).body else { return XCTFail("no status") }
+        guard case .statusResult(let before)? = try await ctl.ask(.status(Empty()), id: 1).body else { return XCTFail("no status") }
 
         let intent = { (fields: String) -> Frame.Body in .submitIntent(JSONPayload(Array(fields.utf8))) }
         let emit = { (fields: String) -> Frame.Body in .emit(JSONPayload(Array(fields.utf8))) }
@@ -125,21 +118,21 @@ final class OrchestratorInputTests: XCTestCase {
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 40)
         for (n, (name, body, expected)) in cases.enumerated() {
-            let reply = try await ask(c, body, id: UInt64(100 + n))
+            let reply = try await c.ask(body, id: UInt64(100 + n))
             XCTAssertEqual(code(reply), expected, "\(name): \(reply)")
             if case .error(let e)? = reply.body, expected != "INVALID_JSON" { XCTAssertFalse(e.message.isEmpty, name) }
         }
         var g = BeginGeneration()
         g.agentID = "a"
-        let noReq = try await ask(c, .beginGeneration(g), id: 90)
+        let noReq = try await c.ask(.beginGeneration(g), id: 90)
         XCTAssertEqual(code(noReq), "INVALID_FIELD", "a generation without req_id")
         // Nothing changed: the same head and world digest, no agent but "a".
-        guard case .statusResult(let after)? = try await ask(ctl, .status(Empty()), id: 2).body else { return XCTFail("no status") }
+        guard case .statusResult(let after)? = try await ctl.ask(.status(Empty()), id: 2).body else { return XCTFail("no status") }
         XCTAssertEqual(after.headSeq, before.headSeq)
         XCTAssertEqual(after.worldDigest, before.worldDigest)
         XCTAssertEqual(after.agents.map(\.agentID), ["a"])
         // The connection still serves: a good intent commits.
-        let r = try await ask(c, intent("{\(good)}"), id: 99)
+        let r = try await c.ask(intent("{\(good)}"), id: 99)
         guard case .intentResult(let ir)? = r.body else { return XCTFail("\(r)") }
         XCTAssertTrue(ir.committed, "\(ir)")
     }
@@ -151,9 +144,9 @@ final class OrchestratorInputTests: XCTestCase {
         defer { owner.close() }
         let other = try await connect(name: "other")
         defer { other.close() }
-        let first = try await ask(owner, register(#"{"agent_id":"a","spawn":[0,0]}"#), id: 1)
+        let first = try await owner.ask(register(#"{"agent_id":"a","spawn":[0,0]}"#), id: 1)
         XCTAssertNil(code(first))
-        guard case .cancelToken? = try await ask(owner, .beginGeneration(BeginGeneration(agentID: "a", reqID: "g1")), id: 2).body else {
+        guard case .cancelToken? = try await owner.ask(.beginGeneration(BeginGeneration(agentID: "a", reqID: "g1")), id: 2).body else {
             return XCTFail("the owner may begin a generation")
         }
         let speak = Intent(kind: .speak, payload: ["text": "not mine"], contextSeq: 0, reqID: "x1", agentID: "a")
@@ -175,7 +168,7 @@ final class OrchestratorInputTests: XCTestCase {
             ("ViewSnapshot request", .view(view)),
         ]
         for (n, (name, body)) in frames.enumerated() {
-            let reply = try await ask(other, body, id: UInt64(10 + n))
+            let reply = try await other.ask(body, id: UInt64(10 + n))
             XCTAssertEqual(code(reply), "FORBIDDEN", "\(name) from another connection: \(reply)")
         }
         // The owner's generation is still live (the other's Halted did not end it: a token is
@@ -194,7 +187,7 @@ final class OrchestratorInputTests: XCTestCase {
         owner.close()
         var taken = false
         for attempt in 0..<100 where !taken {
-            taken = code(try await ask(other, register(#"{"agent_id":"a","spawn":[5,5]}"#), id: UInt64(30 + attempt))) == nil
+            taken = code(try await other.ask(register(#"{"agent_id":"a","spawn":[5,5]}"#), id: UInt64(30 + attempt))) == nil
             if !taken { try await Task.sleep(nanoseconds: 20_000_000) }
         }
         XCTAssertTrue(taken, "the agent could not be registered after its connection closed")
@@ -217,10 +210,10 @@ final class OrchestratorInputTests: XCTestCase {
         }
         let c = try await connect()
         XCTAssertEqual(c.welcome?.latestGlobalSeq, 0)
-        let registered = try await ask(c, register(#"{"agent_id":"a","spawn":[0,0]}"#), id: 1)
+        let registered = try await c.ask(register(#"{"agent_id":"a","spawn":[0,0]}"#), id: 1)
         XCTAssertNil(code(registered))
         let move = Intent(kind: .move, payload: ["to": [1, 1]], contextSeq: 1, reqID: "m", agentID: "a")
-        _ = try await ask(c, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json))), id: 2)
+        _ = try await c.ask(.submitIntent(JSONPayload(CanonicalJSON.encode(move.json))), id: 2)
         let entries = try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1")
         XCTAssertEqual(entries.count, 2)
         let again = try await connect(name: "second")
@@ -264,7 +257,7 @@ final class OrchestratorInputTests: XCTestCase {
         }
         XCTAssertEqual(names.filter { !$0.hasPrefix("frame ") }, ["MALFORMED_FRAME"], "\(names)")
         let c = try await connect(name: "after")
-        let after = try await ask(c, register(#"{"agent_id":"a"}"#), id: 1)
+        let after = try await c.ask(register(#"{"agent_id":"a"}"#), id: 1)
         XCTAssertNil(code(after))
         c.close()
     }

@@ -16,13 +16,22 @@ final class OrchestratorProcessTests: XCTestCase {
             process.arguments = args
             let out = Pipe()
             process.standardOutput = out
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            process.standardError = Self.stderr(for: binary)
             try process.run()
             guard String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("ready") else {
                 throw ConnectionError(.internalError, "\(binary) did not start")
             }
         }
         func kill9() { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+
+        /// Where a child's stderr goes: /dev/null, or a file of its own under GUNN_TEST_STDERR_DIR
+        /// (a failing test's post-mortem).
+        static func stderr(for binary: String) -> FileHandle? {
+            guard let dir = ProcessInfo.processInfo.environment["GUNN_TEST_STDERR_DIR"] else { return FileHandle(forWritingAtPath: "/dev/null") }
+            let path = "\(dir)/\(binary)-\(UUID().uuidString.prefix(8)).stderr"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }
         func term() { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
     }
 
@@ -454,7 +463,7 @@ final class ConversationAcrossProcessesTests: XCTestCase {
             process.arguments = [socket, id, String(x), "0"]
             process.standardInput = input
             process.standardOutput = output
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            process.standardError = OrchestratorProcessTests.Proc.stderr(for: "gunn-script-agent")
             try process.run()
         }
         func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
