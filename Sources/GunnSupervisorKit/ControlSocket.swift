@@ -43,6 +43,7 @@ extension Supervisor {
                 switch outcome {
                 case .notAnswering?, .absent?: out[i].state = ChildState.notAnswering.rawValue
                 case .answered(.statusResult(let r)?)?:
+                    lastSeenHead.store(r.headSeq, ordering: .relaxed)
                     // Not our children, not ourselves, not gunnctl: clients someone attached by hand.
                     for var s in r.children where !own.contains(s.pid) && s.pid != getpid() && s.state != "ctl" && s.state != "supervisor" {
                         s.state = "attached"

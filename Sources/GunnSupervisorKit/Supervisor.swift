@@ -14,6 +14,9 @@ public final class Supervisor: Sendable {
     let environment: [String: String]
     let loop: EventLoop
     let state: Mutex<State>
+    /// The orchestrator's durable head at the last status probe: what this control socket's
+    /// Welcome carries (the supervisor holds no log of its own).
+    let lastSeenHead = Atomic<UInt64>(0)
 
     /// A child's state in the table. `notAnswering` is never stored: status shows it for a child
     /// that is `ready` in the table but did not answer its handshake within `status_probe_ms` (or,
@@ -95,9 +98,10 @@ public final class Supervisor: Sendable {
         writePIDFile("supervisor", getpid())
         var control: UnixSocketServer?
         do {
-            control = try await UnixSocketServer(path: home + "/run/supervisor.sock", loop: loop) { _ in
+            control = try await UnixSocketServer(path: home + "/run/supervisor.sock", loop: loop) { [self] _ in
                 var w = Welcome()
                 w.role = "supervisor"
+                w.latestGlobalSeq = lastSeenHead.load(ordering: .relaxed)
                 return .success(w)
             } onConnection: { [self] conn in
                 Task { await self.serveControl(conn) }

@@ -241,6 +241,9 @@ final class CommitBeforePublishTests: XCTestCase {
         XCTAssertEqual(none.count, 0, "nothing was written")
         guard case .appendAck(let ack)? = try await new.ask(.append(LogEntries(entries: entries)), id: 2).body else { return XCTFail("the newest may append") }
         XCTAssertEqual(ack.lastSeq, 1)
-        old.close(); new.close()
+        XCTAssertEqual(old.welcome?.latestGlobalSeq, 0)
+        let later = try await writer(300)
+        XCTAssertEqual(later.welcome?.latestGlobalSeq, 1, "the log writer's Welcome carries its head")
+        old.close(); new.close(); later.close()
     }
 }
