@@ -103,6 +103,43 @@ final class OrchestratorCoreTests: XCTestCase {
         XCTAssertTrue(sent(done, to: c2).contains { if case .intentResult(let r)? = $0.body { return r.committed } else { return false } })
     }
 
+    func testAWorkerLostWhileTheWriterIsAwayIsLoggedOnceItIsBack() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        var g = BeginGeneration()
+        g.agentID = "a"; g.reqID = "g1"
+        _ = core.receive(Frame(id: 2, .beginGeneration(g)), from: c1, now: 100)
+        let speak = Intent(kind: .speak, payload: ["text": "x"], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "s", agentID: "a")
+        let sub = core.receive(Frame(id: 3, .submitIntent(JSONPayload(CanonicalJSON.encode(speak.json)))), from: c1, now: 100)
+        guard let (batch, _) = appends(sub).first else { return XCTFail("no append") }
+        _ = core.appendFailed(batch: batch, error: GunnError(.adapterUnavailable, "away"), mayBeStored: false, now: 106)
+        // The worker goes away while the writer is away: its live generation is cancelled
+        // (worker_lost) and the record is held, not dropped.
+        _ = core.closed(c1, now: 106)
+        guard let (b2, entries) = appends(core.retryAppend(now: 107)).first else { return XCTFail("no retry") }
+        let records = entries.compactMap { try? JSONParser.parse($0.effect) }.filter { $0["kind"] == "GenerationCancelled" }
+        XCTAssertEqual(records.first?["payload"]?["reason"], "worker_lost")
+        XCTAssertEqual(records.first?["payload"]?["req_id"], "g1")
+        _ = core.appendAcknowledged(batch: b2, lastSeq: entries.last!.globalSeq, now: 107)
+        XCTAssertEqual(core.durableHead, entries.last!.globalSeq)
+    }
+
+    func testBackpressureCrossingsGoToTheLogWithTheirCode() throws {
+        var s = OrchestratorCore.Settings()
+        s.engine.quantumMs = 1000 // intents queue until the quantum closes
+        s.engine.backpressure = BackpressureConfig(maxQueueDepth: 4, policy: .dropNewest, maxDeferred: 0)
+        var core = try OrchestratorCore(settings: s, recovered: [], now: 100)
+        core.opened(c1, role: "agent", name: "one", pid: 0)
+        var lines: [String] = []
+        var all = core.receive(Frame(id: 1, .registerAgent(RegisterAgent(agentIDForTest: "a", json: ["agent_id": "a"]))), from: c1, now: 100)
+        for n in 0..<6 {
+            let i = Intent(kind: .speak, payload: ["text": "x"], contextSeq: 0, reqID: ReqID("r\(n)"), agentID: "a")
+            all += core.receive(Frame(id: UInt64(10 + n), .submitIntent(JSONPayload(CanonicalJSON.encode(i.json)))), from: c1, now: 100)
+        }
+        lines = all.compactMap { if case .log(let l) = $0 { return l } else { return nil } }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("QUEUE_FULL (3002): agent a queue depth") }, "\(lines)")
+    }
+
     func testAWriterRefusalRollsBackTheBatchAndAnswersWithItsCode() throws {
         var core = try self.core()
         _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
@@ -130,7 +167,7 @@ final class OrchestratorCoreTests: XCTestCase {
         XCTAssertEqual(appends(again).count, 1)
     }
 
-    func testWarningsAndBackpressureGoToTheLogWithTheirCode() throws {
+    func testDeprecationWarningsGoToTheLog() throws {
         var core = try self.core()
         _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
         let newer = Intent(kind: .speak, payload: ["text": "hi"], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "s", agentID: "a",
