@@ -165,7 +165,8 @@ public struct OrchestratorCore: Sendable {
             return .failure(GunnError(.worldMismatch, "this orchestrator serves world \"\(settings.worldID)\", not \"\(hello.worldID)\""))
         }
         guard settings.roles.contains(hello.role) else {
-            return .failure(GunnError(.unknownRole, "role \"\(hello.role)\" is not served here (roles: \(settings.roles.sorted().joined(separator: ", ")))"))
+            let roles = settings.roles.sorted().joined(separator: ", ")
+            return .failure(GunnError(.unknownRole, "role \"\(hello.role)\" is not served here (roles: \(roles))"))
         }
         var w = Welcome()
         w.role = "orchestrator"
@@ -207,7 +208,8 @@ public struct OrchestratorCore: Sendable {
         begin(now)
         guard var b = batch, b.id == id else { return finish() } // a late or repeated ack: already handled
         guard lastSeq >= durableHead, lastSeq <= b.entries.last?.globalSeq ?? durableHead else {
-            actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged \(lastSeq); durable head \(durableHead), batch up to \(b.entries.last?.globalSeq ?? 0)")))
+            let last = b.entries.last?.globalSeq ?? 0
+            actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged \(lastSeq); durable head \(durableHead), batch up to \(last)")))
             return finish()
         }
         durableHead = max(durableHead, lastSeq)

@@ -34,7 +34,9 @@ extension OrchestratorCore {
                 }
                 return .emit(draft)
             case .beginGeneration(let g):
-                guard !g.reqID.isEmpty, g.reqID.utf8.count <= 256 else { throw GunnError(.invalidField, "BeginGeneration.req_id must be 1 to 256 bytes") }
+                guard !g.reqID.isEmpty, g.reqID.utf8.count <= 256 else {
+                    throw GunnError(.invalidField, "BeginGeneration.req_id must be 1 to 256 bytes")
+                }
                 guard g.focus.count <= 64 else { throw GunnError(.invalidField, "BeginGeneration.focus has \(g.focus.count) entries, over 64") }
                 return .begin(GenerationRequest(agentID: AgentID(g.agentID), reqID: ReqID(g.reqID),
                                                 deadlineMs: g.deadlineMs == 0 ? nil : Double(g.deadlineMs),
@@ -90,7 +92,8 @@ extension OrchestratorCore {
             let operatorConn = item.conn.flatMap { sessions[$0]?.role } == "ctl"
             if !operatorConn, let e = forbidden(intent.agentID, item.conn, "submit its intents") { item.refusal = e; return }
             guard waiterCount < settings.maxWaiters else {
-                item.refusal = GunnError(.queueFull, "\(settings.maxWaiters) intents already wait for their outcome", retryAfterMs: settings.retryAfterMs)
+                item.refusal = GunnError(.queueFull, "\(settings.maxWaiters) intents already wait for their outcome",
+                                         retryAfterMs: settings.retryAfterMs)
                 return
             }
             if let c = item.conn {
@@ -115,7 +118,8 @@ extension OrchestratorCore {
                 return
             }
             relayed[GenerationKey(agent: agent, req: h.reqID)] = nil
-            item.outputs = engine.handle(.generationHalted(agent, ReqID(h.reqID), tokensEmitted: Int(h.tokensEmitted), haltLatencyUs: h.haltLatencyUs), at: now)
+            let input = EngineInput.generationHalted(agent, ReqID(h.reqID), tokensEmitted: Int(h.tokensEmitted), haltLatencyUs: h.haltLatencyUs)
+            item.outputs = engine.handle(input, at: now)
         case .closed:
             guard let conn = item.conn else { return }
             sessions[conn] = nil
@@ -138,6 +142,10 @@ extension OrchestratorCore {
     }
 
     // MARK: Answering (the batch is durable)
+
+    mutating func refuse(_ conn: ConnID?, _ id: UInt64, _ error: GunnError) {
+        send(conn, [Frame(id: id, .error(WireJSON.error(error)))])
+    }
 
     mutating func send(_ conn: ConnID?, _ frames: [Frame]) {
         guard let conn, !frames.isEmpty else { return }
@@ -179,7 +187,8 @@ extension OrchestratorCore {
         case .emit(let d):
             var r = EmitResult()
             r.draftID = d.draftID ?? ""
-            if let e = item.outputs.lazy.compactMap({ o -> GunnError? in if case let .emitRejected(_, _, e) = o { return e } else { return nil } }).first {
+            let refusal = item.outputs.lazy.compactMap { o -> GunnError? in if case let .emitRejected(_, _, e) = o { return e } else { return nil } }
+            if let e = refusal.first {
                 r.error = WireJSON.error(e)
             } else {
                 r.accepted = true
@@ -247,7 +256,7 @@ extension OrchestratorCore {
         }
         let role = conn.flatMap { sessions[$0]?.role } ?? ""
         if owners[agent] != conn && role != "ctl" && role != "supervisor" {
-            return send(conn, [Frame(id: id, .error(WireJSON.error(GunnError(.forbidden, "this connection did not register agent \(agent); it may not read its view"))))])
+            return refuse(conn, id, GunnError(.forbidden, "this connection did not register agent \(agent); it may not read its view"))
         }
         var r = ViewSnapshot()
         r.agentID = agent.rawValue; r.viewSeq = seq; r.view = CanonicalJSON.encode(doc)
@@ -295,10 +304,10 @@ extension OrchestratorCore {
     mutating func relay(_ t: TokenChunk, from conn: ConnID?, id: UInt64) {
         let speaker = AgentID(t.agentID)
         guard owners[speaker] == conn, conn != nil else {
-            return send(conn, [Frame(id: id, .error(WireJSON.error(GunnError(.forbidden, "this connection did not register agent \(speaker); it may not relay its tokens"))))])
+            return refuse(conn, id, GunnError(.forbidden, "this connection did not register agent \(speaker); it may not relay its tokens"))
         }
         guard engine.activeGenerations(of: speaker).contains(where: { $0.reqID.rawValue == t.reqID }) else {
-            return send(conn, [Frame(id: id, .error(WireJSON.error(GunnError(.generationCancelled, "no live generation \(t.reqID) for agent \(speaker): the token is not relayed"))))])
+            return refuse(conn, id, GunnError(.generationCancelled, "no live generation \(t.reqID) for agent \(speaker): the token is not relayed"))
         }
         relayed[GenerationKey(agent: speaker, req: t.reqID), default: 0] += 1
         var seen: [ConnID] = [conn!]

@@ -181,7 +181,9 @@ public actor OrchestratorServer {
     func controlBreaker(_ bc: BreakerControl) -> Frame.Body {
         let actions: [Int32: BreakerAction] = [BreakerControl.forceOpen: .open, BreakerControl.forceClose: .close, BreakerControl.reset: .reset]
         guard bc.name == "eventlog", let action = actions[bc.action] else {
-            return .error(WireJSON.error(GunnError(.unknownMessage, "breaker \"\(bc.name)\" action \(bc.action): the orchestrator has one breaker, \"eventlog\", with actions open, close, reset")))
+            let e = GunnError(.unknownMessage, "breaker \"\(bc.name)\" action \(bc.action): the orchestrator has one breaker, \"eventlog\", "
+                              + "with actions open, close, reset")
+            return .error(WireJSON.error(e))
         }
         var r = ControlResult()
         r.ok = true
