@@ -45,17 +45,36 @@ final class LogWriterLink: Sendable {
         do { return try await reply(on: c, id: id) } catch { throw Unanswered(reason: "\(error)") }
     }
 
+    /// The request waiting for its reply: its connection and when it went out (monotonic).
+    private let inFlight = Mutex<(conn: FramedConnection, since: Double)?>(nil)
+    private let watchdogStarted = Mutex(false)
+
     private func reply(on c: FramedConnection, id: UInt64) async throws -> Frame {
-        let timeout = requestTimeoutSeconds
-        let watchdog = Task {
-            try await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-            c.close() // the receive below then ends: no late reply is ever taken for a later request
-        }
-        defer { watchdog.cancel() }
+        startWatchdog()
+        inFlight.withLock { $0 = (c, EventLoop.now()) }
+        defer { inFlight.withLock { $0 = nil } }
         while let f = await c.receive() {
             if f.id == id { return f }
         }
-        throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within \(Int(timeout * 1000)) ms")
+        throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within \(Int(requestTimeoutSeconds * 1000)) ms")
+    }
+
+    /// One task for the link's whole life (not one per request, which the hot path would pay
+    /// for): it closes the connection of a request past its deadline, which ends that receive,
+    /// so no late reply is ever taken for a later request.
+    private func startWatchdog() {
+        guard watchdogStarted.withLock({ started in defer { started = true }; return !started }) else { return }
+        let timeout = requestTimeoutSeconds
+        Task { [weak self] in
+            while let self {
+                try? await Task.sleep(nanoseconds: UInt64(min(timeout, 0.25) * 1e9 / 2))
+                let late = self.inFlight.withLock { r -> FramedConnection? in
+                    guard let r, EventLoop.now() - r.since > timeout else { return nil }
+                    return r.conn
+                }
+                late?.close()
+            }
+        }
     }
 
     /// Why an append did not go through, and whether some attempt went out unanswered (the
