@@ -203,8 +203,10 @@ public struct OrchestratorCore: Sendable {
         return finish()
     }
 
-    /// The log writer acknowledged batch `batch` up to `lastSeq`.
-    public mutating func appendAcknowledged(batch id: UInt64, lastSeq: GlobalSeq, now: HostTime) -> [CoreAction] {
+    /// The log writer acknowledged batch `batch` up to `lastSeq`. With `startNext` false the next
+    /// batch waits for `startNext(now:)`, so a host can send this batch's replies and deltas
+    /// before the engine works on the next one (they would otherwise wait for it).
+    public mutating func appendAcknowledged(batch id: UInt64, lastSeq: GlobalSeq, now: HostTime, startNext: Bool = true) -> [CoreAction] {
         begin(now)
         guard var b = batch, b.id == id else { return finish() } // a late or repeated ack: already handled
         guard lastSeq >= durableHead, lastSeq <= b.entries.last?.globalSeq ?? durableHead else {
@@ -225,7 +227,14 @@ public struct OrchestratorCore: Sendable {
         }
         batch = nil
         complete(b.items)
-        startBatches()
+        if startNext { startBatches() }
+        return finish()
+    }
+
+    /// Forms the next batch from what waits (after `appendAcknowledged(…, startNext: false)`).
+    public mutating func startNext(now: HostTime) -> [CoreAction] {
+        begin(now)
+        if failure == nil { startBatches() }
         return finish()
     }
 

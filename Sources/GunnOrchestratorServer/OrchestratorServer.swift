@@ -143,7 +143,10 @@ public actor OrchestratorServer {
     func appendDone(_ batch: UInt64, _ result: Result<UInt64, LogWriterLink.AppendFailure>) {
         let now = Self.now()
         switch result {
-        case .success(let seq): run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now) }
+        case .success(let seq):
+            // This batch's replies and deltas leave before the engine takes on the next batch.
+            run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now, startNext: false) }
+            run { $0.startNext(now: now) }
         case .failure(let f): run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
         }
     }
