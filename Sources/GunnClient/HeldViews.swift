@@ -45,13 +45,7 @@ public struct HeldViews: Sendable {
             mismatches += 1
             return .resync("the whole view of \(agent) is not JSON")
         }
-        let digest = Self.digest(doc)
-        guard digest == v.contextDigest else {
-            mismatches += 1
-            return .resync("the whole view of \(agent) at view_seq \(v.viewSeq) does not have its digest")
-        }
-        views[agent] = Held(seq: v.viewSeq, doc: doc, globalSeq: v.globalSeq, digest: digest)
-        return .applied
+        return accept(agent, doc, seq: v.viewSeq, globalSeq: v.globalSeq, digest: v.contextDigest, "the whole view")
     }
 
     /// A delta. `resume` marks the one answering a re-registration: it follows the held view
@@ -65,13 +59,20 @@ public struct HeldViews: Sendable {
             mismatches += 1
             return .resync("the delta to view_seq \(o.viewSeq) of \(agent) does not apply to view_seq \(held.seq)")
         }
-        let digest = Self.digest(next)
-        guard digest == o.contextDigest else {
+        let outcome = accept(agent, next, seq: o.viewSeq, globalSeq: o.globalSeq, digest: o.contextDigest, "the delta")
+        if resume && outcome == .applied { resumedWithDelta += 1 }
+        return outcome
+    }
+
+    /// Holds `doc` as the agent's view when its digest is the one the orchestrator computed.
+    private mutating func accept(_ agent: AgentID, _ doc: JSONValue, seq: ViewSeq, globalSeq: GlobalSeq, digest expected: String,
+                                 _ what: String) -> Outcome {
+        let digest = Self.digest(doc)
+        guard digest == expected else {
             mismatches += 1
-            return .resync("the delta to view_seq \(o.viewSeq) of \(agent) gives digest \(digest.prefix(12)), not \(o.contextDigest.prefix(12))")
+            return .resync("\(what) to view_seq \(seq) of \(agent) gives digest \(digest.prefix(12)), not \(expected.prefix(12))")
         }
-        views[agent] = Held(seq: o.viewSeq, doc: next, globalSeq: o.globalSeq, digest: digest)
-        if resume { resumedWithDelta += 1 }
+        views[agent] = Held(seq: seq, doc: doc, globalSeq: globalSeq, digest: digest)
         return .applied
     }
 

@@ -10,7 +10,14 @@ struct Endpoints: Sendable {
     let home: String
     let timeoutMs: Double
     /// One loop for the life of the process (it is never shut down: the process exits instead).
-    static let sharedLoop = try! EventLoop(name: "gunnctl")
+    /// Creating it fails only when the system refuses a thread or an eventfd — no input reaches
+    /// it — and then gunnctl says so and exits 70 rather than trapping.
+    static let sharedLoop: EventLoop = {
+        do { return try EventLoop(name: "gunnctl") } catch {
+            FileHandle.standardError.write(Data("gunnctl: INTERNAL_ERROR (9001): cannot start its I/O loop: \(error)\n".utf8))
+            exit(70)
+        }
+    }()
 
     func path(_ name: String) -> String { home + "/run/\(name).sock" }
 

@@ -448,10 +448,11 @@ public struct OrchestratorCore: Sendable {
     mutating func complete(_ items: [Item]) {
         var all: [EngineOutput] = []
         var conns: [ConnID] = []
+        var seen: Set<ConnID> = []
         for item in items {
             answer(item)
             all += item.outputs
-            if let c = item.conn, !conns.contains(c) { conns.append(c) }
+            if let c = item.conn, seen.insert(c).inserted { conns.append(c) }
         }
         publish(all)
         for c in conns { actions.append(.done(c)) }

@@ -43,7 +43,9 @@ final class CommitBeforePublishTests: XCTestCase {
         kill(log.process.processIdentifier, SIGSTOP)
         let ctx = mover.view(of: "a")?.seq ?? 0
         let submit = Task { try await mover.submit(Intent(kind: .move, payload: ["to": [7, 7]], contextSeq: ctx, reqID: "m1", agentID: "a"), deadlineSeconds: 30) }
-        try await Task.sleep(nanoseconds: 300_000_000) // the move reaches the orchestrator and its batch the stopped writer
+        // Time for the move to reach the orchestrator and its batch the stopped writer. No assertion
+        // depends on it: had the move not arrived, every read below would still show the old state.
+        try await Task.sleep(nanoseconds: 300_000_000)
         // Every read: none may show the move. Reads wait for the batch or, once the writer is
         // deemed away, are refused (status answers from what is durable).
         let head = try await c.ask(.head(Empty()), id: 2)
@@ -124,7 +126,7 @@ final class CommitBeforePublishTests: XCTestCase {
                     case .rejected(let e) where e.code == .adapterUnavailable:
                         t.unavailable += 1
                         if (e.retryAfterMs ?? 0) == 0 { t.retryAfterMissing += 1 }
-                        try await Task.sleep(nanoseconds: 50_000_000)
+                        try await Task.sleep(nanoseconds: min(e.retryAfterMs ?? 50, 1_000) * 1_000_000) // as the refusal says
                     case .rejected(let e): t.other.append("\(req): \(e)")
                     }
                 }
