@@ -83,6 +83,7 @@ public final class GunnClient: Sendable {
                     s.connects += 1
                     s.conn = c
                     s.observations.reopen(); s.cancels.reopen(); s.tokens.reopen()
+                    s.resyncPending.removeAll() // the re-registration brings a view of its own
                     return s.registrations.sorted { $0.key < $1.key }.map { id, json in s.held.reRegistration(id, json) }
                 }
                 startReader(c)
@@ -143,7 +144,10 @@ public final class GunnClient: Sendable {
         }
         switch f.body {
         case .view(let v)?:
-            let outcome = state.withLock { $0.held.whole(v) }
+            let outcome = state.withLock { s in
+                s.resyncPending.remove(AgentID(v.agentID))
+                return s.held.whole(v)
+            }
             if case .resync = outcome { resync(AgentID(v.agentID)) }
         case .observation(let o)?:
             let agent = AgentID(o.agentID)
@@ -186,7 +190,10 @@ public final class GunnClient: Sendable {
             var request = ViewSnapshot()
             request.agentID = agent.rawValue
             // The reply is applied by the reader (route); a failed request lifts the wait.
-            if (try? await self.request(.view(request))) == nil { state.withLock { _ = $0.resyncPending.remove(agent) } }
+            // An error reply (the log writer away) or a lost request lifts the wait too; the next
+            // mismatch asks again.
+            let reply = try? await self.request(.view(request))
+            if case .view? = reply?.body {} else { state.withLock { _ = $0.resyncPending.remove(agent) } }
         }
     }
 

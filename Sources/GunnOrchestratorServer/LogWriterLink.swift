@@ -111,13 +111,23 @@ final class LogWriterLink: Sendable {
         let c = try await link.connectWithRetry(deadlineSeconds: 10)
         let id = nextID()
         try await c.send(.readRange(SeqRange(from: 1, to: 0, maxBatch: 512)), id: id)
+        // Under the same watchdog as appends: each batch of the read must come within the deadline.
+        startWatchdog()
+        inFlight.withLock { $0 = (c, EventLoop.now()) }
+        defer { inFlight.withLock { $0 = nil } }
         var out: [LogEntry] = []
         while let f = await c.receive() {
             guard f.id == id else { continue }
-            guard case .entries(let e)? = f.body else { throw ConnectionError(.unknownMessage, "unexpected reply to a read") }
-            out += e.entries
-            if e.done { return out }
+            inFlight.withLock { $0 = (c, EventLoop.now()) }
+            switch f.body {
+            case .entries(let e)?:
+                out += e.entries
+                if e.done { return out }
+            case .error(let e)?: throw WireJSON.gunnError(e)
+            default: throw ConnectionError(.unknownMessage, "unexpected reply to a read")
+            }
         }
-        throw ConnectionError(.adapterUnavailable, "the log writer closed the connection during recovery")
+        throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within "
+                              + "\(Int(requestTimeoutSeconds * 1000)) ms during recovery")
     }
 }

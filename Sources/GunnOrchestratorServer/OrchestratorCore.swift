@@ -197,7 +197,7 @@ public struct OrchestratorCore: Sendable {
     /// One frame from a client.
     public mutating func receive(_ frame: Frame, from conn: ConnID, now: HostTime) -> [CoreAction] {
         begin(now)
-        var item = Item(conn: conn, frameID: frame.id, work: Self.work(for: frame))
+        var item = Item(conn: conn, frameID: frame.id, work: Self.work(for: frame, maxPayloadBytes: settings.engine.limits.maxPayloadBytes))
         if case .refused(let e, _) = item.work { item.refusal = e }
         enqueue(item)
         return finish()

@@ -7,7 +7,9 @@ import GunnWire
 extension OrchestratorCore {
     // MARK: Parsing (before the queue)
 
-    static func work(for frame: Frame) -> Work {
+    /// `maxPayloadBytes` (the engine's limit for intent payloads) bounds a registration entity and a
+    /// draft payload too, so one request can never make an effect the log writer refuses.
+    static func work(for frame: Frame, maxPayloadBytes: Int) -> Work {
         let body = frame.bodyFieldNumber ?? 0
         guard let b = frame.body else {
             return .refused(GunnError(.unknownMessage, "the orchestrator does not know frame body \(body)"), body: body)
@@ -56,10 +58,6 @@ extension OrchestratorCore {
             return .refused(GunnError(.internalError, "\(error)"), body: body)
         }
     }
-
-    /// Largest registration entity or draft payload (canonical bytes): an effect stays far below
-    /// the writer's limits, so one request can never make a batch the writer refuses.
-    static let maxPayloadBytes = 64 << 10
 
     static func parse(_ bytes: [UInt8]) throws(GunnError) -> JSONValue {
         do { return try JSONParser.parse(bytes) } catch { throw error.gunnError }
