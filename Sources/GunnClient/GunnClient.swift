@@ -21,7 +21,7 @@ public final class GunnClient: Sendable {
 
     struct State: Sendable {
         var conn: FramedConnection?
-        var pending: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
+        var pending: [UInt64: PendingReply] = [:]
         var nextID: UInt64 = 0
         var registrations: [AgentID: JSONValue] = [:]
         var held = HeldViews()
@@ -118,28 +118,29 @@ public final class GunnClient: Sendable {
 
     private func startReader(_ c: FramedConnection) {
         Task {
-            while let f = await c.receive() { route(f) }
-            let waiting = state.withLock { s -> [CheckedContinuation<Frame, any Error>] in
+            // Frames are taken in batches: one hop onto the loop for all that one read brought.
+            while case let frames = await c.receive(upTo: 256), !frames.isEmpty { for f in frames { route(f) } }
+            let waiting = state.withLock { s -> [PendingReply] in
                 if s.conn === c { s.conn = nil }
                 let w = Array(s.pending.values)
                 s.pending.removeAll()
                 return w
             }
-            for w in waiting { w.resume(throwing: c.closeReason ?? ConnectionError(.adapterUnavailable, "connection closed")) }
+            for w in waiting { w.fulfil(.failure(c.closeReason ?? ConnectionError(.adapterUnavailable, "connection closed"))) }
         }
     }
 
     private func route(_ f: Frame) {
         // A reply first (the whole view that follows a registration reply is a push: its request
         // was already answered).
-        if f.id != 0, let c = state.withLock({ s -> CheckedContinuation<Frame, any Error>? in
+        if f.id != 0, let c = state.withLock({ s -> PendingReply? in
             let c = s.pending.removeValue(forKey: f.id)
             // A resync's whole view is applied here, in the order frames arrived, so the deltas
             // that follow it apply to it.
             if c != nil, case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil { s.held.whole(v) }
             return c
         }) {
-            c.resume(returning: f)
+            c.fulfil(.success(f))
             return
         }
         switch f.body {
@@ -198,15 +199,26 @@ public final class GunnClient: Sendable {
     }
 
     private func send(_ c: FramedConnection, _ body: Frame.Body) async throws -> Frame {
-        let id = state.withLock { s -> UInt64 in s.nextID += 1; return s.nextID }
-        return try await withCheckedThrowingContinuation { (k: CheckedContinuation<Frame, any Error>) in
-            state.withLock { $0.pending[id] = k }
-            Task {
-                do { try await c.send(body, id: id) } catch {
-                    if let k = state.withLock({ $0.pending.removeValue(forKey: id) }) { k.resume(throwing: error) }
-                }
-            }
+        try await send(c, [body])[0].value()
+    }
+
+    /// Sends requests in one hop and one write; their replies are waited for apart. Each reply
+    /// is expected before the frame goes out, so the reader never sees a reply nobody waits for.
+    private func send(_ c: FramedConnection, _ bodies: [Frame.Body]) async throws -> [PendingReply] {
+        let (first, replies) = state.withLock { s -> (UInt64, [PendingReply]) in
+            let first = s.nextID + 1
+            s.nextID += UInt64(bodies.count)
+            let replies = bodies.indices.map { _ in PendingReply() }
+            for (k, r) in replies.enumerated() { s.pending[first + UInt64(k)] = r }
+            return (first, replies)
         }
+        do {
+            try await c.send(frames: bodies.enumerated().map { Frame(id: first + UInt64($0.offset), $0.element) })
+        } catch {
+            let lost = state.withLock { s in (0..<UInt64(bodies.count)).compactMap { s.pending.removeValue(forKey: first + $0) } }
+            for r in lost { r.fulfil(.failure(error)) }
+        }
+        return replies
     }
 
     /// A request, re-sent on a new connection if the old one is lost before the reply.
@@ -246,6 +258,21 @@ public final class GunnClient: Sendable {
     public func submit(_ intent: Intent, deadlineSeconds: Double = 10) async throws -> IntentOutcome {
         let bytes = CanonicalJSON.encode(intent.json)
         let reply = try await request(.submitIntent(JSONPayload(bytes)), deadlineSeconds: deadlineSeconds)
+        return try Self.outcome(of: reply)
+    }
+
+    /// Sends intents without waiting for their outcomes: one hop and one write for all of them;
+    /// each ticket's `outcome()` waits for its own. The orchestrator answers a connection's frames
+    /// in the order they came and reads at most its in-flight bound of them ahead, so a caller
+    /// that sends faster than the world commits waits here for credit (backpressure), not in memory.
+    public func send(_ intents: [Intent]) async throws -> [IntentTicket] {
+        let payloads = intents.map { CanonicalJSON.encode($0.json) }
+        let c = try await connection()
+        let replies = try await send(c, payloads.map { .submitIntent(JSONPayload($0)) })
+        return zip(payloads, replies).map { IntentTicket(client: self, payload: $0, reply: $1) }
+    }
+
+    static func outcome(of reply: Frame) throws -> IntentOutcome {
         switch reply.body {
         case .intentResult(let r)?:
             if r.committed, let json = try? JSONParser.parse(r.effect) { return .committed(try Effect(json: json)) }
@@ -253,6 +280,21 @@ public final class GunnClient: Sendable {
             return .rejected(GunnError(.internalError, "an intent result with neither effect nor error"))
         case .error(let e)?: return .rejected(WireJSON.gunnError(e))
         default: return .rejected(GunnError(.unknownMessage, "unexpected reply to an intent"))
+        }
+    }
+
+    /// An intent on its way (from `send(_:)`): its outcome, once the orchestrator answered. If the
+    /// connection is lost first, the intent is sent again on a new one with the same req_id (the
+    /// world executes it at most once).
+    public struct IntentTicket: Sendable {
+        let client: GunnClient
+        let payload: [UInt8]
+        let reply: PendingReply
+
+        public func outcome(deadlineSeconds: Double = 10) async throws -> IntentOutcome {
+            do { return try GunnClient.outcome(of: try await reply.value()) } catch let e as ConnectionError where e.code == .adapterUnavailable {
+                return try GunnClient.outcome(of: try await client.request(.submitIntent(JSONPayload(payload)), deadlineSeconds: deadlineSeconds))
+            }
         }
     }
 
@@ -384,6 +426,36 @@ public final class GunnClient: Sendable {
     }
 }
 
+
+/// A reply on its way: fulfilled once by the reader (or failed with the connection), awaited
+/// once. It may be fulfilled before anyone waits.
+final class PendingReply: Sendable {
+    private enum State { case waiting(CheckedContinuation<Frame, any Error>?), done(Result<Frame, any Error>), taken }
+    private let state = Mutex(State.waiting(nil))
+
+    func fulfil(_ r: Result<Frame, any Error>) {
+        let waiter = state.withLock { s -> CheckedContinuation<Frame, any Error>? in
+            guard case .waiting(let w) = s else { return nil }
+            if let w { s = .taken; return w }
+            s = .done(r)
+            return nil
+        }
+        waiter?.resume(with: r)
+    }
+
+    func value() async throws -> Frame {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
+            let ready = state.withLock { s -> Result<Frame, any Error>? in
+                switch s {
+                case .waiting(nil): s = .waiting(c); return nil
+                case .done(let r): s = .taken; return r
+                case .waiting, .taken: return .failure(GunnError(.internalError, "a reply awaited twice"))
+                }
+            }
+            if let ready { c.resume(with: ready) }
+        }
+    }
+}
 
 /// Items pushed per agent, each agent with at most one waiter; callers resume outside their lock.
 struct PushQueues<Item: Sendable>: Sendable {

@@ -218,6 +218,9 @@ final class Ctl {
                 o["head_seq"] = .number(Double(orch.headSeq))
                 o["breakers"] = .array(orch.breakers.map { ["name": .string($0.name), "state": .string($0.state)] })
                 o["agents"] = .array(orch.agents.map(Self.agentJSON))
+                o["gauges"] = .array(orch.gauges.map {
+                    ["name": .string($0.name), "value": .number(Double($0.value)), "limit": .number(Double($0.limit)), "high_water": .number(Double($0.highWater))]
+                })
             }
             o["not_answering"] = .array(silent.map { .string($0) })
             return emitJSON(.object(o))
@@ -235,6 +238,9 @@ final class Ctl {
         if let orch {
             out("world: head \(orch.headSeq), digest \(orch.worldDigest.prefix(16))…")
             out("breakers: " + orch.breakers.map { "\($0.name) \($0.state)" }.joined(separator: ", "))
+            if !orch.gauges.isEmpty {
+                out("bounds: " + orch.gauges.map { "\($0.name) \($0.value)/\($0.limit) (most \($0.highWater))" }.joined(separator: ", "))
+            }
             out("")
             agentTable(orch.agents)
         }

@@ -50,6 +50,10 @@ public final class FramedConnection: @unchecked Sendable {
     private var inbox: [Frame] = []
     private var inboxHead = 0
     private var receivers: [CheckedContinuation<Frame?, Never>] = []
+    /// A `receive(upTo:)` waiting: served after each read, so it takes all that read brought.
+    private var batchReceiver: (max: Int, CheckedContinuation<[Frame], Never>)?
+    /// Set while a batch of frames is queued: one write at the end instead of one per frame.
+    private var deferFlush = false
     /// Senders waiting for room in the outbound queue: their frame, how to answer them, their deadline timer.
     private var blockedSenders: [(bytes: [UInt8], resume: (Result<Void, ConnectionError>) -> Void, timer: UInt64)] = []
     private var handshakeWaiter: CheckedContinuation<Void, any Error>?
@@ -88,10 +92,26 @@ public final class FramedConnection: @unchecked Sendable {
     /// Sends several frames with one hop onto the loop (the fast path for streams of frames).
     /// Frames that do not fit the outbound queue wait, one by one, under the slow-consumer policy.
     public func send(contentsOf bodies: [Frame.Body]) async throws {
-        let frames = bodies.map { (FrameCodec.encode(Frame(epoch: options.epoch, $0)), $0.isData) }
+        try await send(frames: bodies.map { Frame(epoch: options.epoch, $0) })
+    }
+
+    /// Sends whole frames (their ids kept, the epoch set here) with one hop onto the loop and
+    /// one write for as many as the socket takes.
+    public func send(frames: [Frame]) async throws {
+        let encoded = encodeForPost(frames)
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            loop.execute { self.enqueueBatch(frames[...], c) }
+            loop.execute { self.batchingWrites { self.enqueueBatch(encoded[...], c) } }
         }
+    }
+
+    /// Queues frames without writing each one, then writes what was queued at once: many frames,
+    /// one system call (a write per frame showed in profiles of the orchestrator's replies).
+    private func batchingWrites(_ body: () -> Void) {
+        let outer = deferFlush
+        deferFlush = true
+        body()
+        deferFlush = outer
+        if !outer && state != .closed { flush() }
     }
 
     private func enqueueBatch(_ frames: ArraySlice<([UInt8], Bool)>, _ c: CheckedContinuation<Void, any Error>) {
@@ -121,7 +141,7 @@ public final class FramedConnection: @unchecked Sendable {
     /// that far behind must resynchronise rather than miss a delta.
     public func post(_ frames: [Frame]) {
         let encoded = encodeForPost(frames)
-        loop.execute { [self] in enqueuePosted(encoded) }
+        loop.execute { [self] in batchingWrites { enqueuePosted(encoded) } }
     }
 
     /// `post` to several connections of one loop in a single hop onto it: a publisher fanning a
@@ -130,7 +150,7 @@ public final class FramedConnection: @unchecked Sendable {
         guard let loop = batch.first?.0.loop else { return }
         precondition(batch.allSatisfy { $0.0.loop === loop }, "one hop needs one loop")
         let encoded = batch.map { ($0.0, $0.0.encodeForPost($0.1)) }
-        loop.execute { for (c, e) in encoded { c.enqueuePosted(e) } }
+        loop.execute { for (c, e) in encoded { c.batchingWrites { c.enqueuePosted(e) } } }
     }
 
     private func encodeForPost(_ frames: [Frame]) -> [([UInt8], Bool)] {
@@ -152,19 +172,32 @@ public final class FramedConnection: @unchecked Sendable {
         }
     }
 
-    /// Takes every frame already received (waiting for at least one), up to `max`, in one hop.
+    /// Takes every frame already received (waiting for at least one), up to `max`, in one hop
+    /// onto the loop; empty once the connection is closed and drained. Frames that arrive in one
+    /// read are handed over together.
     public func receive(upTo max: Int) async -> [Frame] {
-        guard let first = await receive() else { return [] }
-        return await loop.submit { [self] in
-            var out = [first]
-            while out.count < max && inboxHead < inbox.count {
-                let f = inbox[inboxHead]
-                inboxHead += 1
-                out.append(f)
-                consumed(f)
+        await withCheckedContinuation { (c: CheckedContinuation<[Frame], Never>) in
+            loop.execute { [self] in
+                precondition(batchReceiver == nil && receivers.isEmpty, "one batch receiver at a time")
+                batchReceiver = (Swift.max(1, max), c)
+                serveBatchReceiver()
             }
+        }
+    }
+
+    private func serveBatchReceiver() {
+        guard let (max, c) = batchReceiver else { return }
+        if inboxHead < inbox.count {
+            batchReceiver = nil
+            let n = min(max, inbox.count - inboxHead)
+            let out = Array(inbox[inboxHead..<(inboxHead + n)])
+            inboxHead += n
             if inboxHead == inbox.count { inbox.removeAll(keepingCapacity: true); inboxHead = 0 }
-            return out
+            for f in out { consumed(f) }
+            c.resume(returning: out)
+        } else if state == .closed {
+            batchReceiver = nil
+            c.resume(returning: [])
         }
     }
 
@@ -260,7 +293,7 @@ public final class FramedConnection: @unchecked Sendable {
         guard state != .closed else { return }
         writeQueue.push(bytes)
         count { $0.framesOut += 1 }
-        flush()
+        if !deferFlush { flush() }
     }
 
     private func flush() {
@@ -300,6 +333,11 @@ public final class FramedConnection: @unchecked Sendable {
     private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
 
     private func readAvailable() {
+        batchingWrites { readAvailableFrames() }
+        serveBatchReceiver()
+    }
+
+    private func readAvailableFrames() {
         // A nested call (a failed write reads what the peer said first) gets a buffer of its own.
         var buffer = readBuffer.isEmpty ? [UInt8](repeating: 0, count: 64 << 10) : readBuffer
         readBuffer = []
@@ -485,7 +523,11 @@ public final class FramedConnection: @unchecked Sendable {
         handshakeWaiter?.resume(throwing: why)
         handshakeWaiter = nil
         // Frames already received stay readable; then nil.
-        if inboxHead >= inbox.count { for r in receivers { r.resume(returning: nil) }; receivers.removeAll() }
+        if inboxHead >= inbox.count {
+            for r in receivers { r.resume(returning: nil) }
+            receivers.removeAll()
+            if let (_, c) = batchReceiver { batchReceiver = nil; c.resume(returning: []) }
+        }
         for s in blockedSenders { loop.cancelTimer(s.timer); s.resume(.failure(why)) }
         blockedSenders.removeAll()
         waitingForCredit.removeAll()

@@ -22,8 +22,9 @@ public enum CoreAction: Sendable, Equatable {
     case wake(at: HostTime)
     /// A line for the orchestrator's own log (warnings, backpressure, late refusals), with its code.
     case log(String)
-    /// Every frame this connection sent so far has been answered (its next frame may be read).
-    case done(ConnID)
+    /// This many of the connection's frames were answered (in the order they came): the host may
+    /// read as many more (see `Settings.maxInFlightPerConnection` and `inFlight(of:)`).
+    case answered(ConnID, Int)
     /// The log writer says this state and the log diverged (LOG_INTEGRITY_VIOLATION, SEQUENCE_GAP,
     /// WORLD_MISMATCH): the host must stop at once and recover from the log (nothing it holds
     /// beyond the durable head was ever published).
@@ -54,6 +55,10 @@ public struct OrchestratorCore: Sendable {
         public var maxQueuedItems = 65_536
         /// Waiters for intent outcomes at most (each a connection and frame id).
         public var maxWaiters = 65_536
+        /// Frames of one connection taken in and not yet answered at most: the host stops reading
+        /// a connection at this bound, so a client that floods meets backpressure on its own
+        /// socket (its sends wait for credit) while its pipelined frames fill batches.
+        public var maxInFlightPerConnection = 1024
         /// Retry interval while the log writer is away.
         public var retryAfterMs: UInt64 = 200
         /// Roles a Hello may name.
@@ -71,6 +76,21 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var rollbacks = 0
     /// The log link's breaker state, set by the host, shown in status.
     public var linkBreakerState = "closed"
+    /// Frames taken in and not answered, per connection, and the most any connection had.
+    var inFlight: [ConnID: Int] = [:]
+    public internal(set) var inFlightHighWater = 0
+    /// Frames of `conn` taken in and not yet answered.
+    public func inFlight(of conn: ConnID) -> Int { inFlight[conn] ?? 0 }
+    var queuedHighWater = 0, waiterHighWater = 0, batchHighWater = 0
+
+    /// The bounds as status shows them: what each holds now, its limit, the most it held.
+    public var gauges: [StatusGauge] {
+        [StatusGauge(name: "in_flight_per_connection", value: UInt64(inFlight.values.max() ?? 0),
+                     limit: UInt64(settings.maxInFlightPerConnection), highWater: UInt64(inFlightHighWater)),
+         StatusGauge(name: "queued_items", value: UInt64(queuedCount), limit: UInt64(settings.maxQueuedItems), highWater: UInt64(queuedHighWater)),
+         StatusGauge(name: "intent_waiters", value: UInt64(waiterCount), limit: UInt64(settings.maxWaiters), highWater: UInt64(waiterHighWater)),
+         StatusGauge(name: "batch_items", value: UInt64(batch?.items.count ?? 0), limit: UInt64(settings.maxBatchItems), highWater: UInt64(batchHighWater))]
+    }
 
     struct Session: Sendable { var role: String; var name: String; var pid: Int32 }
     var sessions: [ConnID: Session] = [:]
@@ -124,6 +144,14 @@ public struct OrchestratorCore: Sendable {
             default: return false
             }
         }
+
+        /// A client's frame (not the host's close or timer).
+        var isFrame: Bool {
+            switch work {
+            case .closed, .flush: return false
+            default: return true
+            }
+        }
     }
 
     struct Batch: Sendable {
@@ -144,6 +172,8 @@ public struct OrchestratorCore: Sendable {
     var nextBatchID: UInt64 = 0
     var actions: [CoreAction] = []
     var now: HostTime = 0
+    /// Set while `receive` queues several frames: the batch is formed after the last.
+    var holdBatches = false
 
     /// A core over the log the writer holds (oldest first): the engine is restored from it.
     public init(settings: Settings, recovered entries: [EventLogEntry], now: HostTime) throws(GunnError) {
@@ -196,10 +226,24 @@ public struct OrchestratorCore: Sendable {
 
     /// One frame from a client.
     public mutating func receive(_ frame: Frame, from conn: ConnID, now: HostTime) -> [CoreAction] {
+        receive([frame], from: conn, now: now)
+    }
+
+    /// Frames from one client, in order: all are queued before a batch is formed, so pipelined
+    /// frames share a batch.
+    public mutating func receive(_ frames: [Frame], from conn: ConnID, now: HostTime) -> [CoreAction] {
         begin(now)
-        var item = Item(conn: conn, frameID: frame.id, work: Self.work(for: frame, maxPayloadBytes: settings.engine.limits.maxPayloadBytes))
-        if case .refused(let e, _) = item.work { item.refusal = e }
-        enqueue(item)
+        holdBatches = true
+        for frame in frames {
+            var item = Item(conn: conn, frameID: frame.id, work: Self.work(for: frame, maxPayloadBytes: settings.engine.limits.maxPayloadBytes))
+            if case .refused(let e, _) = item.work { item.refusal = e }
+            let n = (inFlight[conn] ?? 0) + 1
+            inFlight[conn] = n
+            inFlightHighWater = max(inFlightHighWater, n)
+            enqueue(item)
+        }
+        holdBatches = false
+        if batch == nil && failure == nil { startBatches() }
         return finish()
     }
 
@@ -310,7 +354,8 @@ public struct OrchestratorCore: Sendable {
                                                     retryAfterMs: settings.retryAfterMs))])
         }
         queued.append(item)
-        if batch == nil { startBatches() }
+        queuedHighWater = max(queuedHighWater, queuedCount)
+        if batch == nil && !holdBatches { startBatches() }
     }
 
     /// While the writer fails: a record is applied and held with the batch (or waits for the next
@@ -358,6 +403,7 @@ public struct OrchestratorCore: Sendable {
                 continue
             }
             nextBatchID += 1
+            batchHighWater = max(batchHighWater, items.count)
             batch = Batch(id: nextBatchID, entries: entries, items: items)
             actions.append(.append(batch: nextBatchID, entries: entries))
         }
@@ -439,7 +485,7 @@ public struct OrchestratorCore: Sendable {
             if case .submit = item.work, !own { continue } // answered just above, through its waiter
             answer(item)
         }
-        for c in Set(done.compactMap(\.conn)).sorted() { actions.append(.done(c)) }
+        answered(done)
         for (conn, frame) in frames { send(conn, [frame]) }
         assert(engine.headSeq == durableHead)
     }
@@ -447,14 +493,30 @@ public struct OrchestratorCore: Sendable {
     /// Answers the items of a durable batch in order, then publishes what their inputs caused.
     mutating func complete(_ items: [Item]) {
         var all: [EngineOutput] = []
-        var conns: [ConnID] = []
-        var seen: Set<ConnID> = []
         for item in items {
             answer(item)
             all += item.outputs
-            if let c = item.conn, seen.insert(c).inserted { conns.append(c) }
         }
         publish(all)
-        for c in conns { actions.append(.done(c)) }
+        answered(items)
+    }
+
+    /// Counts the answered frames per connection (in the order the connections first appear),
+    /// lowers their in-flight counts and tells the host.
+    mutating func answered(_ items: [Item]) {
+        var order: [ConnID] = []
+        var counts: [ConnID: Int] = [:]
+        for item in items {
+            guard let c = item.conn, item.isFrame else { continue }
+            if counts[c] == nil { order.append(c) }
+            counts[c, default: 0] += 1
+        }
+        for c in order {
+            let n = counts[c]!
+            let left = (inFlight[c] ?? 0) - n
+            assert(left >= 0, "\(c) answered more frames than it sent")
+            inFlight[c] = left > 0 ? left : nil
+            actions.append(.answered(c, n))
+        }
     }
 }

@@ -97,6 +97,7 @@ extension OrchestratorCore {
             if let c = item.conn {
                 waiters[WaiterKey(agent: intent.agentID, req: intent.reqID), default: []].append((c, item.frameID))
                 waiterCount += 1
+                waiterHighWater = max(waiterHighWater, waiterCount)
             }
             item.outputs = engine.handle(.submitIntent(intent), at: now)
         case .emit(let draft):
@@ -282,6 +283,7 @@ extension OrchestratorCore {
         var b = BreakerStatus()
         b.name = "eventlog"; b.state = linkBreakerState
         st.breakers = [b]
+        st.gauges = gauges
         // Every client session, so the supervisor can show what was attached by hand.
         for (_, s) in sessions.sorted(by: { $0.key < $1.key }) {
             var cs = ChildStatus()
@@ -293,7 +295,7 @@ extension OrchestratorCore {
 
     mutating func answerStatusWhileFailing(_ item: Item) {
         answerStatus(item, durable: false)
-        if let c = item.conn { actions.append(.done(c)) }
+        answered([item])
     }
 
     /// Partial speech: relayed at once to every other agent that sees the speaker, once per
@@ -323,11 +325,14 @@ extension OrchestratorCore {
     mutating func publish(_ outputs: [EngineOutput]) {
         var observers: [AgentID] = []
         var cancels: [(ConnID, Frame)] = []
+        // The canonical bytes the log entries already hold, so a reply does not encode its effect again.
+        var bytes: [GlobalSeq: [UInt8]] = [:]
+        for o in outputs { if case .effectCommitted(let e) = o { bytes[e.globalSeq] = e.canonicalEffect } }
         for o in outputs {
             switch o {
             case let .intentCommitted(agent, req, effect):
                 var r = IntentResult()
-                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true; r.effect = effect.canonicalBytes
+                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true; r.effect = bytes[effect.globalSeq] ?? effect.canonicalBytes
                 reply(WaiterKey(agent: agent, req: req), .intentResult(r))
             case let .intentRejected(agent, req, error):
                 var r = IntentResult()

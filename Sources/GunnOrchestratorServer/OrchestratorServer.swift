@@ -9,15 +9,19 @@ import Synchronization
 /// appends through the log link, timers as tasks. On start it rebuilds the core from the log.
 ///
 /// Concurrency: one actor owns the core; the I/O loop thread owns the sockets; a task per client
-/// connection reads its frames (one answered before the next is read), and one task carries each
-/// append. The core never waits, so no frame of one client waits on another's commit except
-/// through the core's batching.
+/// connection reads its frames in batches, without waiting for them to be answered, up to the
+/// core's `maxInFlightPerConnection` (then it waits until answers bring the count down), and one
+/// task carries each append. Replies leave in the order the frames came, because the core
+/// answers a connection's frames in order.
 public actor OrchestratorServer {
     public struct Settings: Sendable {
         public var home: String
         public var worldID = "world"
         public var worldSeed: UInt64 = 0
         public var engine = EngineConfig()
+        /// Inputs per batch and a connection's frames in flight, at most (see `OrchestratorCore.Settings`).
+        public var maxBatchItems = OrchestratorCore.Settings().maxBatchItems
+        public var maxInFlightPerConnection = OrchestratorCore.Settings().maxInFlightPerConnection
         /// How long an append may keep retrying while the log writer is away before requests are refused.
         public var appendDeadlineSeconds: Double = 5
         /// How long one request to the log writer waits for its reply.
@@ -31,6 +35,7 @@ public actor OrchestratorServer {
         var core: OrchestratorCore.Settings {
             var s = OrchestratorCore.Settings()
             s.worldID = worldID; s.worldSeed = worldSeed; s.engine = engine
+            s.maxBatchItems = maxBatchItems; s.maxInFlightPerConnection = maxInFlightPerConnection
             return s
         }
     }
@@ -42,8 +47,8 @@ public actor OrchestratorServer {
     var server: UnixSocketServer?
     var connections: [ConnID: FramedConnection] = [:]
     var nextConn: UInt64 = 0
-    /// A connection's reader waits here until its frame was answered.
-    var answered: [ConnID: CheckedContinuation<Void, Never>] = [:]
+    /// A connection's reader waits here while the connection has its bound of frames in flight.
+    var creditWaiters: [ConnID: CheckedContinuation<Void, Never>] = [:]
     /// The durable head, for Welcome (read on the I/O loop by the handshake).
     let durableHead = SharedHead()
     final class SharedHead: Sendable {
@@ -121,8 +126,11 @@ public actor OrchestratorServer {
                 }
             case .log(let line):
                 FileHandle.standardError.write(Data("gunn-orchestrator: \(line)\n".utf8))
-            case .done(let id):
-                answered.removeValue(forKey: id)?.resume()
+            case .answered(let id, _):
+                if let c = creditWaiters[id], let core, core.inFlight(of: id) < core.settings.maxInFlightPerConnection {
+                    creditWaiters[id] = nil
+                    c.resume()
+                }
             case .fatal(let e):
                 // Nothing beyond the durable head was published: a restart recovers from the log.
                 FileHandle.standardError.write(Data("gunn-orchestrator: FATAL \(e); exiting \(Self.divergedExitCode) to recover from the log\n".utf8))
@@ -139,6 +147,7 @@ public actor OrchestratorServer {
         durableHead.store(core!.durableHead)
         perform(actions)
     }
+
 
     func appendDone(_ batch: UInt64, _ result: Result<UInt64, LogWriterLink.AppendFailure>) {
         let now = Self.now()
@@ -162,22 +171,37 @@ public actor OrchestratorServer {
         connections[id] = conn
         let hello = conn.peerHello
         core?.opened(id, role: hello?.role ?? "", name: hello?.clientName ?? "", pid: conn.peerCredentials?.pid ?? 0)
-        while let frame = await conn.receive() {
-            if case .breakerControl(let bc)? = frame.body {
-                conn.post([Frame(id: frame.id, controlBreaker(bc))])
-                continue
+        let bound = core?.settings.maxInFlightPerConnection ?? 1
+        while true {
+            // At the bound, nothing more is read: the client's frames wait for credit on its side.
+            if let core, core.inFlight(of: id) >= bound {
+                await withCheckedContinuation { creditWaiters[id] = $0 }
             }
-            // Answered before the next frame is read: replies leave in order, and a client that
-            // floods meets backpressure on its own socket.
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                answered[id] = c
-                let now = Self.now()
-                run { $0.receive(frame, from: id, now: now) }
+            let room = bound - (core?.inFlight(of: id) ?? 0)
+            let frames = await conn.receive(upTo: max(1, room))
+            if frames.isEmpty { break }
+            var toCore: [Frame] = []
+            toCore.reserveCapacity(frames.count)
+            for frame in frames {
+                if case .breakerControl(let bc)? = frame.body {
+                    // Answered here at once, by id (it concerns the log link, not the world, and
+                    // may pass replies still waiting for the log).
+                    if !toCore.isEmpty { pass(toCore, from: id); toCore.removeAll() }
+                    conn.post([Frame(id: frame.id, controlBreaker(bc))])
+                } else {
+                    toCore.append(frame)
+                }
             }
+            if !toCore.isEmpty { pass(toCore, from: id) }
         }
         let now = Self.now()
         run { $0.closed(id, now: now) }
         connections[id] = nil
+    }
+
+    func pass(_ frames: [Frame], from id: ConnID) {
+        let now = Self.now()
+        run { $0.receive(frames, from: id, now: now) }
     }
 
     /// gunnctl breaker open|close|reset eventlog: manual control of the log link.
@@ -194,3 +218,4 @@ public actor OrchestratorServer {
         return .controlResult(r)
     }
 }
+

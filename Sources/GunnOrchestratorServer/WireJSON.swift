@@ -6,7 +6,7 @@ public enum WireJSON {
     public static func logEntry(_ e: EventLogEntry) -> LogEntry {
         var l = LogEntry()
         l.globalSeq = e.globalSeq; l.simTime = e.simTime; l.wallTime = e.wallTime
-        l.effect = e.effect.canonicalBytes; l.checksum = e.checksum
+        l.effect = e.canonicalEffect; l.checksum = e.checksum
         l.reqID = e.reqID?.rawValue ?? ""; l.agentID = e.agentID?.rawValue ?? ""; l.worldID = e.worldID
         return l
     }

@@ -170,13 +170,15 @@ public final class EventLogStore {
             fresh.append((e, kind))
         }
         guard !fresh.isEmpty else { return (headSeq, headChecksum) }
+        // Every entry is of this world (checked above): one spelling of its metadata.
+        let sourceMetadata = CanonicalJSON.encodeString(["world_id": .string(worldID)])
         do {
             try db.transaction {
                 for (e, kind) in fresh {
                     insertEntry.reset()
                     insertEntry.bind(1, Int64(e.globalSeq)); insertEntry.bind(2, e.simTime); insertEntry.bind(3, e.wallTime)
                     insertEntry.bind(4, kind); insertEntry.bind(5, e.reqID); insertEntry.bind(6, e.agentID)
-                    insertEntry.bind(7, CanonicalJSON.encodeString(["world_id": .string(e.worldID)]))
+                    insertEntry.bind(7, sourceMetadata)
                     insertEntry.bind(8, e.effect); insertEntry.bind(9, e.checksum)
                     try insertEntry.step()
                     if let req = e.reqID, let agent = e.agentID {

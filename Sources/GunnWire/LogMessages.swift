@@ -190,9 +190,11 @@ public struct AgentStatus: WireMessage {
 
 public struct StatusResult: WireMessage {
     public var children: [ChildStatus] = [], breakers: [BreakerStatus] = [], headSeq: UInt64 = 0, worldDigest = "", agents: [AgentStatus] = []
+    public var gauges: [StatusGauge] = []
     public init() {}
     public func encode(to w: inout ProtoWriter) {
         w.repeatedMessage(1, children); w.repeatedMessage(2, breakers); w.uint64(3, headSeq); w.string(4, worldDigest); w.repeatedMessage(5, agents)
+        w.repeatedMessage(6, gauges)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -201,6 +203,27 @@ public struct StatusResult: WireMessage {
         case 3: guard let v = try r.uint64(wt) else { return false }; headSeq = v
         case 4: guard let v = try r.string(wt, field: n) else { return false }; worldDigest = v
         case 5: guard let v = try r.message(wt, AgentStatus.self) else { return false }; agents.append(v)
+        case 6: guard let v = try r.message(wt, StatusGauge.self) else { return false }; gauges.append(v)
+        default: return false
+        }
+        return true
+    }
+}
+
+/// One bound of a process (StatusGauge): what it holds now, its limit, the most it held.
+public struct StatusGauge: WireMessage {
+    public var name = "", value: UInt64 = 0, limit: UInt64 = 0, highWater: UInt64 = 0
+    public init() {}
+    public init(name: String, value: UInt64, limit: UInt64, highWater: UInt64) {
+        self.name = name; self.value = value; self.limit = limit; self.highWater = highWater
+    }
+    public func encode(to w: inout ProtoWriter) { w.string(1, name); w.uint64(2, value); w.uint64(3, limit); w.uint64(4, highWater) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; name = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; value = v
+        case 3: guard let v = try r.uint64(wt) else { return false }; limit = v
+        case 4: guard let v = try r.uint64(wt) else { return false }; highWater = v
         default: return false
         }
         return true

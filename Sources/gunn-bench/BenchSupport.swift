@@ -22,6 +22,20 @@ enum BenchSupport {
         return (p, input)
     }
 
+    /// CPU time a process used so far (every thread, from /proc/PID/task/*/schedstat, in ns
+    /// resolution), in seconds; 0 when the process is gone.
+    static func cpuSeconds(pid: Int32) -> Double {
+        let dir = "/proc/\(pid)/task"
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return 0 }
+        var ns = 0.0
+        for t in tasks {
+            guard let s = try? String(contentsOfFile: "\(dir)/\(t)/schedstat", encoding: .utf8),
+                  let first = s.split(separator: " ").first, let v = Double(first) else { continue }
+            ns += v
+        }
+        return ns / 1e9
+    }
+
     /// The p-th percentile of durations in seconds, in microseconds.
     static func percentileMicros(_ a: [Double], _ p: Int) -> Double { a.isEmpty ? 0 : a.sorted()[min(a.count - 1, a.count * p / 100)] * 1e6 }
 }

@@ -61,6 +61,34 @@ enum LogBench {
         return Double(rows.count) / EngineBench.seconds(clock.now - t0)
     }
 
+    /// Acknowledged entries/s through a real gunn-eventlog, `inFlight` batches of `batch` entries
+    /// outstanding at a time; the writer's CPU per entry (µs) beside it.
+    static func appendRate(home: String, durability: String, batch: Int, inFlight: Int, total: Int, loop: EventLoop) async throws -> (perSecond: Double, cpuMicrosPerEntry: Double) {
+        let p = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "bench", "--durability", durability]).process
+        defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
+        let c = try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: "bench"))
+        defer { c.close() }
+        let all = entries(total)
+        var chunks = stride(from: 0, to: total, by: batch).map { Array(all[$0..<min(total, $0 + batch)]) }[...]
+        let clock = ContinuousClock()
+        let cpu0 = BenchSupport.cpuSeconds(pid: p.processIdentifier)
+        let t0 = clock.now
+        var outstanding = 0, acked = 0, id: UInt64 = 0
+        while acked < total {
+            while outstanding < inFlight, let chunk = chunks.popFirst() {
+                id += 1
+                try await c.send(.append(LogEntries(entries: chunk)), id: id)
+                outstanding += 1
+            }
+            guard let f = await c.receive(), case .appendAck(let a) = f.body else { throw ConnectionError(.internalError, "no ack") }
+            outstanding -= 1
+            acked = Int(a.lastSeq)
+        }
+        let seconds = EngineBench.seconds(clock.now - t0)
+        let cpu = BenchSupport.cpuSeconds(pid: p.processIdentifier) - cpu0
+        return (Double(total) / seconds, cpu / Double(total) * 1e6)
+    }
+
     static func run(arguments: [String]) async throws -> Figures {
         let loop = try EventLoop(name: "bench-log")
         let clock = ContinuousClock()

@@ -8,8 +8,16 @@ import GunnWire
 /// `gunn-bench system`: the real gunn-eventlog and gunn-orchestrator processes, GunnClient agents.
 enum SystemBench {
     struct Row: Codable { var durability: String; var agents: Int; var inFlightPerAgent: Int; var intentsPerSecond: Double; var replyP50Micros: Double; var replyP99Micros: Double }
+    /// Pipelined: every agent keeps `window` intents in flight on its connection (GunnClient.send).
+    struct PipelinedRow: Codable {
+        var durability: String; var agents: Int; var window: Int; var intents: Int
+        var intentsPerSecond: Double; var replyP50Micros: Double; var replyP99Micros: Double
+        /// CPU per acknowledged intent by process: orchestrator, eventlog, clients (this process).
+        var cpuMicrosPerIntent: [String: Double]
+    }
     struct Figures: Codable {
         var rows: [Row]
+        var pipelined: [PipelinedRow]
         var deliveryP50Micros: Double, deliveryP99Micros: Double
         var worldDeliveryP50Micros: Double, worldDeliveryP99Micros: Double
         var killToFirstAcceptedMillis: Double
@@ -26,6 +34,15 @@ enum SystemBench {
         print("  upstream (BASELINE.md, one process, no durable log): 1,429 intents/s for 10 agents; delivery p50 630 us, p99 1450 us")
         // `--delivery-only`: skip the throughput rows (for working on delivery).
         let rowsWanted = !arguments.contains("--delivery-only")
+        var pipelinedRows: [PipelinedRow] = []
+        for durability in ["full", "normal"] where rowsWanted {
+            for (agents, window) in [(10, 512), (100, 64)] {
+                let row = try await pipelined(home: base + "/p-\(durability)-\(agents)", durability: durability, agents: agents, window: window,
+                                              perAgent: 200_000 / agents, loop: loop)
+                pipelinedRows.append(row)
+                print(row.line)
+            }
+        }
         for durability in ["full", "normal"] where rowsWanted {
             for (agents, inFlight) in [(1, 1), (10, 1), (100, 1), (10, 16)] {
                 let home = base + "/\(durability)-\(agents)-\(inFlight)"
@@ -68,10 +85,107 @@ enum SystemBench {
             }
         }
 
-        // Delivery across processes: 10 observers, one speaker at 50 events/s. Two clocks on the
-        // same machine: from the speaker's submit, and from the orchestrator publishing the delta
-        // right after the log writer acknowledged the effect (committed -> received).
-        let home = base + "/delivery"
+        let measured = try await delivery(home: base + "/delivery", loop: loop, events: 200, killTest: true)
+        let delivery = measured.fromCommit
+        print(String(format: "  delivery, 10 agents at 50 events/s: committed->delta received p50 %.1f us  p99 %.1f us; submit->delta p50 %.1f us  p99 %.1f us (%d deltas)",
+                     BenchSupport.percentileMicros(measured.fromCommit, 50), BenchSupport.percentileMicros(measured.fromCommit, 99),
+                     BenchSupport.percentileMicros(measured.fromSubmit, 50), BenchSupport.percentileMicros(measured.fromSubmit, 99), measured.fromSubmit.count))
+        let backMs = measured.killToAcceptedMillis
+        print(String(format: "  kill -9 of the orchestrator -> first accepted intent after restart: %.0f ms", backMs))
+
+        let world = try await worldDelivery(base: base, loop: loop)
+        print(String(format: "  delivery, 1,000 agents (10 clients x 100, view radius 50) and 10,000 entities in a 1,000 x 1,000 world, 50 moves/s: committed->delta received p50 %.1f us  p99 %.1f us (%d deltas)",
+                     BenchSupport.percentileMicros(world, 50), BenchSupport.percentileMicros(world, 99), world.count))
+
+        // The bare round trip on the same socket type (no protocol), for scale.
+        let rawPath = base + "/raw.sock"
+        let raw = try BenchSupport.launch("gunn-wire-peer", ["raw-echo", rawPath, "64"]).process
+        let fd = try WireBench.rawConnect(rawPath)
+        var bare: [Double] = []
+        var msg = [UInt8](repeating: 1, count: 64)
+        for _ in 0..<5000 {
+            let t = clock.now
+            _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, 64) }
+            var got = 0
+            while got < 64 { got += msg.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, 64 - got) } }
+            bare.append(EngineBench.seconds(clock.now - t))
+        }
+        close(fd); raw.waitUntilExit()
+        print(String(format: "  bare read/write round trip on a Unix socket: p50 %.1f us", BenchSupport.percentileMicros(bare, 50)))
+        loop.shutdown()
+        return Figures(rows: rows, pipelined: pipelinedRows, deliveryP50Micros: BenchSupport.percentileMicros(delivery, 50), deliveryP99Micros: BenchSupport.percentileMicros(delivery, 99),
+                       worldDeliveryP50Micros: BenchSupport.percentileMicros(world, 50), worldDeliveryP99Micros: BenchSupport.percentileMicros(world, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: BenchSupport.percentileMicros(bare, 50))
+    }
+
+    /// Each agent's connection keeps `window` intents in flight (two halves, the next sent as the
+    /// older completes); submit -> reply is from a half's send to each outcome taken in order.
+    static func pipelined(home: String, durability: String, agents: Int, window: Int, perAgent: Int, loop: EventLoop,
+                          orchestratorArgs: [String] = []) async throws -> PipelinedRow {
+        let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", durability]).process
+        let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"] + orchestratorArgs).process
+        defer {
+            kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
+            kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
+        }
+        var clients: [GunnClient] = []
+        for i in 0..<agents {
+            let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "a\(i)")
+            try await c.register(["agent_id": .string("a\(i)"), "staleness_threshold": 1_000_000_000])
+            clients.append(c)
+        }
+        defer { for c in clients { c.close() } }
+        defer { if ProcessInfo.processInfo.environment["GUNN_BENCH_DEBUG"] != nil { print("dropped pushes", clients.map(\.droppedPushes), "resyncs", clients.map(\.resyncs)) } }
+        let half = max(1, window / 2)
+        let me = getpid()
+        let cpu0 = (BenchSupport.cpuSeconds(pid: orch.processIdentifier), BenchSupport.cpuSeconds(pid: log.processIdentifier), BenchSupport.cpuSeconds(pid: me))
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for (i, c) in clients.enumerated() {
+                group.addTask {
+                    let agent = AgentID("a\(i)")
+                    var l: [Double] = []
+                    l.reserveCapacity(perAgent)
+                    var inFlight: [(ContinuousClock.Instant, [GunnClient.IntentTicket])] = []
+                    func drainOldest() async throws {
+                        let (sent, tickets) = inFlight.removeFirst()
+                        for t in tickets {
+                            let o = try await t.outcome()
+                            guard o.effect != nil else { throw GunnError(.internalError, "\(o)") }
+                            l.append(EngineBench.seconds(ContinuousClock().now - sent))
+                        }
+                    }
+                    for start in stride(from: 0, to: perAgent, by: half) {
+                        let intents = (start..<min(perAgent, start + half)).map {
+                            Intent(kind: .speak, payload: ["text": "hello"], contextSeq: 0, reqID: ReqID("r\($0)"), agentID: agent)
+                        }
+                        inFlight.append((ContinuousClock().now, try await c.send(intents)))
+                        if inFlight.count >= 2 { try await drainOldest() }
+                    }
+                    while !inFlight.isEmpty { try await drainOldest() }
+                    return l
+                }
+            }
+            var all: [Double] = []
+            for try await l in group { all += l }
+            return all
+        }
+        let seconds = EngineBench.seconds(clock.now - t0)
+        let n = Double(latencies.count)
+        let cpu = ["orchestrator": (BenchSupport.cpuSeconds(pid: orch.processIdentifier) - cpu0.0) / n * 1e6,
+                   "eventlog": (BenchSupport.cpuSeconds(pid: log.processIdentifier) - cpu0.1) / n * 1e6,
+                   "clients": (BenchSupport.cpuSeconds(pid: me) - cpu0.2) / n * 1e6]
+        return PipelinedRow(durability: durability, agents: agents, window: window, intents: latencies.count, intentsPerSecond: n / seconds,
+                            replyP50Micros: BenchSupport.percentileMicros(latencies, 50), replyP99Micros: BenchSupport.percentileMicros(latencies, 99),
+                            cpuMicrosPerIntent: cpu)
+    }
+
+    /// Delivery across processes: 10 observers, one speaker at 50 events/s. Two clocks on the
+    /// same machine: from the speaker's submit, and from the orchestrator publishing the delta
+    /// right after the log writer acknowledged the effect (committed -> received). With
+    /// `killTest`, then kill -9 of the orchestrator -> the first intent accepted after its restart.
+    static func delivery(home: String, loop: EventLoop, events: Int, killTest: Bool) async throws
+        -> (fromCommit: [Double], fromSubmit: [Double], killToAcceptedMillis: Double) {
         let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
         var orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
         let path = home + "/run/orchestrator.sock"
@@ -83,7 +197,6 @@ enum SystemBench {
             try await c.register(["agent_id": .string("o\(i)"), "spawn": [.number(Double(i + 1)), 0]])
             observers.append(c)
         }
-        let events = 200
         let origin = Date().timeIntervalSince1970
         let measured = try await withThrowingTaskGroup(of: ([Double], [Double]).self) { group in
             for (i, c) in observers.enumerated() {
@@ -110,46 +223,20 @@ enum SystemBench {
             for try await l in group { all.0 += l.0; all.1 += l.1 }
             return all
         }
-        let delivery = measured.1
-        print(String(format: "  delivery, 10 agents at 50 events/s: committed->delta received p50 %.1f us  p99 %.1f us; submit->delta p50 %.1f us  p99 %.1f us (%d deltas)",
-                     BenchSupport.percentileMicros(measured.1, 50), BenchSupport.percentileMicros(measured.1, 99),
-                     BenchSupport.percentileMicros(measured.0, 50), BenchSupport.percentileMicros(measured.0, 99), measured.0.count))
-
-        // kill -9 of the orchestrator -> the first intent accepted after its restart.
-        kill(orch.processIdentifier, SIGKILL); orch.waitUntilExit()
-        let k0 = clock.now
-        orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
-        let o = try await speaker.submit(Intent(kind: .speak, payload: ["text": "back"], contextSeq: 0, reqID: "after-kill", agentID: "speaker"))
-        let backMs = EngineBench.seconds(clock.now - k0) * 1000
-        precondition(o.effect != nil, "\(o)")
-        print(String(format: "  kill -9 of the orchestrator -> first accepted intent after restart: %.0f ms", backMs))
+        var backMs = 0.0
+        if killTest {
+            kill(orch.processIdentifier, SIGKILL); orch.waitUntilExit()
+            let clock = ContinuousClock()
+            let k0 = clock.now
+            orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
+            let o = try await speaker.submit(Intent(kind: .speak, payload: ["text": "back"], contextSeq: 0, reqID: "after-kill", agentID: "speaker"))
+            backMs = EngineBench.seconds(clock.now - k0) * 1000
+            precondition(o.effect != nil, "\(o)")
+        }
         speaker.close(); for c in observers { c.close() }
         kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
         kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
-
-
-        let world = try await worldDelivery(base: base, loop: loop)
-        print(String(format: "  delivery, 1,000 agents (10 clients x 100, view radius 50) and 10,000 entities in a 1,000 x 1,000 world, 50 moves/s: committed->delta received p50 %.1f us  p99 %.1f us (%d deltas)",
-                     BenchSupport.percentileMicros(world, 50), BenchSupport.percentileMicros(world, 99), world.count))
-
-        // The bare round trip on the same socket type (no protocol), for scale.
-        let rawPath = base + "/raw.sock"
-        let raw = try BenchSupport.launch("gunn-wire-peer", ["raw-echo", rawPath, "64"]).process
-        let fd = try WireBench.rawConnect(rawPath)
-        var bare: [Double] = []
-        var msg = [UInt8](repeating: 1, count: 64)
-        for _ in 0..<5000 {
-            let t = clock.now
-            _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, 64) }
-            var got = 0
-            while got < 64 { got += msg.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, 64 - got) } }
-            bare.append(EngineBench.seconds(clock.now - t))
-        }
-        close(fd); raw.waitUntilExit()
-        print(String(format: "  bare read/write round trip on a Unix socket: p50 %.1f us", BenchSupport.percentileMicros(bare, 50)))
-        loop.shutdown()
-        return Figures(rows: rows, deliveryP50Micros: BenchSupport.percentileMicros(delivery, 50), deliveryP99Micros: BenchSupport.percentileMicros(delivery, 99),
-                       worldDeliveryP50Micros: BenchSupport.percentileMicros(world, 50), worldDeliveryP99Micros: BenchSupport.percentileMicros(world, 99), killToFirstAcceptedMillis: backMs, bareRoundTripP50Micros: BenchSupport.percentileMicros(bare, 50))
+        return (measured.1, measured.0, backMs)
     }
 
     /// 1,000 agents hosted by 10 clients in a 2D world of 10,000 entities; trees move at 50/s and
@@ -215,5 +302,15 @@ enum SystemBench {
         kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
         kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
         return measured
+    }
+}
+
+extension SystemBench.PipelinedRow {
+    var line: String {
+        let total = cpuMicrosPerIntent.values.reduce(0, +)
+        return String(format: "  %@ %3d agents x %3d pipelined: %7.0f intents/s   submit->reply p50 %7.1f us  p99 %8.1f us   CPU %5.1f us/intent "
+                      + "(orchestrator %4.1f, eventlog %4.1f, clients %4.1f)",
+                      durability, agents, window, intentsPerSecond, replyP50Micros, replyP99Micros, total,
+                      cpuMicrosPerIntent["orchestrator"] ?? 0, cpuMicrosPerIntent["eventlog"] ?? 0, cpuMicrosPerIntent["clients"] ?? 0)
     }
 }

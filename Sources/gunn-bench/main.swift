@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -19,6 +19,7 @@ struct Report: Encodable {
     var log: LogBench.Figures?
     var system: SystemBench.Figures?
     var llm: LLMBench.Figures?
+    var quick: QuickBench.Figures?
 }
 var report = Report()
 switch suite {
@@ -29,6 +30,7 @@ case "wire": report.wire = try await WireBench.run(arguments: arguments)
 case "log": report.log = try await LogBench.run(arguments: arguments)
 case "system": report.system = try await SystemBench.run(arguments: arguments)
 case "llm": report.llm = try await LLMBench.run(arguments: arguments)
+case "quick": report.quick = try await QuickBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)

@@ -5,6 +5,7 @@ import GunnOrchestratorServer
 
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
+//                     [--max-batch-items N] [--max-in-flight N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
 Supervision.followSupervisor()
 let args = ProcessArguments()
@@ -23,6 +24,13 @@ if let text = args.value("--world-seed", env: "GUNN_WORLD_SEED") {
 if let text = args.value("--quantum-ms") {
     guard let ms = Double(text), ms.isFinite, (0...60_000).contains(ms) else { refuse("--quantum-ms", text, "a number of milliseconds in 0...60000") }
     settings.engine.quantumMs = ms
+}
+// Batching and pipelining bounds (docs/orchestrator.md).
+for (flag, range, set) in [("--max-batch-items", 1...65_536, { (n: Int) in settings.maxBatchItems = n }),
+                           ("--max-in-flight", 1...65_536, { (n: Int) in settings.maxInFlightPerConnection = n })] {
+    guard let text = args.value(flag) else { continue }
+    guard let n = Int(text), range.contains(n) else { refuse(flag, text, "an integer in \(range.lowerBound)...\(range.upperBound)") }
+    set(n)
 }
 // Orchestrator-level quotas are generous by default; tighten them in the config later.
 settings.engine.agentQuota = TokenBucket(capacity: 100_000, refillPerSecond: 100_000)

@@ -46,10 +46,9 @@ struct HostSimulation {
     var incarnation = 0
     let settings: OrchestratorCore.Settings
     var nextConn: UInt64 = 0
-    /// Frames waiting at the core per connection: the shell reads a connection's next frame only
-    /// once its previous one was answered (`done`).
+    /// Frames waiting at the core per connection: like the shell, the host takes a connection's
+    /// frames (several at once) while fewer than the core's in-flight bound are unanswered.
     var coreInbox: [ConnID: [Frame]] = [:]
-    var coreBusy: Set<ConnID> = []
     var liveConns: Set<ConnID> = []
     var lastDelivery: [ConnID: HostTime] = [:]
 
@@ -86,6 +85,7 @@ struct HostSimulation {
         s.engine.agentQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
         s.engine.tenantQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
         s.maxBatchItems = 1 + Int(seed % 7)
+        s.maxInFlightPerConnection = 1 + Int((seed / 7) % 4)
         settings = s
     }
 
@@ -151,7 +151,6 @@ struct HostSimulation {
         case let .closedAtCore(conn, inc):
             guard inc == incarnation, core != nil else { return }
             coreInbox[conn] = nil
-            coreBusy.remove(conn)
             perform(core!.closed(conn, now: now))
         case let .writerTakes(batch, entries, inc):
             writerTakes(batch, entries, inc)
@@ -183,7 +182,7 @@ struct HostSimulation {
     mutating func restartOrchestrator() {
         incarnation += 1
         writerFence = incarnation
-        coreInbox = [:]; coreBusy = []
+        coreInbox = [:]
         do {
             let entries = try durable.map { try WireJSON.eventLogEntry($0) }
             core = try OrchestratorCore(settings: settings, recovered: entries, now: now)
@@ -204,11 +203,13 @@ struct HostSimulation {
     }
 
     mutating func feedCore(_ conn: ConnID) {
-        guard core != nil, !coreBusy.contains(conn), var inbox = coreInbox[conn], !inbox.isEmpty else { return }
-        let frame = inbox.removeFirst()
+        guard let core, var inbox = coreInbox[conn], !inbox.isEmpty else { return }
+        let room = settings.maxInFlightPerConnection - core.inFlight(of: conn)
+        guard room > 0 else { return }
+        let frames = Array(inbox.prefix(room))
+        inbox.removeFirst(frames.count)
         coreInbox[conn] = inbox
-        coreBusy.insert(conn)
-        perform(core!.receive(frame, from: conn, now: now))
+        perform(self.core!.receive(frames, from: conn, now: now))
     }
 
     mutating func perform(_ actions: [CoreAction]) {
@@ -235,8 +236,7 @@ struct HostSimulation {
                 schedule(.timer(incarnation: inc), after: max(0, t - now))
             case .log:
                 stats["core log lines", default: 0] += 1
-            case .done(let conn):
-                coreBusy.remove(conn)
+            case .answered(let conn, _):
                 feedCore(conn)
             case .fatal:
                 stats["orchestrator exits on divergence", default: 0] += 1

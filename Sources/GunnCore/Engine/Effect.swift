@@ -86,7 +86,9 @@ public struct EventLogEntry: Hashable, Sendable {
     public var simTime: SimTime
     /// Host time when committed; recorded for audit, outside the hash.
     public var wallTime: HostTime
-    public var effect: Effect
+    public var effect: Effect { didSet { canonicalEffect = effect.canonicalBytes } }
+    /// `effect.canonicalBytes`, computed once (the chain, the log writer's entry and the reply all use it).
+    public private(set) var canonicalEffect: [UInt8]
     public var worldID: String
     /// The submitting agent, for effects of intents.
     public var agentID: AgentID?
@@ -94,8 +96,10 @@ public struct EventLogEntry: Hashable, Sendable {
     /// `HashChain.checksum(previous:canonicalEffect:)` of this entry.
     public var checksum: String
 
-    public init(globalSeq: GlobalSeq, simTime: SimTime, wallTime: HostTime, effect: Effect, worldID: String, agentID: AgentID?, reqID: ReqID?, checksum: String) {
+    public init(globalSeq: GlobalSeq, simTime: SimTime, wallTime: HostTime, effect: Effect, worldID: String, agentID: AgentID?, reqID: ReqID?, checksum: String,
+                canonicalEffect: [UInt8]? = nil) {
         self.globalSeq = globalSeq; self.simTime = simTime; self.wallTime = wallTime; self.effect = effect
+        self.canonicalEffect = canonicalEffect ?? effect.canonicalBytes
         self.worldID = worldID; self.agentID = agentID; self.reqID = reqID; self.checksum = checksum
     }
 

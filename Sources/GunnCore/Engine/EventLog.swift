@@ -18,9 +18,10 @@ public struct InMemoryEventLog: Sendable {
     /// Appends a committed effect; its `global_seq` must be head + 1.
     mutating func append(_ effect: Effect, wallTime: HostTime, agentID: AgentID?, reqID: ReqID?) -> EventLogEntry {
         precondition(effect.globalSeq == headSeq + 1, "global_seq \(effect.globalSeq) does not follow head \(headSeq)")
-        let checksum = HashChain.checksum(previous: headChecksum, canonicalEffect: effect.canonicalBytes)
+        let bytes = effect.canonicalBytes
+        let checksum = HashChain.checksum(previous: headChecksum, canonicalEffect: bytes)
         let entry = EventLogEntry(globalSeq: effect.globalSeq, simTime: effect.simTime, wallTime: wallTime, effect: effect,
-                                  worldID: worldID, agentID: agentID, reqID: reqID, checksum: checksum)
+                                  worldID: worldID, agentID: agentID, reqID: reqID, checksum: checksum, canonicalEffect: bytes)
         entries.append(entry)
         return entry
     }
