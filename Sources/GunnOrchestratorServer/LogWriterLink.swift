@@ -33,35 +33,16 @@ final class LogWriterLink: Sendable {
 
     func nextID() -> UInt64 { ids.withLock { $0 += 1; return $0 } }
 
-    /// A request went out and no reply came: the writer may have acted on it.
-    struct Unanswered: Error { let reason: String }
+    /// Why an append did not go through, and whether some attempt went out unanswered (the
+    /// writer may then hold part of the batch).
+    struct AppendFailure: Error { let error: GunnError; let unanswered: Bool }
 
-    /// One request, one reply (the orchestrator keeps at most one request in flight), within the
-    /// deadline. Thrown after the request was sent: `Unanswered`.
-    func request(_ body: Frame.Body) async throws -> Frame {
-        let c = try await link.connection()
-        let id = nextID()
-        try await c.send(body, id: id)
-        do { return try await reply(on: c, id: id) } catch { throw Unanswered(reason: "\(error)") }
-    }
-
-    /// The request waiting for its reply: its connection and when it went out (monotonic).
+    /// The request waiting for its reply during recovery: its connection and when it went out.
     private let inFlight = Mutex<(conn: FramedConnection, since: Double)?>(nil)
     private let watchdogStarted = Mutex(false)
 
-    private func reply(on c: FramedConnection, id: UInt64) async throws -> Frame {
-        startWatchdog()
-        inFlight.withLock { $0 = (c, EventLoop.now()) }
-        defer { inFlight.withLock { $0 = nil } }
-        while let f = await c.receive() {
-            if f.id == id { return f }
-        }
-        throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within \(Int(requestTimeoutSeconds * 1000)) ms")
-    }
-
-    /// One task for the link's whole life (not one per request, which the hot path would pay
-    /// for): it closes the connection of a request past its deadline, which ends that receive,
-    /// so no late reply is ever taken for a later request.
+    /// One task for the link's whole life: it closes the connection of the recovery read when a
+    /// batch of it is past its deadline, which ends that receive.
     private func startWatchdog() {
         guard watchdogStarted.withLock({ started in defer { started = true }; return !started }) else { return }
         let timeout = requestTimeoutSeconds
@@ -75,35 +56,6 @@ final class LogWriterLink: Sendable {
                 late?.close()
             }
         }
-    }
-
-    /// Why an append did not go through, and whether some attempt went out unanswered (the
-    /// writer may then hold part of the batch).
-    struct AppendFailure: Error { let error: GunnError; let unanswered: Bool }
-
-    /// Appends until acknowledged or `deadlineSeconds` pass; a refusal by the writer (its own
-    /// code: LOG_STORAGE_FAILURE, LOG_INTEGRITY_VIOLATION, WORLD_MISMATCH…) ends it at once.
-    func append(_ entries: [LogEntry], deadlineSeconds: Double) async throws(AppendFailure) -> AppendAck {
-        let until = EventLoop.now() + deadlineSeconds
-        var last = GunnError(.adapterUnavailable, "the log writer is unavailable", retryAfterMs: 200)
-        var unanswered = false
-        repeat {
-            do {
-                let reply = try await request(.append(LogEntries(entries: entries)))
-                switch reply.body {
-                case .appendAck(let a)?: return a
-                case .error(let e)?: throw AppendFailure(error: WireJSON.gunnError(e), unanswered: unanswered)
-                default: throw AppendFailure(error: GunnError(.unknownMessage, "unexpected reply to an append"), unanswered: unanswered)
-                }
-            } catch let e as AppendFailure {
-                throw e // refused by the writer: retrying the same batch at once cannot help
-            } catch {
-                if error is Unanswered { unanswered = true }
-                last = GunnError(.adapterUnavailable, "the log writer is unavailable: \(error)", retryAfterMs: 200)
-                try? await Task.sleep(nanoseconds: 20_000_000)
-            }
-        } while EventLoop.now() < until
-        throw AppendFailure(error: last, unanswered: unanswered)
     }
 
     /// Every entry the writer holds, oldest first.
@@ -129,5 +81,190 @@ final class LogWriterLink: Sendable {
         }
         throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within "
                               + "\(Int(requestTimeoutSeconds * 1000)) ms during recovery")
+    }
+}
+
+/// The core's appends, pipelined on the log link: each is sent as soon as the core asks (several
+/// may be out at once), in the order asked, on one ordered connection, and the writer answers
+/// them in that order. Outcomes are recorded in order and the actor takes them in one hop
+/// (`takeOutcomes`), so sending never waits for the actor.
+///
+/// - A lost connection (or a request unanswered past the request timeout, which closes it)
+///   marks every append sent on it as unanswered, and all unacknowledged appends are sent again,
+///   in order, on the next connection (the writer acknowledges a resent entry again, so nothing
+///   is duplicated); the oldest keeps trying for up to `deadlineSeconds`, then it fails with
+///   ADAPTER_UNAVAILABLE.
+/// - A refusal by the writer (its own code) fails that append at once.
+/// - Either way every append still waiting is dropped with it: the core then holds everything
+///   unacknowledged as one batch and sends it again itself.
+/// The table holds what the core has out at once (at most `maxBatchesInFlight` plus a retry).
+final class Appender: Sendable {
+    typealias Outcome = (batch: UInt64, result: Result<UInt64, LogWriterLink.AppendFailure>)
+    private struct Pending {
+        var batch: UInt64
+        var entries: [LogEntry]
+        /// When the core asked for it (monotonic): the deadline runs from here.
+        var since: Double
+        var requestID: UInt64 = 0
+        var sentOn: ObjectIdentifier?
+        var sentAt: Double = 0
+        /// Went out on a connection that was lost before its reply.
+        var unanswered = false
+    }
+    private struct State {
+        var pending: [Pending] = []
+        var conn: FramedConnection?
+        var connecting = false
+        var outcomes: [Outcome] = []
+        var draining = false
+    }
+    private let state = Mutex(State())
+    private let log: LogWriterLink
+    private let deadlineSeconds: Double
+    private let wake = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init(log: LogWriterLink, deadlineSeconds: Double) {
+        self.log = log
+        self.deadlineSeconds = deadlineSeconds
+    }
+
+    /// `wake` is called (from any thread) when outcomes wait and no drain is under way.
+    func start(wake: @escaping @Sendable () -> Void) {
+        self.wake.withLock { $0 = wake }
+        let timeout = log.requestTimeoutSeconds
+        Task { [weak self] in
+            // The watchdog: a request past its deadline closes its connection (and so is resent).
+            while let self {
+                try? await Task.sleep(nanoseconds: UInt64(min(timeout, 0.25) * 1e9 / 2))
+                let late = self.state.withLock { s -> FramedConnection? in
+                    guard let c = s.conn, let oldest = s.pending.first(where: { $0.sentOn == ObjectIdentifier(c) }),
+                          EventLoop.now() - oldest.sentAt > timeout else { return nil }
+                    return c
+                }
+                late?.close()
+            }
+        }
+    }
+
+    func enqueue(_ batch: UInt64, _ entries: [LogEntry]) {
+        state.withLock { $0.pending.append(Pending(batch: batch, entries: entries, since: EventLoop.now())) }
+        pump()
+    }
+
+    /// Every outcome recorded so far, oldest first; nil (and the drain ends) when none waits.
+    func takeOutcomes() -> [Outcome]? {
+        state.withLock { s in
+            guard !s.outcomes.isEmpty else { s.draining = false; return nil }
+            defer { s.outcomes.removeAll(keepingCapacity: true) }
+            return s.outcomes
+        }
+    }
+
+    /// Sends what is not yet out on the open connection, in order, or starts connecting.
+    private func pump() {
+        let connect = state.withLock { s -> Bool in
+            guard let c = s.conn, c.closeReason == nil else {
+                if s.pending.isEmpty || s.connecting { return false }
+                s.connecting = true
+                return true
+            }
+            let id = ObjectIdentifier(c)
+            var frames: [Frame] = []
+            for i in s.pending.indices where s.pending[i].sentOn != id {
+                // Sent before on a connection since lost, with no reply: the writer may hold it.
+                if s.pending[i].sentOn != nil { s.pending[i].unanswered = true }
+                let request = log.nextID()
+                s.pending[i].requestID = request
+                s.pending[i].sentOn = id
+                s.pending[i].sentAt = EventLoop.now()
+                frames.append(Frame(id: request, .append(LogEntries(entries: s.pending[i].entries))))
+            }
+            // Posted under the lock: the loop takes posts in call order, so appends leave in order.
+            if !frames.isEmpty { c.post(frames) }
+            return false
+        }
+        if connect { Task { await self.connect() } }
+    }
+
+    private func connect() async {
+        while true {
+            if failOldestIfPastDeadline() { return }
+            do {
+                let c = try await log.link.connection()
+                state.withLock { s in s.conn = c; s.connecting = false }
+                startReader(c)
+                pump()
+                return
+            } catch {
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+    }
+
+    /// The oldest append has tried for `deadlineSeconds`: it fails (and every append with it).
+    private func failOldestIfPastDeadline() -> Bool {
+        let fired = state.withLock { s -> Bool in
+            guard let first = s.pending.first else { s.connecting = false; return true }
+            guard EventLoop.now() - first.since > deadlineSeconds else { return false }
+            let error = GunnError(.adapterUnavailable, "the log writer is unavailable (no acknowledgement within \(Int(deadlineSeconds * 1000)) ms)",
+                                  retryAfterMs: 200)
+            record(&s, (first.batch, .failure(LogWriterLink.AppendFailure(error: error, unanswered: s.pending.contains { $0.unanswered }))))
+            s.pending.removeAll()
+            s.connecting = false
+            return true
+        }
+        if fired { wakeIfNeeded() }
+        return fired
+    }
+
+    private func record(_ s: inout State, _ o: Outcome) {
+        s.outcomes.append(o)
+    }
+
+    private func wakeIfNeeded() {
+        let first = state.withLock { s -> Bool in
+            guard !s.outcomes.isEmpty, !s.draining else { return false }
+            s.draining = true
+            return true
+        }
+        if first { wake.withLock { $0 }?() }
+    }
+
+    private func startReader(_ c: FramedConnection) {
+        Task {
+            let id = ObjectIdentifier(c)
+            while case let frames = await c.receive(upTo: 64), !frames.isEmpty {
+                state.withLock { s in
+                    for f in frames {
+                        guard let i = s.pending.firstIndex(where: { $0.sentOn == id && $0.requestID == f.id }) else { continue }
+                        let p = s.pending[i]
+                        switch f.body {
+                        case .appendAck(let a)?:
+                            // In order: anything before it is acknowledged by it too (the log is contiguous).
+                            s.pending.removeFirst(i + 1)
+                            record(&s, (p.batch, .success(a.lastSeq)))
+                        case .error(let e)?:
+                            record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: WireJSON.gunnError(e), unanswered: p.unanswered))))
+                            s.pending.removeAll()
+                        default:
+                            record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: GunnError(.unknownMessage, "unexpected reply to an append"),
+                                                                                      unanswered: p.unanswered))))
+                            s.pending.removeAll()
+                        }
+                    }
+                }
+                wakeIfNeeded()
+            }
+            // Closed: what went out on it is unanswered and goes again on the next connection.
+            let again = state.withLock { s -> Bool in
+                if let current = s.conn, current === c { s.conn = nil }
+                for i in s.pending.indices where s.pending[i].sentOn == id {
+                    s.pending[i].unanswered = true
+                    s.pending[i].sentOn = nil
+                }
+                return !s.pending.isEmpty
+            }
+            if again { pump() }
+        }
     }
 }

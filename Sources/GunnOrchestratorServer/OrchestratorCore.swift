@@ -14,7 +14,8 @@ public enum CoreAction: Sendable, Equatable {
     /// Frames for one connection, in order (dropped when the connection is gone).
     case send(ConnID, [Frame])
     /// Append these entries to the log writer as batch `batch`, then call `appendAcknowledged`
-    /// or `appendFailed` with the same id.
+    /// or `appendFailed` with the same id. Several batches may be out at once: the host sends
+    /// them in order on one ordered link and reports their outcomes in order.
     case append(batch: UInt64, entries: [LogEntry])
     /// The log writer is away or refused: call `retryAppend` after this many milliseconds.
     case retryAfter(ms: UInt64)
@@ -48,6 +49,14 @@ public struct OrchestratorCore: Sendable {
         public var engine = EngineConfig()
         /// Inputs in one batch at most.
         public var maxBatchItems = 512
+        /// Batches with the log writer at once at most. With two, the engine forms the next batch
+        /// while the writer commits the one before: each batch's replies, deltas and reads are
+        /// computed when it is formed (from exactly the state it leaves) and held until it is
+        /// durable, so nothing unacknowledged is published; one batch at a time when 1.
+        public var maxBatchesInFlight = 2
+        /// A batch is formed behind others only once this many inputs wait (a tiny batch behind a
+        /// big one costs the writer a commit for little); with none out, any input starts one.
+        public var minItemsBehind = 64
         /// Log entry bytes in one batch at most (well under the writer's frame limit); a batch
         /// closes after the input that crosses it.
         public var maxBatchBytes = 1 << 20
@@ -156,17 +165,31 @@ public struct OrchestratorCore: Sendable {
 
     struct Batch: Sendable {
         var id: UInt64
+        /// The entries not yet acknowledged, oldest first (none for a batch of reads).
         var entries: [LogEntry]
         var items: [Item]
         /// An attempt ended without an answer (timeout, lost connection): the writer may hold
         /// some of these entries, so a later refusal cannot mean "nothing written".
         var mayBeStored = false
+        /// What answering the items produced when the batch was formed (replies, deltas, reads,
+        /// `answered`): performed once the batch is durable, dropped by a rollback.
+        var held: [CoreAction] = []
+        /// Intent outcomes among `held`, by connection and frame id: a rollback answers each with
+        /// the writer's code instead.
+        var heldOutcomes: [(conn: ConnID, frameID: UInt64, agent: AgentID, req: ReqID)] = []
+        /// Registrations answered in `held`: they count as answered once the batch is durable.
+        var heldRegistrations: [(agent: AgentID, registration: AgentRegistration, conn: ConnID?)] = []
     }
 
     var queued: [Item] = []
     var queueHead = 0
-    /// The batch with the log writer (in flight, or waiting for a retry after a failure).
-    var batch: Batch?
+    /// The batches with the log writer, oldest first (in flight; after a failure one, held for a
+    /// retry, holding everything unacknowledged).
+    var batches: [Batch] = []
+    /// The oldest batch with the log writer (the held one after a failure).
+    var batch: Batch? { batches.first }
+    /// Set while a batch's answers are being computed ahead of its durability (`hold`).
+    var holding: Batch?
     /// Why the log writer cannot take appends now; nil when it can.
     public internal(set) var failure: GunnError?
     var nextBatchID: UInt64 = 0
@@ -243,7 +266,7 @@ public struct OrchestratorCore: Sendable {
             enqueue(item)
         }
         holdBatches = false
-        if batch == nil && failure == nil { startBatches() }
+        if failure == nil { startBatches() }
         return finish()
     }
 
@@ -252,27 +275,45 @@ public struct OrchestratorCore: Sendable {
     /// before the engine works on the next one (they would otherwise wait for it).
     public mutating func appendAcknowledged(batch id: UInt64, lastSeq: GlobalSeq, now: HostTime, startNext: Bool = true) -> [CoreAction] {
         begin(now)
-        guard var b = batch, b.id == id else { return finish() } // a late or repeated ack: already handled
-        guard lastSeq >= durableHead, lastSeq <= b.entries.last?.globalSeq ?? durableHead else {
-            let last = b.entries.last?.globalSeq ?? 0
-            actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged \(lastSeq); durable head \(durableHead), batch up to \(last)")))
+        // A late or repeated ack (already handled, or for a batch merged after a failure) is passed over.
+        guard let k = batches.firstIndex(where: { $0.id == id }) else { return finish() }
+        let last = batches.last(where: { !$0.entries.isEmpty })?.entries.last?.globalSeq ?? durableHead
+        guard lastSeq >= durableHead, lastSeq <= last, lastSeq >= batches[k].entries.first.map({ $0.globalSeq - 1 }) ?? durableHead else {
+            actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged \(lastSeq) for batch \(id); durable head \(durableHead), batches up to \(last)")))
             return finish()
         }
         durableHead = max(durableHead, lastSeq)
         failure = nil
-        b.entries.removeAll { $0.globalSeq <= lastSeq }
-        if !b.entries.isEmpty {
-            // Records joined the batch while this append was in flight: they go next.
+        // Everything up to lastSeq is durable (the log is contiguous), in this batch and before it.
+        for i in batches.indices {
+            if let cut = batches[i].entries.firstIndex(where: { $0.globalSeq > lastSeq }) { batches[i].entries.removeFirst(cut) } else { batches[i].entries.removeAll() }
+        }
+        if !batches[k].entries.isEmpty {
+            // Records joined the held batch while this append was in flight: they go next. (With
+            // batches behind it, the writer acknowledged less than it was sent.)
+            guard batches.count == 1 else {
+                actions.append(.fatal(GunnError(.sequenceGap, "the log writer acknowledged batch \(id) only up to \(lastSeq)")))
+                return finish()
+            }
             nextBatchID += 1
-            b.id = nextBatchID
-            batch = b
-            actions.append(.append(batch: b.id, entries: b.entries))
+            batches[0].id = nextBatchID
+            actions.append(.append(batch: nextBatchID, entries: batches[0].entries))
             return finish()
         }
-        batch = nil
-        complete(b.items)
+        releaseDurable()
         if startNext { startBatches() }
         return finish()
+    }
+
+    /// Performs what the oldest batches held, in order, while they are durable (a batch of reads
+    /// is durable once every batch before it is).
+    mutating func releaseDurable() {
+        while let b = batches.first, b.entries.isEmpty {
+            batches.removeFirst()
+            for r in b.heldRegistrations { answeredRegistrations[r.agent] = (r.registration, r.conn) }
+            actions += b.held
+            answered(b.items)
+        }
     }
 
     /// Forms the next batch from what waits (after `appendAcknowledged(…, startNext: false)`).
@@ -288,18 +329,34 @@ public struct OrchestratorCore: Sendable {
     /// `mayBeStored`: an attempt went out and was not answered, so the writer may hold part of it.
     public mutating func appendFailed(batch id: UInt64, error: GunnError, mayBeStored: Bool, now: HostTime) -> [CoreAction] {
         begin(now)
-        guard batch?.id == id else { return finish() }
+        guard batches.contains(where: { $0.id == id }) else { return finish() }
         if [.logIntegrityViolation, .sequenceGap, .worldMismatch].contains(error.code) {
             actions.append(.fatal(error))
             return finish()
         }
+        // Everything unacknowledged becomes one held batch (the later batches were sent on the
+        // same ordered link and fail with it, or follow a batch that is not durable).
+        if batches.count > 1 {
+            var merged = batches[0]
+            for b in batches.dropFirst() {
+                merged.entries += b.entries; merged.items += b.items; merged.held += b.held
+                merged.heldOutcomes += b.heldOutcomes; merged.heldRegistrations += b.heldRegistrations
+                merged.mayBeStored = merged.mayBeStored || b.mayBeStored
+            }
+            batches = [merged]
+        }
+        if batches[0].entries.isEmpty {
+            // Only reads are left (their entries are durable): they complete now.
+            releaseDurable()
+            return finish()
+        }
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
-        actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batch!.entries.count) entries failed: \(error.message)"))
-        if mayBeStored { batch!.mayBeStored = true }
+        actions.append(.log("\(error.code.name) (\(error.code.code)): append of \(batches[0].entries.count) entries failed: \(error.message)"))
+        if mayBeStored { batches[0].mayBeStored = true }
         if error.code == .adapterUnavailable {
             // Away: the batch is held and re-sent.
-        } else if batch!.mayBeStored {
+        } else if batches[0].mayBeStored {
             // Refused now, but an earlier attempt may have been taken: only the log can say what
             // is durable, so the host restarts and recovers from it (nothing unacknowledged was published).
             actions.append(.fatal(GunnError(error.code, "the log writer refused a batch it may already hold in part: \(error.message)")))
@@ -327,11 +384,10 @@ public struct OrchestratorCore: Sendable {
             startBatches()
             return finish()
         }
-        guard var b = batch, failure != nil else { return finish() }
+        guard !batches.isEmpty, failure != nil else { return finish() }
         nextBatchID += 1
-        b.id = nextBatchID
-        batch = b
-        actions.append(.append(batch: b.id, entries: b.entries))
+        batches[0].id = nextBatchID
+        actions.append(.append(batch: nextBatchID, entries: batches[0].entries))
         return finish()
     }
 
@@ -355,7 +411,7 @@ public struct OrchestratorCore: Sendable {
         }
         queued.append(item)
         queuedHighWater = max(queuedHighWater, queuedCount)
-        if batch == nil && !holdBatches { startBatches() }
+        if !holdBatches { startBatches() }
     }
 
     /// While the writer fails: a record is applied and held with the batch (or waits for the next
@@ -370,8 +426,28 @@ public struct OrchestratorCore: Sendable {
         var it = item
         process(&it)
         let entries = Self.entries(of: it.outputs)
-        batch!.entries += entries
-        batch!.items.append(it)
+        batches[0].entries += entries
+        batches[0].items.append(it)
+        // Its answers are computed now, from the state it leaves, and held with the batch.
+        hold(into: 0, [it])
+    }
+
+    /// Answers `items` now, from the engine's state, into batch `index`'s held actions instead of
+    /// the host's: they are performed when that batch is durable.
+    mutating func hold(into index: Int, _ items: [Item]) {
+        let mark = actions.count
+        holding = Batch(id: batches[index].id, entries: [], items: [])
+        answerAndPublish(items)
+        let b = holding!
+        holding = nil
+        // What reaches a client waits; the host's own timers and log lines do not.
+        let produced = actions[mark...]
+        batches[index].held += produced.filter { if case .send = $0 { return true } else { return false } }
+        batches[index].heldOutcomes += b.heldOutcomes
+        batches[index].heldRegistrations += b.heldRegistrations
+        let kept = produced.filter { if case .send = $0 { return false } else { return true } }
+        actions.removeSubrange(mark...)
+        actions += kept
     }
 
     func refuse(_ item: Item, _ error: GunnError) -> Item {
@@ -380,9 +456,12 @@ public struct OrchestratorCore: Sendable {
         return it
     }
 
-    /// Forms batches from the queue until one goes to the log writer or the queue is empty.
+    /// Forms batches from the queue until `maxBatchesInFlight` are with the writer or the queue is
+    /// empty. A batch formed while none is out is answered as soon as it is durable; one formed
+    /// behind another has its answers computed now and held (see `Batch.held`).
     mutating func startBatches() {
-        while batch == nil && queuedCount > 0 {
+        while failure == nil && batches.count < max(1, settings.maxBatchesInFlight) && queuedCount > 0
+                && (batches.isEmpty || queuedCount >= settings.minItemsBehind) {
             let n = min(settings.maxBatchItems, queuedCount)
             var items: [Item] = []
             var entries: [LogEntry] = []
@@ -398,14 +477,15 @@ public struct OrchestratorCore: Sendable {
             }
             if queueHead == queued.count { queued.removeAll(keepingCapacity: true); queueHead = 0 }
             else if queueHead > 4096 { queued.removeFirst(queueHead); queueHead = 0 }
-            if entries.isEmpty {
-                complete(items)
+            if entries.isEmpty && batches.isEmpty {
+                complete(items) // reads and refusals only, and everything before them is durable
                 continue
             }
             nextBatchID += 1
             batchHighWater = max(batchHighWater, items.count)
-            batch = Batch(id: nextBatchID, entries: entries, items: items)
-            actions.append(.append(batch: nextBatchID, entries: entries))
+            batches.append(Batch(id: nextBatchID, entries: entries, items: items))
+            hold(into: batches.count - 1, items)
+            if !entries.isEmpty { actions.append(.append(batch: nextBatchID, entries: entries)) }
         }
     }
 
@@ -422,8 +502,8 @@ public struct OrchestratorCore: Sendable {
     /// (halt reports, a lost worker's cancellations) cannot be logged on a full disk: each is
     /// named in the orchestrator's log.
     mutating func rollBack(_ error: GunnError) {
-        guard let b = batch else { return }
-        batch = nil
+        guard batches.count == 1, let b = batches.first else { return }
+        batches = []
         rollbacks += 1
         let kept = Array(engine.log.entries.prefix { $0.globalSeq <= durableHead })
         var fresh = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
@@ -473,6 +553,12 @@ public struct OrchestratorCore: Sendable {
             if !item.mustKeep { item.refusal = item.refusal ?? error }
             done.append(item)
         }
+        // Outcomes computed when the batch was formed (held, now dropped) get the code instead.
+        for o in b.heldOutcomes {
+            var r = IntentResult()
+            r.agentID = o.agent.rawValue; r.reqID = o.req.rawValue; r.error = WireJSON.error(error)
+            send(o.conn, [Frame(id: o.frameID, .intentResult(r))])
+        }
         // Intents waiting for an outcome (their queue is gone with the state) get the code too.
         for (key, ws) in waiters.sorted(by: { ($0.key.agent, $0.key.req) < ($1.key.agent, $1.key.req) }) {
             var r = IntentResult()
@@ -492,13 +578,17 @@ public struct OrchestratorCore: Sendable {
 
     /// Answers the items of a durable batch in order, then publishes what their inputs caused.
     mutating func complete(_ items: [Item]) {
+        answerAndPublish(items)
+        answered(items)
+    }
+
+    mutating func answerAndPublish(_ items: [Item]) {
         var all: [EngineOutput] = []
         for item in items {
             answer(item)
             all += item.outputs
         }
         publish(all)
-        answered(items)
     }
 
     /// Counts the answered frames per connection (in the order the connections first appear),

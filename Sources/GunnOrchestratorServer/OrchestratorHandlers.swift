@@ -181,8 +181,16 @@ extension OrchestratorCore {
         }
         switch item.work {
         case let .register(reg, request): registered(reg.agentID, request, item.outputs, conn: item.conn, id: id)
-        case .submit:
-            break // the outcome is published to the waiters (now, or when its quantum closes)
+        case .submit(let intent):
+            // Decided by this input (quantum 0): answered here, in the order the frames came.
+            // Otherwise the outcome is published to the waiters when its quantum closes.
+            for o in item.outputs {
+                switch o {
+                case let .intentCommitted(agent, req, _), let .intentRejected(agent, req, _):
+                    if agent == intent.agentID && req == intent.reqID { replyOutcome(o, entries: item.outputs) }
+                default: break
+                }
+            }
         case .emit(let d):
             var r = EmitResult()
             r.draftID = d.draftID ?? ""
@@ -229,7 +237,10 @@ extension OrchestratorCore {
         for o in out {
             if case .registrationRejected(_, let e) = o { return send(conn, [Frame(id: id, .error(WireJSON.error(e)))]) }
         }
-        if let r = engine.registration(of: agent) { answeredRegistrations[agent] = (r, conn) }
+        if let r = engine.registration(of: agent) {
+            // Answered once durable: a batch formed ahead keeps it until then.
+            if holding != nil { holding!.heldRegistrations.append((agent, r, conn)) } else { answeredRegistrations[agent] = (r, conn) }
+        }
         var ok = ControlResult()
         ok.ok = true
         ok.message = "registered \(agent)"
@@ -325,19 +336,10 @@ extension OrchestratorCore {
     mutating func publish(_ outputs: [EngineOutput]) {
         var observers: [AgentID] = []
         var cancels: [(ConnID, Frame)] = []
-        // The canonical bytes the log entries already hold, so a reply does not encode its effect again.
-        var bytes: [GlobalSeq: [UInt8]] = [:]
-        for o in outputs { if case .effectCommitted(let e) = o { bytes[e.globalSeq] = e.canonicalEffect } }
         for o in outputs {
             switch o {
-            case let .intentCommitted(agent, req, effect):
-                var r = IntentResult()
-                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true; r.effect = bytes[effect.globalSeq] ?? effect.canonicalBytes
-                reply(WaiterKey(agent: agent, req: req), .intentResult(r))
-            case let .intentRejected(agent, req, error):
-                var r = IntentResult()
-                r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
-                reply(WaiterKey(agent: agent, req: req), .intentResult(r))
+            case .intentCommitted, .intentRejected:
+                replyOutcome(o, entries: outputs) // to the waiters not answered yet (a quantum's)
             case let .observationQueued(agent, _, _, _):
                 if !observers.contains(agent) { observers.append(agent) }
             case let .generationCancelled(agent, req, reason, error):
@@ -368,10 +370,32 @@ extension OrchestratorCore {
         for (conn, frame) in cancels { send(conn, [frame]) }
     }
 
+    /// An intent's outcome to its waiters (none left once answered). A committed effect is sent
+    /// as the canonical bytes its log entry already holds (found among `entries`), not encoded again.
+    mutating func replyOutcome(_ o: EngineOutput, entries: [EngineOutput]) {
+        var r = IntentResult()
+        switch o {
+        case let .intentCommitted(agent, req, effect):
+            guard waiters[WaiterKey(agent: agent, req: req)] != nil else { return }
+            r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true
+            let entry = entries.lazy.compactMap { e -> EventLogEntry? in
+                if case .effectCommitted(let x) = e, x.globalSeq == effect.globalSeq { return x } else { return nil }
+            }.first
+            r.effect = entry?.canonicalEffect ?? effect.canonicalBytes
+        case let .intentRejected(agent, req, error):
+            r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
+        default: return
+        }
+        reply(WaiterKey(agent: AgentID(r.agentID), req: ReqID(r.reqID)), .intentResult(r))
+    }
+
     mutating func reply(_ key: WaiterKey, _ body: Frame.Body) {
         guard let ws = waiters.removeValue(forKey: key) else { return }
         waiterCount -= ws.count
-        for (conn, id) in ws { send(conn, [Frame(id: id, body)]) }
+        for (conn, id) in ws {
+            send(conn, [Frame(id: id, body)])
+            holding?.heldOutcomes.append((conn, id, key.agent, key.req))
+        }
     }
 
     static func observation(_ agent: AgentID, _ d: ObservationDelta) -> Observation {

@@ -19,8 +19,10 @@ public actor OrchestratorServer {
         public var worldID = "world"
         public var worldSeed: UInt64 = 0
         public var engine = EngineConfig()
-        /// Inputs per batch and a connection's frames in flight, at most (see `OrchestratorCore.Settings`).
+        /// Inputs per batch, batches with the log writer at once, and a connection's frames in
+        /// flight, at most (see `OrchestratorCore.Settings`).
         public var maxBatchItems = OrchestratorCore.Settings().maxBatchItems
+        public var maxBatchesInFlight = OrchestratorCore.Settings().maxBatchesInFlight
         public var maxInFlightPerConnection = OrchestratorCore.Settings().maxInFlightPerConnection
         /// How long an append may keep retrying while the log writer is away before requests are refused.
         public var appendDeadlineSeconds: Double = 5
@@ -35,7 +37,7 @@ public actor OrchestratorServer {
         var core: OrchestratorCore.Settings {
             var s = OrchestratorCore.Settings()
             s.worldID = worldID; s.worldSeed = worldSeed; s.engine = engine
-            s.maxBatchItems = maxBatchItems; s.maxInFlightPerConnection = maxInFlightPerConnection
+            s.maxBatchItems = maxBatchItems; s.maxBatchesInFlight = maxBatchesInFlight; s.maxInFlightPerConnection = maxInFlightPerConnection
             return s
         }
     }
@@ -43,6 +45,8 @@ public actor OrchestratorServer {
     public let settings: Settings
     let loop: EventLoop
     let log: LogWriterLink
+    /// The core's appends, pipelined on the log link in order.
+    let appender: Appender
     var core: OrchestratorCore?
     var server: UnixSocketServer?
     var connections: [ConnID: FramedConnection] = [:]
@@ -63,6 +67,7 @@ public actor OrchestratorServer {
         loop = try EventLoop(name: "orchestrator-io")
         log = LogWriterLink(path: settings.eventlogPath, loop: loop, worldID: settings.worldID,
                             requestTimeoutSeconds: settings.logRequestTimeoutSeconds)
+        appender = Appender(log: log, deadlineSeconds: settings.appendDeadlineSeconds)
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -72,6 +77,10 @@ public actor OrchestratorServer {
 
     /// Recovers from the log writer, then serves.
     public func start() async throws {
+        appender.start { [weak self] in
+            guard let self else { return }
+            Task { await self.drainAppends() }
+        }
         let entries = try await log.readAll().map { try WireJSON.eventLogEntry($0) }
         let core = try OrchestratorCore(settings: settings.core, recovered: entries, now: Self.now())
         self.core = core
@@ -104,15 +113,7 @@ public actor OrchestratorServer {
             case let .send(id, frames):
                 if let c = connections[id] { posts.append((c, frames)) }
             case let .append(batch, entries):
-                let deadline = settings.appendDeadlineSeconds
-                Task {
-                    do throws(LogWriterLink.AppendFailure) {
-                        let ack = try await log.append(entries, deadlineSeconds: deadline)
-                        await self.appendDone(batch, .success(ack.lastSeq))
-                    } catch {
-                        await self.appendDone(batch, .failure(error))
-                    }
-                }
+                appender.enqueue(batch, entries)
             case .retryAfter(let ms):
                 Task {
                     try? await Task.sleep(nanoseconds: min(ms, 60_000) * 1_000_000)
@@ -157,6 +158,13 @@ public actor OrchestratorServer {
             run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now, startNext: false) }
             run { $0.startNext(now: now) }
         case .failure(let f): run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
+        }
+    }
+
+    /// The appender's outcomes, in the order the appends went out (one hop for all that are ready).
+    func drainAppends() {
+        while let outcomes = appender.takeOutcomes() {
+            for (batch, result) in outcomes { appendDone(batch, result) }
         }
     }
 

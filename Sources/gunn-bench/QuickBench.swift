@@ -31,7 +31,7 @@ enum QuickBench {
         let agents = option("--agents", 10)
         let system = try await SystemBench.pipelined(home: base + "/sys", durability: "full", agents: agents, window: option("--window", 64),
                                                      perAgent: option("--intents", 100_000) / agents, loop: loop,
-                                                     orchestratorArgs: ["--max-batch-items", "--max-in-flight"].flatMap { flag in
+                                                     orchestratorArgs: ["--max-batch-items", "--max-in-flight", "--batches-in-flight"].flatMap { flag in
                                                          arguments.firstIndex(of: flag).map { [flag, arguments[$0 + 1]] } ?? [] })
         print(system.line)
         print(String(format: "  system / min(bare engine, bare log writer) = %.2f", system.intentsPerSecond / min(engine, writer.perSecond)))

@@ -5,7 +5,7 @@ import GunnOrchestratorServer
 
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
-//                     [--max-batch-items N] [--max-in-flight N]
+//                     [--max-batch-items N] [--max-in-flight N] [--batches-in-flight N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
 Supervision.followSupervisor()
 let args = ProcessArguments()
@@ -27,7 +27,8 @@ if let text = args.value("--quantum-ms") {
 }
 // Batching and pipelining bounds (docs/orchestrator.md).
 for (flag, range, set) in [("--max-batch-items", 1...65_536, { (n: Int) in settings.maxBatchItems = n }),
-                           ("--max-in-flight", 1...65_536, { (n: Int) in settings.maxInFlightPerConnection = n })] {
+                           ("--max-in-flight", 1...65_536, { (n: Int) in settings.maxInFlightPerConnection = n }),
+                           ("--batches-in-flight", 1...8, { (n: Int) in settings.maxBatchesInFlight = n })] {
     guard let text = args.value(flag) else { continue }
     guard let n = Int(text), range.contains(n) else { refuse(flag, text, "an integer in \(range.lowerBound)...\(range.upperBound)") }
     set(n)

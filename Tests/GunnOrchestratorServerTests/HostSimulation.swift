@@ -40,6 +40,9 @@ struct HostSimulation {
     /// The incarnation of the newest orchestrator that connected to the writer.
     var writerFence = 0
     var writerRefusesUntil: HostTime = 0
+    /// When the writer takes the last append sent (appends are taken in order).
+    var lastWriterTake: HostTime = 0
+    var lastWriterReply: HostTime = 0
 
     // The orchestrator.
     var core: OrchestratorCore?
@@ -86,6 +89,8 @@ struct HostSimulation {
         s.engine.tenantQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
         s.maxBatchItems = 1 + Int(seed % 7)
         s.maxInFlightPerConnection = 1 + Int((seed / 7) % 4)
+        s.maxBatchesInFlight = 1 + Int((seed / 28) % 3)
+        s.minItemsBehind = 1 + Int((seed / 84) % 3)
         settings = s
     }
 
@@ -156,6 +161,7 @@ struct HostSimulation {
             writerTakes(batch, entries, inc)
         case let .writerReply(batch, result, inc, mayBeStored):
             guard inc == incarnation, core != nil else { return }
+            if ProcessInfo.processInfo.environment["GUNN_HOST_SIM_TRACE"] != nil { print("t=\(now) inc\(inc) reply batch \(batch) \(result) durable \(durable.count) core batches \(core!.batches.map { ($0.id, $0.entries.first?.globalSeq ?? 0, $0.entries.last?.globalSeq ?? 0) }) failure \(core!.failure != nil)") }
             switch result {
             case .success(let seq): perform(core!.appendAcknowledged(batch: batch, lastSeq: seq, now: now))
             case .failure(let error): perform(core!.appendFailed(batch: batch, error: error, mayBeStored: mayBeStored, now: now))
@@ -219,6 +225,10 @@ struct HostSimulation {
             stats["rollbacks", default: 0] += 1
             for k in cancelsSent.indices where cancelsSent[k].incarnation == inc { cancelsSent[k].exempt = true }
         }
+        // Like the shell, connections whose frames were answered are read again after this turn,
+        // not in the middle of performing it (the appends of one turn leave in the core's order).
+        var readAgain: [ConnID] = []
+        defer { for conn in readAgain where core != nil && incarnation == inc { feedCore(conn) } }
         for a in actions {
             switch a {
             case let .send(conn, frames):
@@ -229,7 +239,12 @@ struct HostSimulation {
                     deliver(.toClient(conn, f), on: conn)
                 }
             case let .append(batch, entries):
-                schedule(.writerTakes(batch: batch, entries: entries, incarnation: inc), after: delay(3))
+                // One ordered link: the writer takes appends in the order they were sent.
+                let at = max(now + delay(3), lastWriterTake)
+                lastWriterTake = at
+                if ProcessInfo.processInfo.environment["GUNN_HOST_SIM_TRACE"] != nil { print("t=\(now) inc\(inc) send batch \(batch) \(entries.first?.globalSeq ?? 0)...\(entries.last?.globalSeq ?? 0)") }
+                order += 1
+                events.push(at, order, .writerTakes(batch: batch, entries: entries, incarnation: inc))
             case .retryAfter(let ms):
                 schedule(.retry(incarnation: inc), after: Double(ms) / 1000)
             case .wake(let t):
@@ -237,9 +252,10 @@ struct HostSimulation {
             case .log:
                 stats["core log lines", default: 0] += 1
             case .answered(let conn, _):
-                feedCore(conn)
-            case .fatal:
-                stats["orchestrator exits on divergence", default: 0] += 1
+                readAgain.append(conn)
+            case .fatal(let e):
+                stats["orchestrator exits on divergence (\(e.code.name))", default: 0] += 1
+                if ProcessInfo.processInfo.environment["GUNN_HOST_SIM_DEBUG"] != nil { print("seed \(seed) fatal: \(e)") }
                 crashOrchestrator()
                 return
             }
@@ -285,15 +301,15 @@ struct HostSimulation {
         let replyDelay = delay(3)
         if faultsOn && now < writerDownUntil {
             // Away: nothing taken; the host's request times out.
-            schedule(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: writer away", retryAfterMs: 50)), incarnation: inc),
-                     after: 0.02)
+            replyInOrder(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: writer away", retryAfterMs: 50)), incarnation: inc),
+                         after: 0.02)
             return
         }
         if faultsOn && chance(0.03) { writerDownUntil = now + delay(60); stats["writer outages", default: 0] += 1 }
         if faultsOn && (now < writerRefusesUntil || chance(0.02)) {
             if now >= writerRefusesUntil { writerRefusesUntil = now + delay(30) }
             stats["writer refusals", default: 0] += 1
-            schedule(.writerReply(batch: batch, result: .failure(GunnError(.logStorageFailure, "sim: disk full")), incarnation: inc), after: replyDelay)
+            replyInOrder(.writerReply(batch: batch, result: .failure(GunnError(.logStorageFailure, "sim: disk full")), incarnation: inc), after: replyDelay)
             return
         }
         // The writer fences older orchestrators once a newer one connected (recovered): only the
@@ -324,23 +340,32 @@ struct HostSimulation {
         }
         if let refusal {
             stats["writer integrity refusals", default: 0] += 1
-            return schedule(.writerReply(batch: batch, result: .failure(refusal), incarnation: inc), after: replyDelay)
+            return replyInOrder(.writerReply(batch: batch, result: .failure(refusal), incarnation: inc), after: replyDelay)
         }
         durable += fresh
         let last = entries.last?.globalSeq ?? UInt64(durable.count)
         if faultsOn && chance(0.05) {
             // The ack is lost: the host's request times out although the entries are durable.
             stats["lost acks", default: 0] += 1
-            schedule(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: ack lost", retryAfterMs: 20)), incarnation: inc,
-                                  mayBeStored: true), after: 0.02)
+            replyInOrder(.writerReply(batch: batch, result: .failure(GunnError(.adapterUnavailable, "sim: ack lost", retryAfterMs: 20)), incarnation: inc,
+                                      mayBeStored: true), after: 0.02)
             return
         }
-        schedule(.writerReply(batch: batch, result: .success(last), incarnation: inc), after: replyDelay)
+        replyInOrder(.writerReply(batch: batch, result: .success(last), incarnation: inc), after: replyDelay)
         if faultsOn && chance(0.05) {
             stats["duplicated acks", default: 0] += 1
-            schedule(.writerReply(batch: batch, result: .success(last), incarnation: inc), after: replyDelay + delay(3))
+            replyInOrder(.writerReply(batch: batch, result: .success(last), incarnation: inc), after: replyDelay + delay(3))
         }
         if faultsOn && chance(0.003) { crashOrchestratorLater() }
+    }
+
+    /// The writer answers on one ordered link: replies (and timeouts) reach the host in the order
+    /// the appends were sent.
+    mutating func replyInOrder(_ e: Event, after seconds: HostTime) {
+        let at = max(now + seconds, lastWriterReply)
+        lastWriterReply = at
+        order += 1
+        events.push(at, order, e)
     }
 
     mutating func crashOrchestratorLater() { if core != nil { crashOrchestrator() } }

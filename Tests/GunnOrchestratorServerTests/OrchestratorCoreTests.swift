@@ -69,6 +69,75 @@ final class OrchestratorCoreTests: XCTestCase {
         XCTAssertEqual(core.durableHead, 1)
     }
 
+    /// An agent that accepts intents from any context (the tests' intents all say context 0).
+    func registerTolerant(_ agent: String) -> Frame.Body {
+        .registerAgent(RegisterAgent(agentIDForTest: agent, json: ["agent_id": .string(agent), "spawn": [0, 0], "staleness_threshold": 1_000_000_000]))
+    }
+
+    func speak(_ agent: String, _ req: String, _ id: UInt64) -> Frame {
+        let i = Intent(kind: .speak, payload: ["text": .string(req)], contextSeq: 0, reqID: ReqID(req), agentID: AgentID(agent))
+        return Frame(id: id, .submitIntent(JSONPayload(CanonicalJSON.encode(i.json))))
+    }
+
+    func committedSeq(_ f: Frame) -> UInt64? {
+        guard case .intentResult(let r)? = f.body, r.committed, let e = try? Effect(json: JSONParser.parse(r.effect)) else { return nil }
+        return e.globalSeq
+    }
+
+    /// Two batches with the writer: the second is formed (the engine runs ahead) while the first
+    /// is being committed, but nothing of it — reply, read, delta — leaves before it is durable,
+    /// and what it answers was computed from exactly the state it leaves.
+    func testABatchFormedBehindAnotherIsHeldUntilItIsDurable() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, registerTolerant("a")), from: c1, now: 100))
+        let first = core.receive([speak("a", "r1", 2)], from: c1, now: 100)
+        guard let (b1, e1) = appends(first).first else { return XCTFail("no first append") }
+        // 64 inputs wait (minItemsBehind): a second batch goes out behind the first.
+        let frames = (0..<63).map { speak("a", "s\($0)", UInt64(10 + $0)) } + [Frame(id: 99, .head(Empty()))]
+        let second = core.receive(frames, from: c1, now: 100)
+        guard let (b2, e2) = appends(second).first else { return XCTFail("no second append: \(second)") }
+        XCTAssertEqual(e2.first?.globalSeq, e1.last!.globalSeq + 1)
+        XCTAssertEqual(sent(first + second, to: c1), [], "nothing leaves before an ack")
+        XCTAssertEqual(core.inFlight(of: c1), 65)
+        // The first is durable: its reply leaves, the second's do not.
+        let ack1 = core.appendAcknowledged(batch: b1, lastSeq: e1.last!.globalSeq, now: 101)
+        XCTAssertEqual(sent(ack1, to: c1).compactMap(committedSeq), [e1.last!.globalSeq])
+        XCTAssertFalse(sent(ack1, to: c1).contains { $0.id >= 10 }, "a reply of the second batch left before it was durable")
+        XCTAssertEqual(core.inFlight(of: c1), 64)
+        // The second is durable: its replies in order, and the head it read is its own last seq.
+        let ack2 = core.appendAcknowledged(batch: b2, lastSeq: e2.last!.globalSeq, now: 102)
+        let replies = sent(ack2, to: c1).filter { $0.id != 0 } // without the pushed observations
+        XCTAssertEqual(replies.map(\.id), (10..<73).map { UInt64($0) } + [99])
+        guard case .headResult(let h)? = replies.last?.body else { return XCTFail("no head reply") }
+        XCTAssertEqual(h.seq, e2.last!.globalSeq)
+        XCTAssertEqual(core.inFlight(of: c1), 0)
+    }
+
+    /// A refusal of the first of two batches (nothing written) rolls both back: every intent of
+    /// both is answered with the writer's code, none with the outcome computed ahead.
+    func testARefusalRollsBackTheBatchesBehindItToo() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, registerTolerant("a")), from: c1, now: 100))
+        let head = core.durableHead
+        let first = core.receive([speak("a", "r1", 2)], from: c1, now: 100)
+        let second = core.receive((0..<64).map { speak("a", "s\($0)", UInt64(10 + $0)) }, from: c1, now: 100)
+        guard let (b1, _) = appends(first).first, let (b2, _) = appends(second).first else { return XCTFail("two appends expected") }
+        let refused = core.appendFailed(batch: b1, error: GunnError(.logStorageFailure, "disk full"), mayBeStored: false, now: 101)
+        let answers = sent(refused, to: c1).filter { $0.id >= 2 }
+        XCTAssertEqual(Set(answers.map(\.id)), Set([2] + (10..<74).map { UInt64($0) }))
+        XCTAssertEqual(answers.count, 65, "an intent answered twice or not at all")
+        for f in answers {
+            guard case .intentResult(let r)? = f.body else { return XCTFail("\(f)") }
+            XCTAssertFalse(r.committed, "frame \(f.id) was answered with an outcome that is not durable")
+            XCTAssertEqual(r.error?.name, "LOG_STORAGE_FAILURE")
+        }
+        XCTAssertEqual(core.engine.headSeq, head, "the engine did not return to the durable head")
+        XCTAssertEqual(core.inFlight(of: c1), 0)
+        // The second batch's late refusal (it followed a batch that was not written) changes nothing.
+        let late = core.appendFailed(batch: b2, error: GunnError(.sequenceGap, "gap"), mayBeStored: false, now: 101)
+        XCTAssertEqual(late, [])
+    }
+
     func testRecordsAreHeldWhileTheWriterIsAwayAndLoggedWithTheBatch() throws {
         var core = try self.core()
         _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
@@ -172,7 +241,8 @@ final class OrchestratorCoreTests: XCTestCase {
         _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
         let newer = Intent(kind: .speak, payload: ["text": "hi"], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "s", agentID: "a",
                            schemaVersion: "\(SchemaVersion.current.major).\(SchemaVersion.current.minor - 1).0") // deprecated: a warning
-        let out = ackAll(&core, core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(newer.json)))), from: c1, now: 100))
+        let sub = core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(newer.json)))), from: c1, now: 100)
+        let out = sub + ackAll(&core, sub) // the log line leaves when the request is processed
         let lines = out.compactMap { if case .log(let l) = $0 { return l } else { return nil } }
         XCTAssertTrue(lines.contains { $0.hasPrefix("warning:") }, "\(lines)")
     }
