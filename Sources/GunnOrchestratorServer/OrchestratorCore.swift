@@ -311,7 +311,15 @@ public struct OrchestratorCore: Sendable {
         while let b = batches.first, b.entries.isEmpty {
             batches.removeFirst()
             for r in b.heldRegistrations { answeredRegistrations[r.agent] = (r.registration, r.conn) }
-            actions += b.held
+            // Pushed observations say when they were published: now, not when they were computed.
+            let at = UInt64(max(0, now) * 1e6)
+            for action in b.held {
+                guard case .send(let conn, var frames) = action else { actions.append(action); continue }
+                for k in frames.indices {
+                    if case .observation(var ob)? = frames[k].body { ob.committedAtMicros = at; frames[k].body = .observation(ob) }
+                }
+                actions.append(.send(conn, frames))
+            }
             answered(b.items)
         }
     }

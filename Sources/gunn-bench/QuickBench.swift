@@ -29,14 +29,15 @@ enum QuickBench {
             arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? Int(arguments[$0 + 1]) : nil } ?? fallback
         }
         let agents = option("--agents", 10)
+        let orchestratorArgs = ["--max-batch-items", "--max-in-flight", "--batches-in-flight"].flatMap { flag in
+            arguments.firstIndex(of: flag).map { [flag, arguments[$0 + 1]] } ?? []
+        }
         let system = try await SystemBench.pipelined(home: base + "/sys", durability: "full", agents: agents, window: option("--window", 64),
-                                                     perAgent: option("--intents", 100_000) / agents, loop: loop,
-                                                     orchestratorArgs: ["--max-batch-items", "--max-in-flight", "--batches-in-flight"].flatMap { flag in
-                                                         arguments.firstIndex(of: flag).map { [flag, arguments[$0 + 1]] } ?? [] })
+                                                     perAgent: option("--intents", 100_000) / agents, loop: loop, orchestratorArgs: orchestratorArgs)
         print(system.line)
         print(String(format: "  system / min(bare engine, bare log writer) = %.2f", system.intentsPerSecond / min(engine, writer.perSecond)))
-        if systemOnly { return Figures(engineAlonePerSecond: 0, logWriterPerSecond: 0, logWriterCPUMicrosPerEntry: 0, system: system, deliveryP50Micros: 0, deliveryP99Micros: 0) }
-        let d = try await SystemBench.delivery(home: base + "/delivery", loop: loop, events: 100, killTest: false)
+        if systemOnly && !arguments.contains("--delivery") { return Figures(engineAlonePerSecond: 0, logWriterPerSecond: 0, logWriterCPUMicrosPerEntry: 0, system: system, deliveryP50Micros: 0, deliveryP99Micros: 0) }
+        let d = try await SystemBench.delivery(home: base + "/delivery", loop: loop, events: 100, killTest: false, orchestratorArgs: orchestratorArgs)
         print(String(format: "  delivery, 10 agents at 50 events/s: committed->delta received p50 %.1f us  p99 %.1f us (%d deltas)",
                      BenchSupport.percentileMicros(d.fromCommit, 50), BenchSupport.percentileMicros(d.fromCommit, 99), d.fromCommit.count))
         return Figures(engineAlonePerSecond: engine, logWriterPerSecond: writer.perSecond, logWriterCPUMicrosPerEntry: writer.cpuMicrosPerEntry,

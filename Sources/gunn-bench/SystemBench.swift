@@ -184,10 +184,10 @@ enum SystemBench {
     /// same machine: from the speaker's submit, and from the orchestrator publishing the delta
     /// right after the log writer acknowledged the effect (committed -> received). With
     /// `killTest`, then kill -9 of the orchestrator -> the first intent accepted after its restart.
-    static func delivery(home: String, loop: EventLoop, events: Int, killTest: Bool) async throws
+    static func delivery(home: String, loop: EventLoop, events: Int, killTest: Bool, orchestratorArgs: [String] = []) async throws
         -> (fromCommit: [Double], fromSubmit: [Double], killToAcceptedMillis: Double) {
         let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
-        var orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
+        var orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"] + orchestratorArgs).process
         let path = home + "/run/orchestrator.sock"
         let speaker = GunnClient(path: path, loop: loop, name: "speaker")
         try await speaker.register(["agent_id": "speaker", "spawn": [0, 0], "staleness_threshold": 1_000_000_000])
