@@ -283,16 +283,18 @@ public final class GunnClient: Sendable {
         }
     }
 
-    /// An intent on its way (from `send(_:)`): its outcome, once the orchestrator answered. If the
-    /// connection is lost first, the intent is sent again on a new one with the same req_id (the
-    /// world executes it at most once).
+    /// An intent on its way (from `send(_:)`): its outcome, once the orchestrator answered (it
+    /// may be asked for more than once). If the connection is lost first, or the frame could not
+    /// be queued (QUEUE_FULL: the orchestrator's credit did not come back in time), the intent is
+    /// sent again with the same req_id — the world executes it at most once, and a copy that did
+    /// go out is answered with the same outcome. `deadlineSeconds` bounds that second sending.
     public struct IntentTicket: Sendable {
         let client: GunnClient
         let payload: [UInt8]
         let reply: PendingReply
 
         public func outcome(deadlineSeconds: Double = 10) async throws -> IntentOutcome {
-            do { return try GunnClient.outcome(of: try await reply.value()) } catch let e as ConnectionError where e.code == .adapterUnavailable {
+            do { return try GunnClient.outcome(of: try await reply.value()) } catch let e as ConnectionError where e.code == .adapterUnavailable || e.code == .queueFull {
                 return try GunnClient.outcome(of: try await client.request(.submitIntent(JSONPayload(payload)), deadlineSeconds: deadlineSeconds))
             }
         }
@@ -427,29 +429,27 @@ public final class GunnClient: Sendable {
 }
 
 
-/// A reply on its way: fulfilled once by the reader (or failed with the connection), awaited
-/// once. It may be fulfilled before anyone waits.
+/// A reply on its way: fulfilled once by the reader (or failed with the connection), possibly
+/// before anyone waits; every wait, before or after, gets the same result.
 final class PendingReply: Sendable {
-    private enum State { case waiting(CheckedContinuation<Frame, any Error>?), done(Result<Frame, any Error>), taken }
-    private let state = Mutex(State.waiting(nil))
+    private enum State { case waiting([CheckedContinuation<Frame, any Error>]), done(Result<Frame, any Error>) }
+    private let state = Mutex(State.waiting([]))
 
     func fulfil(_ r: Result<Frame, any Error>) {
-        let waiter = state.withLock { s -> CheckedContinuation<Frame, any Error>? in
-            guard case .waiting(let w) = s else { return nil }
-            if let w { s = .taken; return w }
+        let waiters = state.withLock { s -> [CheckedContinuation<Frame, any Error>] in
+            guard case .waiting(let w) = s else { return [] }
             s = .done(r)
-            return nil
+            return w
         }
-        waiter?.resume(with: r)
+        for w in waiters { w.resume(with: r) }
     }
 
     func value() async throws -> Frame {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
             let ready = state.withLock { s -> Result<Frame, any Error>? in
                 switch s {
-                case .waiting(nil): s = .waiting(c); return nil
-                case .done(let r): s = .taken; return r
-                case .waiting, .taken: return .failure(GunnError(.internalError, "a reply awaited twice"))
+                case .waiting(let w): s = .waiting(w + [c]); return nil
+                case .done(let r): return r
                 }
             }
             if let ready { c.resume(with: ready) }

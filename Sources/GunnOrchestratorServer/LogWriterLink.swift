@@ -47,8 +47,9 @@ final class LogWriterLink: Sendable {
         guard watchdogStarted.withLock({ started in defer { started = true }; return !started }) else { return }
         let timeout = requestTimeoutSeconds
         Task { [weak self] in
-            while let self {
+            while true {
                 try? await Task.sleep(nanoseconds: UInt64(min(timeout, 0.25) * 1e9 / 2))
+                guard let self else { return } // held only between sleeps: the link can go
                 let late = self.inFlight.withLock { r -> FramedConnection? in
                     guard let r, EventLoop.now() - r.since > timeout else { return nil }
                     return r.conn
@@ -95,8 +96,10 @@ final class LogWriterLink: Sendable {
 ///   is duplicated); the oldest keeps trying for up to `deadlineSeconds`, then it fails with
 ///   ADAPTER_UNAVAILABLE.
 /// - A refusal by the writer (its own code) fails that append at once.
-/// - Either way every append still waiting is dropped with it: the core then holds everything
-///   unacknowledged as one batch and sends it again itself.
+/// - Either way every append still waiting is dropped with it, each with a failure of its own
+///   (every append asked for gets exactly one outcome, or is covered by a later acknowledgement):
+///   the core then holds everything unacknowledged as one batch and sends it again itself, after
+///   `reset()` dropped whatever it had asked for meanwhile (merged into that batch).
 /// The table holds what the core has out at once (at most `maxBatchesInFlight` plus a retry).
 final class Appender: Sendable {
     typealias Outcome = (batch: UInt64, result: Result<UInt64, LogWriterLink.AppendFailure>)
@@ -117,6 +120,9 @@ final class Appender: Sendable {
         var connecting = false
         var outcomes: [Outcome] = []
         var draining = false
+        /// When the current connection last brought a reply (a writer that answers is working).
+        var lastReply: Double = 0
+        var started = false
     }
     private let state = Mutex(State())
     private let log: LogWriterLink
@@ -131,19 +137,40 @@ final class Appender: Sendable {
     /// `wake` is called (from any thread) when outcomes wait and no drain is under way.
     func start(wake: @escaping @Sendable () -> Void) {
         self.wake.withLock { $0 = wake }
+        guard state.withLock({ s in defer { s.started = true }; return !s.started }) else { return }
         let timeout = log.requestTimeoutSeconds
         Task { [weak self] in
-            // The watchdog: a request past its deadline closes its connection (and so is resent).
-            while let self {
+            // The watchdog: the oldest append unanswered past the request timeout — counted from
+            // when it went out or from the last reply, whichever is later — closes the connection
+            // (and so everything unacknowledged is sent again).
+            while true {
                 try? await Task.sleep(nanoseconds: UInt64(min(timeout, 0.25) * 1e9 / 2))
+                guard let self else { return }
                 let late = self.state.withLock { s -> FramedConnection? in
                     guard let c = s.conn, let oldest = s.pending.first(where: { $0.sentOn == ObjectIdentifier(c) }),
-                          EventLoop.now() - oldest.sentAt > timeout else { return nil }
+                          EventLoop.now() - max(oldest.sentAt, s.lastReply) > timeout else { return nil }
                     return c
                 }
                 late?.close()
             }
         }
+    }
+
+    /// The core took a failure and holds everything unacknowledged itself: what it asked for
+    /// meanwhile (merged into its held batch) is dropped, each with a failure the core passes over.
+    func reset() {
+        let dropped = state.withLock { s -> Bool in
+            guard !s.pending.isEmpty else { return false }
+            dropAll(&s, GunnError(.adapterUnavailable, "dropped: an earlier append failed", retryAfterMs: 200))
+            return true
+        }
+        if dropped { wakeIfNeeded() }
+    }
+
+    /// Every pending append fails with `error` (and leaves the table).
+    private func dropAll(_ s: inout State, _ error: GunnError) {
+        for p in s.pending { record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: error, unanswered: p.unanswered)))) }
+        s.pending.removeAll()
     }
 
     func enqueue(_ batch: UInt64, _ entries: [LogEntry]) {
@@ -191,7 +218,7 @@ final class Appender: Sendable {
             if failOldestIfPastDeadline() { return }
             do {
                 let c = try await log.link.connection()
-                state.withLock { s in s.conn = c; s.connecting = false }
+                state.withLock { s in s.conn = c; s.connecting = false; s.lastReply = EventLoop.now() }
                 startReader(c)
                 pump()
                 return
@@ -209,7 +236,8 @@ final class Appender: Sendable {
             let error = GunnError(.adapterUnavailable, "the log writer is unavailable (no acknowledgement within \(Int(deadlineSeconds * 1000)) ms)",
                                   retryAfterMs: 200)
             record(&s, (first.batch, .failure(LogWriterLink.AppendFailure(error: error, unanswered: s.pending.contains { $0.unanswered }))))
-            s.pending.removeAll()
+            s.pending.removeFirst()
+            dropAll(&s, GunnError(.adapterUnavailable, "dropped: an earlier append failed", retryAfterMs: 200))
             s.connecting = false
             return true
         }
@@ -235,6 +263,7 @@ final class Appender: Sendable {
             let id = ObjectIdentifier(c)
             while case let frames = await c.receive(upTo: 64), !frames.isEmpty {
                 state.withLock { s in
+                    if let current = s.conn, current === c { s.lastReply = EventLoop.now() }
                     for f in frames {
                         guard let i = s.pending.firstIndex(where: { $0.sentOn == id && $0.requestID == f.id }) else { continue }
                         let p = s.pending[i]
@@ -245,11 +274,13 @@ final class Appender: Sendable {
                             record(&s, (p.batch, .success(a.lastSeq)))
                         case .error(let e)?:
                             record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: WireJSON.gunnError(e), unanswered: p.unanswered))))
-                            s.pending.removeAll()
+                            s.pending.remove(at: i)
+                            dropAll(&s, GunnError(.adapterUnavailable, "dropped: an earlier append was refused", retryAfterMs: 200))
                         default:
                             record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: GunnError(.unknownMessage, "unexpected reply to an append"),
                                                                                       unanswered: p.unanswered))))
-                            s.pending.removeAll()
+                            s.pending.remove(at: i)
+                            dropAll(&s, GunnError(.adapterUnavailable, "dropped: an earlier append failed", retryAfterMs: 200))
                         }
                     }
                 }

@@ -83,6 +83,8 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var resumedWithDelta = 0
     /// Batches the writer refused, after which the engine returned to the durable head.
     public internal(set) var rollbacks = 0
+    /// Append failures the core acted on (not passed over as late or merged).
+    public internal(set) var failuresTaken = 0
     /// The log link's breaker state, set by the host, shown in status.
     public var linkBreakerState = "closed"
     /// Frames taken in and not answered, per connection, and the most any connection had.
@@ -297,6 +299,9 @@ public struct OrchestratorCore: Sendable {
             }
             nextBatchID += 1
             batches[0].id = nextBatchID
+            // Part of this batch is durable and its inputs unanswered: a refusal of the rest can
+            // no longer roll the batch back (exit 75 and recover from the log instead).
+            batches[0].mayBeStored = true
             actions.append(.append(batch: nextBatchID, entries: batches[0].entries))
             return finish()
         }
@@ -338,6 +343,7 @@ public struct OrchestratorCore: Sendable {
     public mutating func appendFailed(batch id: UInt64, error: GunnError, mayBeStored: Bool, now: HostTime) -> [CoreAction] {
         begin(now)
         guard batches.contains(where: { $0.id == id }) else { return finish() }
+        failuresTaken += 1
         if [.logIntegrityViolation, .sequenceGap, .worldMismatch].contains(error.code) {
             actions.append(.fatal(error))
             return finish()
@@ -352,11 +358,6 @@ public struct OrchestratorCore: Sendable {
                 merged.mayBeStored = merged.mayBeStored || b.mayBeStored
             }
             batches = [merged]
-        }
-        if batches[0].entries.isEmpty {
-            // Only reads are left (their entries are durable): they complete now.
-            releaseDurable()
-            return finish()
         }
         let retry = error.retryAfterMs ?? settings.retryAfterMs
         failure = GunnError(error.code, "the log writer cannot take appends: \(error.message)", retryAfterMs: retry)
@@ -561,24 +562,35 @@ public struct OrchestratorCore: Sendable {
             if !item.mustKeep { item.refusal = item.refusal ?? error }
             done.append(item)
         }
-        // Outcomes computed when the batch was formed (held, now dropped) get the code instead.
-        for o in b.heldOutcomes {
+        // Answered in the order the frames came: an intent whose outcome was computed when its
+        // batch was formed (held, now dropped) gets the code where it stands; then the outcomes
+        // computed for intents of earlier batches, then the intents still waiting for one.
+        func refusal(_ conn: ConnID, _ frameID: UInt64, _ agent: AgentID, _ req: ReqID) -> Frame {
             var r = IntentResult()
-            r.agentID = o.agent.rawValue; r.reqID = o.req.rawValue; r.error = WireJSON.error(error)
-            send(o.conn, [Frame(id: o.frameID, .intentResult(r))])
+            r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
+            return Frame(id: frameID, .intentResult(r))
+        }
+        struct Held: Hashable { let conn: ConnID; let frameID: UInt64 }
+        var heldLeft = Set(b.heldOutcomes.map { Held(conn: $0.conn, frameID: $0.frameID) })
+        for (item, own) in zip(done, answerOwn) where item.refusal != nil {
+            if case .submit(let intent) = item.work, !own {
+                // Not refused on its own: its outcome was held (answered here) or is still awaited.
+                if let conn = item.conn, heldLeft.remove(Held(conn: conn, frameID: item.frameID)) != nil {
+                    send(conn, [refusal(conn, item.frameID, intent.agentID, intent.reqID)])
+                }
+                continue
+            }
+            answer(item)
+        }
+        for o in b.heldOutcomes where heldLeft.contains(Held(conn: o.conn, frameID: o.frameID)) {
+            send(o.conn, [refusal(o.conn, o.frameID, o.agent, o.req)])
         }
         // Intents waiting for an outcome (their queue is gone with the state) get the code too.
         for (key, ws) in waiters.sorted(by: { ($0.key.agent, $0.key.req) < ($1.key.agent, $1.key.req) }) {
-            var r = IntentResult()
-            r.agentID = key.agent.rawValue; r.reqID = key.req.rawValue; r.error = WireJSON.error(error)
-            for (conn, id) in ws { send(conn, [Frame(id: id, .intentResult(r))]) }
+            for (conn, id) in ws { send(conn, [refusal(conn, id, key.agent, key.req)]) }
         }
         waiters.removeAll()
         waiterCount = 0
-        for (item, own) in zip(done, answerOwn) where item.refusal != nil {
-            if case .submit = item.work, !own { continue } // answered just above, through its waiter
-            answer(item)
-        }
         answered(done)
         for (conn, frame) in frames { send(conn, [frame]) }
         assert(engine.headSeq == durableHead)

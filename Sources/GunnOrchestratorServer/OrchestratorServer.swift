@@ -157,7 +157,12 @@ public actor OrchestratorServer {
             // This batch's replies and deltas leave before the engine takes on the next batch.
             run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now, startNext: false) }
             run { $0.startNext(now: now) }
-        case .failure(let f): run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
+        case .failure(let f):
+            let taken = core?.failuresTaken ?? 0
+            run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
+            // The core took it and holds everything unacknowledged: the appender forgets what it
+            // had (a failure the core passed over, of a batch it had merged, changes nothing).
+            if (core?.failuresTaken ?? 0) > taken { appender.reset() }
         }
     }
 

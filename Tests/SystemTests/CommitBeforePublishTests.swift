@@ -193,6 +193,46 @@ final class CommitBeforePublishTests: XCTestCase {
         c.close()
     }
 
+    /// The same full disk under pipelined load (two batches with the writer, several appends out
+    /// at once): every intent gets an answer — committed, or the writer's code — none hangs, the
+    /// orchestrator still serves afterwards, and what was acknowledged is in the log once.
+    func testAFullDiskUnderPipelinedLoadAnswersEveryIntentOnce() async throws {
+        let log = try eventlog(["--max-db-pages", "400"])
+        defer { log.term() }
+        let orch = try orchestrator()
+        defer { orch.term() }
+        let c = client("flood")
+        try await c.register(["agent_id": "p", "spawn": [0, 0], "staleness_threshold": 1_000_000])
+        let text = String(repeating: "y", count: 1000)
+        var tickets: [GunnClient.IntentTicket] = []
+        for chunk in stride(from: 0, to: 3000, by: 300) {
+            tickets += try await c.send((chunk..<(chunk + 300)).map {
+                Intent(kind: .speak, payload: ["text": .string(text)], contextSeq: 0, reqID: ReqID("p\($0)"), agentID: "p")
+            })
+        }
+        var committed: [String] = [], codes: [String: Int] = [:]
+        for (k, t) in tickets.enumerated() {
+            switch try await t.outcome() {
+            case .committed: committed.append("p\(k)")
+            case .rejected(let e): codes[e.code.name, default: 0] += 1
+            }
+        }
+        XCTAssertGreaterThan(committed.count, 0)
+        XCTAssertGreaterThan(codes["LOG_STORAGE_FAILURE"] ?? 0, 0, "the disk never filled: \(codes)")
+        XCTAssertEqual(Set(codes.keys).subtracting(["LOG_STORAGE_FAILURE", "ADAPTER_UNAVAILABLE"]), [], "\(codes)")
+        // Still serving: status answers, and a new intent gets the writer's code, not silence.
+        let status = try await c.status()
+        XCTAssertGreaterThan(status.headSeq, 0)
+        let next = try await c.submit(Intent(kind: .speak, payload: ["text": "more"], contextSeq: 0, reqID: "after", agentID: "p"))
+        guard case .rejected(let e) = next else { return XCTFail("\(next)") }
+        XCTAssertEqual(e.code, .logStorageFailure, "\(e)")
+        let entries = try await logEntries()
+        let count = Dictionary(grouping: entries.map(\.reqID).filter { !$0.isEmpty }, by: { $0 }).mapValues(\.count)
+        for req in committed { XCTAssertEqual(count[req], 1, "acknowledged \(req) is not in the log once") }
+        XCTAssertEqual(count.values.filter { $0 > 1 }.count, 0, "an intent is in the log twice")
+        c.close()
+    }
+
     /// After a kill -9 of the orchestrator the client re-registers with its spawn: the agent
     /// keeps its position and its last speech (spawn places a new agent only).
     func testReRegistrationAfterAKill9KeepsTheAgentsEntity() async throws {
