@@ -2,6 +2,7 @@
 // module by `ops/fuzz json` (swiftc -sanitize=fuzzer,address). Any input may be refused with an
 // error; what must never happen is a crash, a hang, or a broken invariant:
 //   - canonical output re-parses to an equal value and is a fixed point;
+//   - CanonicalCheck accepts exactly the inputs that are their own canonical form;
 //   - a patch from diff applies back to the other document;
 //   - a patch document read from the input either fails or applies atomically.
 
@@ -17,9 +18,13 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     } catch {
         precondition(error.offset >= 0 && error.offset <= bytes.count, "error offset outside the input")
         _ = error.description
+        precondition(!CanonicalCheck.isCanonical(bytes, options: limits), "CanonicalCheck accepts what the parser refuses")
         return 0
     }
     let canonical = CanonicalJSON.encode(value)
+    // The one-pass check agrees with parse-and-encode, on the input and on its canonical form.
+    precondition(CanonicalCheck.isCanonical(bytes, options: limits) == (canonical == bytes), "CanonicalCheck disagrees with the round trip")
+    precondition(CanonicalCheck.isCanonical(canonical, options: JSONParseOptions(maxDepth: 64, maxInputBytes: 1 << 22)), "canonical output not recognised")
     let reparsed: JSONValue
     do { reparsed = try JSONParser.parse(canonical, options: JSONParseOptions(maxDepth: 64, maxInputBytes: 1 << 22)) } catch {
         fatalError("canonical output does not parse: \(error)")
