@@ -115,15 +115,15 @@ public actor OrchestratorServer {
             case let .append(batch, entries):
                 appender.enqueue(batch, entries)
             case .retryAfter(let ms):
-                Task {
+                Task { // on this actor: the retry runs on it after the sleep
                     try? await Task.sleep(nanoseconds: min(ms, 60_000) * 1_000_000)
-                    await self.retry()
+                    self.retry()
                 }
             case .wake(let t):
                 let delay = max(0, t - Self.now())
-                Task {
+                Task { // on this actor, as the retry
                     try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-                    await self.timer()
+                    self.timer()
                 }
             case .log(let line):
                 FileHandle.standardError.write(Data("gunn-orchestrator: \(line)\n".utf8))
