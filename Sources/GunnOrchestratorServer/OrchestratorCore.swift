@@ -571,18 +571,25 @@ public struct OrchestratorCore: Sendable {
             return Frame(id: frameID, .intentResult(r))
         }
         struct Held: Hashable { let conn: ConnID; let frameID: UInt64 }
-        var heldLeft = Set(b.heldOutcomes.map { Held(conn: $0.conn, frameID: $0.frameID) })
+        // Counted, not a set: a client may reuse a frame id, and each frame gets its answer.
+        var heldLeft: [Held: Int] = [:]
+        for o in b.heldOutcomes { heldLeft[Held(conn: o.conn, frameID: o.frameID), default: 0] += 1 }
+        func take(_ h: Held) -> Bool {
+            guard let n = heldLeft[h], n > 0 else { return false }
+            heldLeft[h] = n - 1
+            return true
+        }
         for (item, own) in zip(done, answerOwn) where item.refusal != nil {
             if case .submit(let intent) = item.work, !own {
                 // Not refused on its own: its outcome was held (answered here) or is still awaited.
-                if let conn = item.conn, heldLeft.remove(Held(conn: conn, frameID: item.frameID)) != nil {
+                if let conn = item.conn, take(Held(conn: conn, frameID: item.frameID)) {
                     send(conn, [refusal(conn, item.frameID, intent.agentID, intent.reqID)])
                 }
                 continue
             }
             answer(item)
         }
-        for o in b.heldOutcomes where heldLeft.contains(Held(conn: o.conn, frameID: o.frameID)) {
+        for o in b.heldOutcomes where take(Held(conn: o.conn, frameID: o.frameID)) {
             send(o.conn, [refusal(o.conn, o.frameID, o.agent, o.req)])
         }
         // Intents waiting for an outcome (their queue is gone with the state) get the code too.

@@ -93,5 +93,11 @@ final class CanonicalCheckTests: XCTestCase {
         XCTAssertEqual(members["global_seq"].flatMap { CanonicalCheck.integer(bytes[$0]) }, 42, "the payload's global_seq is not the top level's")
         XCTAssertEqual(members["kind"].flatMap { CanonicalCheck.string(bytes[$0]) }, "Speak")
         XCTAssertEqual(CanonicalCheck.string(Array(#""a\"b""#.utf8)[...]), "a\"b")
+        // A kind that is not a string is no string (the log writer refuses the effect).
+        for other in ["true", "null", "12", "[]", "{}", #"{"a":1}"#] {
+            let doc = Array(#"{"global_seq":1,"kind":"#.utf8) + Array(other.utf8) + [UInt8(ascii: "}")]
+            let m = try XCTUnwrap(CanonicalCheck.check(doc, keys: ["kind"]), other)
+            XCTAssertNil(m["kind"].flatMap { CanonicalCheck.string(doc[$0]) }, other)
+        }
     }
 }

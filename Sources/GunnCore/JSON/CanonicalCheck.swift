@@ -22,15 +22,16 @@ public enum CanonicalCheck {
         check(bytes, options: options) != nil
     }
 
-    /// A canonical integer's value (digits only, as `CanonicalJSON` writes integers below 2^53).
+    /// A canonical integer's value (digits only, as `CanonicalJSON` writes integers below 2^53),
+    /// for bytes `check` already accepted (it does not check canonical form itself).
     public static func integer(_ bytes: ArraySlice<UInt8>) -> UInt64? {
         guard !bytes.isEmpty, bytes.count <= 16, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
         return bytes.reduce(0) { $0 * 10 + UInt64($1 - 0x30) }
     }
 
-    /// A canonical string's value, from its bytes with the quotes.
+    /// A canonical string's value, from its bytes with the quotes; nil for any other value.
     public static func string(_ bytes: ArraySlice<UInt8>) -> String? {
-        guard bytes.count >= 2 else { return nil }
+        guard bytes.count >= 2, bytes.first == UInt8(ascii: "\""), bytes.last == UInt8(ascii: "\"") else { return nil }
         let inner = bytes.dropFirst().dropLast()
         if !inner.contains(UInt8(ascii: "\\")) { return String(decoding: inner, as: UTF8.self) }
         guard case .string(let s)? = try? JSONParser.parse(Array(bytes)) else { return nil }
