@@ -187,7 +187,7 @@ extension OrchestratorCore {
             for o in item.outputs {
                 switch o {
                 case let .intentCommitted(agent, req, _), let .intentRejected(agent, req, _):
-                    if agent == intent.agentID && req == intent.reqID { replyOutcome(o, entries: item.outputs) }
+                    if agent == intent.agentID && req == intent.reqID { replyOutcome(o, canonical: Self.canonicalBytes(item.outputs)) }
                 default: break
                 }
             }
@@ -336,10 +336,12 @@ extension OrchestratorCore {
     mutating func publish(_ outputs: [EngineOutput]) {
         var observers: [AgentID] = []
         var cancels: [(ConnID, Frame)] = []
+        // Built once per publish (not per intent): the bytes the log entries already hold.
+        lazy var canonical = Self.canonicalBytes(outputs)
         for o in outputs {
             switch o {
             case .intentCommitted, .intentRejected:
-                replyOutcome(o, entries: outputs) // to the waiters not answered yet (a quantum's)
+                replyOutcome(o, canonical: canonical) // to the waiters not answered yet (a quantum's)
             case let .observationQueued(agent, _, _, _):
                 if !observers.contains(agent) { observers.append(agent) }
             case let .generationCancelled(agent, req, reason, error):
@@ -370,18 +372,22 @@ extension OrchestratorCore {
         for (conn, frame) in cancels { send(conn, [frame]) }
     }
 
+    /// The canonical bytes the log entries among `outputs` already hold, by global_seq.
+    static func canonicalBytes(_ outputs: [EngineOutput]) -> [GlobalSeq: [UInt8]] {
+        var bytes: [GlobalSeq: [UInt8]] = [:]
+        for o in outputs { if case .effectCommitted(let e) = o { bytes[e.globalSeq] = e.canonicalEffect } }
+        return bytes
+    }
+
     /// An intent's outcome to its waiters (none left once answered). A committed effect is sent
-    /// as the canonical bytes its log entry already holds (found among `entries`), not encoded again.
-    mutating func replyOutcome(_ o: EngineOutput, entries: [EngineOutput]) {
+    /// as the canonical bytes its log entry already holds (`canonical`), not encoded again.
+    mutating func replyOutcome(_ o: EngineOutput, canonical: [GlobalSeq: [UInt8]]) {
         var r = IntentResult()
         switch o {
         case let .intentCommitted(agent, req, effect):
             guard waiters[WaiterKey(agent: agent, req: req)] != nil else { return }
             r.agentID = agent.rawValue; r.reqID = req.rawValue; r.committed = true
-            let entry = entries.lazy.compactMap { e -> EventLogEntry? in
-                if case .effectCommitted(let x) = e, x.globalSeq == effect.globalSeq { return x } else { return nil }
-            }.first
-            r.effect = entry?.canonicalEffect ?? effect.canonicalBytes
+            r.effect = canonical[effect.globalSeq] ?? effect.canonicalBytes
         case let .intentRejected(agent, req, error):
             r.agentID = agent.rawValue; r.reqID = req.rawValue; r.error = WireJSON.error(error)
         default: return

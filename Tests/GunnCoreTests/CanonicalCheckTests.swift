@@ -55,7 +55,7 @@ final class CanonicalCheckTests: XCTestCase {
             case 0: return .null
             case 1: return .bool(rng.next(below: 2) == 0)
             case 2:
-                let choices: [Double] = [0, -0.0, 1, -1, 0.5, 1e21, 1e-7, 123.456, 9007199254740993, 1.5e-300, 5e-324, 1e300, Double(rng.next(below: 1000))]
+                let choices: [Double] = [0, -0.0, 1, -1, 0.5, 1e21, 1e-7, 123.456, 9007199254740992, 1.5e-300, Double.leastNonzeroMagnitude, 1e300, Double(rng.next(below: 1000))]
                 return .number(choices[Int(rng.next(below: UInt64(choices.count)))])
             case 3: return .string(strings[Int(rng.next(below: UInt64(strings.count)))])
             case 4: return .array((0..<rng.next(below: 4)).map { _ in value(depth + 1) })

@@ -177,26 +177,10 @@ public enum CanonicalCheck {
             }
         }
 
-        /// One multi-byte UTF-8 sequence at `pos` (RFC 3629: no overlong forms, no surrogates,
-        /// nothing above U+10FFFF — the parser's rules).
+        /// One multi-byte UTF-8 sequence at `pos`, by the parser's own rules (`utf8SequenceEnd`).
         mutating func utf8Sequence() -> Bool {
-            let b0 = b[pos]
-            let need: Int
-            var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
-            switch b0 {
-            case 0xC2...0xDF: need = 1
-            case 0xE0: need = 2; lower = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: need = 2
-            case 0xED: need = 2; upper = 0x9F
-            case 0xF0: need = 3; lower = 0x90
-            case 0xF1...0xF3: need = 3
-            case 0xF4: need = 3; upper = 0x8F
-            default: return false
-            }
-            guard pos + need < b.count else { return false }
-            guard b[pos + 1] >= lower && b[pos + 1] <= upper else { return false }
-            for k in stride(from: 2, through: need, by: 1) where b[pos + k] & 0xC0 != 0x80 { return false }
-            pos += need + 1
+            guard let next = utf8SequenceEnd(b, at: pos) else { return false }
+            pos = next
             return true
         }
 

@@ -401,31 +401,34 @@ private struct Parser {
     /// Strict UTF-8 (RFC 3629): no overlong forms, no encoded surrogates, nothing above U+10FFFF.
     func validateUTF8(_ bytes: UnsafeBufferPointer<UInt8>, base: Int) throws(JSONParseError) {
         var i = 0
-        let n = bytes.count
-        while i < n {
-            let b0 = bytes[i]
-            if b0 < 0x80 { i += 1; continue }
-            let need: Int
-            var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
-            switch b0 {
-            case 0xC2...0xDF: need = 1
-            case 0xE0: need = 2; lower = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: need = 2
-            case 0xED: need = 2; upper = 0x9F
-            case 0xF0: need = 3; lower = 0x90
-            case 0xF1...0xF3: need = 3
-            case 0xF4: need = 3; upper = 0x8F
-            default: throw fail(.invalidUTF8, at: base + i)
-            }
-            guard i + need < n else { throw fail(.invalidUTF8, at: base + i) }
-            let b1 = bytes[i + 1]
-            guard b1 >= lower && b1 <= upper else { throw fail(.invalidUTF8, at: base + i) }
-            for k in 2..<(need + 1) where k <= need {
-                guard bytes[i + k] & 0xC0 == 0x80 else { throw fail(.invalidUTF8, at: base + i) }
-            }
-            i += need + 1
+        while i < bytes.count {
+            if bytes[i] < 0x80 { i += 1; continue }
+            guard let next = utf8SequenceEnd(bytes, at: i) else { throw fail(.invalidUTF8, at: base + i) }
+            i = next
         }
     }
+}
+
+/// The index after the multi-byte UTF-8 sequence that starts at `i`, or nil when it is not
+/// strict UTF-8 (RFC 3629: no overlong forms, no encoded surrogates, nothing above U+10FFFF).
+/// The parser and `CanonicalCheck` share it, so both accept exactly the same strings.
+@inline(__always)
+func utf8SequenceEnd(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> Int? {
+    let need: Int
+    var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
+    switch bytes[i] {
+    case 0xC2...0xDF: need = 1
+    case 0xE0: need = 2; lower = 0xA0
+    case 0xE1...0xEC, 0xEE...0xEF: need = 2
+    case 0xED: need = 2; upper = 0x9F
+    case 0xF0: need = 3; lower = 0x90
+    case 0xF1...0xF3: need = 3
+    case 0xF4: need = 3; upper = 0x8F
+    default: return nil
+    }
+    guard i + need < bytes.count, bytes[i + 1] >= lower && bytes[i + 1] <= upper else { return nil }
+    for k in stride(from: 2, through: need, by: 1) where bytes[i + k] & 0xC0 != 0x80 { return nil }
+    return i + need + 1
 }
 
 @inline(__always)
