@@ -67,6 +67,7 @@ extension ErrorCode {
     public static let logIntegrityViolation = ErrorCode(code: 6002, name: "LOG_INTEGRITY_VIOLATION", meaning: "A log entry's checksum does not continue the chain, or a seq was resent with different content.", httpStatus: 409, recovery: "Nothing was written; the sender must resynchronise with the log head.")
     public static let sequenceGap = ErrorCode(code: 6003, name: "SEQUENCE_GAP", meaning: "A global_seq does not follow the head without a gap.", httpStatus: 409, recovery: "Nothing was written; resend from head + 1.")
     public static let logStorageFailure = ErrorCode(code: 6004, name: "LOG_STORAGE_FAILURE", meaning: "The log writer cannot write (disk full or an I/O error); it refuses appends and reports itself degraded.", httpStatus: 507, recovery: "Free space or repair the disk, then restart the log writer; nothing acknowledged was lost.")
+    public static let snapshotRequired = ErrorCode(code: 6005, name: "SNAPSHOT_REQUIRED", meaning: "A compaction or a read reaches before the log's first entry, and no durable snapshot covers that seq.", httpStatus: 409, recovery: "Compact or read from a seq after a durable snapshot (gunnctl snapshot shows the newest); wait for the next snapshot if there is none yet.")
 
     // 7xxx operations
     public static let configInvalid = ErrorCode(code: 7001, name: "CONFIG_INVALID", meaning: "The configuration file or a GUNN_* override has an unknown key or a bad value; the message names it.", httpStatus: 500, recovery: "Fix the named key and start again.")
@@ -84,7 +85,7 @@ extension ErrorCode {
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined, worldMismatch,
         adapterUnavailable, llmServiceError, unityConnectionLost,
-        worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure,
+        worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure, snapshotRequired,
         configInvalid, childFailed, notRunning,
         internalError,
     ]

@@ -18,6 +18,7 @@ public enum GunnCtl {
       agents                          the agents registered with the orchestrator
       tail [-f] [--from N] [--limit N] log entries (-f: keep following new commits)
       verify [--from A] [--to B]      check the hash chain and the sequence in the log writer
+      compact --before SEQ            drop the entries up to the newest durable snapshot before SEQ
       replay [--from A] [--to B] [--check]
                                       rebuild the world from the log; --check compares with the orchestrator
       submit AGENT KIND PAYLOAD_JSON [--req ID]
@@ -105,6 +106,11 @@ public enum GunnCtl {
                 }
                 try await ctl.breaker(action, args[1])
             case "snapshot": try await ctl.snapshot()
+            case "compact":
+                guard let before = try seq(option("--before"), "--before"), before > 0 else {
+                    throw GunnCtl.Exit(code: 2, message: "usage: gunnctl compact --before SEQ")
+                }
+                try await ctl.compact(before: before)
             default: throw Exit(code: 2, message: "unknown command \"\(command)\"\n\(usage)")
             }
             if !args.isEmpty && !["submit", "emit", "observe", "restart", "stop", "start", "breaker"].contains(command) {
@@ -239,7 +245,11 @@ final class Ctl {
             out("world: head \(orch.headSeq), digest \(orch.worldDigest.prefix(16))…")
             out("breakers: " + orch.breakers.map { "\($0.name) \($0.state)" }.joined(separator: ", "))
             if !orch.gauges.isEmpty {
-                out("bounds: " + orch.gauges.map { "\($0.name) \($0.value)/\($0.limit) (most \($0.highWater))" }.joined(separator: ", "))
+                // Each bound: what it holds, its limit ("-": a counter or unbounded), the most it held.
+                out("")
+                table(["BOUND", "NOW", "LIMIT", "MOST"], orch.gauges.map {
+                    [$0.name, "\($0.value)", $0.limit == 0 ? "-" : "\($0.limit)", "\($0.highWater)"]
+                })
             }
             out("")
             agentTable(orch.agents)
@@ -338,30 +348,56 @@ final class Ctl {
         }
     }
 
-    func readEntries(to: UInt64) async throws -> [LogEntry] {
-        let link = try await connect("eventlog")
-        defer { link.close() }
-        try await link.send(.readRange(SeqRange(from: 1, to: to, maxBatch: 512)), id: link.nextID())
-        var out: [LogEntry] = []
-        while let f = try await link.receive("ReadRange") {
-            if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
-            guard case .entries(let b)? = f.body else { continue }
-            out += b.entries
-            if b.done { break }
-        }
-        return out
-    }
-
+    /// Rebuilds the world right after `to` (0: the head), starting from the newest durable
+    /// snapshot before `from` (or the log's first entry) and streaming the entries after it in
+    /// batches: memory holds one batch and the world, whatever the log's length.
     func replay(from: UInt64, to: UInt64, check: Bool) async throws {
-        let wire = try await readEntries(to: to)
-        let entries = try wire.map { try WireJSON.eventLogEntry($0) }
-        let end = entries.last?.globalSeq ?? 0
+        let h = try await head()
+        let end = to == 0 ? h.seq : min(to, h.seq)
         guard from >= 1, from <= max(end, 1) else { throw GunnCtl.Exit(code: 2, message: "--from \(from) is past the log's end (\(end))") }
-        let world: WorldState
-        do { world = try Replay.replay(entries[...]) } catch {
+        guard case .snapshot(let snap) = try await endpoints.call("eventlog", .snapshotRequest(Nonce(from - 1)), "SnapshotRequest") else {
+            throw GunnCtl.Exit(code: 4, message: "unexpected reply")
+        }
+        var world = WorldState()
+        var prev: String?
+        var next: UInt64 = 1
+        if snap.globalSeq > 0 && from > 1 {
+            guard HashChain.checksum(previous: nil, canonicalEffect: snap.state) == snap.digest,
+                  let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json), w.lastGlobalSeq == snap.globalSeq else {
+                negative = true
+                return out("replay FAILED: the durable snapshot at \(snap.globalSeq) does not match its digest")
+            }
+            world = w; prev = snap.chainChecksum; next = snap.globalSeq + 1
+        }
+        var replayed = 0
+        var failure: String?
+        if next <= end {
+            let link = try await connect("eventlog")
+            defer { link.close() }
+            try await link.send(.readRange(SeqRange(from: next, to: end, maxBatch: 512)), id: link.nextID())
+            reading: while let f = try await link.receive("ReadRange") {
+                if case .error(let e)? = f.body { throw GunnCtl.Exit(code: 4, message: "\(e.name) (\(e.code)): \(e.message)") }
+                guard case .entries(let b)? = f.body else { continue }
+                do {
+                    let entries = try b.entries.map { try WireJSON.eventLogEntry($0) }
+                    if next == 1, let first = entries.first, first.globalSeq > 1 {
+                        throw GunnError(.snapshotRequired, "the log starts at \(first.globalSeq) (compacted) and no durable snapshot before \(from) covers it; replay from \(first.globalSeq) or later")
+                    }
+                    world = try Replay.replay(entries[...], from: world, previousChecksum: prev)
+                    if let last = entries.last { prev = last.checksum; next = last.globalSeq + 1 }
+                    replayed += entries.filter { $0.globalSeq >= from }.count
+                } catch {
+                    failure = "\(error)"
+                    break reading
+                }
+                if b.done { break }
+            }
+        }
+        if failure == nil && world.lastGlobalSeq != end { failure = "the log ended at \(world.lastGlobalSeq), before \(end)" }
+        if let failure {
             negative = true
-            if json { return emitJSON(["ok": false, "error": .string("\(error)")]) }
-            return out("replay FAILED: \(error)")
+            if json { return emitJSON(["ok": false, "error": .string(failure)]) }
+            return out("replay FAILED: \(failure)")
         }
         var matches: Bool?
         var orchestratorDigest = ""
@@ -375,19 +411,28 @@ final class Ctl {
             matches = st.worldDigest == world.digest
             negative = matches == false
         }
-        let replayed = entries.filter { $0.globalSeq >= from }.count
+        let started = snap.globalSeq > 0 && from > 1 ? "from the snapshot at \(snap.globalSeq)" : "from the log's first entry"
         if json {
             var o: JSONObject = ["ok": .bool(matches ?? true), "from": .number(Double(from)), "to": .number(Double(end)),
-                                 "replayed": .number(Double(replayed)),
+                                 "replayed": .number(Double(replayed)), "snapshot_seq": .number(Double(snap.globalSeq > 0 && from > 1 ? snap.globalSeq : 0)),
                                  "world_digest": .string(world.digest), "entities": .number(Double(world.entities.count))]
             if let matches { o["matches_orchestrator"] = .bool(matches); o["orchestrator_digest"] = .string(orchestratorDigest) }
             return emitJSON(.object(o))
         }
-        out("replayed \(replayed) entries (\(from)…\(end)): \(world.entities.count) entities, world digest \(world.digest)")
+        out("replayed \(replayed) entries (\(from)…\(end)) \(started): \(world.entities.count) entities, world digest \(world.digest)")
         if let matches {
             out(matches ? "check ok: the orchestrator's world digest at \(end) is the same"
                         : "check FAILED: the orchestrator has \(orchestratorDigest)")
         }
+    }
+
+    func compact(before: UInt64) async throws {
+        let reply = try await endpoints.call("eventlog", .compact(Nonce(before)), "Compact")
+        guard case .compactResult(let r) = reply else { throw GunnCtl.Exit(code: 4, message: "unexpected reply") }
+        if json {
+            return emitJSON(["snapshot_seq": .number(Double(r.snapshotSeq)), "dropped": .number(Double(r.dropped)), "first_seq": .number(Double(r.firstSeq))])
+        }
+        out("compacted: \(r.dropped) entries dropped up to the snapshot at \(r.snapshotSeq); the log starts at \(r.firstSeq)")
     }
 
     func submit(agent: String, kind: String, payload: String, req: String?) async throws {

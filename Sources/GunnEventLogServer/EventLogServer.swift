@@ -177,6 +177,7 @@ public final class EventLogServer: @unchecked Sendable {
                     try? await conn.send(error(e), id: frame.id)
                 }
             case .readRange(let r):
+                if let refusal = await beforeFirst(max(1, r.from)) { try? await conn.send(error(refusal), id: frame.id); continue }
                 await stream(conn, id: frame.id, from: max(1, r.from), to: r.to == 0 ? .max : r.to, batch: r.maxBatch == 0 ? settings.maxReadBatch : min(Int(r.maxBatch), settings.maxReadBatch))
             case .head:
                 let h = await onStore { s in (s.headSeq, s.headChecksum ?? "", s.count) }
@@ -207,6 +208,7 @@ public final class EventLogServer: @unchecked Sendable {
                 }
             case .subscribe(let n):
                 let from = max(1, n.value)
+                if let refusal = await beforeFirst(from) { try? await conn.send(error(refusal), id: frame.id); continue }
                 guard let next = await stream(conn, id: frame.id, from: from, to: .max, batch: settings.maxReadBatch, done: false) else {
                     conn.close()
                     continue
@@ -216,13 +218,72 @@ public final class EventLogServer: @unchecked Sendable {
             case .snapshotRequest(let n):
                 let snap = await onStore { try $0.latestSnapshot(atOrBefore: n.value == 0 ? .max : n.value) }
                 var s = SnapshotMessage()
-                if case .success(let found?) = snap { s.globalSeq = found.globalSeq; s.state = found.state; s.digest = found.digest }
+                if case .success(let found?) = snap {
+                    s = SnapshotMessage(globalSeq: found.globalSeq, state: found.state, digest: found.digest, chainChecksum: found.chainChecksum)
+                }
                 try? await conn.send(.snapshot(s), id: frame.id)
+            case .snapshotSave(let m):
+                // A write like an append: only the newest orchestrator's connection may store one.
+                let result = await onStore { [self, session, isOrchestrator] store in
+                    guard isOrchestrator, orchestratorSession.load(ordering: .relaxed) <= session else {
+                        throw GunnError(.forbidden, "only the orchestrator that holds the log stores snapshots; nothing was stored")
+                    }
+                    try store.saveSnapshot(globalSeq: m.globalSeq, state: m.state, digest: m.digest)
+                }
+                switch result {
+                case .success:
+                    var r = ControlResult()
+                    r.ok = true
+                    r.message = "snapshot at \(m.globalSeq) stored"
+                    try? await conn.send(.controlResult(r), id: frame.id)
+                case .failure(let e): try? await conn.send(error(e), id: frame.id)
+                }
+            case .idempotencyRequest(let n):
+                let limit = Int(min(n.value, 10_000_000))
+                let rows = await onStore { try $0.idempotencyRecords(at: Date().timeIntervalSince1970, limit: limit) }
+                switch rows {
+                case .success(let all):
+                    // In batches well under the frame limit.
+                    var i = 0
+                    repeat {
+                        var batch: [IdempotencyRecord] = []
+                        var bytes = 0
+                        while i < all.count && bytes < 1 << 20 {
+                            let r = all[i]
+                            var rec = IdempotencyRecord()
+                            rec.agentID = r.agentID; rec.reqID = r.reqID; rec.globalSeq = r.globalSeq; rec.expiresAt = r.expiresAt; rec.effect = r.effect
+                            bytes += r.effect.count + r.agentID.utf8.count + r.reqID.utf8.count + 32
+                            batch.append(rec)
+                            i += 1
+                        }
+                        do { try await conn.send(.idempotencyRecords(IdempotencyRecords(records: batch, done: i >= all.count)), id: frame.id) } catch { break }
+                    } while i < all.count
+                case .failure(let e): try? await conn.send(error(e), id: frame.id)
+                }
+            case .compact(let n):
+                let result = await onStore { try $0.compact(before: n.value) }
+                switch result {
+                case .success(let done):
+                    let first = await onStore { $0.firstSeq }
+                    var r = CompactResult()
+                    r.snapshotSeq = done.snapshotSeq; r.dropped = done.dropped
+                    if case .success(let f) = first { r.firstSeq = f }
+                    FileHandle.standardError.write(Data("gunn-eventlog: compacted \(done.dropped) entries up to the snapshot at \(done.snapshotSeq)\n".utf8))
+                    try? await conn.send(.compactResult(r), id: frame.id)
+                case .failure(let e): try? await conn.send(error(e), id: frame.id)
+                }
             default:
                 try? await conn.send(error(GunnError(.unknownMessage, "the log writer does not serve frame body \(frame.bodyFieldNumber ?? 0)")), id: frame.id)
             }
         }
         subscribers.withLock { $0[ObjectIdentifier(conn)] = nil }
+    }
+
+    /// A read from before a compacted log's first entry: SNAPSHOT_REQUIRED (what it asks for is
+    /// gone; the snapshot the log starts from stands for it).
+    func beforeFirst(_ from: UInt64) async -> GunnError? {
+        guard case .success(let first) = await onStore({ $0.firstSeq }), from < first else { return nil }
+        return GunnError(.snapshotRequired, "entries before \(first) were compacted into the snapshot at \(first - 1); read from \(first) or later")
     }
 
     /// WAL hygiene: when appends pause, a passive checkpoint; a checkpoint that readers starved is

@@ -105,6 +105,21 @@ public enum Sys {
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// The resident set of a process (this one by default) in bytes, from /proc/PID/statm; 0
+    /// when it cannot be read.
+    public static func residentBytes(pid: Int32? = nil) -> UInt64 {
+        let path = pid.map { "/proc/\($0)/statm" } ?? "/proc/self/statm"
+        let fd = Glibc.open(path, O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { _ = Glibc.close(fd) }
+        var buf = [UInt8](repeating: 0, count: 128)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 0 }
+        let fields = buf[..<n].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1, let pages = UInt64(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     public static func chmod(_ path: String, _ mode: mode_t) throws(Errno) {
         _ = try check("chmod(\(path))") { Int(Glibc.chmod(path, mode)) }
     }

@@ -59,29 +59,54 @@ final class LogWriterLink: Sendable {
         }
     }
 
-    /// Every entry the writer holds, oldest first.
-    func readAll() async throws -> [LogEntry] {
+    /// Sends `body` and collects the replies to it until `last` says one was the last (each
+    /// must come within the request timeout).
+    private func exchange(_ body: Frame.Body, last: (Frame.Body) throws -> Bool) async throws -> [Frame.Body] {
         let c = try await link.connectWithRetry(deadlineSeconds: 10)
         let id = nextID()
-        try await c.send(.readRange(SeqRange(from: 1, to: 0, maxBatch: 512)), id: id)
-        // Under the same watchdog as appends: each batch of the read must come within the deadline.
+        try await c.send(body, id: id)
         startWatchdog()
         inFlight.withLock { $0 = (c, EventLoop.now()) }
         defer { inFlight.withLock { $0 = nil } }
-        var out: [LogEntry] = []
+        var out: [Frame.Body] = []
         while let f = await c.receive() {
-            guard f.id == id else { continue }
+            guard f.id == id, let b = f.body else { continue }
             inFlight.withLock { $0 = (c, EventLoop.now()) }
-            switch f.body {
-            case .entries(let e)?:
-                out += e.entries
-                if e.done { return out }
-            case .error(let e)?: throw WireJSON.gunnError(e)
-            default: throw ConnectionError(.unknownMessage, "unexpected reply to a read")
-            }
+            if case .error(let e) = b { throw WireJSON.gunnError(e) }
+            out.append(b)
+            if try last(b) { return out }
         }
         throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within "
                               + "\(Int(requestTimeoutSeconds * 1000)) ms during recovery")
+    }
+
+    /// The entries from `from` to `to` (0: the head), oldest first.
+    func read(from: UInt64, to: UInt64 = 0) async throws -> [LogEntry] {
+        var out: [LogEntry] = []
+        _ = try await exchange(.readRange(SeqRange(from: from, to: to, maxBatch: 512))) { b in
+            guard case .entries(let e) = b else { throw ConnectionError(.unknownMessage, "unexpected reply to a read") }
+            out += e.entries
+            return e.done
+        }
+        return out
+    }
+
+    /// The newest durable snapshot at or before `seq` (nil: none).
+    func snapshot(atOrBefore seq: UInt64) async throws -> SnapshotMessage? {
+        let replies = try await exchange(.snapshotRequest(Nonce(seq))) { _ in true }
+        guard case .snapshot(let s)? = replies.first else { throw ConnectionError(.unknownMessage, "unexpected reply to a snapshot request") }
+        return s.globalSeq == 0 ? nil : s
+    }
+
+    /// The newest `limit` requests of the writer's idempotency table still inside their TTL.
+    func idempotencyRecords(limit: Int) async throws -> [IdempotencyRecord] {
+        var out: [IdempotencyRecord] = []
+        _ = try await exchange(.idempotencyRequest(Nonce(UInt64(limit)))) { b in
+            guard case .idempotencyRecords(let r) = b else { throw ConnectionError(.unknownMessage, "unexpected reply to an idempotency request") }
+            out += r.records
+            return r.done
+        }
+        return out
     }
 }
 
@@ -123,6 +148,8 @@ final class Appender: Sendable {
         /// When the current connection last brought a reply (a writer that answers is working).
         var lastReply: Double = 0
         var started = false
+        /// Snapshot saves waiting for their answer, by request id.
+        var snapshotsOut: [UInt64: (seq: UInt64, done: (@Sendable (Result<UInt64, GunnError>) -> Void)?)] = [:]
     }
     private let state = Mutex(State())
     private let log: LogWriterLink
@@ -172,6 +199,22 @@ final class Appender: Sendable {
         for p in s.pending { record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: error, unanswered: p.unanswered)))) }
         s.pending.removeAll()
     }
+
+    /// Stores a durable snapshot through the log link's current connection, after the appends
+    /// sent before it; `done` (if any) gets the writer's answer. Dropped (answered with a failure)
+    /// when no connection is open or `maxSnapshotsOut` wait already — another comes later.
+    func saveSnapshot(_ m: SnapshotMessage, done: (@Sendable (Result<UInt64, GunnError>) -> Void)? = nil) {
+        let refused = state.withLock { s -> GunnError? in
+            guard let c = s.conn, c.closeReason == nil else { return GunnError(.adapterUnavailable, "no connection to the log writer") }
+            guard s.snapshotsOut.count < Self.maxSnapshotsOut else { return GunnError(.queueFull, "\(Self.maxSnapshotsOut) snapshots wait already") }
+            let id = log.nextID()
+            s.snapshotsOut[id] = (m.globalSeq, done)
+            c.post([Frame(id: id, .snapshotSave(m))])
+            return nil
+        }
+        if let refused { done?(.failure(refused)) }
+    }
+    static let maxSnapshotsOut = 4
 
     func enqueue(_ batch: UInt64, _ entries: [LogEntry]) {
         state.withLock { $0.pending.append(Pending(batch: batch, entries: entries, since: EventLoop.now())) }
@@ -262,9 +305,16 @@ final class Appender: Sendable {
         Task {
             let id = ObjectIdentifier(c)
             while case let frames = await c.receive(upTo: 64), !frames.isEmpty {
+                var answered: [(@Sendable (Result<UInt64, GunnError>) -> Void, Result<UInt64, GunnError>)] = []
                 state.withLock { s in
                     if let current = s.conn, current === c { s.lastReply = EventLoop.now() }
                     for f in frames {
+                        if let snap = s.snapshotsOut.removeValue(forKey: f.id) {
+                            let r: Result<UInt64, GunnError>
+                            if case .error(let e)? = f.body { r = .failure(WireJSON.gunnError(e)) } else { r = .success(snap.seq) }
+                            if let done = snap.done { answered.append((done, r)) }
+                            continue
+                        }
                         guard let i = s.pending.firstIndex(where: { $0.sentOn == id && $0.requestID == f.id }) else { continue }
                         let p = s.pending[i]
                         switch f.body {
@@ -284,10 +334,17 @@ final class Appender: Sendable {
                         }
                     }
                 }
+                for (done, r) in answered { done(r) }
                 wakeIfNeeded()
             }
-            // Closed: what went out on it is unanswered and goes again on the next connection.
+            // Closed: what went out on it is unanswered and goes again on the next connection;
+            // snapshot saves on it are given up (the next one comes later).
+            var lost: [@Sendable (Result<UInt64, GunnError>) -> Void] = []
             let again = state.withLock { s -> Bool in
+                if let current = s.conn, current === c {
+                    lost = s.snapshotsOut.values.compactMap(\.done)
+                    s.snapshotsOut.removeAll()
+                }
                 if let current = s.conn, current === c { s.conn = nil }
                 for i in s.pending.indices where s.pending[i].sentOn == id {
                     s.pending[i].unanswered = true
@@ -295,6 +352,7 @@ final class Appender: Sendable {
                 }
                 return !s.pending.isEmpty
             }
+            for done in lost { done(.failure(GunnError(.adapterUnavailable, "the log writer's connection closed before it answered"))) }
             if again { pump() }
         }
     }

@@ -21,6 +21,9 @@ public enum CoreAction: Sendable, Equatable {
     case retryAfter(ms: UInt64)
     /// Call `timer(now:)` at this host time.
     case wake(at: HostTime)
+    /// Store this world (right after its `lastGlobalSeq`, which is durable) as a durable
+    /// snapshot with the log writer: recovery starts from the newest one.
+    case snapshot(WorldState)
     /// A line for the orchestrator's own log (warnings, backpressure, late refusals), with its code.
     case log(String)
     /// This many of the connection's frames were answered (in the order they came): the host may
@@ -70,6 +73,13 @@ public struct OrchestratorCore: Sendable {
         public var maxInFlightPerConnection = 1024
         /// Retry interval while the log writer is away.
         public var retryAfterMs: UInt64 = 200
+        /// A durable snapshot is stored with the log writer about every this many effects (at the
+        /// newest in-memory snapshot the durable head has passed); 0 never. Recovery replays only
+        /// the entries after the newest one.
+        public var durableSnapshotEvery = 20_000
+        /// Worlds from before the log window that the host rebuilt from the log writer for a
+        /// resume (`providePast`), kept at most.
+        public var maxPastWorlds = 4
         /// Roles a Hello may name.
         public var roles: Set<String> = ["agent", "adapter", "ctl", "bench", "supervisor"]
         public init() { engine.quantumMs = 0 }
@@ -81,6 +91,14 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var durableHead: GlobalSeq
     /// Registrations answered with a delta from the client's own view rather than a whole view.
     public internal(set) var resumedWithDelta = 0
+    /// Of those, the resumes from a view before the log window (rebuilt from the log writer).
+    public internal(set) var resumedFromLog = 0
+    /// The seq of the last durable snapshot asked for (or recovered from).
+    public internal(set) var lastSnapshotSeq: GlobalSeq = 0
+    /// Worlds from before the window, by seq, for resumes (oldest first; bounded).
+    var pastWorlds: [(seq: GlobalSeq, world: WorldState)] = []
+    /// The process's resident set, set by the host, shown in status (0: unknown).
+    public var rssBytes: UInt64 = 0
     /// Batches the writer refused, after which the engine returned to the durable head.
     public internal(set) var rollbacks = 0
     /// Append failures the core acted on (not passed over as late or merged).
@@ -101,6 +119,30 @@ public struct OrchestratorCore: Sendable {
          StatusGauge(name: "queued_items", value: UInt64(queuedCount), limit: UInt64(settings.maxQueuedItems), highWater: UInt64(queuedHighWater)),
          StatusGauge(name: "intent_waiters", value: UInt64(waiterCount), limit: UInt64(settings.maxWaiters), highWater: UInt64(waiterHighWater)),
          StatusGauge(name: "batch_items", value: UInt64(batch?.items.count ?? 0), limit: UInt64(settings.maxBatchItems), highWater: UInt64(batchHighWater))]
+            + engine.memoryGauges.map { StatusGauge(name: $0.name, value: $0.value, limit: $0.limit, highWater: $0.highWater) }
+            + [StatusGauge(name: "resumed_from_log", value: UInt64(resumedFromLog), limit: 0, highWater: UInt64(resumedFromLog)),
+               StatusGauge(name: "last_durable_snapshot_seq", value: lastSnapshotSeq, limit: 0, highWater: lastSnapshotSeq),
+               StatusGauge(name: "rss_bytes", value: rssBytes, limit: 0, highWater: rssBytes)]
+    }
+
+    /// The world right after `seq`, rebuilt by the host from the log writer (a resume from
+    /// before the window): the next registration resuming from `seq` uses it.
+    public mutating func providePast(_ world: WorldState) {
+        pastWorlds.removeAll { $0.seq == world.lastGlobalSeq }
+        pastWorlds.append((world.lastGlobalSeq, world))
+        if pastWorlds.count > settings.maxPastWorlds { pastWorlds.removeFirst(pastWorlds.count - settings.maxPastWorlds) }
+    }
+
+    /// Whether a resume from `seq` needs the world rebuilt from the log writer (before the
+    /// window, and not provided yet).
+    public func needsPast(_ seq: GlobalSeq) -> Bool {
+        seq < engine.windowStart && !pastWorlds.contains { $0.seq == seq }
+    }
+
+    /// The durable world to store at a clean stop (nil when nothing is durable or it is stored).
+    public func stopSnapshot() -> WorldState? {
+        guard durableHead > lastSnapshotSeq, let w = engine.world(at: durableHead) else { return nil }
+        return w
     }
 
     struct Session: Sendable { var role: String; var name: String; var pid: Int32 }
@@ -206,6 +248,20 @@ public struct OrchestratorCore: Sendable {
         engine = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
         try engine.restore(from: entries, at: now)
         durableHead = engine.headSeq
+        engine.setTrimFloor(durableHead)
+        self.now = now
+    }
+
+    /// A core over a durable snapshot (the world right after its seq, and the chain checksum
+    /// there), the entries after it, and the writer's idempotency table.
+    public init(settings: Settings, snapshot: (state: WorldState, checksum: String)?, entries: [EventLogEntry],
+                requests: [RecoveredRequest], now: HostTime) throws(GunnError) {
+        self.settings = settings
+        engine = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
+        try engine.restore(snapshot: snapshot, entries: entries, requests: requests, at: now)
+        durableHead = engine.headSeq
+        engine.setTrimFloor(durableHead)
+        lastSnapshotSeq = snapshot?.state.lastGlobalSeq ?? 0
         self.now = now
     }
 
@@ -285,6 +341,8 @@ public struct OrchestratorCore: Sendable {
             return finish()
         }
         durableHead = max(durableHead, lastSeq)
+        engine.setTrimFloor(durableHead)
+        snapshotIfDue()
         failure = nil
         // Everything up to lastSeq is durable (the log is contiguous), in this batch and before it.
         for i in batches.indices {
@@ -402,6 +460,19 @@ public struct OrchestratorCore: Sendable {
 
     // MARK: - Internals
 
+    /// A durable snapshot every `durableSnapshotEvery` effects: the newest in-memory snapshot
+    /// the durable head has passed.
+    mutating func snapshotIfDue() {
+        guard settings.durableSnapshotEvery > 0, durableHead >= lastSnapshotSeq + UInt64(settings.durableSnapshotEvery),
+              let s = engine.log.snapshots.last(where: { $0.globalSeq <= durableHead }),
+              s.globalSeq >= lastSnapshotSeq + UInt64(settings.durableSnapshotEvery) else { return }
+        lastSnapshotSeq = s.globalSeq
+        actions.append(.snapshot(s.state))
+    }
+
+    /// The host stored (or gave up) the clean-stop snapshot.
+    public mutating func snapshotStored(_ seq: GlobalSeq) { lastSnapshotSeq = max(lastSnapshotSeq, seq) }
+
     mutating func begin(_ now: HostTime) {
         actions.removeAll(keepingCapacity: true)
         self.now = max(self.now, now)
@@ -514,11 +585,20 @@ public struct OrchestratorCore: Sendable {
         guard batches.count == 1, let b = batches.first else { return }
         batches = []
         rollbacks += 1
+        // The window never trims past the durable head: its base and the entries up to the head
+        // are the durable state; request ids answered in durable batches stay answered.
         let kept = Array(engine.log.entries.prefix { $0.globalSeq <= durableHead })
+        let base = engine.log.base
         var fresh = Engine(config: settings.engine, worldID: settings.worldID, worldSeed: settings.worldSeed)
-        do { try fresh.restore(from: kept, at: now) } catch {
+        do {
+            try fresh.restore(snapshot: base.globalSeq == 0 ? nil : (base.state, base.checksum ?? ""), entries: kept, requests: [], at: now)
+        } catch {
             preconditionFailure("the engine's own durable entries do not restore: \(error)")
         }
+        var rolledBack: [(AgentID, ReqID)] = []
+        for item in b.items { if case .submit(let intent) = item.work { rolledBack.append((intent.agentID, intent.reqID)) } }
+        fresh.adoptIdempotency(of: engine, forgetting: rolledBack)
+        fresh.setTrimFloor(durableHead)
         // Live generations die with the rolled-back state: their workers are told to stop now
         // (their cancellations cannot be logged on a refusing writer; each is named in the log).
         var frames: [(ConnID, Frame)] = []

@@ -245,9 +245,12 @@ extension OrchestratorCore {
         ok.ok = true
         ok.message = "registered \(agent)"
         var frames = [Frame(id: id, .controlResult(ok))]
+        let past = pastWorlds.last { $0.seq == request.resumeGlobalSeq }?.world
         if !request.resumeDigest.isEmpty,
-           let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest, heldViewSeq: request.resumeViewSeq) {
+           let d = engine.resume(agent, fromGlobalSeq: request.resumeGlobalSeq, digest: request.resumeDigest, heldViewSeq: request.resumeViewSeq,
+                                 past: request.resumeGlobalSeq < engine.windowStart ? past : nil) {
             resumedWithDelta += 1
+            if request.resumeGlobalSeq < engine.windowStart { resumedFromLog += 1 }
             frames.append(Frame(id: id, .observation(Self.observation(agent, d))))
         } else if let view = engine.resync(agent, heldViewSeq: request.resumeViewSeq) {
             var v = ViewSnapshot()

@@ -28,6 +28,8 @@ public actor OrchestratorServer {
         public var appendDeadlineSeconds: Double = 5
         /// How long one request to the log writer waits for its reply.
         public var logRequestTimeoutSeconds: Double = 1
+        /// A durable snapshot about every this many effects (see `OrchestratorCore.Settings`).
+        public var durableSnapshotEvery = OrchestratorCore.Settings().durableSnapshotEvery
         public init(home: String) {
             self.home = home
             engine.quantumMs = 0
@@ -38,6 +40,7 @@ public actor OrchestratorServer {
             var s = OrchestratorCore.Settings()
             s.worldID = worldID; s.worldSeed = worldSeed; s.engine = engine
             s.maxBatchItems = maxBatchItems; s.maxBatchesInFlight = maxBatchesInFlight; s.maxInFlightPerConnection = maxInFlightPerConnection
+            s.durableSnapshotEvery = durableSnapshotEvery
             return s
         }
     }
@@ -61,6 +64,13 @@ public actor OrchestratorServer {
         func store(_ v: UInt64) { seq.store(v, ordering: .relaxed) }
     }
     public private(set) var recoveredEntries = 0
+    /// The durable snapshot recovery started from (0: the log's first entry), and the requests
+    /// the writer's idempotency table gave.
+    public private(set) var recoveredFromSnapshot: UInt64 = 0
+    public private(set) var recoveredRequests = 0
+    /// Snapshot saves the writer refused or that were lost (each named in the log).
+    public private(set) var snapshotFailures = 0
+    var rssReadAt: Double = -1
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -81,11 +91,9 @@ public actor OrchestratorServer {
             guard let self else { return }
             Task { await self.drainAppends() }
         }
-        let entries = try await log.readAll().map { try WireJSON.eventLogEntry($0) }
-        let core = try OrchestratorCore(settings: settings.core, recovered: entries, now: Self.now())
+        let core = try await recover()
         self.core = core
         durableHead.store(core.durableHead)
-        recoveredEntries = entries.count
         try FileManager.default.createDirectory(atPath: settings.home + "/run", withIntermediateDirectories: true)
         let coreSettings = settings.core
         let head = durableHead
@@ -98,7 +106,136 @@ public actor OrchestratorServer {
         }
     }
 
-    public func stop() async { await server?.stop() }
+    /// Recovery: the newest durable snapshot that verifies (its digest, its world, and the chain
+    /// of the entries after it from its checksum), the entries after it, and the request ids of
+    /// the writer's idempotency table. A snapshot that does not verify is named in the log and
+    /// the one before it tried, down to the log's first entry.
+    func recover() async throws -> OrchestratorCore {
+        let requests = try await log.idempotencyRecords(limit: settings.engine.idempotencyMaxEntries).compactMap { r -> RecoveredRequest? in
+            guard let json = try? JSONParser.parse(r.effect), let effect = try? Effect(json: json) else { return nil }
+            return RecoveredRequest(agentID: AgentID(r.agentID), reqID: ReqID(r.reqID), effect: effect, expiresAt: r.expiresAt)
+        }
+        recoveredRequests = requests.count
+        var cursor = UInt64.max
+        while true {
+            let snap = try await log.snapshot(atOrBefore: cursor)
+            var base: (state: WorldState, checksum: String)? = nil
+            if let snap {
+                let verified: Result<WorldState, GunnError> = Result { () throws(GunnError) in try Self.verifiedSnapshot(snap) }
+                switch verified {
+                case .success(let w): base = (w, snap.chainChecksum)
+                case .failure(let e):
+                    Self.warn("the durable snapshot at \(snap.globalSeq) does not verify (\(e)); trying an older one")
+                    cursor = snap.globalSeq - 1
+                    continue
+                }
+            }
+            let entries = try await log.read(from: (snap?.globalSeq ?? 0) + 1).map { try WireJSON.eventLogEntry($0) }
+            let built: Result<OrchestratorCore, GunnError> = Result { () throws(GunnError) in
+                try OrchestratorCore(settings: settings.core, snapshot: base, entries: entries, requests: requests, now: Self.now())
+            }
+            switch built {
+            case .success(let core):
+                recoveredEntries = entries.count
+                recoveredFromSnapshot = snap?.globalSeq ?? 0
+                return core
+            case .failure(let e):
+                guard let snap else { throw e }
+                Self.warn("recovery from the snapshot at \(snap.globalSeq) failed (\(e)); trying an older one")
+                cursor = snap.globalSeq - 1
+            }
+        }
+    }
+
+    /// A snapshot's world, once its bytes match its digest and hold a world at its seq.
+    static func verifiedSnapshot(_ s: SnapshotMessage) throws(GunnError) -> WorldState {
+        guard HashChain.checksum(previous: nil, canonicalEffect: s.state) == s.digest, !s.chainChecksum.isEmpty else {
+            throw GunnError(.worldStateCorrupted, "its state does not match its digest, or it has no chain checksum")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse(s.state) } catch { throw GunnError(.worldStateCorrupted, "its state is not JSON: \(error)") }
+        let world = try WorldState(json: json)
+        guard world.lastGlobalSeq == s.globalSeq else {
+            throw GunnError(.worldStateCorrupted, "its world is at \(world.lastGlobalSeq), not \(s.globalSeq)")
+        }
+        return world
+    }
+
+    static func warn(_ line: String) { FileHandle.standardError.write(Data("gunn-orchestrator: warning: \(line)\n".utf8)) }
+
+    /// Clean stop: no more clients, then the durable world stored as a snapshot (waited for up to
+    /// the request timeout), so the next start replays nothing.
+    public func stop() async {
+        await server?.stop()
+        guard let world = core?.stopSnapshot() else { return }
+        let seq = world.lastGlobalSeq
+        let m = Self.snapshotMessage(world)
+        let stored = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let once = Mutex(false)
+            let finish: @Sendable (Bool) -> Void = { ok in if once.withLock({ done in defer { done = true }; return !done }) { c.resume(returning: ok) } }
+            appender.saveSnapshot(m) { r in
+                if case .failure(let e) = r { Self.warn("the clean-stop snapshot at \(seq) was not stored: \(e)") }
+                finish((try? r.get()) != nil)
+            }
+            Task { try? await Task.sleep(nanoseconds: UInt64(settings.logRequestTimeoutSeconds * 1e9)); finish(false) }
+        }
+        if stored { core?.snapshotStored(seq) }
+    }
+
+    /// The wire form of a durable snapshot: the world's canonical JSON and its SHA-256.
+    static func snapshotMessage(_ world: WorldState) -> SnapshotMessage {
+        let bytes = CanonicalJSON.encode(world.json)
+        return SnapshotMessage(globalSeq: world.lastGlobalSeq, state: bytes, digest: HashChain.checksum(previous: nil, canonicalEffect: bytes))
+    }
+
+    /// Encodes the snapshot off the actor (a big world takes milliseconds) and stores it.
+    func storeSnapshot(_ world: WorldState) {
+        let appender = appender
+        Task.detached { [weak self] in
+            let m = Self.snapshotMessage(world)
+            appender.saveSnapshot(m) { [weak self] r in
+                guard case .failure(let e) = r else { return }
+                Self.warn("the durable snapshot at \(m.globalSeq) was not stored: \(e)")
+                Task { [weak self] in await self?.snapshotFailed() }
+            }
+        }
+    }
+
+    func snapshotFailed() { snapshotFailures += 1 }
+
+    /// The world right after `seq` from the log writer: its newest snapshot at or before `seq`
+    /// and the entries up to `seq`, replayed off the actor. nil when the log cannot give it
+    /// (compacted past it, or the writer away): the resume then sends the whole view.
+    func fetchPast(_ seq: UInt64) async -> WorldState? {
+        do {
+            let snap = try await log.snapshot(atOrBefore: seq)
+            let base = try snap.map { try Self.verifiedSnapshot($0) }
+            let from = (snap?.globalSeq ?? 0) + 1
+            var wire: [LogEntry] = []
+            if from <= seq {
+                wire = try await log.read(from: from, to: seq)
+                guard wire.first?.globalSeq == from, wire.last?.globalSeq == seq else { return nil }
+            }
+            let checksum = snap?.chainChecksum
+            return try await Task.detached {
+                let entries = try wire.map { try WireJSON.eventLogEntry($0) }
+                return try Replay.replay(entries[...], from: base ?? WorldState(), previousChecksum: checksum)
+            }.value
+        } catch {
+            Self.warn("cannot rebuild the world at \(seq) from the log for a resume: \(error)")
+            return nil
+        }
+    }
+
+    /// Before frames reach the core: a registration resuming from a view older than the window
+    /// gets that world rebuilt from the log writer first (this connection's frames wait; others go on).
+    func preparePast(_ frames: [Frame]) async {
+        for f in frames {
+            guard case .registerAgent(let r)? = f.body, !r.resumeDigest.isEmpty, r.resumeGlobalSeq <= 1 << 53,
+                  let core, core.needsPast(r.resumeGlobalSeq) else { continue }
+            if let world = await fetchPast(r.resumeGlobalSeq) { self.core?.providePast(world) }
+        }
+    }
 
     public var headSeq: UInt64 { core?.engine.headSeq ?? 0 }
     public var resumedWithDelta: Int { core?.resumedWithDelta ?? 0 }
@@ -125,6 +262,8 @@ public actor OrchestratorServer {
                     try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
                     self.timer()
                 }
+            case .snapshot(let world):
+                storeSnapshot(world)
             case .log(let line):
                 FileHandle.standardError.write(Data("gunn-orchestrator: \(line)\n".utf8))
             case .answered(let id, _):
@@ -144,6 +283,8 @@ public actor OrchestratorServer {
     func run(_ event: (inout OrchestratorCore) -> [CoreAction]) {
         guard core != nil else { return }
         core!.linkBreakerState = log.link.breakerState.rawValue
+        let t = EventLoop.now()
+        if t - rssReadAt > 0.5 { rssReadAt = t; core!.rssBytes = Sys.residentBytes() }
         let actions = event(&core!)
         durableHead.store(core!.durableHead)
         perform(actions)
@@ -205,7 +346,10 @@ public actor OrchestratorServer {
                     toCore.append(frame)
                 }
             }
-            if !toCore.isEmpty { pass(toCore, from: id) }
+            if !toCore.isEmpty {
+                await preparePast(toCore)
+                pass(toCore, from: id)
+            }
         }
         let now = Self.now()
         run { $0.closed(id, now: now) }

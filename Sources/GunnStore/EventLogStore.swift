@@ -35,6 +35,8 @@ public struct EventLogStoreOptions: Sendable {
     public var maxEffectBytes = 1 << 20
     public var journalSizeLimitBytes = 64 << 20
     public var idempotencyTTLSeconds: Double = 600
+    /// Durable snapshots kept (the newest; plus the one a compacted log starts from).
+    public var snapshotsKept = 8
     /// A cap on the database size in pages (SQLite `max_page_count`); nil leaves SQLite's default.
     /// Reaching it behaves like a full disk.
     public var maxPageCount: Int?
@@ -112,15 +114,31 @@ public final class EventLogStore {
                 }
             }
         }
+        // Files from before compaction kept effects: the idempotency table gains the column that
+        // holds a compacted request's effect.
+        let cols = try db.prepare("SELECT count(*) FROM pragma_table_info('idempotency') WHERE name = 'effect'")
+        try cols.step()
+        if cols.int64(0) == 0 { try db.execute("ALTER TABLE idempotency ADD COLUMN effect BLOB") }
         try loadHead()
     }
+
+    /// The oldest entry held (1, or the seq after the snapshot a compaction kept); head + 1 when empty.
+    public private(set) var firstSeq: UInt64 = 1
 
     private func loadHead() throws(SQLiteError) {
         let s = try db.prepare("SELECT global_seq, checksum FROM entries ORDER BY global_seq DESC LIMIT 1")
         if try s.step() { headSeq = UInt64(s.int64(0)); headChecksum = s.string(1) } else { headSeq = 0; headChecksum = nil }
-        let c = try db.prepare("SELECT count(*) FROM entries")
+        let c = try db.prepare("SELECT count(*), min(global_seq) FROM entries")
         try c.step()
         count = UInt64(c.int64(0))
+        if count > 0 { firstSeq = UInt64(c.int64(1)) } else {
+            // Empty: compacted up to a snapshot (the log continues after it), or new.
+            let b = try db.prepare("SELECT max(global_seq), chain_checksum FROM snapshots")
+            if try b.step(), b.int64(0) > 0, headSeq == 0 {
+                headSeq = UInt64(b.int64(0)); headChecksum = b.string(1)
+            }
+            firstSeq = headSeq + 1
+        }
     }
 
     static let effectKeys: Set<String> = ["global_seq", "kind"]
@@ -279,14 +297,14 @@ public final class EventLogStore {
     public func verify(from: UInt64 = 1, to: UInt64 = .max) throws -> VerifyReport {
         var report = VerifyReport()
         var prev: String?
+        // A compacted log starts after the snapshot it was compacted to: the chain continues from
+        // that snapshot's chain checksum (docs/hash-chain.md).
+        let from = max(from, firstSeq)
         var expected = from
         if from > 1 {
             prev = try read(from: from - 1, to: from - 1, limit: 1).first?.checksum
-            if prev == nil, let snap = try snapshotBase(at: from - 1) { prev = snap }
-        } else if let base = try oldestSnapshotBase(), try read(from: 1, to: 1, limit: 1).isEmpty {
-            // Compacted: the chain starts after the snapshot it was compacted to.
-            prev = base.checksum
-            expected = base.seq + 1
+            if prev == nil { prev = try snapshotBase(at: from - 1) }
+            if prev == nil { report.problems.append(.checksumMismatch(seq: from)) } // no base to check it from
         }
         let s = try db.prepare("SELECT global_seq, effect, checksum FROM entries WHERE global_seq >= ? AND global_seq <= ? ORDER BY global_seq")
         s.bind(1, Int64(from)); s.bind(2, Int64(min(to, UInt64(Int64.max))))
@@ -315,20 +333,43 @@ public final class EventLogStore {
 
     // MARK: - Snapshots and compaction
 
-    public func saveSnapshot(globalSeq: UInt64, state: [UInt8], digest: String) throws {
-        guard let chain = try read(from: globalSeq, to: globalSeq, limit: 1).first?.checksum else {
-            throw GunnError(.sequenceGap, "no entry \(globalSeq) to snapshot at")
+    /// Stores a snapshot of the world right after `globalSeq`: `state` is its canonical JSON and
+    /// `digest` its SHA-256 (checked), and the entry's chain checksum is recorded with it (so the
+    /// log can later be compacted to it and still be verified). Only the newest `snapshotsKept`
+    /// are kept, and the one a compacted log starts from.
+    public func saveSnapshot(globalSeq: UInt64, state: [UInt8], digest: String) throws(GunnError) {
+        guard SHA256.hash(state).hex == digest else {
+            throw GunnError(.worldStateCorrupted, "the snapshot at global_seq \(globalSeq) does not match its digest \(digest.prefix(16))…; nothing was stored")
         }
-        let s = try db.prepare("INSERT OR REPLACE INTO snapshots (global_seq, state, digest, chain_checksum) VALUES (?,?,?,?)")
-        s.bind(1, Int64(globalSeq)); s.bind(2, state); s.bind(3, digest); s.bind(4, chain)
-        try s.step()
+        do {
+            guard let chain = try read(from: globalSeq, to: globalSeq, limit: 1).first?.checksum else {
+                throw GunnError(.sequenceGap, "no entry \(globalSeq) to snapshot at (the log holds \(firstSeq)…\(headSeq)); nothing was stored")
+            }
+            try db.transaction {
+                let s = try db.prepare("INSERT OR REPLACE INTO snapshots (global_seq, state, digest, chain_checksum) VALUES (?,?,?,?)")
+                s.bind(1, Int64(globalSeq)); s.bind(2, state); s.bind(3, digest); s.bind(4, chain)
+                try s.step()
+                // The newest snapshotsKept stay, and the base of a compacted log (at firstSeq - 1).
+                let prune = try db.prepare("""
+                    DELETE FROM snapshots WHERE global_seq <> ? AND global_seq NOT IN
+                      (SELECT global_seq FROM snapshots ORDER BY global_seq DESC LIMIT ?)
+                    """)
+                prune.bind(1, Int64(firstSeq) - 1); prune.bind(2, Int64(max(1, options.snapshotsKept)))
+                try prune.step()
+            }
+        } catch let e as GunnError { throw e } catch { throw GunnError(.internalError, "saving the snapshot at \(globalSeq) failed: \(error)") }
     }
 
-    public func latestSnapshot(atOrBefore seq: UInt64 = .max) throws -> (globalSeq: UInt64, state: [UInt8], digest: String)? {
-        let s = try db.prepare("SELECT global_seq, state, digest FROM snapshots WHERE global_seq <= ? ORDER BY global_seq DESC LIMIT 1")
+    public struct Snapshot: Sendable, Equatable {
+        public var globalSeq: UInt64, state: [UInt8], digest: String, chainChecksum: String
+    }
+
+    /// The newest snapshot at or before `seq`.
+    public func latestSnapshot(atOrBefore seq: UInt64 = .max) throws -> Snapshot? {
+        let s = try db.prepare("SELECT global_seq, state, digest, chain_checksum FROM snapshots WHERE global_seq <= ? ORDER BY global_seq DESC LIMIT 1")
         s.bind(1, Int64(min(seq, UInt64(Int64.max))))
         guard try s.step() else { return nil }
-        return (UInt64(s.int64(0)), s.blob(1), s.string(2) ?? "")
+        return Snapshot(globalSeq: UInt64(s.int64(0)), state: s.blob(1), digest: s.string(2) ?? "", chainChecksum: s.string(3) ?? "")
     }
 
     private func snapshotBase(at seq: UInt64) throws -> String? {
@@ -337,26 +378,55 @@ public final class EventLogStore {
         return try s.step() ? s.string(0) : nil
     }
 
-    private func oldestSnapshotBase() throws -> (seq: UInt64, checksum: String)? {
-        let s = try db.prepare("SELECT global_seq, chain_checksum FROM snapshots ORDER BY global_seq ASC LIMIT 1")
-        return try s.step() ? (UInt64(s.int64(0)), s.string(1) ?? "") : nil
+    /// Drops the entries up to the newest snapshot before `before` (only when asked): the log then
+    /// starts after that snapshot, whose chain checksum is kept, so verification and replay from
+    /// it stay possible. Requests of the idempotency table whose entries go keep their effect.
+    /// SNAPSHOT_REQUIRED when no snapshot at or after the log's first entry is before `before`.
+    @discardableResult
+    public func compact(before: UInt64) throws(GunnError) -> (snapshotSeq: UInt64, dropped: UInt64) {
+        do {
+            guard let snap = try latestSnapshot(atOrBefore: before &- 1), before > 0, snap.globalSeq >= firstSeq else {
+                let newest = try latestSnapshot()
+                throw GunnError(.snapshotRequired, "no durable snapshot between the log's first entry \(firstSeq) and \(before) covers a compaction before \(before)"
+                                + (newest.map { "; the newest is at \($0.globalSeq)" } ?? "; there is none yet") + "; nothing was dropped")
+            }
+            let countBefore = count
+            try db.transaction {
+                let keep = try db.prepare("""
+                    UPDATE idempotency SET effect = (SELECT effect FROM entries WHERE entries.global_seq = idempotency.global_seq)
+                    WHERE effect IS NULL AND global_seq <= ?
+                    """)
+                keep.bind(1, Int64(snap.globalSeq))
+                try keep.step()
+                let s = try db.prepare("DELETE FROM entries WHERE global_seq <= ?")
+                s.bind(1, Int64(snap.globalSeq))
+                try s.step()
+                let old = try db.prepare("DELETE FROM snapshots WHERE global_seq < ?")
+                old.bind(1, Int64(snap.globalSeq))
+                try old.step()
+            }
+            try loadHead()
+            return (snap.globalSeq, countBefore - count)
+        } catch let e as GunnError { throw e } catch { throw GunnError(.internalError, "compaction failed: \(error)") }
     }
 
-    /// Drops entries up to the newest snapshot — only when asked, and only up to a snapshot whose
-    /// chain checksum is stored, so verification and replay from it stay possible.
-    @discardableResult
-    public func compact() throws -> UInt64 {
-        guard let snap = try latestSnapshot() else { return 0 }
-        try db.transaction {
-            let s = try db.prepare("DELETE FROM entries WHERE global_seq <= ?")
-            s.bind(1, Int64(snap.globalSeq))
-            try s.step()
-            let old = try db.prepare("DELETE FROM snapshots WHERE global_seq < ?")
-            old.bind(1, Int64(snap.globalSeq))
-            try old.step()
+    /// The newest `limit` requests whose TTL has not ended at `now` (by expiry, which follows the
+    /// commit order: the expiry index answers without a sort), oldest first, each with its
+    /// committed effect.
+    public func idempotencyRecords(at now: Double, limit: Int) throws -> [(agentID: String, reqID: String, globalSeq: UInt64, expiresAt: Double, effect: [UInt8])] {
+        let s = try db.prepare("""
+            SELECT i.agent_id, i.req_id, i.global_seq, i.expires_at, COALESCE(i.effect, e.effect) FROM idempotency i
+            LEFT JOIN entries e ON e.global_seq = i.global_seq
+            WHERE i.world_id = ? AND i.expires_at >= ? ORDER BY i.expires_at DESC, i.global_seq DESC LIMIT ?
+            """)
+        s.bind(1, worldID); s.bind(2, now); s.bind(3, Int64(limit))
+        var out: [(agentID: String, reqID: String, globalSeq: UInt64, expiresAt: Double, effect: [UInt8])] = []
+        while try s.step() {
+            let effect = s.blob(4)
+            guard !effect.isEmpty else { continue }
+            out.append((s.string(0) ?? "", s.string(1) ?? "", UInt64(s.int64(2)), s.double(3), effect))
         }
-        try loadHead()
-        return snap.globalSeq
+        return out.sorted { $0.globalSeq < $1.globalSeq }
     }
 
     /// A passive checkpoint; returns false when readers starved it (the WAL could not be reset).

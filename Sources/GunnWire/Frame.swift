@@ -39,6 +39,11 @@ public struct Frame: WireMessage {
         case snapshot(SnapshotMessage)
         case head(Empty)
         case headResult(HeadResult)
+        case snapshotSave(SnapshotMessage)
+        case idempotencyRequest(Nonce)
+        case idempotencyRecords(IdempotencyRecords)
+        case compact(Nonce)
+        case compactResult(CompactResult)
         case status(Empty)
         case statusResult(StatusResult)
         case restart(NamedRequest)
@@ -86,6 +91,11 @@ public struct Frame: WireMessage {
         case .snapshot: return 48
         case .head: return 49
         case .headResult: return 50
+        case .snapshotSave: return 51
+        case .idempotencyRequest: return 52
+        case .idempotencyRecords: return 53
+        case .compact: return 54
+        case .compactResult: return 55
         case .status: return 60
         case .statusResult: return 61
         case .restart: return 62
@@ -131,6 +141,11 @@ public struct Frame: WireMessage {
         case .snapshot(let m): w.message(48, m)
         case .head(let m): w.message(49, m)
         case .headResult(let m): w.message(50, m)
+        case .snapshotSave(let m): w.message(51, m)
+        case .idempotencyRequest(let m): w.message(52, m)
+        case .idempotencyRecords(let m): w.message(53, m)
+        case .compact(let m): w.message(54, m)
+        case .compactResult(let m): w.message(55, m)
         case .status(let m): w.message(60, m)
         case .statusResult(let m): w.message(61, m)
         case .restart(let m): w.message(62, m)
@@ -175,6 +190,11 @@ public struct Frame: WireMessage {
         case 48: guard let m = try r.message(wt, SnapshotMessage.self) else { return false }; body = .snapshot(m)
         case 49: guard let m = try r.message(wt, Empty.self) else { return false }; body = .head(m)
         case 50: guard let m = try r.message(wt, HeadResult.self) else { return false }; body = .headResult(m)
+        case 51: guard let m = try r.message(wt, SnapshotMessage.self) else { return false }; body = .snapshotSave(m)
+        case 52: guard let m = try r.message(wt, Nonce.self) else { return false }; body = .idempotencyRequest(m)
+        case 53: guard let m = try r.message(wt, IdempotencyRecords.self) else { return false }; body = .idempotencyRecords(m)
+        case 54: guard let m = try r.message(wt, Nonce.self) else { return false }; body = .compact(m)
+        case 55: guard let m = try r.message(wt, CompactResult.self) else { return false }; body = .compactResult(m)
         case 60: guard let m = try r.message(wt, Empty.self) else { return false }; body = .status(m)
         case 61: guard let m = try r.message(wt, StatusResult.self) else { return false }; body = .statusResult(m)
         case 62: guard let m = try r.message(wt, NamedRequest.self) else { return false }; body = .restart(m)

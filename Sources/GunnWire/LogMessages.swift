@@ -102,15 +102,75 @@ public struct VerifyResult: WireMessage {
     }
 }
 
+/// A world snapshot (Snapshot; also SnapshotSave's request): the canonical JSON of the world
+/// right after `global_seq`, its SHA-256 (`digest`) and the chain checksum of that entry.
 public struct SnapshotMessage: WireMessage {
-    public var globalSeq: UInt64 = 0, state: [UInt8] = [], digest = ""
+    public var globalSeq: UInt64 = 0, state: [UInt8] = [], digest = "", chainChecksum = ""
     public init() {}
-    public func encode(to w: inout ProtoWriter) { w.uint64(1, globalSeq); w.bytesField(2, state); w.string(3, digest) }
+    public init(globalSeq: UInt64, state: [UInt8], digest: String, chainChecksum: String = "") {
+        self.globalSeq = globalSeq; self.state = state; self.digest = digest; self.chainChecksum = chainChecksum
+    }
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, globalSeq); w.bytesField(2, state); w.string(3, digest); w.string(4, chainChecksum) }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
         case 1: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
         case 2: guard let v = try r.bytesField(wt) else { return false }; state = v
         case 3: guard let v = try r.string(wt, field: n) else { return false }; digest = v
+        case 4: guard let v = try r.string(wt, field: n) else { return false }; chainChecksum = v
+        default: return false
+        }
+        return true
+    }
+}
+
+/// One request of the log writer's idempotency table: its committed effect (canonical JSON)
+/// and when its TTL ends (the writer's wall clock, seconds).
+public struct IdempotencyRecord: WireMessage {
+    public var agentID = "", reqID = "", globalSeq: UInt64 = 0, expiresAt: Double = 0, effect: [UInt8] = []
+    public init() {}
+    public func encode(to w: inout ProtoWriter) {
+        w.string(1, agentID); w.string(2, reqID); w.uint64(3, globalSeq); w.double(4, expiresAt); w.bytesField(5, effect)
+    }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
+        case 2: guard let v = try r.string(wt, field: n) else { return false }; reqID = v
+        case 3: guard let v = try r.uint64(wt) else { return false }; globalSeq = v
+        case 4: guard let v = try r.double(wt) else { return false }; expiresAt = v
+        case 5: guard let v = try r.bytesField(wt) else { return false }; effect = v
+        default: return false
+        }
+        return true
+    }
+}
+
+/// A batch of the idempotency table (oldest first); `done` on the last.
+public struct IdempotencyRecords: WireMessage {
+    public var records: [IdempotencyRecord] = [], done = false
+    public init() {}
+    public init(records: [IdempotencyRecord], done: Bool) { self.records = records; self.done = done }
+    public func encode(to w: inout ProtoWriter) { w.repeatedMessage(1, records); w.bool(2, done) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.message(wt, IdempotencyRecord.self) else { return false }; records.append(v)
+        case 2: guard let v = try r.bool(wt) else { return false }; done = v
+        default: return false
+        }
+        return true
+    }
+}
+
+/// What a compaction did: entries up to the snapshot at `snapshot_seq` were dropped; the log
+/// now starts at `first_seq`.
+public struct CompactResult: WireMessage {
+    public var snapshotSeq: UInt64 = 0, dropped: UInt64 = 0, firstSeq: UInt64 = 0
+    public init() {}
+    public func encode(to w: inout ProtoWriter) { w.uint64(1, snapshotSeq); w.uint64(2, dropped); w.uint64(3, firstSeq) }
+    public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
+        switch n {
+        case 1: guard let v = try r.uint64(wt) else { return false }; snapshotSeq = v
+        case 2: guard let v = try r.uint64(wt) else { return false }; dropped = v
+        case 3: guard let v = try r.uint64(wt) else { return false }; firstSeq = v
         default: return false
         }
         return true

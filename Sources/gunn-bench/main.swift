@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -20,6 +20,8 @@ struct Report: Encodable {
     var system: SystemBench.Figures?
     var llm: LLMBench.Figures?
     var quick: QuickBench.Figures?
+    var soak: SoakBench.Figures?
+    var restart: SoakBench.RestartFigures?
 }
 var report = Report()
 switch suite {
@@ -31,6 +33,8 @@ case "log": report.log = try await LogBench.run(arguments: arguments)
 case "system": report.system = try await SystemBench.run(arguments: arguments)
 case "llm": report.llm = try await LLMBench.run(arguments: arguments)
 case "quick": report.quick = try await QuickBench.run(arguments: arguments)
+case "soak": report.soak = try await SoakBench.run(arguments: arguments)
+case "restart": report.restart = try await SoakBench.restart(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)

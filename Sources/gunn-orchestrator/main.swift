@@ -6,6 +6,7 @@ import GunnOrchestratorServer
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
 //                     [--max-batch-items N] [--max-in-flight N] [--batches-in-flight N]
+//                     [--resume-window N] [--snapshot-every N] [--view-cache-bytes N] [--idempotency-entries N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
 Supervision.followSupervisor()
 let args = ProcessArguments()
@@ -33,6 +34,17 @@ for (flag, range, set) in [("--max-batch-items", 1...65_536, { (n: Int) in setti
     guard let n = Int(text), range.contains(n) else { refuse(flag, text, "an integer in \(range.lowerBound)...\(range.upperBound)") }
     set(n)
 }
+// Memory bounds (docs/orchestrator.md, "Memory"): the resume window (entries held in memory,
+// over `memory.snapshots` in-memory snapshots), durable snapshots, the view cache, idempotency.
+for (flag, range, set) in [("--resume-window", 1...100_000_000, { (n: Int) in
+                               settings.engine.snapshotEvery = max(1, (n + settings.engine.memory.snapshots - 1) / max(1, settings.engine.memory.snapshots)) }),
+                           ("--snapshot-every", 0...100_000_000, { (n: Int) in settings.durableSnapshotEvery = n }),
+                           ("--view-cache-bytes", 0...(1 << 40), { (n: Int) in settings.engine.memory.viewCacheBytes = n }),
+                           ("--idempotency-entries", 1...100_000_000, { (n: Int) in settings.engine.idempotencyMaxEntries = n })] {
+    guard let text = args.value(flag) else { continue }
+    guard let n = Int(text), range.contains(n) else { refuse(flag, text, "an integer in \(range.lowerBound)...\(range.upperBound)") }
+    set(n)
+}
 // Orchestrator-level quotas are generous by default; tighten them in the config later.
 settings.engine.agentQuota = TokenBucket(capacity: 100_000, refillPerSecond: 100_000)
 settings.engine.tenantQuota = TokenBucket(capacity: 1_000_000, refillPerSecond: 1_000_000)
@@ -42,7 +54,8 @@ do { try await server.start() } catch {
     FileHandle.standardError.write(Data("gunn-orchestrator: cannot start: \(error)\n".utf8))
     exit(70)
 }
-FileHandle.standardError.write(Data("gunn-orchestrator: recovered \(await server.recoveredEntries) entries, head \(await server.headSeq)\n".utf8))
+FileHandle.standardError.write(Data(("gunn-orchestrator: recovered \(await server.recoveredEntries) entries after the snapshot at "
+                                     + "\(await server.recoveredFromSnapshot), \(await server.recoveredRequests) request ids, head \(await server.headSeq)\n").utf8))
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()

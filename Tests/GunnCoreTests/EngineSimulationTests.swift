@@ -41,6 +41,8 @@ final class EngineSimulationTests: XCTestCase {
         c.tenantQuota = TokenBucket(capacity: Double(rng.next(in: 5...40)), refillPerSecond: Double(rng.next(in: 20...200)))
         c.stalenessThreshold = rng.next(in: 0...3)
         c.snapshotEvery = rng.next(in: 5...40)
+        // A bounded window (1 to 3 snapshots) and a view cache small enough to be evicted.
+        c.memory = MemoryLimits(snapshots: rng.next(in: 1...3), viewCacheBytes: rng.next(in: 0...4) * 400, viewCacheCheckEvery: rng.next(in: 1...8))
         c.idempotencyTTLSeconds = 1e9
         let policy: [BackpressurePolicy] = [.dropNewest, .shedOldest, .defer]
         c.backpressure = BackpressureConfig(maxQueueDepth: rng.next(in: 1...6), policy: policy[rng.next(in: 0...2)], maxDeferred: rng.next(in: 0...3))
@@ -55,19 +57,27 @@ final class EngineSimulationTests: XCTestCase {
         /// Each agent's view as a client holds it: the view at registration plus every delta taken.
         var clientViews: [AgentID: (seq: ViewSeq, doc: JSONValue)] = [:]
         var submissions: [Submission] = []
-        var outcomes: [String: [IntentOutcome]] = [:]   // "agent|req" -> outcomes in order
+        var outcomes: [String: [(outcome: IntentOutcome, life: Int)]] = [:]   // "agent|req" -> outcomes in order, by engine life
+        /// Which engine (0, then one more per restore) an outcome came from.
+        var life = 0
+        /// Requests that were waiting in a queue when the engine was restored (lost with it, like
+        /// a crash: the client retries them).
+        var lostAtRestore: Set<String> = []
+        /// The global_seq of the view each client holds (to resume from after a restore).
+        var clientGlobal: [AgentID: GlobalSeq] = [:]
         var sentIntents: [String: Intent] = [:]
         var problems: [String] = []
 
         func record(_ out: [EngineOutput]) {
             for o in out {
                 switch o {
-                case let .intentCommitted(a, r, e): outcomes["\(a)|\(r)", default: []].append(.committed(e))
-                case let .intentRejected(a, r, e): outcomes["\(a)|\(r)", default: []].append(.rejected(e))
+                case let .intentCommitted(a, r, e): outcomes["\(a)|\(r)", default: []].append((.committed(e), life))
+                case let .intentRejected(a, r, e): outcomes["\(a)|\(r)", default: []].append((.rejected(e), life))
                 case let .observationQueued(a, v, g, _):
                     if observedAt[a]?[v] != nil { problems.append("\(a) got view_seq \(v) twice") }
                     observedAt[a, default: [:]][v] = g
-                    if v > g { problems.append("\(a) view_seq \(v) ahead of global_seq \(g)") }
+                    // (After a restore view_seq continues the client's numbering, past any global_seq.)
+                    if v > g && life == 0 { problems.append("\(a) view_seq \(v) ahead of global_seq \(g)") }
                 default: break
                 }
             }
@@ -112,6 +122,7 @@ final class EngineSimulationTests: XCTestCase {
                     }
                     client.seq = delta.viewSeq
                     clientViews[a] = client
+                    clientGlobal[a] = delta.globalSeq
                 }
                 if d.engine.pendingObservations(of: a) == 0, let c = clientViews[a], c.doc != d.engine.filteredView(of: a) {
                     problems.append("\(a) at view_seq \(c.seq): client view differs from filter(world)")
@@ -139,8 +150,62 @@ final class EngineSimulationTests: XCTestCase {
                 // The client attaches: a whole view, then the deltas that follow it.
                 let start = d.engine.resync(id)!
                 clientViews[id] = (start.viewSeq, start.document)
+                clientGlobal[id] = d.engine.headSeq
                 joined.append(id)
                 continue
+            }
+            if roll == 6 && rng.next(below: 3) == 0 {
+                // Restore: a fresh engine from a durable snapshot at a random seq (checked against
+                // the old engine's world(at:) where its window holds it), the entries after it and
+                // the writer's idempotency table; agents register again and each client resumes
+                // from the view it holds (from the log when it is older than the window).
+                let entries = d.committed
+                let at = GlobalSeq(rng.next(in: 0...entries.count))
+                let snap: (state: WorldState, checksum: String)?
+                do {
+                    let w = try Replay.replay(entries[..<Int(at)], reducers: d.engine.reducers)
+                    if let mem = d.engine.world(at: at), mem != w { problems.append("world(at: \(at)) differs from the replay") }
+                    if at >= d.engine.windowStart && d.engine.world(at: at) == nil { problems.append("world(at: \(at)) nil inside the window") }
+                    snap = at == 0 ? nil : (w, entries[Int(at) - 1].checksum)
+                } catch { problems.append("replay to \(at) failed: \(error)"); break }
+                let requests = entries.compactMap { e in
+                    e.reqID.map { RecoveredRequest(agentID: e.agentID!, reqID: $0, effect: e.effect, expiresAt: e.wallTime + c.idempotencyTTLSeconds) }
+                }
+                var fresh = Engine(config: c, worldID: "w1", worldSeed: seed)
+                do { try fresh.restore(snapshot: snap, entries: Array(entries[Int(at)...]), requests: requests, at: d.now) } catch {
+                    problems.append("restore from \(at) failed: \(error)"); break
+                }
+                if fresh.world.digest != d.engine.world.digest || fresh.headSeq != d.engine.headSeq { problems.append("restore from \(at) gives another world") }
+                for key in sentIntents.keys where outcomes[key] == nil { lostAtRestore.insert(key) }
+                let old = d.engine
+                d.engine = fresh
+                life += 1
+                for a in joined {
+                    record(d.handle(.registerAgent(AgentRegistration(agentID: a, observation: policies[a]!))))
+                    let held = clientViews[a]!
+                    let g = clientGlobal[a]!
+                    // What the old engine numbered but never delivered is gone with it.
+                    observedAt[a] = (observedAt[a] ?? [:]).filter { $0.key <= held.seq }
+                    let past = g < d.engine.windowStart ? try? Replay.replay(entries[..<Int(g)], reducers: d.engine.reducers) : nil
+                    let digest = HashChain.checksum(previous: nil, canonicalEffect: CanonicalJSON.encode(held.doc))
+                    if let delta = d.engine.resume(a, fromGlobalSeq: g, digest: digest, heldViewSeq: held.seq, past: past) {
+                        do { clientViews[a] = (delta.viewSeq, try delta.patches.apply(to: held.doc)) } catch {
+                            problems.append("\(a) resume delta does not apply: \(error)")
+                        }
+                        if delta.viewSeq <= held.seq { problems.append("\(a) resumed at view_seq \(delta.viewSeq) after holding \(held.seq)") }
+                    } else {
+                        problems.append("\(a) could not resume from \(g) (window \(d.engine.windowStart), old window \(old.windowStart))")
+                        let v = d.engine.resync(a, heldViewSeq: held.seq)!
+                        clientViews[a] = (v.viewSeq, v.document)
+                    }
+                    clientGlobal[a] = d.engine.headSeq
+                    if clientViews[a]!.doc != d.engine.filteredView(of: a) { problems.append("\(a) view after resume differs from filter(world)") }
+                }
+                continue
+            }
+            if roll == 7 {
+                // Memory pressure: some or all delivered views evicted now.
+                d.engine.evictViewCache(downTo: rng.next(in: 0...2) * 300)
             }
             let a = joined[rng.next(in: 0...(joined.count - 1))]
             let view = d.engine.viewSeq(of: a)!
@@ -184,7 +249,10 @@ final class EngineSimulationTests: XCTestCase {
             if let c = clientViews[a], c.seq != d.engine.viewSeq(of: a) { problems.append("\(a) client at view_seq \(c.seq), engine at \(d.engine.viewSeq(of: a)!)") }
         }
 
-        let entries = d.engine.log.entries
+        let entries = d.committed
+        if d.engine.log.entries.count > c.snapshotEvery * (c.memory.snapshots + 1) + 64 {
+            problems.append("the window holds \(d.engine.log.entries.count) entries, over \(c.snapshotEvery) x (\(c.memory.snapshots) + 1)")
+        }
         // Strictly increasing global_seq, no gaps, valid chain.
         for (i, e) in entries.enumerated() where e.globalSeq != UInt64(i + 1) { problems.append("entry \(i) has global_seq \(e.globalSeq)") }
         let report = d.engine.log.validateIntegrity()
@@ -202,7 +270,9 @@ final class EngineSimulationTests: XCTestCase {
             let key = "\(agent)|\(req)"
             if !seen.insert(key).inserted { problems.append("second effect for \(key)") }
             guard let intent = sentIntents[key] else { problems.append("effect for \(key) that nobody submitted"); continue }
-            if let first = outcomes[key]?.first(where: { $0.error.map { ![.quotaExceeded, .queueFull].contains($0.code) } ?? true }), first.effect == nil {
+            // A refusal is not durable: after a restore the request is evaluated afresh.
+            if let first = outcomes[key]?.first(where: { $0.outcome.error.map { ![.quotaExceeded, .queueFull].contains($0.code) } ?? true }),
+               first.outcome.effect == nil, outcomes[key]!.contains(where: { $0.outcome.effect?.globalSeq == e.globalSeq && $0.life == first.life }) {
                 problems.append("\(key) committed after a final rejection \(first)")
             }
             let expectedKind = intent.kind == .custom ? nil : intent.kind.rawValue
@@ -217,14 +287,16 @@ final class EngineSimulationTests: XCTestCase {
             }
         }
         // A retried req_id gets its first final outcome every time after.
+        // (A committed outcome holds across restores; a refusal within the engine that gave it.)
         for (key, list) in outcomes {
-            guard let firstFinal = list.firstIndex(where: { $0.error.map { ![.quotaExceeded, .queueFull].contains($0.code) } ?? true }) else { continue }
-            for later in list[(firstFinal + 1)...] where later != list[firstFinal] {
-                problems.append("\(key): first outcome \(list[firstFinal]) then \(later)")
+            guard let firstFinal = list.firstIndex(where: { $0.outcome.error.map { ![.quotaExceeded, .queueFull].contains($0.code) } ?? true }) else { continue }
+            let first = list[firstFinal]
+            for later in list[(firstFinal + 1)...] where later.outcome != first.outcome && (first.outcome.effect != nil || later.life == first.life) {
+                problems.append("\(key): first outcome \(first.outcome) then \(later.outcome)")
             }
         }
-        // Nothing left hanging: every submitted intent got an answer.
-        for key in sentIntents.keys where outcomes[key] == nil { problems.append("\(key) never answered") }
+        // Nothing left hanging: every submitted intent got an answer (or was lost in a restore).
+        for key in sentIntents.keys where outcomes[key] == nil && !lostAtRestore.contains(key) { problems.append("\(key) never answered") }
         return problems
     }
 }

@@ -5,6 +5,8 @@ struct EngineDriver {
     var engine: Engine
     var now: HostTime = 1000
     var outputs: [EngineOutput] = []
+    /// Every entry committed, whatever the engine's window still holds (the log writer's view).
+    var committed: [EventLogEntry] = []
 
     init(config: EngineConfig = EngineDriver.immediate(), seed: UInt64 = 7, worldID: String = "w1") {
         engine = Engine(config: config, worldID: worldID, worldSeed: seed)
@@ -25,6 +27,7 @@ struct EngineDriver {
         now += advance
         let out = engine.handle(input, at: now)
         outputs += out
+        for o in out { if case .effectCommitted(let e) = o { committed.append(e) } }
         return out
     }
 

@@ -45,7 +45,7 @@ final class EventLogTests: XCTestCase {
 
     func testReplayReproducesStateSeqsAndDigest() throws {
         let d = populated(100)
-        let replayed = try Replay.replay(d.engine.log.entries[...])
+        let replayed = try Replay.replay(d.committed[...])
         XCTAssertEqual(replayed, d.engine.world)
         XCTAssertEqual(replayed.digest, d.engine.world.digest)
         XCTAssertEqual(replayed.lastGlobalSeq, d.engine.headSeq)
@@ -62,6 +62,72 @@ final class EventLogTests: XCTestCase {
         let prev = d.engine.log.entries[Int(snap.globalSeq) - 1].checksum
         let replayed = try Replay.replay(d.engine.log.entries(since: snap.globalSeq), from: restored, previousChecksum: prev)
         XCTAssertEqual(replayed.digest, d.engine.world.digest)
+    }
+
+    /// The window: at most `memory.snapshots` snapshots over a base, the entries after the base;
+    /// the world at any seq inside it rebuilt from memory, before it nil (read from the writer).
+    func testTheLogWindowIsBoundedAndRebuildsTheWorldAtAnySeqInsideIt() throws {
+        let d = populated(200, snapshotEvery: 10)
+        let log = d.engine.log
+        XCTAssertEqual(log.snapshots.count, 4)
+        XCTAssertEqual(log.base.globalSeq, 160)
+        XCTAssertEqual(log.entries.first?.globalSeq, 161)
+        XCTAssertEqual(log.headSeq, 202)
+        XCTAssertEqual(log.trimmed, 160)
+        XCTAssertEqual(log.base.checksum, d.committed[159].checksum)
+        XCTAssertTrue(log.validateIntegrity().isValid)
+        for seq in [160, 161, 175, 199, 200, 201] as [GlobalSeq] {
+            let expected = try Replay.replay(d.committed[..<Int(seq)])
+            XCTAssertEqual(d.engine.world(at: seq), expected, "world at \(seq)")
+        }
+        XCTAssertNil(d.engine.world(at: 159))
+        XCTAssertNil(d.engine.world(at: 203))
+        XCTAssertEqual(d.engine.log.entry(170)?.checksum, d.committed[169].checksum)
+        XCTAssertNil(d.engine.log.entry(160))
+    }
+
+    /// The host's floor holds the window back (a rollback rebuilds from the base), and raising it
+    /// trims at once.
+    func testTheTrimFloorHoldsTheWindowBack() {
+        var c = EngineDriver.immediate()
+        c.snapshotEvery = 10
+        var d = EngineDriver(config: c)
+        d.engine.setTrimFloor(15)
+        d.register("a")
+        for i in 0..<99 { d.submit("a", .speak, ["text": .string("line \(i)")], req: ReqID("s\(i)")) }
+        XCTAssertEqual(d.engine.log.base.globalSeq, 10, "not past the floor")
+        XCTAssertEqual(d.engine.log.entries.count, 90)
+        d.engine.setTrimFloor(100)
+        XCTAssertEqual(d.engine.log.base.globalSeq, 60)
+        XCTAssertEqual(d.engine.log.snapshots.map(\.globalSeq), [70, 80, 90, 100])
+    }
+
+    /// Restoring from a snapshot equals restoring from the whole log: the same world, head and
+    /// uuids after it; the request ids come from the given table (also from before the snapshot).
+    func testRestoreFromASnapshotContinuesLikeTheWholeLog() throws {
+        let d = populated(120, snapshotEvery: 10)
+        let entries = d.committed
+        let at = 57
+        let snap = try Replay.replay(entries[..<at])
+        let requests = entries.compactMap { e in e.reqID.map { RecoveredRequest(agentID: e.agentID!, reqID: $0, effect: e.effect, expiresAt: 1e12) } }
+        var fromSnap = EngineDriver(config: d.engine.config)
+        try fromSnap.engine.restore(snapshot: (snap, entries[at - 1].checksum), entries: Array(entries[at...]), requests: requests, at: d.now)
+        var whole = EngineDriver(config: d.engine.config)
+        try whole.engine.restore(from: entries, at: d.now)
+        XCTAssertEqual(fromSnap.engine.world, whole.engine.world)
+        XCTAssertEqual(fromSnap.engine.headSeq, 122)
+        XCTAssertEqual(fromSnap.engine.log.snapshots.map(\.globalSeq), [90, 100, 110, 120], "the window's snapshots are rebuilt")
+        // A retry of a request committed before the snapshot gets its effect, not a second one.
+        fromSnap.now = d.now
+        fromSnap.register("a")
+        let retry = fromSnap.submit("a", .move, ["to": [.number(0), 1]], req: "m0")
+        XCTAssertEqual(EngineDriver.committed(retry).first, entries.first { $0.reqID == "m0" }?.effect)
+        XCTAssertEqual(fromSnap.engine.headSeq, 122)
+        // A broken chain from the snapshot's checksum is refused.
+        var broken = EngineDriver(config: d.engine.config)
+        XCTAssertThrowsError(try broken.engine.restore(snapshot: (snap, entries[at].checksum), entries: Array(entries[at...]), requests: [], at: d.now)) {
+            XCTAssertEqual(($0 as? GunnError)?.code, .logIntegrityViolation)
+        }
     }
 
     func testReducersForEveryBuiltInKind() throws {

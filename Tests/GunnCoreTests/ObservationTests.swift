@@ -126,6 +126,45 @@ final class ObservationTests: XCTestCase {
         XCTAssertEqual(last, d.engine.viewSeq(of: "idle"))
     }
 
+    /// Over the view cache's limit the least recently delivered views are evicted; an evicted
+    /// agent's next delivery is its whole view (counted), and deltas follow again after it.
+    func testTheViewCacheEvictsTheLeastRecentlyDeliveredAndTheNextDeliveryIsAWholeView() throws {
+        var c = EngineDriver.immediate()
+        c.memory = MemoryLimits(snapshots: 4, viewCacheBytes: 1, viewCacheCheckEvery: 1_000_000)
+        var d = EngineDriver(config: c)
+        register(&d, "old", 0, 0)
+        register(&d, "recent", 1, 0)
+        register(&d, "mover", 2, 0)
+        var views: [AgentID: JSONValue] = [:]
+        for a in ["old", "recent"] as [AgentID] { views[a] = d.engine.resync(a)!.document }
+        _ = d.submit("mover", .move, ["to": [3, 0]], req: "m0")
+        for a in ["recent"] as [AgentID] { while let o = d.engine.nextObservation(for: a, at: d.now) { views[a] = try o.patches.apply(to: views[a]!) } }
+        // "old" was delivered least recently: with room for one view, it goes first.
+        let bytesOfRecent = d.engine.view(of: "recent")!.document.estimatedBytes
+        d.engine.evictViewCache(downTo: bytesOfRecent * 3 / 2)
+        XCTAssertEqual(d.engine.memory.viewsEvicted, 2, "mover (never delivered since registering), then old")
+        _ = d.submit("mover", .move, ["to": [4, 0]], req: "m1")
+        for a in ["old", "recent"] as [AgentID] {
+            var deltas: [ObservationDelta] = []
+            while let o = d.engine.nextObservation(for: a, at: d.now) { deltas.append(o); views[a] = try o.patches.apply(to: views[a]!) }
+            XCTAssertEqual(views[a], d.engine.filteredView(of: a))
+            XCTAssertEqual(deltas.count, 1)
+            XCTAssertEqual(JSONDiff.isWholeReplace(deltas[0].patches), a == "old", "\(a)")
+        }
+        XCTAssertEqual(d.engine.memoryGauges.first { $0.name == "whole_views_after_eviction" }?.value, 1)
+        // After its whole view, "old" gets deltas again.
+        _ = d.submit("mover", .move, ["to": [5, 0]], req: "m2")
+        let next = try XCTUnwrap(d.engine.nextObservation(for: "old", at: d.now))
+        XCTAssertFalse(JSONDiff.isWholeReplace(next.patches))
+        XCTAssertEqual(try next.patches.apply(to: views["old"]!), d.engine.filteredView(of: "old"))
+        // The engine's own check evicts over the configured limit (1 byte: every view).
+        var e = EngineDriver(config: { var k = c; k.memory.viewCacheCheckEvery = 1; return k }())
+        register(&e, "a", 0, 0)
+        register(&e, "b", 1, 0)
+        XCTAssertGreaterThanOrEqual(e.engine.memory.viewsEvicted, 1)
+        XCTAssertEqual(e.engine.memoryGauges.first { $0.name == "view_cache_bytes" }?.limit, 1)
+    }
+
     func testLargeChangesBecomeAWholeViewAboveMaxPatchOps() throws {
         var d = EngineDriver()
         register(&d, "watcher", 0, 0, ObservationPolicy(maxPatchOps: 2))

@@ -36,6 +36,8 @@ struct HostSimulation {
 
     // The log writer: what it holds is durable.
     var durable: [LogEntry] = []
+    /// Durable snapshots the writer stored: the world right after its seq.
+    var snapshots: [WorldState] = []
     var writerDownUntil: HostTime = 0
     /// The incarnation of the newest orchestrator that connected to the writer.
     var writerFence = 0
@@ -91,6 +93,13 @@ struct HostSimulation {
         s.maxInFlightPerConnection = 1 + Int((seed / 7) % 4)
         s.maxBatchesInFlight = 1 + Int((seed / 28) % 3)
         s.minItemsBehind = 1 + Int((seed / 84) % 3)
+        // A small log window and frequent durable snapshots: trimming, rollback over a trimmed
+        // window and recovery from a snapshot all happen within a run.
+        s.engine.snapshotEvery = 3 + Int((seed / 252) % 9)
+        s.engine.memory.snapshots = 1 + Int((seed / 7) % 3)
+        s.durableSnapshotEvery = Int((seed / 3) % 4) * s.engine.snapshotEvery
+        s.engine.memory.viewCacheBytes = seed % 5 == 0 ? 0 : 1 << 30
+        s.engine.memory.viewCacheCheckEvery = 1 + Int(seed % 4)
         settings = s
     }
 
@@ -190,8 +199,19 @@ struct HostSimulation {
         writerFence = incarnation
         coreInbox = [:]
         do {
-            let entries = try durable.map { try WireJSON.eventLogEntry($0) }
-            core = try OrchestratorCore(settings: settings, recovered: entries, now: now)
+            // Like the shell: the newest snapshot, the entries after it, and the writer's
+            // idempotency table (every request of the log; the TTL is long here).
+            let snap = snapshots.last
+            let from = Int(snap?.lastGlobalSeq ?? 0)
+            let entries = try durable[from...].map { try WireJSON.eventLogEntry($0) }
+            let requests = try durable.compactMap { l -> RecoveredRequest? in
+                guard !l.reqID.isEmpty else { return nil }
+                let e = try WireJSON.eventLogEntry(l)
+                return RecoveredRequest(agentID: e.agentID!, reqID: e.reqID!, effect: e.effect, expiresAt: l.wallTime + settings.engine.idempotencyTTLSeconds)
+            }
+            core = try OrchestratorCore(settings: settings, snapshot: snap.map { ($0, durable[from - 1].checksum) }, entries: entries,
+                                        requests: requests, now: now)
+            if snap != nil { stats["recoveries from a snapshot", default: 0] += 1 }
             rollbacksSeen = 0
         } catch {
             problems.append("recovery from the writer's log failed: \(error)")
@@ -249,6 +269,19 @@ struct HostSimulation {
                 schedule(.retry(incarnation: inc), after: Double(ms) / 1000)
             case .wake(let t):
                 schedule(.timer(incarnation: inc), after: max(0, t - now))
+            case .snapshot(let world):
+                // Only a durable state is stored, and it is the state the log gives at its seq.
+                let seq = Int(world.lastGlobalSeq)
+                guard seq <= durable.count, seq > Int(snapshots.last?.lastGlobalSeq ?? 0) else {
+                    problems.append("seed \(seed): a snapshot at \(seq) with \(durable.count) durable (last at \(snapshots.last?.lastGlobalSeq ?? 0))")
+                    continue
+                }
+                do {
+                    let replayed = try Replay.replay(durable[..<seq].map { try WireJSON.eventLogEntry($0) }[...])
+                    if replayed.digest != world.digest { problems.append("seed \(seed): the snapshot at \(seq) differs from the log's world there") }
+                } catch { problems.append("seed \(seed): replay for the snapshot at \(seq) failed: \(error)") }
+                snapshots.append(world)
+                stats["durable snapshots", default: 0] += 1
             case .log:
                 stats["core log lines", default: 0] += 1
             case .answered(let conn, _):

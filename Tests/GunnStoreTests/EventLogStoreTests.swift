@@ -153,19 +153,105 @@ final class EventLogStoreTests: XCTestCase {
         XCTAssertEqual(report.problems.last, .truncatedTail(lastSeq: 37, anchorSeq: 40))
     }
 
+    static func snapshotState(_ seq: UInt64) -> (state: [UInt8], digest: String) {
+        let bytes = CanonicalJSON.encode(["entities": [:], "relationships": [:], "custom": [:], "sim_time": .number(Double(seq)),
+                                          "last_global_seq": .number(Double(seq))])
+        return (bytes, HashChain.checksum(previous: nil, canonicalEffect: bytes))
+    }
+
     func testSnapshotsAndCompactionKeepVerificationAndAppendsWorking() throws {
-        let store = try open()
+        var options = EventLogStoreOptions()
+        options.idempotencyTTLSeconds = 1e6
+        let store = try open(options)
         var chain = ChainBuilder()
         try store.append(chain.batch(60), at: 1)
-        try store.saveSnapshot(globalSeq: 50, state: Array(#"{"entities":{}}"#.utf8), digest: "d50")
+        let s50 = Self.snapshotState(50)
+        try store.saveSnapshot(globalSeq: 50, state: s50.state, digest: s50.digest)
         XCTAssertEqual(try store.latestSnapshot()?.globalSeq, 50)
-        XCTAssertEqual(try store.compact(), 50)
+        XCTAssertEqual(try store.latestSnapshot()?.chainChecksum, try store.read(from: 50, to: 50).first?.checksum)
+        let done = try store.compact(before: 55)
+        XCTAssertEqual(done.snapshotSeq, 50)
+        XCTAssertEqual(done.dropped, 50)
+        XCTAssertEqual(store.firstSeq, 51)
         XCTAssertEqual(try store.read(from: 1).first?.globalSeq, 51)
         let verified = try store.verify()
         XCTAssertTrue(verified.ok, "\(verified)")
+        XCTAssertEqual(verified.checked, 10)
+        XCTAssertTrue(try store.verify(from: 52).ok)
+        // The requests of the dropped entries keep their effects in the idempotency table.
+        let records = try store.idempotencyRecords(at: 2, limit: 1000)
+        XCTAssertEqual(records.count, 60)
+        XCTAssertEqual(records.first?.globalSeq, 1)
+        var first = ChainBuilder()
+        XCTAssertEqual(records.first?.effect, first.next().effect)
+        XCTAssertEqual(try store.idempotencyRecords(at: 2, limit: 5).map(\.globalSeq), [56, 57, 58, 59, 60])
         try store.append(chain.batch(5), at: 2)
         XCTAssertEqual(store.headSeq, 65)
         XCTAssertTrue(try store.verify().ok)
+        // Reopened: the same first entry, the chain still verifies from the kept snapshot.
+        let again = try open(options)
+        XCTAssertEqual(again.firstSeq, 51)
+        XCTAssertTrue(try again.verify().ok)
+    }
+
+    func testCompactionWithoutACoveringSnapshotIsRefusedAndDropsNothing() throws {
+        let store = try open()
+        var chain = ChainBuilder()
+        try store.append(chain.batch(30), at: 1)
+        XCTAssertThrowsError(try store.compact(before: 30)) { XCTAssertEqual(($0 as? GunnError)?.code, .snapshotRequired) }
+        let s20 = Self.snapshotState(20)
+        try store.saveSnapshot(globalSeq: 20, state: s20.state, digest: s20.digest)
+        // A snapshot at 20 does not cover a compaction before 20 (it would drop entry 20 itself).
+        XCTAssertThrowsError(try store.compact(before: 20)) { XCTAssertEqual(($0 as? GunnError)?.code, .snapshotRequired) }
+        XCTAssertThrowsError(try store.compact(before: 0)) { XCTAssertEqual(($0 as? GunnError)?.code, .snapshotRequired) }
+        XCTAssertEqual(store.count, 30)
+        XCTAssertEqual(try store.compact(before: 21).snapshotSeq, 20)
+        // Compacting again before the same point: the snapshot is now the log's base, no newer one.
+        XCTAssertThrowsError(try store.compact(before: 21)) { XCTAssertEqual(($0 as? GunnError)?.code, .snapshotRequired) }
+        XCTAssertEqual(store.count, 10)
+    }
+
+    func testASnapshotMustMatchItsDigestAndAnEntry() throws {
+        var options = EventLogStoreOptions()
+        options.snapshotsKept = 2
+        let store = try open(options)
+        var chain = ChainBuilder()
+        try store.append(chain.batch(40), at: 1)
+        let s10 = Self.snapshotState(10)
+        XCTAssertThrowsError(try store.saveSnapshot(globalSeq: 10, state: s10.state, digest: String(repeating: "0", count: 64))) {
+            XCTAssertEqual(($0 as? GunnError)?.code, .worldStateCorrupted)
+        }
+        let s90 = Self.snapshotState(90)
+        XCTAssertThrowsError(try store.saveSnapshot(globalSeq: 90, state: s90.state, digest: s90.digest)) {
+            XCTAssertEqual(($0 as? GunnError)?.code, .sequenceGap)
+        }
+        XCTAssertNil(try store.latestSnapshot())
+        // Only the newest two are kept, and the base of a compacted log.
+        for seq in [10, 20, 30, 40] as [UInt64] {
+            let s = Self.snapshotState(seq)
+            try store.saveSnapshot(globalSeq: seq, state: s.state, digest: s.digest)
+            if seq == 20 { try store.compact(before: 21) }
+        }
+        XCTAssertEqual(try store.latestSnapshot(atOrBefore: 39)?.globalSeq, 30)
+        XCTAssertEqual(try store.latestSnapshot(atOrBefore: 29)?.globalSeq, 20, "the compacted log's base is kept")
+        XCTAssertNil(try store.latestSnapshot(atOrBefore: 19))
+        XCTAssertTrue(try store.verify().ok)
+    }
+
+    func testAFullyCompactedLogContinuesFromItsSnapshot() throws {
+        let store = try open()
+        var chain = ChainBuilder()
+        try store.append(chain.batch(12), at: 1)
+        let s12 = Self.snapshotState(12)
+        try store.saveSnapshot(globalSeq: 12, state: s12.state, digest: s12.digest)
+        try store.compact(before: 13)
+        XCTAssertEqual(store.count, 0)
+        let reopened = try open()
+        XCTAssertEqual(reopened.headSeq, 12)
+        XCTAssertEqual(reopened.firstSeq, 13)
+        try reopened.append(chain.batch(3), at: 2)
+        XCTAssertTrue(try reopened.verify().ok)
+        XCTAssertEqual(try reopened.verify().checked, 3)
     }
 
     func testIdempotencyTableWithTTL() throws {

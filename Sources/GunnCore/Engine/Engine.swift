@@ -64,6 +64,8 @@ public struct Engine: Sendable {
     public private(set) var reducers = ReducerRegistry()
     private let validator: any EffectValidator
     private var idempotency: IdempotencyTable
+    /// The memory bounds' accounting and the view cache's eviction policy.
+    public private(set) var memory: MemoryManager
     /// Agents by id → index into `agentStates` (one hash lookup per input; then array access).
     private var agentIndex: [AgentID: Int] = [:]
     private var agentStates: [AgentState] = []
@@ -111,7 +113,8 @@ public struct Engine: Sendable {
         self.worldID = worldID
         self.worldSeed = worldSeed
         self.validator = validator
-        self.log = InMemoryEventLog(worldID: worldID, snapshotEvery: config.snapshotEvery)
+        self.log = InMemoryEventLog(worldID: worldID, snapshotEvery: config.snapshotEvery, snapshotsKept: config.memory.snapshots)
+        self.memory = MemoryManager(limits: config.memory)
         self.idempotency = IdempotencyTable(ttlSeconds: config.idempotencyTTLSeconds, maxEntries: config.idempotencyMaxEntries)
         self.observers = ObserverRegistry(cellSize: config.spatialCellSize, seed: worldSeed)
     }
@@ -165,18 +168,23 @@ public struct Engine: Sendable {
         return observers.view(of: i)
     }
 
-    /// The world as it was right after `seq`, rebuilt from the nearest snapshot and the log; nil
-    /// when `seq` is past the head or the entries needed are no longer held.
+    /// The world as it was right after `seq`, rebuilt from the nearest snapshot in memory and the
+    /// entries of the window; nil when `seq` is past the head or before the window (the host then
+    /// rebuilds it from the log writer's snapshot and entries, and passes it to `resume`).
     public func world(at seq: GlobalSeq) -> WorldState? {
         if seq == world.lastGlobalSeq { return world }
-        guard seq < headSeq else { return nil }
-        let base = log.snapshots.last(where: { $0.globalSeq <= seq })
-        let from = base?.globalSeq ?? 0
-        let slice = log.entries(since: from).prefix(while: { $0.globalSeq <= seq })
-        guard slice.first?.globalSeq == from + 1 || seq == from else { return nil }
-        let previous = from == 0 ? nil : log.entries(since: from - 1).first(where: { $0.globalSeq == from })?.checksum
-        if from > 0 && previous == nil { return nil }
-        return try? Replay.replay(slice, from: base?.state ?? WorldState(), previousChecksum: previous, reducers: reducers)
+        return log.world(at: seq, reducers: reducers)
+    }
+
+    /// The oldest seq `world(at:)` can rebuild from memory.
+    public var windowStart: GlobalSeq { log.windowStart }
+
+    /// The durable head, as the host knows it: the log window never trims past it (a rollback
+    /// rebuilds the durable state from the window's base and the entries up to it).
+    public mutating func setTrimFloor(_ seq: GlobalSeq) {
+        guard log.trimFloor != seq else { return }
+        log.trimFloor = seq
+        log.trim()
     }
 
     /// Resumes an agent's stream from a view it already holds — the view it was delivered after
@@ -188,8 +196,11 @@ public struct Engine: Sendable {
     /// agent's views afresh; when the client's number is not behind, the stream continues after
     /// it, so view_seq never goes backwards for the client, and an intent decided on the held view
     /// counts the resume delta as one change it had not seen (staleness, not INVALID_VIEW_SEQ).
-    public mutating func resume(_ agent: AgentID, fromGlobalSeq globalSeq: GlobalSeq, digest: String, heldViewSeq: ViewSeq = 0) -> ObservationDelta? {
-        guard let i = agentIndex[agent], let past = world(at: globalSeq) else { return nil }
+    /// `past`, when given, is the world right after `globalSeq` rebuilt by the host from the log
+    /// writer (a view from before the window).
+    public mutating func resume(_ agent: AgentID, fromGlobalSeq globalSeq: GlobalSeq, digest: String, heldViewSeq: ViewSeq = 0,
+                                past given: WorldState? = nil) -> ObservationDelta? {
+        guard let i = agentIndex[agent], let past = given ?? world(at: globalSeq), past.lastGlobalSeq == globalSeq else { return nil }
         let policy = agentStates[i].registration.observation
         let (e, r) = ObserverRegistry.filter(agent.rawValue, policy, past, SpatialGrid.full(past, cellSize: config.spatialCellSize))
         let old = ObserverRegistry.document(e, r)
@@ -552,6 +563,7 @@ public struct Engine: Sendable {
         assert(world.lastGlobalSeq == effect.globalSeq)
         let entry = log.append(effect, wallTime: now, agentID: agent, reqID: req)
         log.snapshotIfDue(world)
+        if memory.effectCommitted() { enforceViewCache() }
         outputs.append(.effectCommitted(entry))
         // Observers: deltas for the agents whose view changed, then interruption of their generations.
         let changes = world.takeChanges()
@@ -714,17 +726,95 @@ public struct Engine: Sendable {
     /// time) answers a retry with its committed effect instead of a second one. Agents register
     /// again when their clients reconnect; their views start afresh.
     public mutating func restore(from entries: [EventLogEntry], at now: HostTime) throws(GunnError) {
+        let requests = entries.compactMap { e -> RecoveredRequest? in
+            guard let agent = e.agentID, let req = e.reqID else { return nil }
+            return RecoveredRequest(agentID: agent, reqID: req, effect: e.effect, expiresAt: e.wallTime + config.idempotencyTTLSeconds)
+        }
+        try restore(snapshot: nil, entries: entries, requests: requests, at: now)
+    }
+
+    /// Recovery from a durable snapshot: the world right after `snapshot.globalSeq` (its chain
+    /// checksum there), then the entries after it, checked and replayed. Idempotency comes from
+    /// `requests` (the log writer's table: each request's committed effect and when its TTL
+    /// ends), not from the entries, so it reaches back before the snapshot; expired ones are
+    /// skipped, and at most the table's bound are kept (the newest).
+    public mutating func restore(snapshot: (state: WorldState, checksum: String)?, entries: [EventLogEntry],
+                                 requests: [RecoveredRequest], at now: HostTime) throws(GunnError) {
         precondition(log.headSeq == 0 && agentStates.isEmpty, "restore into a fresh engine only")
-        world = try Replay.replay(entries[...], reducers: reducers)
+        let start = snapshot?.state ?? WorldState()
+        // Replayed in segments ending at the multiples of snapshotEvery, whose worlds become the
+        // window's snapshots (so it can trim as it grows).
+        var state = start
+        var previous = snapshot?.checksum
+        var snapshots: [WorldState] = []
+        var rest = entries[...]
+        while !rest.isEmpty {
+            var n = rest.count
+            if config.snapshotEvery > 0 {
+                let every = UInt64(config.snapshotEvery)
+                n = min(n, Int(every - state.lastGlobalSeq % every))
+            }
+            state = try Replay.replay(rest.prefix(n), from: state, previousChecksum: previous, reducers: reducers)
+            previous = rest[rest.startIndex + n - 1].checksum
+            rest = rest.dropFirst(n)
+            if config.snapshotEvery > 0 && state.lastGlobalSeq % UInt64(config.snapshotEvery) == 0 { snapshots.append(state) }
+        }
+        world = state
         // The spatial index must know the restored entities, or an agent registered now would
         // see only those that move later (found by the host simulation).
         observers.reindex(world)
-        log.load(entries)
-        for e in entries {
-            guard let agent = e.agentID, let req = e.reqID, e.wallTime + config.idempotencyTTLSeconds > now else { continue }
-            idempotency.recordRecovered(agent: agent, req: req, outcome: .committed(e.effect), expiresAt: e.wallTime + config.idempotencyTTLSeconds)
+        log.load(base: (start.lastGlobalSeq, snapshot?.checksum, start), entries, snapshots: snapshots)
+        for r in requests.suffix(idempotency.maxEntries) where r.expiresAt > now {
+            idempotency.recordRecovered(agent: r.agentID, req: r.reqID, outcome: .committed(r.effect), expiresAt: r.expiresAt)
         }
         lastHostTime = max(lastHostTime, now)
+    }
+
+    /// Takes over the request ids another engine of this world answered (a rollback's fresh
+    /// engine keeps those of the durable batches): `forgetting` the requests of the batches
+    /// rolled back, and every id still pending (its queue is gone).
+    public mutating func adoptIdempotency(of other: Engine, forgetting keys: [(AgentID, ReqID)]) {
+        idempotency = other.idempotency
+        idempotency.dropPending()
+        for (agent, req) in keys { idempotency.forget(agent: agent, req: req) }
+    }
+
+    // MARK: - Memory
+
+    /// Measures the delivered views and evicts the least recently delivered over the limit.
+    mutating func enforceViewCache() {
+        for i in memory.evictions(observers.cachedViews()) { observers.evictDelivered(i) }
+        memory.wholeViewsAfterEviction = observers.wholeViewsAfterEviction
+    }
+
+    /// Evicts every agent's delivered view over `bytes` now (an operator's or a test's pressure).
+    public mutating func evictViewCache(downTo bytes: Int) {
+        var m = MemoryManager(limits: MemoryLimits(snapshots: config.memory.snapshots, viewCacheBytes: bytes))
+        for i in m.evictions(observers.cachedViews()) { observers.evictDelivered(i) }
+        memory.viewsEvicted += m.viewsEvicted
+        memory.viewCacheBytes = m.viewCacheBytes
+    }
+
+    /// Every memory bound: what it holds, its limit (0: unbounded), the most it held.
+    public var memoryGauges: [MemoryGauge] {
+        let queueMax = agentStates.map { $0.queue.count + $0.deferred.count }.max() ?? 0
+        let queueLimit = agentStates.map { $0.backpressure.maxQueueDepth + $0.backpressure.maxDeferred }.max() ?? config.backpressure.maxQueueDepth
+        let pendingMax = observers.agents.indices.map { observers.pendingCount($0) }.max() ?? 0
+        let pendingLimit = observers.agents.map(\.policy.maxPendingObservations).max() ?? 0
+        let window = UInt64(config.snapshotEvery * (config.memory.snapshots + 1))
+        return [MemoryGauge(name: "log_window_entries", value: UInt64(log.entries.count), limit: config.memory.snapshots == 0 ? 0 : window, highWater: 0),
+                MemoryGauge(name: "snapshots_in_memory", value: UInt64(log.snapshots.count), limit: UInt64(config.memory.snapshots), highWater: 0),
+                MemoryGauge(name: "view_cache_bytes", value: UInt64(memory.viewCacheBytes), limit: UInt64(config.memory.viewCacheBytes),
+                            highWater: UInt64(memory.viewCacheHighWater)),
+                // Counters (limit 0): what the bounds cost so far.
+                MemoryGauge(name: "views_evicted", value: UInt64(memory.viewsEvicted), limit: 0, highWater: UInt64(memory.viewsEvicted)),
+                MemoryGauge(name: "whole_views_after_eviction", value: UInt64(observers.wholeViewsAfterEviction), limit: 0,
+                            highWater: UInt64(observers.wholeViewsAfterEviction)),
+                MemoryGauge(name: "idempotency_entries", value: UInt64(idempotency.count), limit: UInt64(idempotency.maxEntries), highWater: 0),
+                MemoryGauge(name: "idempotency_evicted_early", value: UInt64(idempotency.evictedBeforeExpiry), limit: 0,
+                            highWater: UInt64(idempotency.evictedBeforeExpiry)),
+                MemoryGauge(name: "agent_queue_max", value: UInt64(queueMax), limit: UInt64(queueLimit), highWater: 0),
+                MemoryGauge(name: "pending_observations_max", value: UInt64(pendingMax), limit: UInt64(pendingLimit), highWater: 0)]
     }
 
     /// The invariants that must hold after every step; traps on a broken one (our bug, not input).

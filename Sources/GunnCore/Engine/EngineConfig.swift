@@ -46,7 +46,11 @@ public struct EngineConfig: Sendable {
     /// Emitted drafts held for one quantum; more are refused with QUEUE_FULL.
     public var maxPendingEmits: Int = 65_536
     public var idempotencyTTLSeconds: Double = 600
-    public var idempotencyMaxEntries: Int = 1_000_000
+    /// Request ids remembered in memory at most (the newest; the log writer's table holds every
+    /// one inside the TTL and gives the newest this many back after a restart). Ids evicted before
+    /// their TTL ended are counted (`idempotency_evicted_early` in status): a retry of one is
+    /// taken as a new intent.
+    public var idempotencyMaxEntries: Int = 100_000
     /// Per agent and per tenant token buckets (capacity, refill per second of host time).
     public var agentQuota = TokenBucket(capacity: 200, refillPerSecond: 100)
     public var tenantQuota = TokenBucket(capacity: 20_000, refillPerSecond: 10_000)
@@ -55,8 +59,11 @@ public struct EngineConfig: Sendable {
     public var agentClasses: [String: BackpressureConfig] = [:]
     /// Observed effects by others an intent's context may miss before it is STALE_CONTEXT.
     public var stalenessThreshold: Int = 0
-    /// A world snapshot is kept every this many effects (0 = never).
-    public var snapshotEvery: Int = 1000
+    /// A world snapshot is kept in memory every this many effects (0 = never); with
+    /// `memory.snapshots` it sets the log window the engine holds.
+    public var snapshotEvery: Int = 5000
+    /// What the engine holds in memory at most (docs/orchestrator.md, "Memory").
+    public var memory = MemoryLimits()
     public var limits = ValidationLimits()
     public var simTimeAuthority: SimTimeAuthority = .hostWallTime
     /// Side of a cell of the spatial grid that finds the observers near a change.

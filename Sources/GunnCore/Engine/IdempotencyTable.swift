@@ -1,4 +1,15 @@
 /// What an intent finally came to: committed as an effect, or refused with a coded error.
+/// A request the log writer's idempotency table holds: its committed effect, until `expiresAt`.
+public struct RecoveredRequest: Hashable, Sendable {
+    public var agentID: AgentID
+    public var reqID: ReqID
+    public var effect: Effect
+    public var expiresAt: HostTime
+    public init(agentID: AgentID, reqID: ReqID, effect: Effect, expiresAt: HostTime) {
+        self.agentID = agentID; self.reqID = reqID; self.effect = effect; self.expiresAt = expiresAt
+    }
+}
+
 public enum IntentOutcome: Hashable, Sendable {
     case committed(Effect)
     case rejected(GunnError)
@@ -58,6 +69,16 @@ public struct IdempotencyTable: Sendable {
     mutating func release(agent: AgentID, req: ReqID) {
         let key = Key(agent: agent, req: req)
         if case .pending? = entries[key] { entries[key] = nil }
+    }
+
+    /// Forgets an id whatever its state (its outcome was rolled back with its batch).
+    mutating func forget(agent: AgentID, req: ReqID) {
+        entries[Key(agent: agent, req: req)] = nil
+    }
+
+    /// Forgets every pending id (the queues that held them are gone).
+    mutating func dropPending() {
+        for (k, v) in entries { if case .pending = v { entries[k] = nil } }
     }
 
     mutating func recordRecovered(agent: AgentID, req: ReqID, outcome: IntentOutcome, expiresAt: HostTime) {

@@ -15,6 +15,10 @@ struct AgentObservation: Sendable {
     var generations: [ActiveGeneration] = []
     var lastCancelAt: HostTime?
     var collapsedDeliveries = 0
+    /// `delivered` was dropped by the memory manager: the next delivery is the whole view.
+    var evicted = false
+    /// When the agent last took a delivery (the registry's use clock): the eviction order.
+    var lastUse: UInt64 = 0
 
     static let ownHistoryBound = 256
     static let maxGenerations = 8
@@ -42,6 +46,9 @@ struct ObserverRegistry: Sendable {
     private var latencyRNG: SplitMix64
     private var mark: [UInt32] = []
     private var markGeneration: UInt32 = 0
+    private var useClock: UInt64 = 0
+    /// Whole views delivered because the agent's delivered view had been evicted.
+    private(set) var wholeViewsAfterEviction = 0
 
     init(cellSize: Double, seed: UInt64) {
         entityGrid = SpatialGrid(cellSize: cellSize)
@@ -292,7 +299,12 @@ struct ObserverRegistry: Sendable {
     /// Bounded delivery: on overflow the queue collapses into one whole view at the newest view_seq,
     /// so a slow agent costs memory in proportion to its view, never to the world's traffic.
     private mutating func enqueue(_ p: PendingObservation, for i: Int) {
-        if let last = agents[i].pending.last, last.patch == nil {
+        if agents[i].evicted && agents[i].pending.isEmpty {
+            // No delivered view to patch: the whole view, built at delivery.
+            var whole = p
+            whole.patch = nil
+            agents[i].pending.push(whole)
+        } else if let last = agents[i].pending.last, last.patch == nil {
             // Already collapsed: the pending whole view absorbs this change too (built at delivery).
             agents[i].pending.updateLast { $0.viewSeq = p.viewSeq; $0.globalSeq = p.globalSeq; $0.deliverAt = max($0.deliverAt, p.deliverAt) }
         } else if agents[i].pending.count >= agents[i].policy.maxPendingObservations {
@@ -310,7 +322,10 @@ struct ObserverRegistry: Sendable {
     mutating func nextObservation(_ i: Int, at now: HostTime) -> ObservationDelta? {
         guard let p = agents[i].pending.first, p.deliverAt <= now else { return nil }
         _ = agents[i].pending.pop()
+        useClock += 1
+        agents[i].lastUse = useClock
         guard let patch = p.patch else {
+            if agents[i].evicted { wholeViewsAfterEviction += 1; agents[i].evicted = false }
             // A collapsed queue: the whole current view (nothing is queued behind it).
             let doc = agents[i].document
             agents[i].delivered = doc
@@ -329,9 +344,33 @@ struct ObserverRegistry: Sendable {
     }
 
     mutating func resync(_ i: Int) {
+        useClock += 1
+        agents[i].lastUse = useClock
+        agents[i].evicted = false
         agents[i].pending = FIFO()
         agents[i].delivered = agents[i].document
         agents[i].deliveredSeq = agents[i].viewSeq
+    }
+
+    /// Drops agent `i`'s delivered view (the memory manager's eviction): what is queued for it
+    /// collapses into one whole view at the newest view_seq, and so does the next change.
+    mutating func evictDelivered(_ i: Int) {
+        guard !agents[i].evicted else { return }
+        agents[i].evicted = true
+        agents[i].delivered = .null
+        if let last = agents[i].pending.last {
+            var whole = last
+            whole.patch = nil
+            // Not before any change it holds is due (the latency model holds for whole views too).
+            whole.deliverAt = agents[i].pending.elements.map(\.deliverAt).max()!
+            agents[i].pending = FIFO()
+            agents[i].pending.push(whole)
+        }
+    }
+
+    /// The delivered views held: agent index, estimated bytes, last use.
+    func cachedViews() -> [(agent: Int, bytes: Int, lastUse: UInt64)] {
+        agents.indices.compactMap { i in agents[i].evicted ? nil : (i, agents[i].delivered.estimatedBytes, agents[i].lastUse) }
     }
 
     func nextDeliveryTime(_ i: Int) -> HostTime? { agents[i].pending.first?.deliverAt }
