@@ -355,6 +355,9 @@ final class Ctl {
         let h = try await head()
         let end = to == 0 ? h.seq : min(to, h.seq)
         guard from >= 1, from <= max(end, 1) else { throw GunnCtl.Exit(code: 2, message: "--from \(from) is past the log's end (\(end))") }
+        // A compacted log starts after its base snapshot: a replay from before it starts there.
+        let first = h.count > 0 ? h.seq - h.count + 1 : h.seq + 1
+        let from = max(from, first)
         guard case .snapshot(let snap) = try await endpoints.call("eventlog", .snapshotRequest(Nonce(from - 1)), "SnapshotRequest") else {
             throw GunnCtl.Exit(code: 4, message: "unexpected reply")
         }

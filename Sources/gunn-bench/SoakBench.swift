@@ -47,8 +47,9 @@ enum SoakBench {
         var clients: [GunnClient] = []
         for i in 0..<agents {
             let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "a\(i)")
-            try await c.register(["agent_id": .string("a\(i)"), "spawn": [.number(Double(i % 10)), .number(Double(i / 10))],
-                                  "staleness_threshold": 1_000_000_000, "observation": ["distance_limit": 3]])
+            // Each agent in a cell of its own, 10 apart, seeing 3 around it: its moves reach its own view.
+            try await c.register(["agent_id": .string("a\(i)"), "spawn": [.number(Double(i % 10) * 10), .number(Double(i / 10) * 10)],
+                                  "staleness_threshold": 1_000_000_000, "distance_limit": 3])
             clients.append(c)
         }
         defer { for c in clients { c.close() } }
@@ -71,7 +72,7 @@ enum SoakBench {
                         for start in stride(from: 0, to: perAgent, by: half) {
                             let intents = (start..<min(perAgent, start + half)).map { k -> Intent in
                                 // Moves inside a bounded square: the world's size stays the same.
-                                let x = Double((k * 7 + i) % 10), y = Double((k * 3 + i / 10) % 10)
+                                let x = Double(i % 10) * 10 + Double(k % 3), y = Double(i / 10) * 10 + Double((k / 3) % 3)
                                 return Intent(kind: .move, payload: ["to": [.number(x), .number(y)]], contextSeq: 0,
                                               reqID: ReqID("r\(r)-\(k)"), agentID: agent)
                             }

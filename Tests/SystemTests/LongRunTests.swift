@@ -1,0 +1,171 @@
+import Foundation
+import Glibc
+import XCTest
+@testable import GunnIO
+@testable import GunnWire
+@testable import GunnClient
+import GunnOrchestratorServer
+import GunnCore
+
+/// Long runs with real processes: durable snapshots, compaction of a live log, restarts from a
+/// snapshot, and a client resuming from a view older than the orchestrator's window.
+final class LongRunTests: XCTestCase {
+    typealias Proc = OrchestratorProcessTests.Proc
+    var home: String!
+    override func setUpWithError() throws {
+        home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-long-\(UUID().uuidString.prefix(8))").path
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: home) }
+
+    func eventlog() throws -> Proc { try Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"]) }
+    /// A small window (200 entries in memory) and a durable snapshot every 500 effects.
+    func orchestrator() throws -> Proc {
+        try Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--resume-window", "200", "--snapshot-every", "500"])
+    }
+    func client(_ name: String) -> GunnClient { GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: name) }
+    var ctl: GunnHome { GunnHome(home) }
+
+    func gauge(_ name: String) throws -> Double? {
+        guard case .array(let gauges)? = try ctl.gunnctl(["--json", "status"]).json?["gauges"] else { return nil }
+        return gauges.first { $0["name"]?.stringValue == name }?["value"]?.numberValue
+    }
+
+    func python(_ args: [String]) throws -> (status: Int32, out: String) {
+        let python = EventLogProcessTests.root.appendingPathComponent(".venv-tools/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: python) else { XCTFail("run ops/setup: \(python) is missing"); return (1, "") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out; p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    /// Moves of `agent` to x = from..<to, pipelined; every one must be committed (retried while
+    /// the orchestrator restarts).
+    static func moves(_ c: GunnClient, _ agent: AgentID, _ range: Range<Int>) async throws -> [Effect] {
+        var effects: [Effect] = []
+        for start in stride(from: range.lowerBound, to: range.upperBound, by: 50) {
+            let intents = (start..<min(range.upperBound, start + 50)).map {
+                Intent(kind: .move, payload: ["to": [.number(Double($0 % 40)), 5]], contextSeq: 0, reqID: ReqID("m\($0)"), agentID: agent)
+            }
+            for t in try await c.send(intents) {
+                let o = try await t.outcome(deadlineSeconds: 30)
+                guard let e = o.effect else { throw GunnError(.internalError, "a move was refused: \(o)") }
+                effects.append(e)
+            }
+        }
+        return effects
+    }
+
+    func testCompactingALiveLogUnderLoadKeepsVerifyReplayRestartAndResume() async throws {
+        var log = try eventlog()
+        var orch = try orchestrator()
+        // No snapshot yet: a compaction is refused with its code, and nothing is dropped.
+        let early = try ctl.gunnctl(["compact", "--before", "100"])
+        XCTAssertEqual(early.status, 4, early.out + early.err)
+        XCTAssertTrue(early.err.contains("SNAPSHOT_REQUIRED (6005)"), early.err)
+
+        let watcher = client("watcher"), mover = client("mover")
+        try await watcher.register(["agent_id": "watcher", "spawn": [0, 0], "staleness_threshold": 1_000_000])
+        try await mover.register(["agent_id": "mover", "spawn": [1, 1], "staleness_threshold": 1_000_000])
+        // Load in the background while the log is compacted.
+        let load = Task.detached { [mover] () async throws -> [Effect] in try await LongRunTests.moves(mover, "mover", 0..<3000) }
+        var snapSeq = 0.0
+        for _ in 0..<600 {
+            snapSeq = try ctl.gunnctl(["--json", "snapshot"]).json?["global_seq"]?.numberValue ?? 0
+            if snapSeq >= 1000 { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        XCTAssertGreaterThanOrEqual(snapSeq, 1000, "the orchestrator stores durable snapshots every 500 effects")
+        let compacted = try ctl.gunnctl(["--json", "compact", "--before", String(Int(snapSeq) + 1)])
+        XCTAssertEqual(compacted.status, 0, compacted.out + compacted.err)
+        let dropped = try XCTUnwrap(compacted.json?["dropped"]?.numberValue)
+        XCTAssertEqual(compacted.json?["snapshot_seq"]?.numberValue, snapSeq)
+        XCTAssertEqual(dropped, snapSeq, "every entry up to the snapshot")
+        let first = try await load.value
+        XCTAssertEqual(first.count, 3000)
+        let sawLoad = try await waitFor { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(2999 % 40)), 5, 0] }
+        XCTAssertTrue(sawLoad, "the watcher followed the moves")
+        let held = try XCTUnwrap(watcher.view(of: "watcher"))
+        let heldGlobal = try XCTUnwrap(watcher.viewGlobalSeq(of: "watcher"))
+
+        // Reads from before the compaction are refused with the code; the rest still verifies.
+        let tail = try ctl.gunnctl(["tail", "--from", "1", "--limit", "3"])
+        XCTAssertEqual(tail.status, 4, tail.out + tail.err)
+        XCTAssertTrue(tail.err.contains("SNAPSHOT_REQUIRED"), tail.err)
+
+        // kill -9 of both; they recover from the newest snapshot of the compacted log.
+        orch.kill9()
+        log.kill9()
+        log = try eventlog()
+        orch = try orchestrator()
+        defer { orch.term(); log.term() }
+        XCTAssertGreaterThan(try gauge("last_durable_snapshot_seq") ?? 0, snapSeq, "recovered from a snapshot after the compaction point")
+        // The world moves on past the window while the watcher is away; then it comes back.
+        let second = try await Self.moves(mover, "mover", 3000..<3600)
+        XCTAssertEqual(second.count, 600)
+        XCTAssertEqual(Set((first + second).map(\.globalSeq)).count, 3600, "no intent committed twice")
+        _ = try await watcher.status() // reconnects; the re-registration resumes from the held view
+        let caughtUp = try await waitFor { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(3599 % 40)), 5, 0] }
+        XCTAssertTrue(caughtUp, "the watcher caught up: \(String(describing: watcher.view(of: "watcher")))")
+        XCTAssertEqual(watcher.resumedWithDelta, 1, "one delta from the held view at \(heldGlobal) (view_seq \(held.seq)), rebuilt from the log")
+        XCTAssertEqual(try gauge("resumed_from_log"), 1)
+        let fresh = try await watcher.filteredView(of: "watcher")
+        XCTAssertEqual(watcher.view(of: "watcher")?.doc, fresh.doc)
+
+        // gunn's verify, the third-party check from the file, replay --check (from the log's
+        // base snapshot, and from a seq after it).
+        let verify = try ctl.gunnctl(["--json", "verify"])
+        XCTAssertEqual(verify.status, 0, verify.out + verify.err)
+        XCTAssertEqual(verify.json?["ok"], true)
+        let head = try XCTUnwrap(try ctl.gunnctl(["--json", "status"]).json?["head_seq"]?.numberValue)
+        XCTAssertEqual(verify.json?["checked"]?.numberValue, head - snapSeq)
+        let third = try python([EventLogProcessTests.root.appendingPathComponent("Tests/Interop/verify_chain.py").path, home + "/data/events.sqlite"])
+        XCTAssertEqual(third.status, 0, third.out)
+        XCTAssertEqual(third.out.trimmingCharacters(in: .whitespacesAndNewlines), "ok \(Int(head - snapSeq)) from snapshot \(Int(snapSeq))")
+        for from in ["1", String(Int(snapSeq) + 700)] {
+            let replay = try ctl.gunnctl(["--json", "replay", "--from", from, "--check"])
+            XCTAssertEqual(replay.status, 0, replay.out + replay.err)
+            XCTAssertEqual(replay.json?["matches_orchestrator"], true, replay.out)
+            XCTAssertGreaterThanOrEqual(replay.json?["snapshot_seq"]?.numberValue ?? 0, snapSeq, replay.out)
+        }
+        watcher.close(); mover.close()
+    }
+
+    /// A clean stop stores the durable world as a snapshot: the next start replays nothing, and
+    /// a retry of a request committed before the stop gets its effect from the writer's table.
+    func testACleanStopStoresASnapshotAndIdempotencyOutlivesTheRestart() async throws {
+        let log = try eventlog()
+        defer { log.term() }
+        var orch = try orchestrator()
+        let c = client("c")
+        try await c.register(["agent_id": "c", "spawn": [0, 0], "staleness_threshold": 1_000_000])
+        let effects = try await Self.moves(c, "c", 0..<120)
+        let head = try XCTUnwrap(effects.last?.globalSeq)
+        orch.term()
+        let snap = try ctl.gunnctl(["--json", "snapshot"])
+        XCTAssertEqual(snap.json?["global_seq"]?.numberValue, Double(head), snap.out + snap.err)
+        orch = try orchestrator()
+        defer { orch.term() }
+        XCTAssertEqual(try gauge("last_durable_snapshot_seq"), Double(head))
+        XCTAssertEqual(try gauge("log_window_entries"), 0, "nothing after the snapshot to replay")
+        // A retry of m7 (committed before the stop) is answered with the same effect.
+        let retry = try await c.submit(Intent(kind: .move, payload: ["to": [7, 5]], contextSeq: 0, reqID: "m7", agentID: "c"))
+        XCTAssertEqual(retry.effect, effects[7])
+        let after = try await c.head()
+        XCTAssertEqual(after.seq, head, "no second effect")
+        c.close()
+    }
+
+    func waitFor(_ condition: () -> Bool) async throws -> Bool {
+        for _ in 0..<1000 {
+            if condition() { return true }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        return false
+    }
+}
