@@ -76,7 +76,7 @@ public struct OrchestratorCore: Sendable {
         /// A durable snapshot is stored with the log writer about every this many effects (at the
         /// newest in-memory snapshot the durable head has passed); 0 never. Recovery replays only
         /// the entries after the newest one.
-        public var durableSnapshotEvery = 20_000
+        public var durableSnapshotEvery = 10_000
         /// Worlds from before the log window that the host rebuilt from the log writer for a
         /// resume (`providePast`), kept at most.
         public var maxPastWorlds = 4

@@ -68,6 +68,9 @@ public actor OrchestratorServer {
     /// the writer's idempotency table gave.
     public private(set) var recoveredFromSnapshot: UInt64 = 0
     public private(set) var recoveredRequests = 0
+    /// How long recovery took, and the part of it that read the request ids (monotonic ms).
+    public private(set) var recoveryMillis = 0.0
+    public private(set) var requestIDsMillis = 0.0
     /// Snapshot saves the writer refused or that were lost (each named in the log).
     public private(set) var snapshotFailures = 0
     var rssReadAt: Double = -1
@@ -111,11 +114,13 @@ public actor OrchestratorServer {
     /// the writer's idempotency table. A snapshot that does not verify is named in the log and
     /// the one before it tried, down to the log's first entry.
     func recover() async throws -> OrchestratorCore {
-        let requests = try await log.idempotencyRecords(limit: settings.engine.idempotencyMaxEntries).compactMap { r -> RecoveredRequest? in
-            guard let json = try? JSONParser.parse(r.effect), let effect = try? Effect(json: json) else { return nil }
-            return RecoveredRequest(agentID: AgentID(r.agentID), reqID: ReqID(r.reqID), effect: effect, expiresAt: r.expiresAt)
+        let t0 = EventLoop.now()
+        defer { recoveryMillis = (EventLoop.now() - t0) * 1000 }
+        let requests = try await log.idempotencyRecords(limit: settings.engine.idempotencyMaxEntries).map {
+            RecoveredRequest(agentID: AgentID($0.agentID), reqID: ReqID($0.reqID), canonicalEffect: $0.effect, expiresAt: $0.expiresAt)
         }
         recoveredRequests = requests.count
+        requestIDsMillis = (EventLoop.now() - t0) * 1000
         var cursor = UInt64.max
         while true {
             let snap = try await log.snapshot(atOrBefore: cursor)

@@ -15,8 +15,10 @@ public enum WireJSON {
         let json: JSONValue
         do { json = try JSONParser.parse(l.effect) } catch { throw error.gunnError }
         let effect = try Effect(json: json)
+        // The writer's bytes are the canonical form (it checked them), and the chain is over them.
         return EventLogEntry(globalSeq: l.globalSeq, simTime: l.simTime, wallTime: l.wallTime, effect: effect, worldID: l.worldID,
-                             agentID: l.agentID.isEmpty ? nil : AgentID(l.agentID), reqID: l.reqID.isEmpty ? nil : ReqID(l.reqID), checksum: l.checksum)
+                             agentID: l.agentID.isEmpty ? nil : AgentID(l.agentID), reqID: l.reqID.isEmpty ? nil : ReqID(l.reqID), checksum: l.checksum,
+                             canonicalEffect: l.effect)
     }
 
     public static func error(_ e: GunnError) -> WireErrorMessage {

@@ -411,15 +411,15 @@ public final class EventLogStore {
     }
 
     /// The newest `limit` requests whose TTL has not ended at `now` (by expiry, which follows the
-    /// commit order: the expiry index answers without a sort), oldest first, each with its
-    /// committed effect.
+    /// commit order: the expiry index is walked backwards, `limit` rows read, no sort; the table
+    /// holds this log's world only), oldest first, each with its committed effect.
     public func idempotencyRecords(at now: Double, limit: Int) throws -> [(agentID: String, reqID: String, globalSeq: UInt64, expiresAt: Double, effect: [UInt8])] {
         let s = try db.prepare("""
-            SELECT i.agent_id, i.req_id, i.global_seq, i.expires_at, COALESCE(i.effect, e.effect) FROM idempotency i
+            SELECT i.agent_id, i.req_id, i.global_seq, i.expires_at, COALESCE(i.effect, e.effect) FROM idempotency i INDEXED BY idempotency_expiry
             LEFT JOIN entries e ON e.global_seq = i.global_seq
-            WHERE i.world_id = ? AND i.expires_at >= ? ORDER BY i.expires_at DESC, i.global_seq DESC LIMIT ?
+            WHERE i.expires_at >= ? ORDER BY i.expires_at DESC LIMIT ?
             """)
-        s.bind(1, worldID); s.bind(2, now); s.bind(3, Int64(limit))
+        s.bind(1, now); s.bind(2, Int64(limit))
         var out: [(agentID: String, reqID: String, globalSeq: UInt64, expiresAt: Double, effect: [UInt8])] = []
         while try s.step() {
             let effect = s.blob(4)

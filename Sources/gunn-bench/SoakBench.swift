@@ -135,13 +135,16 @@ enum SoakBench {
             }
         }
         for i in 0..<100 {
-            try take(engine.handle(.registerAgent(AgentRegistration(agentID: AgentID("a\(i)"), spawn: Position(x: Double(i % 10), y: Double(i / 10)))), at: now))
+            // Apart, as in the soak: each agent's moves reach its own view only.
+            try take(engine.handle(.registerAgent(AgentRegistration(agentID: AgentID("a\(i)"), spawn: Position(x: Double(i % 10) * 10, y: Double(i / 10) * 10),
+                                                                    observation: ObservationPolicy(distanceLimit: 3))), at: now))
         }
         var k = 0
         while engine.headSeq < UInt64(entries) {
             now += 1e-5
             let i = k % 100
-            try take(engine.handle(.submitIntent(Intent(kind: .move, payload: ["to": [.number(Double(k % 10)), .number(Double(k % 7))]], contextSeq: engine.viewSeq(of: AgentID("a\(i)"))!,
+            try take(engine.handle(.submitIntent(Intent(kind: .move, payload: ["to": [.number(Double(i % 10) * 10 + Double(k % 3)), .number(Double(i / 10) * 10 + Double(k % 2))]],
+                                                        contextSeq: engine.viewSeq(of: AgentID("a\(i)"))!,
                                                         reqID: ReqID("r\(k)"), agentID: AgentID("a\(i)"))), at: now))
             k += 1
         }
@@ -149,7 +152,7 @@ enum SoakBench {
         try store.anchor(at: Date().timeIntervalSince1970, clean: true)
     }
 
-    enum OrchestratorDefaults { static let durableSnapshotEvery = 20_000 }
+    enum OrchestratorDefaults { static let durableSnapshotEvery = 10_000 }
 
     static func restart(arguments: [String]) async throws -> RestartFigures {
         let big = int(arguments, "--entries", 1_000_000)

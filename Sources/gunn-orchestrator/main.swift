@@ -55,7 +55,8 @@ do { try await server.start() } catch {
     exit(70)
 }
 FileHandle.standardError.write(Data(("gunn-orchestrator: recovered \(await server.recoveredEntries) entries after the snapshot at "
-                                     + "\(await server.recoveredFromSnapshot), \(await server.recoveredRequests) request ids, head \(await server.headSeq)\n").utf8))
+                                     + "\(await server.recoveredFromSnapshot), \(await server.recoveredRequests) request ids, head \(await server.headSeq), "
+                                     + "in \(Int(await server.recoveryMillis)) ms (request ids \(Int(await server.requestIDsMillis)) ms)\n").utf8))
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()

@@ -728,7 +728,7 @@ public struct Engine: Sendable {
     public mutating func restore(from entries: [EventLogEntry], at now: HostTime) throws(GunnError) {
         let requests = entries.compactMap { e -> RecoveredRequest? in
             guard let agent = e.agentID, let req = e.reqID else { return nil }
-            return RecoveredRequest(agentID: agent, reqID: req, effect: e.effect, expiresAt: e.wallTime + config.idempotencyTTLSeconds)
+            return RecoveredRequest(agentID: agent, reqID: req, canonicalEffect: e.canonicalEffect, expiresAt: e.wallTime + config.idempotencyTTLSeconds)
         }
         try restore(snapshot: nil, entries: entries, requests: requests, at: now)
     }
@@ -765,7 +765,7 @@ public struct Engine: Sendable {
         observers.reindex(world)
         log.load(base: (start.lastGlobalSeq, snapshot?.checksum, start), entries, snapshots: snapshots)
         for r in requests.suffix(idempotency.maxEntries) where r.expiresAt > now {
-            idempotency.recordRecovered(agent: r.agentID, req: r.reqID, outcome: .committed(r.effect), expiresAt: r.expiresAt)
+            idempotency.recordRecovered(agent: r.agentID, req: r.reqID, canonicalEffect: r.canonicalEffect, expiresAt: r.expiresAt)
         }
         lastHostTime = max(lastHostTime, now)
     }

@@ -125,8 +125,7 @@ public struct IntegrityReport: Hashable, Sendable {
         for e in entries {
             if e.globalSeq != expected { report.gaps.append(SequenceGap(expected: expected, found: e.globalSeq)) }
             expected = e.globalSeq + 1
-            let bytes = e.effect.canonicalBytes
-            let sum = HashChain.checksum(previous: prev, canonicalEffect: bytes)
+            let sum = HashChain.checksum(previous: prev, canonicalEffect: e.canonicalEffect)
             if report.firstBadSeq == nil && (sum != e.checksum || e.effect.globalSeq != e.globalSeq) { report.firstBadSeq = e.globalSeq }
             prev = e.checksum
             report.checked += 1

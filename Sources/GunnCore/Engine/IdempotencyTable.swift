@@ -1,12 +1,17 @@
 /// What an intent finally came to: committed as an effect, or refused with a coded error.
 /// A request the log writer's idempotency table holds: its committed effect, until `expiresAt`.
+/// The effect is kept as its canonical JSON and parsed only when a retry asks for it (a
+/// restart takes the newest 100,000 without parsing one).
 public struct RecoveredRequest: Hashable, Sendable {
     public var agentID: AgentID
     public var reqID: ReqID
-    public var effect: Effect
+    public var canonicalEffect: [UInt8]
     public var expiresAt: HostTime
+    public init(agentID: AgentID, reqID: ReqID, canonicalEffect: [UInt8], expiresAt: HostTime) {
+        self.agentID = agentID; self.reqID = reqID; self.canonicalEffect = canonicalEffect; self.expiresAt = expiresAt
+    }
     public init(agentID: AgentID, reqID: ReqID, effect: Effect, expiresAt: HostTime) {
-        self.agentID = agentID; self.reqID = reqID; self.effect = effect; self.expiresAt = expiresAt
+        self.init(agentID: agentID, reqID: reqID, canonicalEffect: effect.canonicalBytes, expiresAt: expiresAt)
     }
 }
 
@@ -31,6 +36,8 @@ public struct IdempotencyTable: Sendable {
         /// Rebuilt from the log after a restart: the intent's fingerprint is not in the log, so
         /// any retry under this id gets the committed outcome.
         case recovered(outcome: IntentOutcome, expiresAt: HostTime)
+        /// The same, with the effect still as the log writer's bytes (parsed on the first retry).
+        case recoveredBytes([UInt8], expiresAt: HostTime)
     }
 
     public let ttlSeconds: Double
@@ -58,6 +65,13 @@ public struct IdempotencyTable: Sendable {
         case .pending(let f)?: return f == fingerprint ? .pending : .conflict
         case let .done(f, outcome, _)?: return f == fingerprint ? .done(outcome) : .conflict
         case let .recovered(outcome, _)?: return .done(outcome)
+        case let .recoveredBytes(bytes, expiresAt)?:
+            let outcome: IntentOutcome
+            do { outcome = .committed(try Effect(json: try JSONParser.parse(bytes))) } catch {
+                outcome = .rejected(GunnError(.worldStateCorrupted, "the log writer's record of req_id \(req) of agent \(agent) does not parse: \(error)"))
+            }
+            entries[Key(agent: agent, req: req)] = .recovered(outcome: outcome, expiresAt: expiresAt)
+            return .done(outcome)
         }
     }
 
@@ -81,6 +95,12 @@ public struct IdempotencyTable: Sendable {
         for (k, v) in entries { if case .pending = v { entries[k] = nil } }
     }
 
+    mutating func recordRecovered(agent: AgentID, req: ReqID, canonicalEffect: [UInt8], expiresAt: HostTime) {
+        let key = Key(agent: agent, req: req)
+        entries[key] = .recoveredBytes(canonicalEffect, expiresAt: expiresAt)
+        order.append(key)
+    }
+
     mutating func recordRecovered(agent: AgentID, req: ReqID, outcome: IntentOutcome, expiresAt: HostTime) {
         let key = Key(agent: agent, req: req)
         entries[key] = .recovered(outcome: outcome, expiresAt: expiresAt)
@@ -101,6 +121,7 @@ public struct IdempotencyTable: Sendable {
             switch entries[key] {
             case let .done(_, _, e)?: expiresAt = e
             case let .recovered(_, e)?: expiresAt = e
+            case let .recoveredBytes(_, e)?: expiresAt = e
             default: orderHead += 1; continue
             }
             let overfull = entries.count > maxEntries
