@@ -459,7 +459,21 @@ final class PendingReply: Sendable {
 
 /// Items pushed per agent, each agent with at most one waiter; callers resume outside their lock.
 struct PushQueues<Item: Sendable>: Sendable {
-    private var items: [AgentID: [Item]] = [:]
+    /// One agent's items, oldest first from `head`: pushing, dropping the oldest and taking are
+    /// O(1) (amortised), so a full queue that keeps dropping costs no more than an empty one.
+    struct Queue: Sendable {
+        var items: [Item] = []
+        var head = 0
+        var count: Int { items.count - head }
+        mutating func popFirst() -> Item? {
+            guard head < items.count else { return nil }
+            let first = items[head]
+            head += 1
+            if head >= 1024 && head * 2 >= items.count { items.removeFirst(head); head = 0 }
+            return first
+        }
+    }
+    private var items: [AgentID: Queue] = [:]
     private var waiters: [AgentID: CheckedContinuation<Item?, Never>] = [:]
     /// Items queued per agent at most; beyond, the oldest is dropped.
     let limit: Int
@@ -470,18 +484,14 @@ struct PushQueues<Item: Sendable>: Sendable {
     /// Hands the item to the waiting taker (returned, to be resumed) or queues it.
     mutating func push(_ item: Item, for agent: AgentID) -> CheckedContinuation<Item?, Never>? {
         if let w = waiters.removeValue(forKey: agent) { return w }
-        if items[agent, default: []].count >= limit { items[agent]!.removeFirst(); dropped += 1 }
-        items[agent, default: []].append(item)
+        if items[agent, default: Queue()].count >= limit { _ = items[agent]!.popFirst(); dropped += 1 }
+        items[agent, default: Queue()].items.append(item)
         return nil
     }
 
     /// The oldest queued item, or nil after registering `waiter` for the next one.
     mutating func take(for agent: AgentID, orWait waiter: CheckedContinuation<Item?, Never>) -> Item? {
-        if var q = items[agent], !q.isEmpty {
-            let first = q.removeFirst()
-            items[agent] = q
-            return first
-        }
+        if let first = items[agent]?.popFirst() { return first }
         // Closed: the wait ends at once (resuming only schedules the waiter; safe under the lock).
         if closed { waiter.resume(returning: nil); return nil }
         waiters[agent] = waiter

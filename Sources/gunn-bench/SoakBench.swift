@@ -209,3 +209,67 @@ enum SoakBench {
         return RestartFigures(entries: [10_000, big], restartMillis: millis, recoveredEntries: recovered)
     }
 }
+
+/// `gunn-bench memory`: the orchestrator's resident set for worlds of A agents and E entities
+/// (agents on a few connections, distance-limited views, entities spread over the map), after
+/// 20,000 moves so the log window, the view cache and the idempotency table are in use —
+/// beside the RSS of an empty world in the same run.
+enum MemoryBench {
+    struct Row: Codable { var agents: Int; var entities: Int; var orchestratorRSS: UInt64; var eventlogRSS: UInt64 }
+
+    static func measure(agents: Int, entities: Int, moves: Int, loop: EventLoop, home: String) async throws -> Row {
+        let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", "normal"]).process
+        let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
+        defer {
+            kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
+            kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
+        }
+        let side = max(10, Int(Double(entities).squareRoot() * 3))
+        let connections = max(1, min(10, agents))
+        var clients: [GunnClient] = []
+        for k in 0..<connections { clients.append(GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "c\(k)")) }
+        defer { for c in clients { c.close() } }
+        for i in 0..<agents {
+            try await clients[i % connections].register(["agent_id": .string("a\(i)"), "spawn": [.number(Double((i * 37) % side)), .number(Double((i * 91) % side))],
+                                                         "staleness_threshold": 1_000_000_000, "distance_limit": 6])
+        }
+        for j in 0..<max(0, entities - agents) {
+            _ = try await clients[0].emit(EffectDraft(kind: "EntityUpsert", payload: ["id": .string("e\(j)"), "entity": ["kind": "thing", "hp": .number(Double(j % 10)),
+                "pos": [.number(Double((j * 13) % side)), .number(Double((j * 29) % side))]]], sourceID: "world"))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (k, c) in clients.enumerated() {
+                group.addTask {
+                    let mine = stride(from: k, to: agents, by: connections).map { $0 }
+                    let per = moves / connections
+                    for start in stride(from: 0, to: per, by: 64) {
+                        let intents = (start..<min(per, start + 64)).map { n -> Intent in
+                            let i = mine[n % mine.count]
+                            return Intent(kind: .move, payload: ["to": [.number(Double((i * 37 + n) % side)), .number(Double((i * 91) % side))]], contextSeq: 0,
+                                          reqID: ReqID("m\(n)"), agentID: AgentID("a\(i)"))
+                        }
+                        for t in try await c.send(intents) { _ = try await t.outcome() }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return Row(agents: agents, entities: entities, orchestratorRSS: Sys.residentBytes(pid: orch.processIdentifier),
+                   eventlogRSS: Sys.residentBytes(pid: log.processIdentifier))
+    }
+
+    static func run(arguments: [String]) async throws -> [Row] {
+        let loop = try EventLoop(name: "bench-memory")
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-bench-mem-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        print("memory: orchestrator RSS by world size, after 20,000 moves (default limits; agents see 6 around them)")
+        print("  agents  entities   orchestrator RSS   eventlog RSS")
+        var rows: [Row] = []
+        for (a, e, moves) in [(0, 0, 0), (10, 100, 20_000), (100, 1_000, 20_000), (1_000, 10_000, 20_000)] {
+            let row = try await measure(agents: a, entities: e, moves: moves, loop: loop, home: base + "/\(a)-\(e)")
+            rows.append(row)
+            print(String(format: "  %6d  %8d   %10.1f MiB   %9.1f MiB", a, e, Double(row.orchestratorRSS) / 1048576, Double(row.eventlogRSS) / 1048576))
+        }
+        return rows
+    }
+}

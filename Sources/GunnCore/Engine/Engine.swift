@@ -531,7 +531,8 @@ public struct Engine: Sendable {
             let effect = try commit(kind: kind, payload: payload, simTime: simTime, sourceID: intent.agentID.rawValue,
                                     agent: intent.agentID, req: intent.reqID, at: now)
             agentStates[ai].lastActionSimTime[intent.kind] = simTime
-            idempotency.record(agent: intent.agentID, req: intent.reqID, fingerprint: p.fingerprint, outcome: .committed(effect), at: now)
+            idempotency.recordCommitted(agent: intent.agentID, req: intent.reqID, fingerprint: p.fingerprint,
+                                        canonicalEffect: log.entries.last!.canonicalEffect, at: now)
             outputs.append(.intentCommitted(agent: intent.agentID, reqID: intent.reqID, effect: effect))
         } catch {
             reject(intent, error, record: p.fingerprint, at: now)

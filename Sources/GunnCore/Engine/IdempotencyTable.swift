@@ -33,6 +33,9 @@ public struct IdempotencyTable: Sendable {
     enum Entry: Sendable {
         case pending(fingerprint: [UInt8])
         case done(fingerprint: [UInt8], outcome: IntentOutcome, expiresAt: HostTime)
+        /// A committed intent, its effect kept as canonical JSON (a fifth of the memory of the
+        /// parsed effect; parsed again only for a retry).
+        case committed(fingerprint: [UInt8], canonicalEffect: [UInt8], expiresAt: HostTime)
         /// Rebuilt from the log after a restart: the intent's fingerprint is not in the log, so
         /// any retry under this id gets the committed outcome.
         case recovered(outcome: IntentOutcome, expiresAt: HostTime)
@@ -64,15 +67,26 @@ public struct IdempotencyTable: Sendable {
         case nil: return .new
         case .pending(let f)?: return f == fingerprint ? .pending : .conflict
         case let .done(f, outcome, _)?: return f == fingerprint ? .done(outcome) : .conflict
+        case let .committed(f, bytes, _)?:
+            guard f == fingerprint else { return .conflict }
+            return .done(Self.parse(bytes, agent: agent, req: req))
         case let .recovered(outcome, _)?: return .done(outcome)
-        case let .recoveredBytes(bytes, expiresAt)?:
-            let outcome: IntentOutcome
-            do { outcome = .committed(try Effect(json: try JSONParser.parse(bytes))) } catch {
-                outcome = .rejected(GunnError(.worldStateCorrupted, "the log writer's record of req_id \(req) of agent \(agent) does not parse: \(error)"))
-            }
-            entries[Key(agent: agent, req: req)] = .recovered(outcome: outcome, expiresAt: expiresAt)
-            return .done(outcome)
+        case let .recoveredBytes(bytes, _)?: return .done(Self.parse(bytes, agent: agent, req: req))
         }
+    }
+
+    static func parse(_ bytes: [UInt8], agent: AgentID, req: ReqID) -> IntentOutcome {
+        do { return .committed(try Effect(json: try JSONParser.parse(bytes))) } catch {
+            return .rejected(GunnError(.worldStateCorrupted, "the recorded effect of req_id \(req) of agent \(agent) does not parse: \(error)"))
+        }
+    }
+
+    /// Records a committed intent by its effect's canonical bytes.
+    mutating func recordCommitted(agent: AgentID, req: ReqID, fingerprint: [UInt8], canonicalEffect: [UInt8], at now: HostTime) {
+        let key = Key(agent: agent, req: req)
+        entries[key] = .committed(fingerprint: fingerprint, canonicalEffect: canonicalEffect, expiresAt: now + ttlSeconds)
+        order.append(key)
+        expire(at: now)
     }
 
     mutating func markPending(agent: AgentID, req: ReqID, fingerprint: [UInt8]) {
@@ -120,6 +134,7 @@ public struct IdempotencyTable: Sendable {
             let expiresAt: HostTime
             switch entries[key] {
             case let .done(_, _, e)?: expiresAt = e
+            case let .committed(_, _, e)?: expiresAt = e
             case let .recovered(_, e)?: expiresAt = e
             case let .recoveredBytes(_, e)?: expiresAt = e
             default: orderHead += 1; continue
