@@ -39,7 +39,12 @@ enum SoakBench {
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-bench-soak-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: home) }
         let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b"]).process
-        let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"]).process
+        // Limits passed on to the orchestrator (e.g. --idempotency-entries, --resume-window).
+        var extra: [String] = []
+        for flag in ["--idempotency-entries", "--resume-window", "--view-cache-bytes"] {
+            if let i = arguments.firstIndex(of: flag), i + 1 < arguments.count { extra += [flag, arguments[i + 1]] }
+        }
+        let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b"] + extra).process
         defer {
             kill(orch.processIdentifier, SIGTERM); orch.waitUntilExit()
             kill(log.processIdentifier, SIGTERM); log.waitUntilExit()
