@@ -158,7 +158,7 @@ final class LongRunTests: XCTestCase {
         for bound in ["log_window_entries", "snapshots_in_memory", "view_cache_bytes", "idempotency_entries", "agent_queue_max", "rss_bytes"] {
             XCTAssertTrue(status.out.contains(bound), "\(bound) in:\n\(status.out)")
         }
-        XCTAssertGreaterThan(try gauge("rss_bytes") ?? 0, 1 << 20)
+        XCTAssertGreaterThan(try gauge("rss_bytes") ?? 0, 1_048_576)
         // A retry of m7 (committed before the stop) is answered with the same effect.
         let retry = try await c.submit(Intent(kind: .move, payload: ["to": [7, 5]], contextSeq: 0, reqID: "m7", agentID: "c"))
         XCTAssertEqual(retry.effect, effects[7])
