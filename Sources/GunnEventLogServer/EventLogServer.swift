@@ -261,6 +261,11 @@ public final class EventLogServer: @unchecked Sendable {
                 case .failure(let e): try? await conn.send(error(e), id: frame.id)
                 }
             case .compact(let n):
+                // An operator's act (gunnctl, the supervisor), never a client's.
+                guard ["ctl", "supervisor"].contains(conn.peerHello?.role ?? "") else {
+                    try? await conn.send(error(GunnError(.forbidden, "compaction is for operators (role ctl or supervisor), not role \"\(conn.peerHello?.role ?? "")\"; nothing was dropped")), id: frame.id)
+                    continue
+                }
                 let result = await onStore { try $0.compact(before: n.value) }
                 switch result {
                 case .success(let done):

@@ -13,6 +13,8 @@ final class LogWriterLink: Sendable {
     private let ids = Mutex(UInt64(0))
     /// How long one request waits for its reply before the connection is given up.
     let requestTimeoutSeconds: Double
+    let hello: Hello
+    let options: ConnectionOptions
 
     init(path: String, loop: EventLoop, worldID: String, requestTimeoutSeconds: Double = 1) {
         var breaker = CircuitBreakerConfig()
@@ -26,9 +28,9 @@ final class LogWriterLink: Sendable {
         // The client name carries this process's start on the machine's monotonic clock: the log
         // writer lets only the newest orchestrator append (a dead predecessor's late frames are fenced).
         let incarnation = UInt64(EventLoop.now() * 1e6)
-        link = ReconnectingLink(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: worldID,
-                                                                     clientName: "orchestrator#\(incarnation)"),
-                                options: options, breaker: breaker, backoff: Backoff(baseSeconds: 0.02, capSeconds: 0.5))
+        hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "orchestrator", worldID: worldID, clientName: "orchestrator#\(incarnation)")
+        self.options = options
+        link = ReconnectingLink(path: path, loop: loop, hello: hello, options: options, breaker: breaker, backoff: Backoff(baseSeconds: 0.02, capSeconds: 0.5))
     }
 
     func nextID() -> UInt64 { ids.withLock { $0 += 1; return $0 } }
@@ -37,53 +39,43 @@ final class LogWriterLink: Sendable {
     /// writer may then hold part of the batch).
     struct AppendFailure: Error { let error: GunnError; let unanswered: Bool }
 
-    /// The request waiting for its reply during recovery: its connection and when it went out.
-    private let inFlight = Mutex<(conn: FramedConnection, since: Double)?>(nil)
-    private let watchdogStarted = Mutex(false)
-
-    /// One task for the link's whole life: it closes the connection of the recovery read when a
-    /// batch of it is past its deadline, which ends that receive.
-    private func startWatchdog() {
-        guard watchdogStarted.withLock({ started in defer { started = true }; return !started }) else { return }
+    /// Sends `body` on a connection of its own (never the appends' connection, whose reader
+    /// takes every reply there) and collects the replies until `last` says one was the last.
+    /// Each reply must come within the request timeout, or the connection is closed and the
+    /// exchange fails. `waitSeconds` > 0: the writer may still be starting (recovery), connecting
+    /// is retried that long.
+    private func exchange(_ body: Frame.Body, waitSeconds: Double = 0, last: (Frame.Body) throws -> Bool) async throws -> [Frame.Body] {
+        if waitSeconds > 0 { _ = try await link.connectWithRetry(deadlineSeconds: waitSeconds) }
+        let c = try await FramedConnection.connect(path: link.path, loop: link.loop, hello: hello, options: options)
+        defer { c.close() }
+        let id = nextID()
+        let progress = Mutex(EventLoop.now())
         let timeout = requestTimeoutSeconds
-        Task { [weak self] in
-            while true {
+        // This exchange's own watchdog: no reply within the timeout closes its connection.
+        let watchdog = Task {
+            while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(min(timeout, 0.25) * 1e9 / 2))
-                guard let self else { return } // held only between sleeps: the link can go
-                let late = self.inFlight.withLock { r -> FramedConnection? in
-                    guard let r, EventLoop.now() - r.since > timeout else { return nil }
-                    return r.conn
-                }
-                late?.close()
+                if EventLoop.now() - progress.withLock({ $0 }) > timeout { c.close(); return }
             }
         }
-    }
-
-    /// Sends `body` and collects the replies to it until `last` says one was the last (each
-    /// must come within the request timeout).
-    private func exchange(_ body: Frame.Body, last: (Frame.Body) throws -> Bool) async throws -> [Frame.Body] {
-        let c = try await link.connectWithRetry(deadlineSeconds: 10)
-        let id = nextID()
+        defer { watchdog.cancel() }
         try await c.send(body, id: id)
-        startWatchdog()
-        inFlight.withLock { $0 = (c, EventLoop.now()) }
-        defer { inFlight.withLock { $0 = nil } }
         var out: [Frame.Body] = []
         while let f = await c.receive() {
             guard f.id == id, let b = f.body else { continue }
-            inFlight.withLock { $0 = (c, EventLoop.now()) }
+            progress.withLock { $0 = EventLoop.now() }
             if case .error(let e) = b { throw WireJSON.gunnError(e) }
             out.append(b)
             if try last(b) { return out }
         }
         throw ConnectionError(.adapterUnavailable, "the log writer closed the connection or did not answer within "
-                              + "\(Int(requestTimeoutSeconds * 1000)) ms during recovery")
+                              + "\(Int(requestTimeoutSeconds * 1000)) ms")
     }
 
     /// The entries from `from` to `to` (0: the head), oldest first.
-    func read(from: UInt64, to: UInt64 = 0) async throws -> [LogEntry] {
+    func read(from: UInt64, to: UInt64 = 0, waitSeconds: Double = 0) async throws -> [LogEntry] {
         var out: [LogEntry] = []
-        _ = try await exchange(.readRange(SeqRange(from: from, to: to, maxBatch: 512))) { b in
+        _ = try await exchange(.readRange(SeqRange(from: from, to: to, maxBatch: 512)), waitSeconds: waitSeconds) { b in
             guard case .entries(let e) = b else { throw ConnectionError(.unknownMessage, "unexpected reply to a read") }
             out += e.entries
             return e.done
@@ -92,16 +84,25 @@ final class LogWriterLink: Sendable {
     }
 
     /// The newest durable snapshot at or before `seq` (nil: none).
-    func snapshot(atOrBefore seq: UInt64) async throws -> SnapshotMessage? {
-        let replies = try await exchange(.snapshotRequest(Nonce(seq))) { _ in true }
+    func snapshot(atOrBefore seq: UInt64, waitSeconds: Double = 0) async throws -> SnapshotMessage? {
+        let replies = try await exchange(.snapshotRequest(Nonce(seq)), waitSeconds: waitSeconds) { _ in true }
         guard case .snapshot(let s)? = replies.first else { throw ConnectionError(.unknownMessage, "unexpected reply to a snapshot request") }
         return s.globalSeq == 0 ? nil : s
     }
 
+    /// Stores a durable snapshot with the writer (on a connection of its own, with this
+    /// process's name, so the writer's fence admits it); throws the writer's refusal.
+    func saveSnapshot(_ m: SnapshotMessage) async throws {
+        _ = try await exchange(.snapshotSave(m)) { b in
+            guard case .controlResult = b else { throw ConnectionError(.unknownMessage, "unexpected reply to a snapshot") }
+            return true
+        }
+    }
+
     /// The newest `limit` requests of the writer's idempotency table still inside their TTL.
-    func idempotencyRecords(limit: Int) async throws -> [IdempotencyRecord] {
+    func idempotencyRecords(limit: Int, waitSeconds: Double = 0) async throws -> [IdempotencyRecord] {
         var out: [IdempotencyRecord] = []
-        _ = try await exchange(.idempotencyRequest(Nonce(UInt64(limit)))) { b in
+        _ = try await exchange(.idempotencyRequest(Nonce(UInt64(limit))), waitSeconds: waitSeconds) { b in
             guard case .idempotencyRecords(let r) = b else { throw ConnectionError(.unknownMessage, "unexpected reply to an idempotency request") }
             out += r.records
             return r.done
@@ -148,8 +149,6 @@ final class Appender: Sendable {
         /// When the current connection last brought a reply (a writer that answers is working).
         var lastReply: Double = 0
         var started = false
-        /// Snapshot saves waiting for their answer, by request id.
-        var snapshotsOut: [UInt64: (seq: UInt64, done: (@Sendable (Result<UInt64, GunnError>) -> Void)?)] = [:]
     }
     private let state = Mutex(State())
     private let log: LogWriterLink
@@ -199,22 +198,6 @@ final class Appender: Sendable {
         for p in s.pending { record(&s, (p.batch, .failure(LogWriterLink.AppendFailure(error: error, unanswered: p.unanswered)))) }
         s.pending.removeAll()
     }
-
-    /// Stores a durable snapshot through the log link's current connection, after the appends
-    /// sent before it; `done` (if any) gets the writer's answer. Dropped (answered with a failure)
-    /// when no connection is open or `maxSnapshotsOut` wait already — another comes later.
-    func saveSnapshot(_ m: SnapshotMessage, done: (@Sendable (Result<UInt64, GunnError>) -> Void)? = nil) {
-        let refused = state.withLock { s -> GunnError? in
-            guard let c = s.conn, c.closeReason == nil else { return GunnError(.adapterUnavailable, "no connection to the log writer") }
-            guard s.snapshotsOut.count < Self.maxSnapshotsOut else { return GunnError(.queueFull, "\(Self.maxSnapshotsOut) snapshots wait already") }
-            let id = log.nextID()
-            s.snapshotsOut[id] = (m.globalSeq, done)
-            c.post([Frame(id: id, .snapshotSave(m))])
-            return nil
-        }
-        if let refused { done?(.failure(refused)) }
-    }
-    static let maxSnapshotsOut = 4
 
     func enqueue(_ batch: UInt64, _ entries: [LogEntry]) {
         state.withLock { $0.pending.append(Pending(batch: batch, entries: entries, since: EventLoop.now())) }
@@ -305,16 +288,9 @@ final class Appender: Sendable {
         Task {
             let id = ObjectIdentifier(c)
             while case let frames = await c.receive(upTo: 64), !frames.isEmpty {
-                var answered: [(@Sendable (Result<UInt64, GunnError>) -> Void, Result<UInt64, GunnError>)] = []
                 state.withLock { s in
                     if let current = s.conn, current === c { s.lastReply = EventLoop.now() }
                     for f in frames {
-                        if let snap = s.snapshotsOut.removeValue(forKey: f.id) {
-                            let r: Result<UInt64, GunnError>
-                            if case .error(let e)? = f.body { r = .failure(WireJSON.gunnError(e)) } else { r = .success(snap.seq) }
-                            if let done = snap.done { answered.append((done, r)) }
-                            continue
-                        }
                         guard let i = s.pending.firstIndex(where: { $0.sentOn == id && $0.requestID == f.id }) else { continue }
                         let p = s.pending[i]
                         switch f.body {
@@ -334,17 +310,10 @@ final class Appender: Sendable {
                         }
                     }
                 }
-                for (done, r) in answered { done(r) }
                 wakeIfNeeded()
             }
-            // Closed: what went out on it is unanswered and goes again on the next connection;
-            // snapshot saves on it are given up (the next one comes later).
-            var lost: [@Sendable (Result<UInt64, GunnError>) -> Void] = []
+            // Closed: what went out on it is unanswered and goes again on the next connection.
             let again = state.withLock { s -> Bool in
-                if let current = s.conn, current === c {
-                    lost = s.snapshotsOut.values.compactMap(\.done)
-                    s.snapshotsOut.removeAll()
-                }
                 if let current = s.conn, current === c { s.conn = nil }
                 for i in s.pending.indices where s.pending[i].sentOn == id {
                     s.pending[i].unanswered = true
@@ -352,7 +321,6 @@ final class Appender: Sendable {
                 }
                 return !s.pending.isEmpty
             }
-            for done in lost { done(.failure(GunnError(.adapterUnavailable, "the log writer's connection closed before it answered"))) }
             if again { pump() }
         }
     }

@@ -93,8 +93,10 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var resumedWithDelta = 0
     /// Of those, the resumes from a view before the log window (rebuilt from the log writer).
     public internal(set) var resumedFromLog = 0
-    /// The seq of the last durable snapshot asked for (or recovered from).
+    /// The seq of the last durable snapshot the writer stored (or recovery started from), and
+    /// the one being stored now (none asked for meanwhile).
     public internal(set) var lastSnapshotSeq: GlobalSeq = 0
+    var snapshotPending: GlobalSeq?
     /// Worlds from before the window, by seq, for resumes (oldest first; bounded).
     var pastWorlds: [(seq: GlobalSeq, world: WorldState)] = []
     /// The process's resident set, set by the host, shown in status (0: unknown).
@@ -463,15 +465,25 @@ public struct OrchestratorCore: Sendable {
     /// A durable snapshot every `durableSnapshotEvery` effects: the newest in-memory snapshot
     /// the durable head has passed.
     mutating func snapshotIfDue() {
-        guard settings.durableSnapshotEvery > 0, durableHead >= lastSnapshotSeq + UInt64(settings.durableSnapshotEvery),
-              let s = engine.log.snapshots.last(where: { $0.globalSeq <= durableHead }),
+        guard settings.durableSnapshotEvery > 0, snapshotPending == nil, durableHead >= lastSnapshotSeq + UInt64(settings.durableSnapshotEvery) else { return }
+        // The newest in-memory snapshot the durable head has passed (the base counts too).
+        let base = engine.log.base
+        guard let s = engine.log.snapshots.last(where: { $0.globalSeq <= durableHead }) ?? (base.globalSeq > 0 ? (base.globalSeq, base.state) : nil),
               s.globalSeq >= lastSnapshotSeq + UInt64(settings.durableSnapshotEvery) else { return }
-        lastSnapshotSeq = s.globalSeq
+        snapshotPending = s.globalSeq
         actions.append(.snapshot(s.state))
     }
 
-    /// The host stored (or gave up) the clean-stop snapshot.
-    public mutating func snapshotStored(_ seq: GlobalSeq) { lastSnapshotSeq = max(lastSnapshotSeq, seq) }
+    /// The writer stored the snapshot at `seq`.
+    public mutating func snapshotStored(_ seq: GlobalSeq) {
+        lastSnapshotSeq = max(lastSnapshotSeq, seq)
+        if snapshotPending == seq { snapshotPending = nil }
+    }
+
+    /// The snapshot at `seq` was not stored: the next acknowledgement asks again.
+    public mutating func snapshotFailed(_ seq: GlobalSeq) {
+        if snapshotPending == seq { snapshotPending = nil }
+    }
 
     mutating func begin(_ now: HostTime) {
         actions.removeAll(keepingCapacity: true)
@@ -597,7 +609,9 @@ public struct OrchestratorCore: Sendable {
         }
         var rolledBack: [(AgentID, ReqID)] = []
         for item in b.items { if case .submit(let intent) = item.work { rolledBack.append((intent.agentID, intent.reqID)) } }
-        fresh.adoptIdempotency(of: engine, forgetting: rolledBack)
+        // Only what the rolled-back batches decided is forgotten: a retry in them of a request
+        // committed in a durable batch keeps that commit.
+        fresh.adoptIdempotency(of: engine, forgetting: rolledBack, durableHead: durableHead)
         fresh.setTrimFloor(durableHead)
         // Live generations die with the rolled-back state: their workers are told to stop now
         // (their cancellations cannot be logged on a refusing writer; each is named in the log).

@@ -116,14 +116,15 @@ public actor OrchestratorServer {
     func recover() async throws -> OrchestratorCore {
         let t0 = EventLoop.now()
         defer { recoveryMillis = (EventLoop.now() - t0) * 1000 }
-        let requests = try await log.idempotencyRecords(limit: settings.engine.idempotencyMaxEntries).map {
+        let requests = try await log.idempotencyRecords(limit: settings.engine.idempotencyMaxEntries, waitSeconds: 10).map {
             RecoveredRequest(agentID: AgentID($0.agentID), reqID: ReqID($0.reqID), canonicalEffect: $0.effect, expiresAt: $0.expiresAt)
         }
         recoveredRequests = requests.count
         requestIDsMillis = (EventLoop.now() - t0) * 1000
         var cursor = UInt64.max
         while true {
-            let snap = try await log.snapshot(atOrBefore: cursor)
+            // cursor 0: no snapshot is left to try, replay from the log's first entry.
+            let snap = cursor == 0 ? nil : try await log.snapshot(atOrBefore: cursor)
             var base: (state: WorldState, checksum: String)? = nil
             if let snap {
                 let verified: Result<WorldState, GunnError> = Result { () throws(GunnError) in try Self.verifiedSnapshot(snap) }
@@ -168,23 +169,30 @@ public actor OrchestratorServer {
 
     static func warn(_ line: String) { FileHandle.standardError.write(Data("gunn-orchestrator: warning: \(line)\n".utf8)) }
 
-    /// Clean stop: no more clients, then the durable world stored as a snapshot (waited for up to
-    /// the request timeout), so the next start replays nothing.
+    /// Clean stop: no more clients, then the durable world stored as a snapshot (the writer's
+    /// answer waited for, within the request timeout), so the next start replays nothing.
     public func stop() async {
         await server?.stop()
         guard let world = core?.stopSnapshot() else { return }
-        let seq = world.lastGlobalSeq
         let m = Self.snapshotMessage(world)
-        let stored = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            let once = Mutex(false)
-            let finish: @Sendable (Bool) -> Void = { ok in if once.withLock({ done in defer { done = true }; return !done }) { c.resume(returning: ok) } }
-            appender.saveSnapshot(m) { r in
-                if case .failure(let e) = r { Self.warn("the clean-stop snapshot at \(seq) was not stored: \(e)") }
-                finish((try? r.get()) != nil)
-            }
-            Task { try? await Task.sleep(nanoseconds: UInt64(settings.logRequestTimeoutSeconds * 1e9)); finish(false) }
+        guard Self.fits(m) else { return }
+        do {
+            try await log.saveSnapshot(m)
+            core?.snapshotStored(world.lastGlobalSeq)
+        } catch {
+            Self.warn("the clean-stop snapshot at \(world.lastGlobalSeq) was not stored: \(error)")
         }
-        if stored { core?.snapshotStored(seq) }
+    }
+
+    /// A snapshot must fit in one frame of the log link; a bigger world is named in the log with
+    /// its code and gets no durable snapshot (recovery then replays from an older one).
+    static func fits(_ m: SnapshotMessage) -> Bool {
+        let limit = FrameCodec.defaultMaxFrameBytes - 4096
+        guard m.state.count <= limit else {
+            warn("PAYLOAD_TOO_LARGE (1007): the world at \(m.globalSeq) is \(m.state.count) bytes as JSON, over the \(limit) a snapshot frame holds; no durable snapshot stored")
+            return false
+        }
+        return true
     }
 
     /// The wire form of a durable snapshot: the world's canonical JSON and its SHA-256.
@@ -193,27 +201,38 @@ public actor OrchestratorServer {
         return SnapshotMessage(globalSeq: world.lastGlobalSeq, state: bytes, digest: HashChain.checksum(previous: nil, canonicalEffect: bytes))
     }
 
-    /// Encodes the snapshot off the actor (a big world takes milliseconds) and stores it.
+    /// Encodes the snapshot off the actor (a big world takes milliseconds) and stores it on a
+    /// connection of its own; the core counts it stored only once the writer said so.
     func storeSnapshot(_ world: WorldState) {
-        let appender = appender
+        let log = log
+        let seq = world.lastGlobalSeq
         Task.detached { [weak self] in
             let m = Self.snapshotMessage(world)
-            appender.saveSnapshot(m) { [weak self] r in
-                guard case .failure(let e) = r else { return }
-                Self.warn("the durable snapshot at \(m.globalSeq) was not stored: \(e)")
-                Task { [weak self] in await self?.snapshotFailed() }
+            var stored = false
+            if Self.fits(m) {
+                do { try await log.saveSnapshot(m); stored = true } catch {
+                    Self.warn("the durable snapshot at \(seq) was not stored: \(error)")
+                }
             }
+            await self?.snapshotDone(seq, stored: stored)
         }
     }
 
-    func snapshotFailed() { snapshotFailures += 1 }
+    func snapshotDone(_ seq: UInt64, stored: Bool) {
+        if stored { core?.snapshotStored(seq) } else { snapshotFailures += 1; core?.snapshotFailed(seq) }
+    }
 
     /// The world right after `seq` from the log writer: its newest snapshot at or before `seq`
     /// and the entries up to `seq`, replayed off the actor. nil when the log cannot give it
     /// (compacted past it, or the writer away): the resume then sends the whole view.
     func fetchPast(_ seq: UInt64) async -> WorldState? {
+        guard seq > 0 else { return nil }
         do {
             let snap = try await log.snapshot(atOrBefore: seq)
+            // Bounded: at most this many entries are read and replayed for one resume (a view
+            // older than the writer's snapshots reach gets the whole view instead).
+            let most = UInt64(max(2 * settings.durableSnapshotEvery, 20_000))
+            guard seq - (snap?.globalSeq ?? 0) <= most else { return nil }
             let base = try snap.map { try Self.verifiedSnapshot($0) }
             let from = (snap?.globalSeq ?? 0) + 1
             var wire: [LogEntry] = []

@@ -304,7 +304,8 @@ public final class EventLogStore {
         if from > 1 {
             prev = try read(from: from - 1, to: from - 1, limit: 1).first?.checksum
             if prev == nil { prev = try snapshotBase(at: from - 1) }
-            if prev == nil { report.problems.append(.checksumMismatch(seq: from)) } // no base to check it from
+            // No base to check it from (only when there is an entry to check).
+            if prev == nil && from <= headSeq { report.problems.append(.checksumMismatch(seq: from)) }
         }
         let s = try db.prepare("SELECT global_seq, effect, checksum FROM entries WHERE global_seq >= ? AND global_seq <= ? ORDER BY global_seq")
         s.bind(1, Int64(from)); s.bind(2, Int64(min(to, UInt64(Int64.max))))

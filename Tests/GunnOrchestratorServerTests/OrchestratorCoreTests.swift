@@ -236,6 +236,42 @@ final class OrchestratorCoreTests: XCTestCase {
         XCTAssertEqual(appends(again).count, 1)
     }
 
+    /// A retry of a durable commit that rides in a refused batch is answered with the writer's
+    /// code, and the commit stays remembered: the next retry gets the same effect, no second one.
+    /// A fresh intent of the refused batch is forgotten and commits when sent again.
+    func testARollbackKeepsTheDurableCommitsOfRetriesInTheRefusedBatch() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        let move = Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "m", agentID: "a")
+        let first = ackAll(&core, core.receive(Frame(id: 2, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c1, now: 100))
+        guard case .intentResult(let committed)? = sent(first, to: c1).first(where: { $0.id == 2 })?.body, committed.committed else {
+            return XCTFail("not committed: \(first)")
+        }
+        let effect = committed.effect
+        let head = core.engine.headSeq
+        // The reply was lost: the client retries m, and sends a new intent n, in one batch the writer refuses.
+        let fresh = Intent(kind: .speak, payload: ["text": "new"], contextSeq: core.engine.viewSeq(of: "a")!, reqID: "n", agentID: "a")
+        let both = core.receive([Frame(id: 3, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))),
+                                 Frame(id: 4, .submitIntent(JSONPayload(CanonicalJSON.encode(fresh.json))))], from: c1, now: 101)
+        guard let (batch, _) = appends(both).first else { return XCTFail("no append: \(both)") }
+        _ = core.appendFailed(batch: batch, error: GunnError(.logStorageFailure, "disk full"), mayBeStored: false, now: 102)
+        XCTAssertEqual(core.engine.headSeq, head)
+        _ = core.retryAppend(now: 103)
+        let asked = core.receive(Frame(id: 5, .submitIntent(JSONPayload(CanonicalJSON.encode(move.json)))), from: c1, now: 103)
+        XCTAssertTrue(appends(asked).isEmpty, "a retry answered from the table writes nothing")
+        let retry = asked + ackAll(&core, asked)
+        guard case .intentResult(let again)? = sent(retry, to: c1).first(where: { $0.id == 5 })?.body else { return XCTFail("\(retry)") }
+        XCTAssertTrue(again.committed, "\(again)")
+        XCTAssertEqual(again.effect, effect, "the durable commit's effect, not a second one")
+        XCTAssertEqual(core.engine.headSeq, head)
+        var n = fresh
+        n.contextSeq = core.engine.viewSeq(of: "a")!
+        let resent = ackAll(&core, core.receive(Frame(id: 6, .submitIntent(JSONPayload(CanonicalJSON.encode(n.json)))), from: c1, now: 104))
+        guard case .intentResult(let nr)? = sent(resent, to: c1).first(where: { $0.id == 6 })?.body else { return XCTFail("\(resent)") }
+        XCTAssertTrue(nr.committed, "the refused batch's own intent was forgotten and commits now: \(nr)")
+        XCTAssertEqual(core.engine.headSeq, head + 1)
+    }
+
     func testDeprecationWarningsGoToTheLog() throws {
         var core = try self.core()
         _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))

@@ -774,10 +774,11 @@ public struct Engine: Sendable {
     /// Takes over the request ids another engine of this world answered (a rollback's fresh
     /// engine keeps those of the durable batches): `forgetting` the requests of the batches
     /// rolled back, and every id still pending (its queue is gone).
-    public mutating func adoptIdempotency(of other: Engine, forgetting keys: [(AgentID, ReqID)]) {
+    /// A key whose committed effect is at or below `durableHead` is kept (that commit is durable).
+    public mutating func adoptIdempotency(of other: Engine, forgetting keys: [(AgentID, ReqID)], durableHead: GlobalSeq) {
         idempotency = other.idempotency
         idempotency.dropPending()
-        for (agent, req) in keys { idempotency.forget(agent: agent, req: req) }
+        for (agent, req) in keys { idempotency.forgetUnlessCommitted(agent: agent, req: req, upTo: durableHead) }
     }
 
     // MARK: - Memory

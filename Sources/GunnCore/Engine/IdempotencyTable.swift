@@ -99,9 +99,18 @@ public struct IdempotencyTable: Sendable {
         if case .pending? = entries[key] { entries[key] = nil }
     }
 
-    /// Forgets an id whatever its state (its outcome was rolled back with its batch).
-    mutating func forget(agent: AgentID, req: ReqID) {
-        entries[Key(agent: agent, req: req)] = nil
+    /// Forgets an id (its outcome was rolled back with its batch) unless it records a commit at
+    /// or below `seq` (durable; a retry in the rolled-back batch was answered from it).
+    mutating func forgetUnlessCommitted(agent: AgentID, req: ReqID, upTo seq: GlobalSeq) {
+        let key = Key(agent: agent, req: req)
+        switch entries[key] {
+        case .recovered?, .recoveredBytes?: return
+        case let .committed(_, bytes, _)?:
+            if case .committed(let e) = Self.parse(bytes, agent: agent, req: req), e.globalSeq <= seq { return }
+        case let .done(_, .committed(e), _)? where e.globalSeq <= seq: return
+        default: break
+        }
+        entries[key] = nil
     }
 
     /// Forgets every pending id (the queues that held them are gone).
