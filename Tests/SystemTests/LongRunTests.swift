@@ -175,3 +175,76 @@ final class LongRunTests: XCTestCase {
         return false
     }
 }
+
+/// The log writer's snapshot, idempotency and compaction frames over a real socket: who may send
+/// them, and each refusal's code.
+final class SnapshotFramesTests: XCTestCase {
+    func connect(_ home: String, role: String, name: String) async throws -> FramedConnection {
+        try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: EventLogProcessTests.loop,
+                                           hello: Hello(protocolMajor: 1, protocolMinor: 0, role: role, worldID: "w1", clientName: name))
+    }
+
+    func reply(_ c: FramedConnection, _ body: Frame.Body, id: UInt64) async throws -> Frame.Body? {
+        try await c.send(body, id: id)
+        while let f = await c.receive() { if f.id == id { return f.body } }
+        return nil
+    }
+
+    func code(_ b: Frame.Body?) -> String? { if case .error(let e)? = b { return e.name } else { return nil } }
+
+    func testSnapshotSaveIdempotencyAndCompactAreCheckedAndOnlyTheRightRolesMaySendThem() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-snapframes-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let p = try EventLogProcessTests.LogProcess(home: home)
+        defer { p.term() }
+        let orch = try await connect(home, role: "orchestrator", name: "orchestrator#5")
+        defer { orch.close() }
+        var chain = EventLogProcessTests.Chain()
+        let entries = (0..<30).map { _ in chain.next() }
+        guard case .appendAck? = try await reply(orch, .append(LogEntries(entries: entries)), id: 1) else { return XCTFail("append") }
+        let state = CanonicalJSON.encode(["entities": [:], "relationships": [:], "custom": [:], "sim_time": 20, "last_global_seq": 20])
+        let digest = HashChain.checksum(previous: nil, canonicalEffect: state)
+        // A snapshot whose bytes do not match its digest, or of a seq the log does not hold.
+        let got1 = code(try await reply(orch, .snapshotSave(SnapshotMessage(globalSeq: 20, state: state, digest: String(repeating: "a", count: 64))), id: 2))
+        XCTAssertEqual(got1, "WORLD_STATE_CORRUPTED")
+        let got2 = code(try await reply(orch, .snapshotSave(SnapshotMessage(globalSeq: 99, state: state, digest: digest)), id: 3))
+        XCTAssertEqual(got2, "SEQUENCE_GAP")
+        // Only the orchestrator stores snapshots; only operators compact.
+        let ctl = try await connect(home, role: "ctl", name: "gunnctl")
+        defer { ctl.close() }
+        let got3 = code(try await reply(ctl, .snapshotSave(SnapshotMessage(globalSeq: 20, state: state, digest: digest)), id: 4))
+        XCTAssertEqual(got3, "FORBIDDEN")
+        let got4 = code(try await reply(orch, .compact(Nonce(25)), id: 5))
+        XCTAssertEqual(got4, "FORBIDDEN")
+        let got5 = code(try await reply(ctl, .compact(Nonce(25)), id: 6))
+        XCTAssertEqual(got5, "SNAPSHOT_REQUIRED", "no snapshot stored yet")
+        guard case .controlResult(let ok)? = try await reply(orch, .snapshotSave(SnapshotMessage(globalSeq: 20, state: state, digest: digest)), id: 7) else {
+            return XCTFail("the snapshot was not stored")
+        }
+        XCTAssertTrue(ok.ok)
+        guard case .snapshot(let s)? = try await reply(ctl, .snapshotRequest(Nonce(0)), id: 8) else { return XCTFail("snapshot request") }
+        XCTAssertEqual(s.globalSeq, 20)
+        XCTAssertEqual(s.chainChecksum, entries[19].checksum)
+        // The idempotency table: the newest asked for, oldest first, each with its effect.
+        guard case .idempotencyRecords(let recs)? = try await reply(ctl, .idempotencyRequest(Nonce(5)), id: 9) else { return XCTFail("idempotency") }
+        XCTAssertTrue(recs.done)
+        XCTAssertEqual(recs.records.map(\.globalSeq), [26, 27, 28, 29, 30])
+        XCTAssertEqual(recs.records.first?.effect, entries[25].effect)
+        // Compaction to the snapshot; then reads before the log's first entry are refused with the code.
+        guard case .compactResult(let r)? = try await reply(ctl, .compact(Nonce(25)), id: 10) else { return XCTFail("compact") }
+        XCTAssertEqual(r.snapshotSeq, 20); XCTAssertEqual(r.dropped, 20); XCTAssertEqual(r.firstSeq, 21)
+        let got6 = code(try await reply(ctl, .readRange(SeqRange(from: 5, to: 0, maxBatch: 10)), id: 11))
+        XCTAssertEqual(got6, "SNAPSHOT_REQUIRED")
+        let got7 = code(try await reply(ctl, .subscribe(Nonce(20)), id: 12))
+        XCTAssertEqual(got7, "SNAPSHOT_REQUIRED")
+        guard case .entries(let kept)? = try await reply(ctl, .readRange(SeqRange(from: 21, to: 0, maxBatch: 100)), id: 13) else { return XCTFail("read") }
+        XCTAssertEqual(kept.entries.first?.globalSeq, 21)
+        guard case .verifyResult(let v)? = try await reply(ctl, .verify(SeqRange(from: 1, to: 0)), id: 14) else { return XCTFail("verify") }
+        XCTAssertTrue(v.ok, "\(v)")
+        XCTAssertEqual(v.checked, 10)
+        // The compacted requests still answer from the table (their effects were kept).
+        guard case .idempotencyRecords(let all)? = try await reply(ctl, .idempotencyRequest(Nonce(100)), id: 15) else { return XCTFail("idempotency") }
+        XCTAssertEqual(all.records.count, 30)
+        XCTAssertEqual(all.records.first?.effect, entries[0].effect)
+    }
+}
