@@ -191,6 +191,58 @@ public enum Sys {
         public var description: String { "cannot resolve \(host): \(reason)" }
     }
 
+    /// A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR, backlog `backlog`) on
+    /// `host` (a numeric address, e.g. 127.0.0.1 or ::1) and `port` (0: the kernel picks a free
+    /// one); returns it with the port it is bound to.
+    public static func listenTCP(host: String, port: UInt16, backlog: Int32 = 128) throws(Errno) -> (fd: Int32, port: UInt16) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let a = res else { throw Errno(code: EINVAL, call: "getaddrinfo(\(host)): \(String(cString: gai_strerror(rc)))") }
+        defer { freeaddrinfo(res) }
+        let fd = Int32(try check("socket") {
+            Int(Glibc.socket(a.pointee.ai_family, a.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), a.pointee.ai_protocol))
+        })
+        do {
+            var one: Int32 = 1
+            _ = try check("setsockopt(SO_REUSEADDR)") { Int(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))) }
+            _ = try check("bind(\(host):\(port))") { Int(Glibc.bind(fd, a.pointee.ai_addr, a.pointee.ai_addrlen)) }
+            try listen(fd, backlog: backlog)
+            return (fd, try localPort(fd))
+        } catch {
+            _ = Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// The local port a TCP socket is bound to (getsockname).
+    public static func localPort(_ fd: Int32) throws(Errno) -> UInt16 {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) -> Int in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(Errno) -> Int in
+                try check("getsockname") { Int(getsockname(fd, sa, &length)) }
+            }
+        }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+        default:
+            throw Errno(code: EAFNOSUPPORT, call: "getsockname: not a TCP socket")
+        }
+    }
+
+    /// TCP_NODELAY: small writes leave at once (request/response and WebSocket traffic).
+    public static func setNoDelay(_ fd: Int32) throws(Errno) {
+        var one: Int32 = 1
+        _ = try check("setsockopt(TCP_NODELAY)") { Int(setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))) }
+    }
+
     /// A non-blocking, close-on-exec socket for `address`.
     public static func socket(for address: SocketAddress) throws(Errno) -> Int32 {
         let type = address.socketType | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
