@@ -64,6 +64,8 @@ final class LongRunTests: XCTestCase {
     func testCompactingALiveLogUnderLoadKeepsVerifyReplayRestartAndResume() async throws {
         var log = try eventlog()
         var orch = try orchestrator()
+        // Whichever processes are current when the test ends (or fails) are stopped.
+        defer { orch.term(); log.term() }
         // No snapshot yet: a compaction is refused with its code, and nothing is dropped.
         let early = try ctl.gunnctl(["compact", "--before", "100"])
         XCTAssertEqual(early.status, 4, early.out + early.err)
@@ -103,7 +105,6 @@ final class LongRunTests: XCTestCase {
         log.kill9()
         log = try eventlog()
         orch = try orchestrator()
-        defer { orch.term(); log.term() }
         XCTAssertGreaterThan(try gauge("last_durable_snapshot_seq") ?? 0, snapSeq, "recovered from a snapshot after the compaction point")
         // The world moves on past the window while the watcher is away; then it comes back.
         let second = try await Self.moves(mover, "mover", 3000..<3600)
@@ -142,6 +143,7 @@ final class LongRunTests: XCTestCase {
         let log = try eventlog()
         defer { log.term() }
         var orch = try orchestrator()
+        defer { orch.term() } // the current one, when the test ends or fails
         let c = client("c")
         try await c.register(["agent_id": "c", "spawn": [0, 0], "staleness_threshold": 1_000_000])
         let effects = try await Self.moves(c, "c", 0..<120)
@@ -150,7 +152,6 @@ final class LongRunTests: XCTestCase {
         let snap = try ctl.gunnctl(["--json", "snapshot"])
         XCTAssertEqual(snap.json?["global_seq"]?.numberValue, Double(head), snap.out + snap.err)
         orch = try orchestrator()
-        defer { orch.term() }
         XCTAssertEqual(try gauge("last_durable_snapshot_seq"), Double(head))
         XCTAssertEqual(try gauge("log_window_entries"), 0, "nothing after the snapshot to replay")
         // Every memory bound in status, with its limit, and the process's RSS.
