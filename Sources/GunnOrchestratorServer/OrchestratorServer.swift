@@ -219,7 +219,13 @@ public actor OrchestratorServer {
     }
 
     func snapshotDone(_ seq: UInt64, stored: Bool) {
-        if stored { core?.snapshotStored(seq) } else { snapshotFailures += 1; core?.snapshotFailed(seq) }
+        if stored {
+            core?.snapshotStored(seq)
+            FileHandle.standardError.write(Data("gunn-orchestrator: durable snapshot at \(seq) stored\n".utf8))
+        } else {
+            snapshotFailures += 1
+            core?.snapshotFailed(seq)
+        }
     }
 
     /// The world right after `seq` from the log writer: its newest snapshot at or before `seq`

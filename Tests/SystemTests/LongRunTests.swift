@@ -18,9 +18,54 @@ final class LongRunTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: home) }
 
     func eventlog() throws -> Proc { try Proc("gunn-eventlog", ["--home", home, "--world-id", "w1"]) }
-    /// A small window (200 entries in memory) and a durable snapshot every 500 effects.
-    func orchestrator() throws -> Proc {
-        try Proc("gunn-orchestrator", ["--home", home, "--world-id", "w1", "--resume-window", "200", "--snapshot-every", "500"])
+    /// A small window (200 entries in memory) and a durable snapshot every 500 effects; its
+    /// stderr lines are collected (the test waits for "durable snapshot at N stored").
+    func orchestrator() throws -> Orchestrator { try Orchestrator(home: home) }
+
+    /// gunn-orchestrator with its stderr read line by line on a thread of its own.
+    final class Orchestrator: @unchecked Sendable {
+        // @unchecked: `process` is only started and signalled from the test's task; the lines
+        // and their waiters are behind the lock.
+        let process = Process()
+        private let lock = NSCondition()
+        private var lines: [String] = []
+        private var ended = false
+
+        init(home: String) throws {
+            process.executableURL = EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-orchestrator")
+            process.arguments = ["--home", home, "--world-id", "w1", "--resume-window", "200", "--snapshot-every", "500"]
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            let reader = err.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                var pending = ""
+                while case let data = reader.availableData, !data.isEmpty {
+                    pending += String(decoding: data, as: UTF8.self)
+                    let parts = pending.split(separator: "\n", omittingEmptySubsequences: false)
+                    lock.lock(); lines += parts.dropLast().map(String.init); lock.broadcast(); lock.unlock()
+                    pending = String(parts.last ?? "")
+                }
+                lock.lock(); ended = true; lock.broadcast(); lock.unlock()
+            }
+            guard String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("ready") else {
+                throw ConnectionError(.internalError, "gunn-orchestrator did not start")
+            }
+        }
+
+        /// The first stderr line `match` accepts, waiting for it for at most `seconds` (nil: none came).
+        func line(within seconds: Double = 60, where match: (String) -> Bool) -> String? {
+            let until = Date().addingTimeInterval(seconds)
+            lock.lock(); defer { lock.unlock() }
+            while true {
+                if let l = lines.first(where: match) { return l }
+                if ended || !lock.wait(until: until) { return lines.first(where: match) }
+            }
+        }
+
+        func kill9() { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        func term() { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
     }
     func client(_ name: String) -> GunnClient { GunnClient(path: home + "/run/orchestrator.sock", loop: EventLogProcessTests.loop, name: name) }
     var ctl: GunnHome { GunnHome(home) }
@@ -76,13 +121,14 @@ final class LongRunTests: XCTestCase {
         try await mover.register(["agent_id": "mover", "spawn": [1, 1], "staleness_threshold": 1_000_000])
         // Load in the background while the log is compacted.
         let load = Task.detached { [mover] () async throws -> [Effect] in try await LongRunTests.moves(mover, "mover", 0..<3000) }
-        var snapSeq = 0.0
-        for _ in 0..<600 {
-            snapSeq = try ctl.gunnctl(["--json", "snapshot"]).json?["global_seq"]?.numberValue ?? 0
-            if snapSeq >= 1000 { break }
-            try await Task.sleep(nanoseconds: 20_000_000)
+        // The orchestrator names each durable snapshot the writer stored; wait for one at 1000 or later.
+        let stored = orch.line { l in
+            guard let n = l.split(separator: " ").drop(while: { $0 != "at" }).dropFirst().first.flatMap({ Int($0) }) else { return false }
+            return l.contains("durable snapshot at") && l.hasSuffix("stored") && n >= 1000
         }
-        XCTAssertGreaterThanOrEqual(snapSeq, 1000, "the orchestrator stores durable snapshots every 500 effects")
+        XCTAssertNotNil(stored, "the orchestrator stores durable snapshots every 500 effects")
+        let snapSeq = try XCTUnwrap(try ctl.gunnctl(["--json", "snapshot"]).json?["global_seq"]?.numberValue)
+        XCTAssertGreaterThanOrEqual(snapSeq, 1000)
         let compacted = try ctl.gunnctl(["--json", "compact", "--before", String(Int(snapSeq) + 1)])
         XCTAssertEqual(compacted.status, 0, compacted.out + compacted.err)
         let dropped = try XCTUnwrap(compacted.json?["dropped"]?.numberValue)
@@ -90,7 +136,7 @@ final class LongRunTests: XCTestCase {
         XCTAssertEqual(dropped, snapSeq, "every entry up to the snapshot")
         let first = try await load.value
         XCTAssertEqual(first.count, 3000)
-        let sawLoad = try await waitFor { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(2999 % 40)), 5, 0] }
+        let sawLoad = await waitFor(watcher) { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(2999 % 40)), 5, 0] }
         XCTAssertTrue(sawLoad, "the watcher followed the moves")
         let held = try XCTUnwrap(watcher.view(of: "watcher"))
         let heldGlobal = try XCTUnwrap(watcher.viewGlobalSeq(of: "watcher"))
@@ -111,7 +157,7 @@ final class LongRunTests: XCTestCase {
         XCTAssertEqual(second.count, 600)
         XCTAssertEqual(Set((first + second).map(\.globalSeq)).count, 3600, "no intent committed twice")
         _ = try await watcher.status() // reconnects; the re-registration resumes from the held view
-        let caughtUp = try await waitFor { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(3599 % 40)), 5, 0] }
+        let caughtUp = await waitFor(watcher) { watcher.view(of: "watcher")?.doc["entities"]?["mover"]?["pos"] == [.number(Double(3599 % 40)), 5, 0] }
         XCTAssertTrue(caughtUp, "the watcher caught up: \(String(describing: watcher.view(of: "watcher")))")
         XCTAssertEqual(watcher.resumedWithDelta, 1, "one delta from the held view at \(heldGlobal) (view_seq \(held.seq)), rebuilt from the log")
         XCTAssertEqual(try gauge("resumed_from_log"), 1)
@@ -168,12 +214,16 @@ final class LongRunTests: XCTestCase {
         c.close()
     }
 
-    func waitFor(_ condition: () -> Bool) async throws -> Bool {
-        for _ in 0..<1000 {
-            if condition() { return true }
-            try await Task.sleep(nanoseconds: 10_000_000)
+    /// Takes the watcher's observations until `condition` holds of its held view (each one is
+    /// the event that may make it true); false when the deadline closes the client first.
+    func waitFor(_ watcher: GunnClient, seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
+        let deadline = DispatchWorkItem { watcher.close() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: deadline)
+        defer { deadline.cancel() }
+        while !condition() {
+            guard await watcher.nextObservation(for: "watcher") != nil else { return condition() }
         }
-        return false
+        return true
     }
 }
 
