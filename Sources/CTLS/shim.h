@@ -10,3 +10,8 @@ static inline void gunn_ssl_ctx_ignore_unexpected_eof(SSL_CTX *c) {
     SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
 #endif
 }
+// A server context for non-blocking sockets: partial writes allowed, and a retried write may come
+// from a moved buffer (the outbound queue compacts); the buffers OpenSSL holds are released when idle.
+static inline void gunn_ssl_ctx_server_modes(SSL_CTX *c) {
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+}

@@ -31,6 +31,15 @@ extension ErrorCode {
     public static let unsupportedSchemaVersion = ErrorCode(code: 1008, name: "UNSUPPORTED_SCHEMA_VERSION", meaning: "A record's schema_version has a major version this build does not support.", httpStatus: 400, recovery: "Upgrade the reader or convert the record to a supported version.")
     public static let invalidField = ErrorCode(code: 1009, name: "INVALID_FIELD", meaning: "A field of a request (registration, effect draft, generation) is unknown, of the wrong type or out of range; the message names it.", httpStatus: 400, recovery: "Fix the named field; resending it unchanged fails again.")
     public static let unknownRole = ErrorCode(code: 1010, name: "UNKNOWN_ROLE", meaning: "The Hello names a role this peer does not serve.", httpStatus: 400, recovery: "Connect with a role the peer serves (docs/protocol.md lists them).")
+    public static let malformedHTTP = ErrorCode(code: 1011, name: "MALFORMED_HTTP", meaning: "An HTTP request is malformed: its request line, a header field, its body framing (Content-Length with Transfer-Encoding, a bad chunk) or a missing Host; the message says which.", httpStatus: 400, recovery: "Fix the client; the server closes the connection after answering.")
+    public static let uriTooLong = ErrorCode(code: 1012, name: "URI_TOO_LONG", meaning: "The HTTP request line is longer than the server's limit.", httpStatus: 414, recovery: "Send a shorter target (move data into the body).")
+    public static let headersTooLarge = ErrorCode(code: 1013, name: "HEADERS_TOO_LARGE", meaning: "The HTTP header section (or the trailers) has more bytes or more fields than the server's limit.", httpStatus: 431, recovery: "Send fewer or smaller header fields.")
+    public static let httpVersionNotSupported = ErrorCode(code: 1014, name: "HTTP_VERSION_NOT_SUPPORTED", meaning: "The request's HTTP major version is not 1.", httpStatus: 505, recovery: "Send HTTP/1.1.")
+    public static let methodNotAllowed = ErrorCode(code: 1015, name: "METHOD_NOT_ALLOWED", meaning: "The path exists but does not answer this method; the Allow header lists the ones it does.", httpStatus: 405, recovery: "Use one of the methods in Allow.")
+    public static let notFound = ErrorCode(code: 1016, name: "NOT_FOUND", meaning: "No route matches the request's path.", httpStatus: 404, recovery: "Fix the path (the API is versioned under /v1).")
+    public static let expectationFailed = ErrorCode(code: 1017, name: "EXPECTATION_FAILED", meaning: "The request's Expect field asks for something other than 100-continue.", httpStatus: 417, recovery: "Drop the Expect field or send Expect: 100-continue.")
+    public static let notImplemented = ErrorCode(code: 1018, name: "NOT_IMPLEMENTED", meaning: "The request uses a method or transfer coding this server does not implement.", httpStatus: 501, recovery: "Use a standard method and a chunked or Content-Length body.")
+    public static let webSocketHandshakeFailed = ErrorCode(code: 1019, name: "WEBSOCKET_HANDSHAKE_FAILED", meaning: "A WebSocket upgrade request is not valid RFC 6455: not GET, a missing or bad Sec-WebSocket-Key, a missing Upgrade or Connection token, or no offered subprotocol the server speaks.", httpStatus: 400, recovery: "Fix the client's handshake; a Sec-WebSocket-Version other than 13 is answered 426 with the version the server speaks.")
 
     // 2xxx intents and views
     public static let staleContext = ErrorCode(code: 2001, name: "STALE_CONTEXT", meaning: "The intent was generated against a view older than the staleness threshold allows.", httpStatus: 409, recovery: "Read the fresh view, regenerate, and submit with a new context_seq.")
@@ -48,6 +57,8 @@ extension ErrorCode {
     public static let operationTimeout = ErrorCode(code: 3004, name: "OPERATION_TIMEOUT", meaning: "An operation or generation passed its deadline_ms.", httpStatus: 504, recovery: "Retry with the same req_id, or raise the deadline.")
     public static let generationCancelled = ErrorCode(code: 3005, name: "GENERATION_CANCELLED", meaning: "The generation was cancelled; the reason (e.g. stale_due_to:<global_seq>) is in the message.", httpStatus: 409, recovery: "Read the fresh view and regenerate.")
     public static let debounceActive = ErrorCode(code: 3006, name: "DEBOUNCE_ACTIVE", meaning: "The request arrived inside the agent's debounce window.", httpStatus: 429, recovery: "Wait retry_after_ms, then retry.")
+    public static let requestTimeout = ErrorCode(code: 3007, name: "REQUEST_TIMEOUT", meaning: "An HTTP client sent its request head, or the next piece of its body, too slowly (the header or body progress deadline passed).", httpStatus: 408, recovery: "Send the whole request promptly on a new connection.")
+    public static let tooManyConnections = ErrorCode(code: 3008, name: "TOO_MANY_CONNECTIONS", meaning: "The server holds its maximum number of connections; the newest one is refused.", httpStatus: 503, recovery: "Retry after retry_after_ms, or reuse a keep-alive connection.")
 
     // 4xxx identity and permission
     public static let unauthorized = ErrorCode(code: 4001, name: "UNAUTHORIZED", meaning: "No token, or a token that is invalid or expired.", httpStatus: 401, recovery: "Obtain a valid token and reconnect.")
@@ -81,8 +92,11 @@ extension ErrorCode {
     public static let all: [ErrorCode] = [
         malformedFrame, frameTooLarge, versionMismatch, unknownMessage, handshakeRequired, invalidJSON,
         payloadTooLarge, unsupportedSchemaVersion, invalidField, unknownRole,
+        malformedHTTP, uriTooLong, headersTooLarge, httpVersionNotSupported, methodNotAllowed, notFound,
+        expectationFailed, notImplemented, webSocketHandshakeFailed,
         staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID, unknownEffectKind,
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
+        requestTimeout, tooManyConnections,
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined, worldMismatch,
         adapterUnavailable, llmServiceError, unityConnectionLost,
         worldStateCorrupted, logIntegrityViolation, sequenceGap, logStorageFailure, snapshotRequired,

@@ -1,0 +1,729 @@
+import Glibc
+import Synchronization
+import GunnCore
+import GunnIO
+
+/// One accepted connection, confined to its event loop's thread: reads, parses (pipelined requests
+/// answered in order), dispatches to the router, writes, enforces the deadlines, and after an
+/// upgrade carries a WebSocket. Every close that follows an error is a lingering close (our side
+/// shut down, the peer's bytes drained until it closes or `closeTimeout`), so the error response is
+/// not lost to a reset.
+final class HTTPConnection {
+    unowned let server: HTTPServer
+    let ctx: LoopContext
+    let transport: Transport
+    let remote: String
+    var fd: Int32 { transport.fd }
+    private let counted: Bool
+    private var config: HTTPServerConfiguration { server.configuration }
+
+    enum Mode { case http, webSocket, lingering(until: Double), closed }
+    private(set) var mode: Mode = .http
+
+    // Input
+    private var parser: HTTPRequestParser
+    private var input: [UInt8] = []
+    private var inputOffset = 0
+    private var current: HTTPRequestHead?
+    private var currentBody: [UInt8] = []
+    private var parsingDone = false  // after an error, a Connection: close, an upgrade, or EOF
+    private var peerClosed = false
+
+    enum Phase { case idle(since: Double), head(since: Double), body(last: Double) }
+    private var phase: Phase
+
+    // Responses, in request order.
+    enum SlotState {
+        case waiting(since: Double)
+        case ready(HTTPResponse)
+        case streaming(StreamSlot)
+        case upgrade(WebSocketEndpoint, HTTPRequest, HTTPResponse, String?)
+    }
+    final class StreamSlot {
+        var headWritten = false
+        var pending: [UInt8] = []
+        var finished = false
+        var status: Int
+        var headers: HTTPHeaders
+        init(status: Int, headers: HTTPHeaders) { self.status = status; self.headers = headers }
+    }
+    struct Slot {
+        let id: UInt64
+        let isHead: Bool
+        let keepAlive: Bool
+        var state: SlotState
+    }
+    private var slots: [Slot] = []
+    private var nextSlot: UInt64 = 1
+    private var closeAfterFlush = false
+
+    // Output
+    private var out: [UInt8] = []
+    private var outOffset = 0
+    private var lastWriteProgress: Double
+    private var readWantsWrite = false
+    private var writeWantsRead = false
+
+    // WebSocket
+    private var session: WebSocketSession?
+    private(set) var socket: WebSocket?
+    private var wsCloseDeadline: Double?
+
+    private var processing = false
+    private var again = false
+
+    init(server: HTTPServer, ctx: LoopContext, transport: Transport, remote: String, counted: Bool = true) {
+        self.server = server
+        self.ctx = ctx
+        self.transport = transport
+        self.remote = remote
+        self.counted = counted
+        parser = HTTPRequestParser(limits: server.configuration.limits)
+        let now = EventLoop.now()
+        phase = .idle(since: now)
+        lastWriteProgress = now
+    }
+
+    var outPending: Int { out.count - outOffset }
+
+    func start() {
+        ctx.loop.register(fd, events: Int16(POLLIN)) { [unowned self] revents in self.onEvents(revents) }
+    }
+
+    /// Over the connection cap: answer `response` and close.
+    func refuse(_ response: HTTPResponse) {
+        start()
+        parsingDone = true
+        append(response, isHead: false, close: true)
+        closeAfterFlush = true
+        flushAndUpdate()
+    }
+
+    // MARK: events
+
+    private func onEvents(_ revents: Int16) {
+        if revents & Int16(POLLOUT) != 0 || (writeWantsRead && revents & Int16(POLLIN) != 0) {
+            writeWantsRead = false
+            flushAndUpdate()
+            if case .closed = mode { return }
+        }
+        if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 || readWantsWrite && revents & Int16(POLLOUT) != 0 {
+            readWantsWrite = false
+            readAvailable()
+        }
+    }
+
+    private var wantsRead: Bool {
+        switch mode {
+        case .closed: return false
+        case .lingering: return true
+        case .webSocket: return !(session?.finished ?? true)
+        case .http:
+            if peerClosed || parsingDone { return false }
+            return slots.count < config.maxPipelined && outPending < config.maxOutboundBytes && input.count - inputOffset < 64 << 10
+        }
+    }
+
+    private func readAvailable() {
+        var rounds = 0
+        while wantsRead && rounds < 16 {
+            rounds += 1
+            switch transport.read(ctx.readBuffer) {
+            case .done(let n):
+                received(UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer[0..<n]))
+                if case .closed = mode { return }
+            case .wouldBlock(let ww):
+                readWantsWrite = ww
+                updateEvents()
+                return
+            case .eof:
+                endOfInput()
+                return
+            case .failed:
+                abort()
+                return
+            }
+        }
+        if wantsRead && transport.hasBufferedInput {
+            // TLS records already decrypted: poll would not report them.
+            let me = Confined(self)
+            ctx.loop.execute { me.value.readAvailable() }
+        }
+        updateEvents()
+    }
+
+    private func received(_ bytes: UnsafeMutableRawBufferPointer) {
+        switch mode {
+        case .lingering, .closed:
+            return
+        case .webSocket:
+            receiveWebSocket(bytes)
+        case .http:
+            let now = EventLoop.now()
+            if case .idle = phase { phase = .head(since: now) }
+            if case .body = phase { phase = .body(last: now) }
+            if inputOffset == input.count { input.removeAll(keepingCapacity: true); inputOffset = 0 }
+            input.append(contentsOf: UnsafeRawBufferPointer(bytes))
+            process()
+        }
+    }
+
+    private func endOfInput() {
+        peerClosed = true
+        switch mode {
+        case .lingering, .closed, .webSocket:
+            abort()
+        case .http:
+            // Answer what was received in full, then close; a request cut off is dropped.
+            parsingDone = true
+            if slots.isEmpty && outPending == 0 { abort() } else { closeAfterFlush = true; process() }
+        }
+    }
+
+    // MARK: the request/response pipeline
+
+    private func process() {
+        if processing { again = true; return }
+        processing = true
+        repeat {
+            again = false
+            parseAvailable()
+            writeSlots()
+        } while again
+        processing = false
+        flushAndUpdate()
+    }
+
+    private var canParse: Bool {
+        guard case .http = mode, !parsingDone else { return false }
+        return slots.count < config.maxPipelined && outPending < config.maxOutboundBytes
+    }
+
+    private func parseAvailable() {
+        while canParse && inputOffset < input.count {
+            let consumed: Int
+            do {
+                consumed = try input.withUnsafeBytes { (all) throws(HTTPParseError) -> Int in
+                    let rest = UnsafeRawBufferPointer(rebasing: all[inputOffset...])
+                    return try parser.parse(rest) { event in self.parsed(event) }
+                }
+            } catch {
+                server.count { $0.parseErrors += 1 }
+                failRequest(error as? HTTPParseError ?? HTTPParseError(.internalError, "\(error)"))
+                return
+            }
+            inputOffset += consumed
+            if parser.isIdle, case .body = phase { phase = .idle(since: EventLoop.now()) }
+            if !parser.isIdle, case .idle = phase { phase = .head(since: EventLoop.now()) }
+        }
+    }
+
+    private func parsed(_ event: HTTPParseEvent) {
+        switch event {
+        case .head(let h):
+            current = h
+            currentBody = []
+            if h.framing != .none {
+                phase = .body(last: EventLoop.now())
+                if case .length(let n) = h.framing { currentBody.reserveCapacity(n) }
+                // 100 Continue only when no earlier response is still owed (interim responses keep order).
+                if h.expectContinue && slots.isEmpty { out.appendASCII("HTTP/1.1 100 Continue\r\n\r\n") }
+            }
+        case .body(let p):
+            currentBody.append(contentsOf: p)
+        case .end(let trailers):
+            guard let head = current else { return }
+            current = nil
+            phase = .idle(since: EventLoop.now())
+            server.count { $0.requests += 1 }
+            let request = HTTPRequest(head: head, body: currentBody, trailers: trailers, params: [:], remote: remote)
+            currentBody = []
+            dispatch(request)
+        }
+    }
+
+    private func dispatch(_ request: HTTPRequest) {
+        let head = request.head
+        let id = nextSlot
+        nextSlot += 1
+        if !head.keepAlive { parsingDone = true }
+        let match = server.router.route(method: head.method, path: head.path, wantsUpgrade: head.upgrade != nil)
+        var slot = Slot(id: id, isHead: head.method == "HEAD", keepAlive: head.keepAlive, state: .waiting(since: EventLoop.now()))
+        switch match {
+        case .webSocket(let endpoint, let params):
+            parsingDone = true
+            var req = request
+            req.params = params
+            switch WebSocketHandshake.respond(to: head, endpoint: endpoint) {
+            case .success(let (response, proto)):
+                slot.state = .upgrade(endpoint, req, response, proto)
+            case .failure(let e):
+                var r = HTTPResponse.error(e)
+                if e.status == 426 { r.headers.add("Sec-WebSocket-Version", "13") }
+                slot.state = .ready(r)
+                closeAfterFlushSlot(&slot)
+            }
+            slots.append(slot)
+        case .handler(let handler, let params):
+            var req = request
+            req.params = params
+            slots.append(slot)
+            handler(req, HTTPResponder(connection: self, slot: id))
+        case .methodNotAllowed(let allow):
+            slot.state = .ready(.error(.methodNotAllowed, "\(head.method) is not allowed on \(head.path); allowed: \(allow.joined(separator: ", "))",
+                                       headers: [("Allow", allow.joined(separator: ", "))]))
+            slots.append(slot)
+        case .notFound:
+            slot.state = .ready(.error(.notFound, "no route for \(head.path)"))
+            slots.append(slot)
+        case .notImplemented:
+            slot.state = .ready(.error(.notImplemented, "the method \(head.method) is not implemented"))
+            slots.append(slot)
+        }
+        again = true
+    }
+
+    private func closeAfterFlushSlot(_ slot: inout Slot) {
+        slot = Slot(id: slot.id, isHead: slot.isHead, keepAlive: false, state: slot.state)
+    }
+
+    /// A request that cannot be parsed: its error is answered after the responses still owed, then
+    /// the connection closes.
+    private func failRequest(_ error: HTTPParseError) {
+        parsingDone = true
+        current = nil
+        let slot = Slot(id: nextSlot, isHead: false, keepAlive: false, state: .ready(.error(error)))
+        nextSlot += 1
+        slots.append(slot)
+        again = true
+    }
+
+    /// Called through a responder.
+    func complete(_ id: UInt64, _ response: HTTPResponse) {
+        guard let i = slots.firstIndex(where: { $0.id == id }), case .waiting = slots[i].state else { return }
+        slots[i].state = .ready(response)
+        process()
+    }
+
+    func beginStream(_ id: UInt64, status: Int, headers: HTTPHeaders) -> Bool {
+        guard let i = slots.firstIndex(where: { $0.id == id }), case .waiting = slots[i].state else { return false }
+        slots[i].state = .streaming(StreamSlot(status: status, headers: headers))
+        process()
+        return true
+    }
+
+    /// Appends a chunk to a stream; false when the connection is gone or over its outbound bound.
+    func streamWrite(_ id: UInt64, _ bytes: [UInt8], finish: Bool) -> Bool {
+        guard let slot = slots.first(where: { $0.id == id }), case .streaming(let s) = slot.state, !s.finished else { return false }
+        if !bytes.isEmpty && !slot.isHead {
+            if outPending + s.pending.count + bytes.count > config.maxOutboundBytes {
+                switch config.slowConsumer {
+                case .shed:
+                    server.count { $0.shedMessages += 1 }
+                    return false
+                case .disconnect:
+                    server.count { $0.slowConsumerCloses += 1 }
+                    abort()
+                    return false
+                }
+            }
+            appendChunk(bytes, into: &s.pending)
+        }
+        if finish { s.finished = true }
+        process()
+        return true
+    }
+
+    private func appendChunk(_ bytes: [UInt8], into buf: inout [UInt8]) {
+        buf.append(contentsOf: Array(String(bytes.count, radix: 16).utf8))
+        buf.appendASCII("\r\n")
+        buf.append(contentsOf: bytes)
+        buf.appendASCII("\r\n")
+    }
+
+    private func writeSlots() {
+        while let first = slots.first {
+            switch first.state {
+            case .waiting:
+                return
+            case .ready(let response):
+                slots.removeFirst()
+                let close = !first.keepAlive || (parsingDone && peerClosed && slots.isEmpty) || server.stopping.load(ordering: .relaxed)
+                append(response, isHead: first.isHead, close: close)
+                if close {
+                    closeAfterFlush = true
+                    parsingDone = true
+                    slots.removeAll()
+                    return
+                }
+            case .streaming(let s):
+                if !s.headWritten {
+                    s.headWritten = true
+                    serializeHead(status: s.status, headers: s.headers, contentLength: nil, chunked: !first.isHead, close: !first.keepAlive,
+                                  serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
+                }
+                out.append(contentsOf: s.pending)
+                s.pending.removeAll(keepingCapacity: true)
+                guard s.finished else { return }
+                if !first.isHead { out.appendASCII("0\r\n\r\n") }
+                slots.removeFirst()
+                if !first.keepAlive { closeAfterFlush = true; slots.removeAll(); return }
+            case .upgrade(let endpoint, let request, let response, let proto):
+                slots.removeFirst()
+                upgrade(endpoint, request, response, proto)
+                return
+            }
+        }
+    }
+
+    private func append(_ response: HTTPResponse, isHead: Bool, close: Bool) {
+        let noBody = isHead || response.status == 204 || response.status == 304 || response.status < 200
+        let length: Int? = (response.status == 204 || response.status < 200) ? nil : response.body.count
+        serializeHead(status: response.status, headers: response.headers, contentLength: length, chunked: false, close: close,
+                      serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
+        if !noBody { out.append(contentsOf: response.body) }
+    }
+
+    // MARK: output
+
+    private func flushAndUpdate() {
+        flush()
+        if case .closed = mode { return }
+        if closeAfterFlush && outPending == 0 {
+            closeAfterFlush = false
+            beginLingeringClose()
+            return
+        }
+        updateEvents()
+    }
+
+    private func flush() {
+        while outOffset < out.count {
+            let r = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outOffset...])) }
+            switch r {
+            case .done(let n):
+                outOffset += n
+                lastWriteProgress = EventLoop.now()
+            case .wouldBlock(let ww):
+                writeWantsRead = !ww
+                compactOutput()
+                return
+            case .eof, .failed:
+                abort()
+                return
+            }
+        }
+        compactOutput()
+    }
+
+    private func compactOutput() {
+        if outOffset == out.count {
+            if out.capacity > 1 << 20 { out = [] } else { out.removeAll(keepingCapacity: true) }
+            outOffset = 0
+        } else if outOffset > 1 << 20 && outOffset * 2 > out.count {
+            out.removeFirst(outOffset)
+            outOffset = 0
+        }
+    }
+
+    private func updateEvents() {
+        var events: Int16 = 0
+        if wantsRead || writeWantsRead { events |= Int16(POLLIN) }
+        if outPending > 0 || readWantsWrite { events |= Int16(POLLOUT) }
+        if case .closed = mode { return }
+        ctx.loop.setEvents(fd, events)
+        // Parsing paused (pipelining or output bound) and now possible again.
+        if canParse && inputOffset < input.count && !processing {
+            let me = Confined(self)
+            ctx.loop.execute { if case .http = me.value.mode { me.value.process() } }
+        }
+    }
+
+    private func beginLingeringClose() {
+        transport.shutdownWrite()
+        mode = .lingering(until: EventLoop.now() + config.closeTimeout)
+        input = []
+        inputOffset = 0
+        updateEvents()
+    }
+
+    /// Closes at once.
+    func abort() {
+        if case .closed = mode { return }
+        let wasSocket = socket
+        mode = .closed
+        ctx.loop.deregister(fd)
+        ctx.connections[fd] = nil
+        transport.close()
+        if counted { server.open.subtract(1, ordering: .relaxed) } else { ctx.refusing -= 1 }
+        slots.removeAll()
+        if let wasSocket {
+            socket = nil
+            wasSocket.ended(code: 1006, reason: "the connection closed")
+        }
+    }
+
+    // MARK: deadlines
+
+    func checkDeadlines(_ now: Double) {
+        switch mode {
+        case .closed:
+            return
+        case .lingering(let until):
+            if now >= until { abort() }
+            return
+        case .webSocket:
+            if outPending > 0 && now - lastWriteProgress > config.writeTimeout { abort(); return }
+            if let d = wsCloseDeadline, now >= d { abort() }
+            return
+        case .http:
+            break
+        }
+        if outPending > 0 && now - lastWriteProgress > config.writeTimeout {
+            server.count { $0.timeouts += 1 }
+            abort()
+            return
+        }
+        if let first = slots.first, case .waiting(let since) = first.state, now - since > config.handlerTimeout {
+            complete(first.id, .error(.operationTimeout, "the handler did not answer within \(config.handlerTimeout) s"))
+            return
+        }
+        guard !parsingDone else { return }
+        switch phase {
+        case .head(let since) where now - since > config.headerTimeout:
+            timeout("the request head did not arrive within \(config.headerTimeout) s")
+        case .body(let last) where now - last > config.bodyTimeout:
+            timeout("the body made no progress for \(config.bodyTimeout) s")
+        case .idle(let since) where slots.isEmpty && outPending == 0 && now - since > config.idleTimeout:
+            abort()
+        default:
+            break
+        }
+    }
+
+    private func timeout(_ message: String) {
+        server.count { $0.timeouts += 1 }
+        failRequest(HTTPParseError(.requestTimeout, message))
+        process()
+    }
+
+    // MARK: WebSocket
+
+    private func upgrade(_ endpoint: WebSocketEndpoint, _ request: HTTPRequest, _ response: HTTPResponse, _ proto: String?) {
+        var head: [UInt8] = []
+        head.appendASCII("HTTP/1.1 101 Switching Protocols\r\nServer: ")
+        head.append(contentsOf: server.serverNameBytes)
+        head.appendASCII("\r\nConnection: Upgrade\r\n")
+        for (name, value) in response.headers.fields {
+            head.appendString(canonicalHeaderName(name))
+            head.appendASCII(": ")
+            head.appendString(value)
+            head.appendASCII("\r\n")
+        }
+        head.appendASCII("\r\n")
+        out.append(contentsOf: head)
+        mode = .webSocket
+        server.count { $0.webSockets += 1 }
+        session = WebSocketSession(options: endpoint.options)
+        let ws = WebSocket(connection: self, loop: ctx.loop, subprotocol: proto, remote: remote)
+        socket = ws
+        endpoint.onOpen(ws, request)
+        // Frames that arrived in the same reads as the handshake.
+        if inputOffset < input.count {
+            var rest = Array(input[inputOffset...])
+            input = []
+            inputOffset = 0
+            rest.withUnsafeMutableBytes { receiveWebSocket($0) }
+        } else {
+            input = []
+            inputOffset = 0
+        }
+    }
+
+    private func receiveWebSocket(_ bytes: UnsafeMutableRawBufferPointer) {
+        guard var s = session else { return }
+        var events: [WebSocketSessionEvent] = []
+        s.receive(bytes) { events.append($0) }
+        session = s
+        for e in events { handle(e) }
+        flushAndUpdate()
+    }
+
+    private func handle(_ e: WebSocketSessionEvent) {
+        switch e {
+        case .message(let op, let bytes):
+            socket?.deliver(WebSocketMessage(isText: op == .text, bytes: bytes))
+        case .send(let frame):
+            out.append(contentsOf: frame)
+        case .ping, .pong:
+            break
+        case .closed(let code, let reason, _):
+            // Our close is queued: close TCP (FIN) once it is out, then wait briefly for the peer's FIN.
+            closeAfterFlush = true
+            let ws = socket
+            socket = nil
+            ws?.ended(code: code, reason: reason)
+        }
+    }
+
+    /// Queues a frame from the application; false when it was refused (closed, or over the bound).
+    func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> Bool {
+        guard case .webSocket = mode, let s = session, !s.closeSent else { return false }
+        if outPending + payload.count + 14 > config.maxOutboundBytes {
+            switch config.slowConsumer {
+            case .shed:
+                server.count { $0.shedMessages += 1 }
+                return false
+            case .disconnect:
+                server.count { $0.slowConsumerCloses += 1 }
+                closeWebSocket(code: WebSocketCloseCode.policyViolation, reason: "slow consumer: outbound queue full")
+                return false
+            }
+        }
+        WebSocketFrameEncoder.appendHeader(opcode: opcode, length: payload.count, into: &out)
+        out.append(contentsOf: payload)
+        flushAndUpdate()
+        return true
+    }
+
+    func closeWebSocket(code: UInt16, reason: String) {
+        guard case .webSocket = mode, var s = session, !s.closeSent else { return }
+        s.noteCloseSent()
+        session = s
+        out.append(contentsOf: WebSocketFrameEncoder.close(code: code, reason: reason))
+        wsCloseDeadline = EventLoop.now() + config.closeTimeout
+        flushAndUpdate()
+    }
+}
+
+/// Answers one request: `respond` once (later calls are ignored), or `stream` a chunked body.
+/// Callable from any thread; the work hops to the connection's event loop.
+public final class HTTPResponder: @unchecked Sendable {
+    // `@unchecked Sendable` is safe: `connection` is read and used only on `loop`'s thread (every
+    // public method hops there first); `answered` is atomic.
+    private weak var connection: HTTPConnection?
+    private let loop: EventLoop
+    private let slot: UInt64
+    private let answered = Atomic<Bool>(false)
+
+    init(connection: HTTPConnection, slot: UInt64) {
+        self.connection = connection
+        loop = connection.ctx.loop
+        self.slot = slot
+    }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inLoop { body() } else { loop.execute(body) }
+    }
+
+    public func respond(_ response: HTTPResponse) {
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        onLoop { self.connection?.complete(self.slot, response) }
+    }
+
+    /// Starts a chunked response (`Transfer-Encoding: chunked`); write its pieces to the stream.
+    public func stream(status: Int = 200, headers: [(String, String)] = []) -> HTTPBodyStream {
+        let s = HTTPBodyStream(responder: self)
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { s.closed.store(true, ordering: .relaxed); return s }
+        let h = HTTPHeaders(headers)
+        onLoop { _ = self.connection?.beginStream(self.slot, status: status, headers: h) }
+        return s
+    }
+
+    /// A server-sent event stream (text/event-stream), for clients that cannot use WebSocket.
+    public func eventStream(headers: [(String, String)] = []) -> ServerSentEvents {
+        ServerSentEvents(stream(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")] + headers))
+    }
+
+    func write(_ bytes: [UInt8], finish: Bool, _ stream: HTTPBodyStream) {
+        onLoop {
+            guard let c = self.connection, c.streamWrite(self.slot, bytes, finish: finish) else { stream.closed.store(true, ordering: .relaxed); return }
+        }
+    }
+}
+
+/// The body of a streamed response. Writes after the peer went away (or was dropped as a slow
+/// consumer) are discarded and `isClosed` turns true.
+public final class HTTPBodyStream: Sendable {
+    let responder: HTTPResponder
+    let closed = Atomic<Bool>(false)
+    init(responder: HTTPResponder) { self.responder = responder }
+
+    public var isClosed: Bool { closed.load(ordering: .relaxed) }
+    public func write(_ bytes: [UInt8]) { if !bytes.isEmpty && !isClosed { responder.write(bytes, finish: false, self) } }
+    public func write(_ text: String) { write(Array(text.utf8)) }
+    public func finish() { if !isClosed { responder.write([], finish: true, self) } }
+}
+
+/// Server-sent events (the WHATWG EventSource format) over a chunked stream.
+public final class ServerSentEvents: Sendable {
+    public let stream: HTTPBodyStream
+    init(_ stream: HTTPBodyStream) { self.stream = stream }
+
+    public func send(data: String, event: String? = nil, id: String? = nil) {
+        var text = ""
+        if let event { text += "event: \(event.filter { $0 != "\n" && $0 != "\r" })\n" }
+        if let id { text += "id: \(id.filter { $0 != "\n" && $0 != "\r" })\n" }
+        for line in data.split(separator: "\n", omittingEmptySubsequences: false) { text += "data: \(line)\n" }
+        text += "\n"
+        stream.write(text)
+    }
+
+    public func comment(_ text: String) { stream.write(": \(text.filter { $0 != "\n" && $0 != "\r" })\n\n") }
+    public func finish() { stream.finish() }
+    public var isClosed: Bool { stream.isClosed }
+}
+
+/// A message received on a WebSocket (text already validated as UTF-8).
+public struct WebSocketMessage: Sendable {
+    public let isText: Bool
+    public let bytes: [UInt8]
+    public var text: String? { isText ? String(decoding: bytes, as: UTF8.self) : nil }
+}
+
+/// An accepted WebSocket. Set `onMessage` / `onClose` in the endpoint's `onOpen` (they run on the
+/// event loop thread); `send` and `close` may be called from any thread.
+public final class WebSocket: @unchecked Sendable {
+    // `@unchecked Sendable` is safe: `connection`, `onMessage` and `onClose` are touched only on
+    // `loop`'s thread (the handlers are set in onOpen, which runs there; sends hop there).
+    private weak var connection: HTTPConnection?
+    private let loop: EventLoop
+    public let subprotocol: String?
+    public let remote: String
+    public var onMessage: ((WebSocketMessage) -> Void)?
+    public var onClose: ((UInt16, String) -> Void)?
+
+    init(connection: HTTPConnection, loop: EventLoop, subprotocol: String?, remote: String) {
+        self.connection = connection
+        self.loop = loop
+        self.subprotocol = subprotocol
+        self.remote = remote
+    }
+
+    func deliver(_ m: WebSocketMessage) { onMessage?(m) }
+
+    func ended(code: UInt16, reason: String) {
+        let h = onClose
+        onClose = nil
+        onMessage = nil
+        h?(code, reason)
+    }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inLoop { body() } else { loop.execute(body) }
+    }
+
+    public func send(text: String) { send(.text, Array(text.utf8)) }
+    public func send(binary: [UInt8]) { send(.binary, binary) }
+    /// Sends a message as one frame; from the loop thread the result says whether it was queued.
+    @discardableResult
+    public func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> Bool {
+        if loop.inLoop { return connection?.sendFrame(opcode, payload) ?? false }
+        loop.execute { _ = self.connection?.sendFrame(opcode, payload) }
+        return true
+    }
+
+    public func close(code: UInt16 = WebSocketCloseCode.normal, reason: String = "") {
+        onLoop { self.connection?.closeWebSocket(code: code, reason: reason) }
+    }
+}
