@@ -68,6 +68,9 @@ final class HTTPConnection {
     private var session: WebSocketSession?
     private(set) var socket: WebSocket?
     private var wsCloseDeadline: Double?
+    /// A close frame is queued (ours or our reply): nothing more may be sent. Set in event order,
+    /// so messages that arrived before a peer's close are still echoed.
+    private var wsClosing = false
 
     private var processing = false
     private var again = false
@@ -558,6 +561,7 @@ final class HTTPConnection {
         case .ping, .pong:
             break
         case .closed(let code, let reason, _):
+            wsClosing = true
             // Our close is queued: close TCP (FIN) once it is out, then wait briefly for the peer's FIN.
             closeAfterFlush = true
             let ws = socket
@@ -568,7 +572,7 @@ final class HTTPConnection {
 
     /// Queues a frame from the application; false when it was refused (closed, or over the bound).
     func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> Bool {
-        guard case .webSocket = mode, let s = session, !s.closeSent else { return false }
+        guard case .webSocket = mode, session != nil, !wsClosing else { return false }
         if outPending + payload.count + 14 > config.maxOutboundBytes {
             switch config.slowConsumer {
             case .shed:
@@ -587,7 +591,8 @@ final class HTTPConnection {
     }
 
     func closeWebSocket(code: UInt16, reason: String) {
-        guard case .webSocket = mode, var s = session, !s.closeSent else { return }
+        guard case .webSocket = mode, var s = session, !wsClosing, !s.closeSent else { return }
+        wsClosing = true
         s.noteCloseSent()
         session = s
         out.append(contentsOf: WebSocketFrameEncoder.close(code: code, reason: reason))

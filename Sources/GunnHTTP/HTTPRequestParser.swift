@@ -389,9 +389,10 @@ public struct HTTPRequestParser {
         }
         if path.first != "/" && path != "*" {
             // absolute form: scheme://authority/path
-            if let schemeEnd = path.range(of: "://") {
-                let rest = path[schemeEnd.upperBound...]
-                path = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+            let u = Array(path.utf8)
+            if let colon = u.firstIndex(of: 0x3A), colon + 2 < u.count, u[colon + 1] == 0x2F, u[colon + 2] == 0x2F {
+                let rest = u[(colon + 3)...]
+                path = rest.firstIndex(of: 0x2F).map { String(decoding: u[$0...], as: UTF8.self) } ?? "/"
             }
         }
 

@@ -243,20 +243,21 @@ public struct WebSocketSession {
         let len7 = b1 & 0x7F
         let lengthBytes = len7 == 126 ? 2 : len7 == 127 ? 8 : 0
         let need = 2 + lengthBytes + (masked ? 4 : 0)
-        guard header.count >= need else { return nil }
+        guard header.count >= 2 + lengthBytes else { return nil }
         var length = UInt64(len7)
         if lengthBytes > 0 {
             length = 0
             for k in 0..<lengthBytes { length = length << 8 | UInt64(header[2 + k]) }
-            if lengthBytes == 8 && length >> 63 != 0 { return .failure(WebSocketCloseCode.protocolError, "a 64-bit length with its most significant bit set") }
         }
         let op = WebSocketOpcode(rawValue: b0 & 0x0F)!
-        if !op.isControl {
-            let total = UInt64(message.count) + length
-            if total > UInt64(options.maxMessageBytes) {
+        if header.count == 2 + lengthBytes {
+            // The length is known: judge it before the mask arrives.
+            if lengthBytes == 8 && length >> 63 != 0 { return .failure(WebSocketCloseCode.protocolError, "a 64-bit length with its most significant bit set") }
+            if !op.isControl && UInt64(message.count) + length > UInt64(options.maxMessageBytes) {
                 return .failure(WebSocketCloseCode.messageTooBig, "a message larger than \(options.maxMessageBytes) bytes")
             }
         }
+        guard header.count >= need else { return nil }
         if masked {
             let m = 2 + lengthBytes
             mask = (header[m], header[m + 1], header[m + 2], header[m + 3])

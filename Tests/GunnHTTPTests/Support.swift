@@ -45,6 +45,7 @@ func makeTestRouter(maxMessage: Int = 20 << 20) -> Router {
         let ms = req.param("ms", as: Int.self) ?? 100
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms)) { res.respond(.text("slow \(ms)")) }
     }
+    r.get("/big/:n") { req in HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream")], body: Array(repeating: 0x61, count: req.param("n", as: Int.self) ?? 0)) }
     r.on("GET", "/stream/:n") { req, res in
         let n = req.param("n", as: Int.self) ?? 3
         let s = res.stream(headers: [("Content-Type", "text/plain")])
@@ -193,4 +194,41 @@ func runProgram(_ path: String, _ args: [String], cwd: String? = nil, env: [Stri
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Waits (polling, with a deadline that fails the test) until `condition` holds: waiting for an
+/// event the test cannot be told about directly, never a timing assertion.
+func waitUntil(_ what: String, timeout: Double = 20, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
+    let end = Date().addingTimeInterval(timeout)
+    while !condition() {
+        if Date() > end { XCTFail("timed out waiting for \(what)", file: file, line: line); return }
+        usleep(10_000)
+    }
+}
+
+/// A well-behaved client on a connection of its own: GET /hello answered 200 with its JSON.
+func assertServed(_ port: UInt16, file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        let c = try RawClient(port: port)
+        try c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        var pending: [UInt8] = []
+        let r = c.readResponse(&pending)
+        XCTAssertEqual(r?.status, 200, "the well-behaved client was not served", file: file, line: line)
+        XCTAssertEqual(r.map { String(decoding: $0.body, as: UTF8.self) }, "{\"ok\":true}", file: file, line: line)
+    } catch {
+        XCTFail("the well-behaved client failed: \(error)", file: file, line: line)
+    }
+}
+
+/// The JSON error body's code.
+func errorCode(_ body: [UInt8]) -> Int? {
+    guard let v = try? JSONParser.parse(body), let c = v["code"]?.numberValue else { return nil }
+    return Int(c)
+}
+
+/// Hands a client and bytes to a sending thread. `@unchecked Sendable` is safe: the test thread only
+/// reads from the socket while the sender only writes to it, and the bytes are never mutated.
+struct SendBox: @unchecked Sendable {
+    let client: RawClient
+    let bytes: [UInt8]
 }
