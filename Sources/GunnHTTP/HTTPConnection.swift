@@ -29,7 +29,7 @@ final class HTTPConnection {
     private var parsingDone = false  // after an error, a Connection: close, an upgrade, or EOF
     private var peerClosed = false
 
-    enum Phase { case idle(since: Double), head(since: Double), body(last: Double) }
+    enum Phase { case idle(since: Double), head(since: Double), body(started: Double, last: Double) }
     private var phase: Phase
 
     // Responses, in request order.
@@ -51,6 +51,8 @@ final class HTTPConnection {
         let id: UInt64
         let isHead: Bool
         let keepAlive: Bool
+        /// 0 for an HTTP/1.0 request: no chunked framing (a stream ends with the connection).
+        var minor: Int = 1
         var state: SlotState
     }
     private var slots: [Slot] = []
@@ -74,6 +76,9 @@ final class HTTPConnection {
 
     private var processing = false
     private var again = false
+    private var continueOwed = false
+    /// True while nothing is queued for the peer: the write deadline starts when output appears.
+    private var outIdle = true
 
     init(server: HTTPServer, ctx: LoopContext, transport: Transport, remote: String, counted: Bool = true) {
         self.server = server
@@ -164,7 +169,7 @@ final class HTTPConnection {
         case .http:
             let now = EventLoop.now()
             if case .idle = phase { phase = .head(since: now) }
-            if case .body = phase { phase = .body(last: now) }
+            if case .body(let started, _) = phase { phase = .body(started: started, last: now) }
             if inputOffset == input.count { input.removeAll(keepingCapacity: true); inputOffset = 0 }
             input.append(contentsOf: UnsafeRawBufferPointer(bytes))
             process()
@@ -216,8 +221,20 @@ final class HTTPConnection {
                 return
             }
             inputOffset += consumed
-            if parser.isIdle, case .body = phase { phase = .idle(since: EventLoop.now()) }
-            if !parser.isIdle, case .idle = phase { phase = .head(since: EventLoop.now()) }
+            if parser.isIdle && current == nil {
+                // Between requests (a stray CRLF does not start a request's header deadline).
+                if case .idle = phase {} else { phase = .idle(since: EventLoop.now()) }
+            } else if case .idle = phase {
+                phase = .head(since: EventLoop.now())
+            }
+        }
+        // The consumed prefix is dropped, so the buffer holds at most what is not parsed yet.
+        if inputOffset == input.count {
+            input.removeAll(keepingCapacity: input.capacity <= 256 << 10)
+            inputOffset = 0
+        } else if inputOffset > 64 << 10 {
+            input.removeFirst(inputOffset)
+            inputOffset = 0
         }
     }
 
@@ -227,16 +244,23 @@ final class HTTPConnection {
             current = h
             currentBody = []
             if h.framing != .none {
-                phase = .body(last: EventLoop.now())
+                let now = EventLoop.now()
+                let started: Double
+                if case .head(let since) = phase { started = since } else { started = now }
+                phase = .body(started: started, last: now)
                 if case .length(let n) = h.framing { currentBody.reserveCapacity(n) }
-                // 100 Continue only when no earlier response is still owed (interim responses keep order).
-                if h.expectContinue && slots.isEmpty { out.appendASCII("HTTP/1.1 100 Continue\r\n\r\n") }
+                // 100 Continue when no earlier response is still owed, else once they are out
+                // (interim responses keep their order).
+                if h.expectContinue {
+                    if slots.isEmpty { out.appendASCII("HTTP/1.1 100 Continue\r\n\r\n") } else { continueOwed = true }
+                }
             }
         case .body(let p):
             currentBody.append(contentsOf: p)
         case .end(let trailers):
             guard let head = current else { return }
             current = nil
+            continueOwed = false
             phase = .idle(since: EventLoop.now())
             server.count { $0.requests += 1 }
             let request = HTTPRequest(head: head, body: currentBody, trailers: trailers, params: [:], remote: remote)
@@ -250,8 +274,10 @@ final class HTTPConnection {
         let id = nextSlot
         nextSlot += 1
         if !head.keepAlive { parsingDone = true }
-        let match = server.router.route(method: head.method, path: head.path, wantsUpgrade: head.upgrade != nil)
-        var slot = Slot(id: id, isHead: head.method == "HEAD", keepAlive: head.keepAlive, state: .waiting(since: EventLoop.now()))
+        // Only a WebSocket upgrade is acted on; any other Upgrade (h2c …) is ignored (RFC 9110 §7.8).
+        let wantsWebSocket = head.upgrade?.split(separator: ",").contains { trimOWS($0).lowercased() == "websocket" } ?? false
+        let match = server.router.route(method: head.method, path: head.path, wantsUpgrade: wantsWebSocket)
+        var slot = Slot(id: id, isHead: head.method == "HEAD", keepAlive: head.keepAlive, minor: head.minorVersion, state: .waiting(since: EventLoop.now()))
         switch match {
         case .webSocket(let endpoint, let params):
             parsingDone = true
@@ -287,7 +313,7 @@ final class HTTPConnection {
     }
 
     private func closeAfterFlushSlot(_ slot: inout Slot) {
-        slot = Slot(id: slot.id, isHead: slot.isHead, keepAlive: false, state: slot.state)
+        slot = Slot(id: slot.id, isHead: slot.isHead, keepAlive: false, minor: slot.minor, state: slot.state)
     }
 
     /// A request that cannot be parsed: its error is answered after the responses still owed, then
@@ -330,7 +356,7 @@ final class HTTPConnection {
                     return false
                 }
             }
-            appendChunk(bytes, into: &s.pending)
+            if slot.minor == 1 { appendChunk(bytes, into: &s.pending) } else { s.pending.append(contentsOf: bytes) }
         }
         if finish { s.finished = true }
         process()
@@ -345,6 +371,12 @@ final class HTTPConnection {
     }
 
     private func writeSlots() {
+        defer {
+            if slots.isEmpty && continueOwed {
+                continueOwed = false
+                out.appendASCII("HTTP/1.1 100 Continue\r\n\r\n")
+            }
+        }
         while let first = slots.first {
             switch first.state {
             case .waiting:
@@ -352,7 +384,7 @@ final class HTTPConnection {
             case .ready(let response):
                 slots.removeFirst()
                 let close = !first.keepAlive || (parsingDone && peerClosed && slots.isEmpty) || server.stopping.load(ordering: .relaxed)
-                append(response, isHead: first.isHead, close: close)
+                append(response, isHead: first.isHead, close: close, keepAlive10: first.minor == 0 && !close)
                 if close {
                     closeAfterFlush = true
                     parsingDone = true
@@ -362,15 +394,15 @@ final class HTTPConnection {
             case .streaming(let s):
                 if !s.headWritten {
                     s.headWritten = true
-                    serializeHead(status: s.status, headers: s.headers, contentLength: nil, chunked: !first.isHead, close: !first.keepAlive,
-                                  serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
+                    serializeHead(status: s.status, headers: s.headers, contentLength: nil, chunked: !first.isHead && first.minor == 1,
+                                  close: !first.keepAlive || first.minor == 0, serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
                 }
                 out.append(contentsOf: s.pending)
                 s.pending.removeAll(keepingCapacity: true)
                 guard s.finished else { return }
-                if !first.isHead { out.appendASCII("0\r\n\r\n") }
+                if !first.isHead && first.minor == 1 { out.appendASCII("0\r\n\r\n") }
                 slots.removeFirst()
-                if !first.keepAlive { closeAfterFlush = true; slots.removeAll(); return }
+                if !first.keepAlive || first.minor == 0 { closeAfterFlush = true; parsingDone = true; slots.removeAll(); return }
             case .upgrade(let endpoint, let request, let response, let proto):
                 slots.removeFirst()
                 upgrade(endpoint, request, response, proto)
@@ -379,11 +411,16 @@ final class HTTPConnection {
         }
     }
 
-    private func append(_ response: HTTPResponse, isHead: Bool, close: Bool) {
-        let noBody = isHead || response.status == 204 || response.status == 304 || response.status < 200
-        let length: Int? = (response.status == 204 || response.status < 200) ? nil : response.body.count
+    private func append(_ response: HTTPResponse, isHead: Bool, close: Bool, keepAlive10: Bool = false) {
+        var response = response
+        if response.status < 200 || response.status > 999 {
+            // A handler may not send an interim or impossible status as its answer: it would desynchronise the client.
+            response = .error(.internalError, "the handler answered with status \(response.status)")
+        }
+        let noBody = isHead || response.status == 204 || response.status == 304
+        let length: Int? = (response.status == 204 || response.status == 304) ? nil : response.body.count
         serializeHead(status: response.status, headers: response.headers, contentLength: length, chunked: false, close: close,
-                      serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
+                      keepAlive: keepAlive10, serverName: server.serverNameBytes, date: ctx.date.current(), into: &out)
         if !noBody { out.append(contentsOf: response.body) }
     }
 
@@ -392,7 +429,7 @@ final class HTTPConnection {
     private func flushAndUpdate() {
         flush()
         if case .closed = mode { return }
-        if closeAfterFlush && outPending == 0 {
+        if closeAfterFlush && outPending == 0 && slots.isEmpty {
             closeAfterFlush = false
             beginLingeringClose()
             return
@@ -401,6 +438,11 @@ final class HTTPConnection {
     }
 
     private func flush() {
+        if case .closed = mode { return }
+        if outIdle && outPending > 0 {
+            outIdle = false
+            lastWriteProgress = EventLoop.now()
+        }
         while outOffset < out.count {
             let r = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outOffset...])) }
             switch r {
@@ -423,6 +465,7 @@ final class HTTPConnection {
         if outOffset == out.count {
             if out.capacity > 1 << 20 { out = [] } else { out.removeAll(keepingCapacity: true) }
             outOffset = 0
+            outIdle = true
         } else if outOffset > 1 << 20 && outOffset * 2 > out.count {
             out.removeFirst(outOffset)
             outOffset = 0
@@ -458,6 +501,10 @@ final class HTTPConnection {
         ctx.loop.deregister(fd)
         ctx.connections[fd] = nil
         transport.close()
+        out = []
+        outOffset = 0
+        input = []
+        inputOffset = 0
         if counted { server.open.subtract(1, ordering: .relaxed) } else { ctx.refusing -= 1 }
         slots.removeAll()
         if let wasSocket {
@@ -491,13 +538,17 @@ final class HTTPConnection {
             complete(first.id, .error(.operationTimeout, "the handler did not answer within \(config.handlerTimeout) s"))
             return
         }
-        guard !parsingDone else { return }
+        // Request deadlines run only while the server is reading (not while it holds the client
+        // back for its own pipelining or output bounds).
+        guard !parsingDone, canParse else { return }
         switch phase {
         case .head(let since) where now - since > config.headerTimeout:
             timeout("the request head did not arrive within \(config.headerTimeout) s")
-        case .body(let last) where now - last > config.bodyTimeout:
+        case .body(_, let last) where now - last > config.bodyTimeout:
             timeout("the body made no progress for \(config.bodyTimeout) s")
-        case .idle(let since) where slots.isEmpty && outPending == 0 && now - since > config.idleTimeout:
+        case .body(let started, _) where now - started > config.requestTimeout:
+            timeout("the request did not arrive in full within \(config.requestTimeout) s")
+        case .idle(let since) where slots.isEmpty && outPending == 0 && now - max(since, lastWriteProgress) > config.idleTimeout:
             abort()
         default:
             break

@@ -177,7 +177,7 @@ extension Array where Element == UInt8 {
 }
 
 /// Writes a response head: status line, `Server`, `Date`, the response's own fields, framing.
-func serializeHead(status: Int, headers: HTTPHeaders, contentLength: Int?, chunked: Bool, close: Bool,
+func serializeHead(status: Int, headers: HTTPHeaders, contentLength: Int?, chunked: Bool, close: Bool, keepAlive: Bool = false,
                    serverName: [UInt8], date: [UInt8], into out: inout [UInt8]) {
     out.appendASCII("HTTP/1.1 ")
     out.appendDecimal(status)
@@ -203,7 +203,7 @@ func serializeHead(status: Int, headers: HTTPHeaders, contentLength: Int?, chunk
         out.appendASCII("\r\n")
     }
     if chunked { out.appendASCII("Transfer-Encoding: chunked\r\n") }
-    if close { out.appendASCII("Connection: close\r\n") }
+    if close { out.appendASCII("Connection: close\r\n") } else if keepAlive { out.appendASCII("Connection: keep-alive\r\n") }
     out.appendASCII("\r\n")
 }
 
@@ -220,12 +220,12 @@ func canonicalHeaderName(_ name: String) -> String {
     case "sec-websocket-protocol": return "Sec-WebSocket-Protocol"
     case "sec-websocket-version": return "Sec-WebSocket-Version"
     default:
-        var out = ""
+        var out: [UInt8] = []
         var upper = true
-        for c in name {
-            out.append(upper ? Character(c.uppercased()) : c)
-            upper = c == "-"
+        for b in name.utf8 {
+            out.append(upper && b >= 0x61 && b <= 0x7A ? b - 0x20 : b)
+            upper = b == 0x2D
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }

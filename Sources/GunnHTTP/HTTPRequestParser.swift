@@ -345,7 +345,7 @@ public struct HTTPRequestParser {
             throw HTTPParseError(.malformedHTTP, hosts.isEmpty ? "an HTTP/1.1 request without Host" : "more than one Host field")
         }
         if minor == 0 && hosts.count > 1 { throw HTTPParseError(.malformedHTTP, "more than one Host field") }
-        if let h = hosts.first, h.utf8.contains(where: { $0 == 0x20 || $0 == 0x2F || $0 == 0x40 || $0 == 0x2C }) {
+        if let h = hosts.first, !h.utf8.allSatisfy(isHostByte) {
             throw HTTPParseError(.malformedHTTP, "the Host field is not a host[:port]")
         }
 
@@ -380,7 +380,8 @@ public struct HTTPRequestParser {
             expectContinue = framing != .none
         }
         var upgrade: String? = nil
-        if connection.contains("upgrade"), let u = headers["upgrade"] { upgrade = u.lowercased() }
+        // Upgrade is ignored in HTTP/1.0 (RFC 9110 §7.8).
+        if minor == 1, connection.contains("upgrade"), let u = headers["upgrade"] { upgrade = u.lowercased() }
 
         var path = target, query: String? = nil
         if let q = target.firstIndex(of: "?") {
@@ -437,6 +438,18 @@ public struct HTTPRequestParser {
 }
 
 @inline(__always) func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+
+/// RFC 3986 host (reg-name, IPv4, IP-literal in brackets) and an optional port: unreserved,
+/// sub-delims, "%", ":", "[" and "]".
+@inline(__always) func isHostByte(_ b: UInt8) -> Bool {
+    switch b {
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+    case 0x2D, 0x2E, 0x5F, 0x7E: return true                                     // - . _ ~
+    case 0x21, 0x24, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B, 0x3B, 0x3D: return true // sub-delims but ","
+    case 0x25, 0x3A, 0x5B, 0x5D: return true                                     // % : [ ]
+    default: return false
+    }
+}
 
 @inline(__always) func hexValue(_ b: UInt8) -> Int? {
     switch b {

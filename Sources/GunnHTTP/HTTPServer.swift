@@ -14,6 +14,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var limits = HTTPLimits()
     /// From a request's first byte to the end of its head (slowloris headers: 408, close).
     public var headerTimeout: Double = 10
+    /// From a request's first byte to the end of its body, however steadily it drips (408, close).
+    public var requestTimeout: Double = 120
     /// Between two pieces of a body (slowloris bodies: 408, close).
     public var bodyTimeout: Double = 10
     /// A keep-alive connection with nothing in progress is closed after this long.
@@ -56,6 +58,7 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
 public struct HTTPServerStats: Sendable, Equatable {
     public var accepted = 0
     public var refusedOverCap = 0
+    public var acceptErrors = 0
     public var requests = 0
     public var parseErrors = 0
     public var timeouts = 0
@@ -140,7 +143,17 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func acceptReady() {
         for _ in 0..<64 {
-            guard let fd = try? Sys.accept(listenFD) else { return }
+            let accepted: Int32?
+            do { accepted = try Sys.accept(listenFD) } catch {
+                // Out of descriptors (EMFILE/ENFILE) or memory: stop polling the listener for a
+                // moment instead of spinning on it; the backlog holds the waiting clients.
+                count { $0.acceptErrors += 1 }
+                let loop = loops[0]
+                loop.setEvents(listenFD, 0)
+                loop.schedule(after: 0.1) { [self] in if !stopping.load(ordering: .relaxed) { loops[0].setEvents(listenFD, Int16(POLLIN)) } }
+                return
+            }
+            guard let fd = accepted else { return }
             count { $0.accepted += 1 }
             try? Sys.setNoDelay(fd)
             let remote = peerAddress(fd)

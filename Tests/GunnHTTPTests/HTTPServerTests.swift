@@ -114,6 +114,34 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(server.stats.requests, n)
     }
 
+    func testHTTP10StreamsWithoutChunksAnd100ContinueKeepsItsPlaceInThePipeline() throws {
+        try start()
+        let old = try RawClient(port: port)
+        try old.send("GET /stream/2 HTTP/1.0\r\n\r\n")
+        let (bytes, closed) = old.readToEnd()
+        let text = String(decoding: bytes, as: UTF8.self)
+        XCTAssertFalse(text.lowercased().contains("transfer-encoding"), text)
+        XCTAssertTrue(text.hasSuffix("\r\n\r\nchunk 0\nchunk 1\n"), text)
+        XCTAssertTrue(closed, "an HTTP/1.0 stream ends with the connection")
+        let keep = try RawClient(port: port)
+        try keep.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        var kp: [UInt8] = []
+        XCTAssertEqual(keep.readResponse(&kp)?.headers["connection"], "keep-alive")
+
+        // A slow answer owed first: the 100 comes after it, never before.
+        let c = try RawClient(port: port)
+        try c.send("GET /slow/200 HTTP/1.1\r\nHost: x\r\n\r\nPOST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        var pending: [UInt8] = []
+        XCTAssertEqual(c.readResponse(&pending)?.body, Array("slow 200".utf8))
+        XCTAssertEqual(c.readResponse(&pending)?.status, 100)
+        try c.send("abc")
+        XCTAssertEqual(c.readResponse(&pending).flatMap { try? JSONParser.parse($0.body) }?["bytes"]?.numberValue, 3)
+        // A stray CRLF between requests is ignored.
+        try c.send("\r\n")
+        try c.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(c.readResponse(&pending)?.status, 200)
+    }
+
     func testStreamedAndServerSentEventResponses() throws {
         try start()
         let c = try RawClient(port: port)
@@ -218,6 +246,13 @@ final class HTTPServerTests: XCTestCase {
 
     func testHalfOpenAndVanishedClients() throws {
         try start { c in c.idleTimeout = 0.5 }
+        // Half-closed while a handler is still working on the answer (from another thread): still answered.
+        let early = try RawClient(port: port)
+        try early.send("GET /slow/100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        Glibc.shutdown(early.fd, Int32(SHUT_WR))
+        let (earlyBytes, earlyClosed) = early.readToEnd()
+        XCTAssertTrue(String(decoding: earlyBytes, as: UTF8.self).hasSuffix("\r\n\r\nslow 100"), String(decoding: earlyBytes, as: UTF8.self))
+        XCTAssertTrue(earlyClosed)
         // A client that sends its request and shuts down its side is still answered, then closed.
         let half = try RawClient(port: port)
         try half.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
