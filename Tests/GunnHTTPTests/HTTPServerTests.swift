@@ -381,4 +381,40 @@ final class HTTPServerTests: XCTestCase {
         }
         gp = []
     }
+
+    /// A WebSocket peer that sends and never reads: under `.disconnect` the server closes it with
+    /// 1008 (the close waits behind the full queue, so the connection ends by the close deadline);
+    /// under `.shed` the echoes past the bound are dropped and counted, and the socket lives on.
+    func testWebSocketSlowConsumerPolicies() throws {
+        for policy in [SlowConsumerPolicy.disconnect(waitMs: 0), .shed(waitMs: 0)] {
+            try start { c in
+                c.maxOutboundBytes = 128 << 10
+                c.slowConsumer = policy
+                c.closeTimeout = 0.5
+            }
+            let (c, _) = try openSocket()
+            var rcv: Int32 = 4096
+            setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcv, socklen_t(4))
+            let message = clientFrame(2, [UInt8](repeating: 0x5A, count: 16 << 10))
+            var all: [UInt8] = []
+            for _ in 0..<2500 { all += message }
+            let box = SendBox(client: c, bytes: all)
+            let sender = Thread { try? box.client.send(box.bytes) }
+            sender.start()
+            assertServed(port)
+            if case .disconnect = policy {
+                waitUntil("the slow consumer to be disconnected") { server.stats.slowConsumerCloses >= 1 }
+                waitUntil("its connection to close") { server.connectionCount == 0 }
+            } else {
+                waitUntil("echoes to be shed") { server.stats.shedMessages >= 1 }
+                XCTAssertEqual(server.stats.slowConsumerCloses, 0)
+                XCTAssertEqual(server.connectionCount, 1, "a shedding socket stays open")
+            }
+            let s = server!
+            let done = DispatchSemaphore(value: 0)
+            Task { await s.stop(); done.signal() }
+            done.wait()
+            server = nil
+        }
+    }
 }
