@@ -140,6 +140,9 @@ final class HTTPConnection {
             case .done(let n):
                 received(UnsafeMutableRawBufferPointer(rebasing: ctx.readBuffer[0..<n]))
                 if case .closed = mode { return }
+                // A short read emptied the socket: skip the read that would only say EAGAIN
+                // (poll reports the next bytes; TLS records already decrypted are checked below).
+                if n < ctx.readBuffer.count { rounds = 16 }
             case .wouldBlock(let ww):
                 readWantsWrite = ww
                 updateEvents()
@@ -341,20 +344,29 @@ final class HTTPConnection {
         return true
     }
 
+    enum Admission { case fits, shed, disconnect }
+
+    /// Whether `bytes` more fit the outbound bound, else what `slowConsumer` says to do (counted).
+    private func admit(_ bytes: Int) -> Admission {
+        guard outPending + bytes > config.maxOutboundBytes else { return .fits }
+        switch config.slowConsumer {
+        case .shed:
+            server.count { $0.shedMessages += 1 }
+            return .shed
+        case .disconnect:
+            server.count { $0.slowConsumerCloses += 1 }
+            return .disconnect
+        }
+    }
+
     /// Appends a chunk to a stream; false when the connection is gone or over its outbound bound.
     func streamWrite(_ id: UInt64, _ bytes: [UInt8], finish: Bool) -> Bool {
         guard let slot = slots.first(where: { $0.id == id }), case .streaming(let s) = slot.state, !s.finished else { return false }
         if !bytes.isEmpty && !slot.isHead {
-            if outPending + s.pending.count + bytes.count > config.maxOutboundBytes {
-                switch config.slowConsumer {
-                case .shed:
-                    server.count { $0.shedMessages += 1 }
-                    return false
-                case .disconnect:
-                    server.count { $0.slowConsumerCloses += 1 }
-                    abort()
-                    return false
-                }
+            switch admit(s.pending.count + bytes.count) {
+            case .fits: break
+            case .shed: return false
+            case .disconnect: abort(); return false
             }
             if slot.minor == 1 { appendChunk(bytes, into: &s.pending) } else { s.pending.append(contentsOf: bytes) }
         }
@@ -624,16 +636,12 @@ final class HTTPConnection {
     /// Queues a frame from the application; false when it was refused (closed, or over the bound).
     func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> Bool {
         guard case .webSocket = mode, session != nil, !wsClosing else { return false }
-        if outPending + payload.count + 14 > config.maxOutboundBytes {
-            switch config.slowConsumer {
-            case .shed:
-                server.count { $0.shedMessages += 1 }
-                return false
-            case .disconnect:
-                server.count { $0.slowConsumerCloses += 1 }
-                closeWebSocket(code: WebSocketCloseCode.policyViolation, reason: "slow consumer: outbound queue full")
-                return false
-            }
+        switch admit(payload.count + 14) {
+        case .fits: break
+        case .shed: return false
+        case .disconnect:
+            closeWebSocket(code: WebSocketCloseCode.policyViolation, reason: "slow consumer: outbound queue full")
+            return false
         }
         WebSocketFrameEncoder.appendHeader(opcode: opcode, length: payload.count, into: &out)
         out.append(contentsOf: payload)

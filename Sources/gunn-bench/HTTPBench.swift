@@ -150,16 +150,7 @@ enum HTTPBench {
         let payload = [UInt8](repeating: 0x61, count: 32)
         let mask: [UInt8] = [1, 2, 3, 4]
         let frame: [UInt8] = [0x82, 0x80 | 32] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset & 3] }
-        var times: [Double] = []
-        times.reserveCapacity(rounds)
-        var reply = [UInt8](repeating: 0, count: 34)
-        for i in 0..<(rounds + 200) {
-            let t0 = EventLoop.now()
-            try RawTCP.sendAll(fd, frame)
-            try RawTCP.recvExactly(fd, &reply)
-            if i >= 200 { times.append(EventLoop.now() - t0) }
-        }
-        return (BenchSupport.percentileMicros(times, 50), BenchSupport.percentileMicros(times, 99))
+        return try RawTCP.roundTrips(fd, frame, replyBytes: 34, rounds: rounds)
     }
 
     /// A bare echo: one thread, blocking reads and writes of the same 34 bytes per message.
@@ -183,21 +174,27 @@ enum HTTPBench {
         defer { Sys.close(lfd) }
         let fd = try RawTCP.connect(port: port)
         defer { Sys.close(fd) }
-        let frame = [UInt8](repeating: 0x61, count: 34)
-        var reply = [UInt8](repeating: 0, count: 34)
-        var times: [Double] = []
-        for i in 0..<(rounds + 200) {
-            let t0 = EventLoop.now()
-            try RawTCP.sendAll(fd, frame)
-            try RawTCP.recvExactly(fd, &reply)
-            if i >= 200 { times.append(EventLoop.now() - t0) }
-        }
-        return (BenchSupport.percentileMicros(times, 50), BenchSupport.percentileMicros(times, 99))
+        return try RawTCP.roundTrips(fd, [UInt8](repeating: 0x61, count: 34), replyBytes: 34, rounds: rounds)
     }
 }
 
 /// Blocking TCP for the benchmark's own clients.
 enum RawTCP {
+    /// Sends `message` and waits for `replyBytes` back, `rounds` times after 200 warm-up rounds;
+    /// the p50 and p99 round trip in microseconds.
+    static func roundTrips(_ fd: Int32, _ message: [UInt8], replyBytes: Int, rounds: Int) throws -> (Double, Double) {
+        var reply = [UInt8](repeating: 0, count: replyBytes)
+        var times: [Double] = []
+        times.reserveCapacity(rounds)
+        for i in 0..<(rounds + 200) {
+            let t0 = EventLoop.now()
+            try sendAll(fd, message)
+            try recvExactly(fd, &reply)
+            if i >= 200 { times.append(EventLoop.now() - t0) }
+        }
+        return (BenchSupport.percentileMicros(times, 50), BenchSupport.percentileMicros(times, 99))
+    }
+
     static func connect(port: UInt16) throws -> Int32 {
         guard case .success(let addrs) = Sys.resolveStream(host: "127.0.0.1", port: port), let a = addrs.first else { throw HTTPServerError("resolve") }
         let fd = try Sys.socket(for: a)
