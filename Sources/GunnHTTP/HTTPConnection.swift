@@ -73,12 +73,17 @@ final class HTTPConnection {
     /// A close frame is queued (ours or our reply): nothing more may be sent. Set in event order,
     /// so messages that arrived before a peer's close are still echoed.
     private var wsClosing = false
+    /// When the peer last sent anything, and whether our keepalive ping is unanswered.
+    private var lastReceived: Double = 0
+    private var pingOutstanding = false
 
     private var processing = false
     private var again = false
     private var continueOwed = false
     /// True while nothing is queued for the peer: the write deadline starts when output appears.
     private var outIdle = true
+    /// The most bytes this connection ever had queued for its peer (published when it closes).
+    private var outHighWater = 0
 
     init(server: HTTPServer, ctx: LoopContext, transport: Transport, remote: String, counted: Bool = true) {
         self.server = server
@@ -125,7 +130,7 @@ final class HTTPConnection {
         switch mode {
         case .closed: return false
         case .lingering: return true
-        case .webSocket: return !(session?.finished ?? true)
+        case .webSocket: return !(session?.finished ?? true) && outPending < config.maxOutboundBytes
         case .http:
             if peerClosed || parsingDone { return false }
             return slots.count < config.maxPipelined && outPending < config.maxOutboundBytes && input.count - inputOffset < 64 << 10
@@ -168,6 +173,8 @@ final class HTTPConnection {
         case .lingering, .closed:
             return
         case .webSocket:
+            lastReceived = EventLoop.now()
+            pingOutstanding = false
             receiveWebSocket(bytes)
         case .http:
             let now = EventLoop.now()
@@ -185,10 +192,21 @@ final class HTTPConnection {
         case .lingering, .closed, .webSocket:
             abort()
         case .http:
-            // Answer what was received in full, then close; a request cut off is dropped.
-            parsingDone = true
-            if slots.isEmpty && outPending == 0 { abort() } else { closeAfterFlush = true; process() }
+            // Answer what was received in full (parsing may be paused with whole requests still
+            // buffered), then close; a request cut off is dropped. A stream still open has no one
+            // left to read it.
+            if slots.contains(where: { if case .streaming = $0.state { return true } else { return false } }) { abort(); return }
+            if slots.isEmpty && outPending == 0 && inputOffset >= input.count { abort(); return }
+            process()
         }
+    }
+
+    /// After the peer's FIN: once every buffered byte is parsed, nothing more can come.
+    private func finishInputAfterEOF() {
+        guard peerClosed, !parsingDone, inputOffset >= input.count else { return }
+        parsingDone = true
+        current = nil
+        closeAfterFlush = true
     }
 
     // MARK: the request/response pipeline
@@ -200,6 +218,7 @@ final class HTTPConnection {
             again = false
             parseAvailable()
             writeSlots()
+            finishInputAfterEOF()
         } while again
         processing = false
         flushAndUpdate()
@@ -224,6 +243,8 @@ final class HTTPConnection {
                 return
             }
             inputOffset += consumed
+            // Answers ready now go to the output at once, so the output bound can pause parsing.
+            writeSlots()
             if parser.isIdle && current == nil {
                 // Between requests (a stray CRLF does not start a request's header deadline).
                 if case .idle = phase {} else { phase = .idle(since: EventLoop.now()) }
@@ -251,7 +272,7 @@ final class HTTPConnection {
                 let started: Double
                 if case .head(let since) = phase { started = since } else { started = now }
                 phase = .body(started: started, last: now)
-                if case .length(let n) = h.framing { currentBody.reserveCapacity(n) }
+                if case .length(let n) = h.framing { currentBody.reserveCapacity(min(n, 64 << 10)) }
                 // 100 Continue when no earlier response is still owed, else once they are out
                 // (interim responses keep their order).
                 if h.expectContinue {
@@ -324,6 +345,7 @@ final class HTTPConnection {
     private func failRequest(_ error: HTTPParseError) {
         parsingDone = true
         current = nil
+        continueOwed = false
         let slot = Slot(id: nextSlot, isHead: false, keepAlive: false, state: .ready(.error(error)))
         nextSlot += 1
         slots.append(slot)
@@ -359,20 +381,25 @@ final class HTTPConnection {
         }
     }
 
-    /// Appends a chunk to a stream; false when the connection is gone or over its outbound bound.
-    func streamWrite(_ id: UInt64, _ bytes: [UInt8], finish: Bool) -> Bool {
-        guard let slot = slots.first(where: { $0.id == id }), case .streaming(let s) = slot.state, !s.finished else { return false }
+    enum StreamWrite { case written, shed, gone }
+
+    /// Appends a chunk to a stream (and ends it with `finish`): `.shed` when the chunk was dropped
+    /// under the slow-consumer policy (the stream goes on), `.gone` when the connection is closed.
+    func streamWrite(_ id: UInt64, _ bytes: [UInt8], finish: Bool) -> StreamWrite {
+        guard let slot = slots.first(where: { $0.id == id }), case .streaming(let s) = slot.state, !s.finished else { return .gone }
         if !bytes.isEmpty && !slot.isHead {
             switch admit(s.pending.count + bytes.count) {
             case .fits: break
-            case .shed: return false
-            case .disconnect: abort(); return false
+            case .shed:
+                if finish { s.finished = true; process() }
+                return .shed
+            case .disconnect: abort(); return .gone
             }
             if slot.minor == 1 { appendChunk(bytes, into: &s.pending) } else { s.pending.append(contentsOf: bytes) }
         }
         if finish { s.finished = true }
         process()
-        return true
+        return .written
     }
 
     private func appendChunk(_ bytes: [UInt8], into buf: inout [UInt8]) {
@@ -400,6 +427,7 @@ final class HTTPConnection {
                 if close {
                     closeAfterFlush = true
                     parsingDone = true
+                    continueOwed = false
                     slots.removeAll()
                     return
                 }
@@ -455,6 +483,7 @@ final class HTTPConnection {
             outIdle = false
             lastWriteProgress = EventLoop.now()
         }
+        if outPending > outHighWater { outHighWater = outPending }
         while outOffset < out.count {
             let r = out.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[outOffset...])) }
             switch r {
@@ -513,6 +542,8 @@ final class HTTPConnection {
         ctx.loop.deregister(fd)
         ctx.connections[fd] = nil
         transport.close()
+        let hw = outHighWater
+        server.count { $0.outboundHighWater = max($0.outboundHighWater, hw) }
         out = []
         outOffset = 0
         input = []
@@ -535,8 +566,23 @@ final class HTTPConnection {
             if now >= until { abort() }
             return
         case .webSocket:
-            if outPending > 0 && now - lastWriteProgress > config.writeTimeout { abort(); return }
-            if let d = wsCloseDeadline, now >= d { abort() }
+            if outPending > 0 && now - lastWriteProgress > config.writeTimeout {
+                server.count { $0.timeouts += 1 }
+                abort()
+                return
+            }
+            if let d = wsCloseDeadline, now >= d { abort(); return }
+            // Keepalive: a peer silent for an interval gets a ping; silent for another, it is gone
+            // (a vanished peer sends no FIN).
+            let quiet = now - lastReceived
+            if quiet > 2 * config.webSocketPingInterval {
+                server.count { $0.timeouts += 1 }
+                abort()
+            } else if quiet > config.webSocketPingInterval && !pingOutstanding && !wsClosing {
+                pingOutstanding = true
+                out.append(contentsOf: WebSocketFrameEncoder.frame(opcode: .ping, payload: Array("gunn".utf8)))
+                flushAndUpdate()
+            }
             return
         case .http:
             break
@@ -552,7 +598,7 @@ final class HTTPConnection {
         }
         // Request deadlines run only while the server is reading (not while it holds the client
         // back for its own pipelining or output bounds).
-        guard !parsingDone, canParse else { return }
+        guard !parsingDone, canParse, !continueOwed else { return }
         switch phase {
         case .head(let since) where now - since > config.headerTimeout:
             timeout("the request head did not arrive within \(config.headerTimeout) s")
@@ -589,6 +635,7 @@ final class HTTPConnection {
         head.appendASCII("\r\n")
         out.append(contentsOf: head)
         mode = .webSocket
+        lastReceived = EventLoop.now()
         server.count { $0.webSockets += 1 }
         session = WebSocketSession(options: endpoint.options)
         let ws = WebSocket(connection: self, loop: ctx.loop, subprotocol: proto, remote: remote)
@@ -669,11 +716,13 @@ public final class HTTPResponder: @unchecked Sendable {
     private let loop: EventLoop
     private let slot: UInt64
     private let answered = Atomic<Bool>(false)
+    let bound: Int
 
     init(connection: HTTPConnection, slot: UInt64) {
         self.connection = connection
         loop = connection.ctx.loop
         self.slot = slot
+        bound = connection.server.configuration.maxOutboundBytes
     }
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
@@ -687,7 +736,7 @@ public final class HTTPResponder: @unchecked Sendable {
 
     /// Starts a chunked response (`Transfer-Encoding: chunked`); write its pieces to the stream.
     public func stream(status: Int = 200, headers: [(String, String)] = []) -> HTTPBodyStream {
-        let s = HTTPBodyStream(responder: self)
+        let s = HTTPBodyStream(responder: self, bound: bound)
         guard !answered.exchange(true, ordering: .acquiringAndReleasing) else { s.closed.store(true, ordering: .relaxed); return s }
         let h = HTTPHeaders(headers)
         onLoop { _ = self.connection?.beginStream(self.slot, status: status, headers: h) }
@@ -700,22 +749,41 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     func write(_ bytes: [UInt8], finish: Bool, _ stream: HTTPBodyStream) {
+        stream.inFlight.add(bytes.count, ordering: .relaxed)
         onLoop {
-            guard let c = self.connection, c.streamWrite(self.slot, bytes, finish: finish) else { stream.closed.store(true, ordering: .relaxed); return }
+            stream.inFlight.subtract(bytes.count, ordering: .relaxed)
+            guard let c = self.connection else { stream.closed.store(true, ordering: .relaxed); return }
+            switch c.streamWrite(self.slot, bytes, finish: finish) {
+            case .written: break
+            case .shed: stream.shed.add(1, ordering: .relaxed)
+            case .gone: stream.closed.store(true, ordering: .relaxed)
+            }
         }
     }
 }
 
-/// The body of a streamed response. Writes after the peer went away (or was dropped as a slow
-/// consumer) are discarded and `isClosed` turns true.
+/// The body of a streamed response. Writes after the peer went away (or was disconnected as a
+/// slow consumer) are discarded and `isClosed` turns true; under `.shed` a write past the bound is
+/// dropped and counted in `shedWrites`, and the stream goes on. Writes from other threads that the
+/// loop has not taken yet count against the same bound, so a fast producer cannot queue without limit.
 public final class HTTPBodyStream: Sendable {
     let responder: HTTPResponder
     let closed = Atomic<Bool>(false)
-    init(responder: HTTPResponder) { self.responder = responder }
+    let shed = Atomic<Int>(0)
+    let inFlight = Atomic<Int>(0)
+    let bound: Int
+    init(responder: HTTPResponder, bound: Int) { self.responder = responder; self.bound = bound }
 
     public var isClosed: Bool { closed.load(ordering: .relaxed) }
-    public func write(_ bytes: [UInt8]) { if !bytes.isEmpty && !isClosed { responder.write(bytes, finish: false, self) } }
+    public var shedWrites: Int { shed.load(ordering: .relaxed) }
+
+    public func write(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty, !isClosed else { return }
+        if inFlight.load(ordering: .relaxed) + bytes.count > bound { shed.add(1, ordering: .relaxed); return }
+        responder.write(bytes, finish: false, self)
+    }
     public func write(_ text: String) { write(Array(text.utf8)) }
+    /// Ends the body (the last chunk); always sent unless the connection is gone.
     public func finish() { if !isClosed { responder.write([], finish: true, self) } }
 }
 
@@ -754,22 +822,39 @@ public final class WebSocket: @unchecked Sendable {
     private let loop: EventLoop
     public let subprotocol: String?
     public let remote: String
-    public var onMessage: ((WebSocketMessage) -> Void)?
-    public var onClose: ((UInt16, String) -> Void)?
+    private var messageHandler: ((WebSocketMessage) -> Void)?
+    private var closeHandler: ((UInt16, String) -> Void)?
+    /// Bytes sent from other threads that the loop has not queued yet (bounded like the queue).
+    private let inFlight = Atomic<Int>(0)
+    private let bound: Int
+    private let policy: SlowConsumerPolicy
+
+    /// Called on the event loop with each message. Set it on the loop (in `onOpen`): it traps elsewhere.
+    public var onMessage: ((WebSocketMessage) -> Void)? {
+        get { precondition(loop.inLoop, "WebSocket.onMessage is used on its event loop only"); return messageHandler }
+        set { precondition(loop.inLoop, "WebSocket.onMessage is set on its event loop only (in onOpen)"); messageHandler = newValue }
+    }
+    /// Called on the event loop once, when the socket ends (with the close code, 1006 for a lost connection).
+    public var onClose: ((UInt16, String) -> Void)? {
+        get { precondition(loop.inLoop, "WebSocket.onClose is used on its event loop only"); return closeHandler }
+        set { precondition(loop.inLoop, "WebSocket.onClose is set on its event loop only (in onOpen)"); closeHandler = newValue }
+    }
 
     init(connection: HTTPConnection, loop: EventLoop, subprotocol: String?, remote: String) {
         self.connection = connection
         self.loop = loop
         self.subprotocol = subprotocol
         self.remote = remote
+        bound = connection.server.configuration.maxOutboundBytes
+        policy = connection.server.configuration.slowConsumer
     }
 
-    func deliver(_ m: WebSocketMessage) { onMessage?(m) }
+    func deliver(_ m: WebSocketMessage) { messageHandler?(m) }
 
     func ended(code: UInt16, reason: String) {
-        let h = onClose
-        onClose = nil
-        onMessage = nil
+        let h = closeHandler
+        closeHandler = nil
+        messageHandler = nil
         h?(code, reason)
     }
 
@@ -780,10 +865,21 @@ public final class WebSocket: @unchecked Sendable {
     public func send(text: String) { send(.text, Array(text.utf8)) }
     public func send(binary: [UInt8]) { send(.binary, binary) }
     /// Sends a message as one frame; from the loop thread the result says whether it was queued.
+    /// From another thread the message is refused (false) when the bytes not yet taken by the loop
+    /// would pass the outbound bound; under `.disconnect` the socket is then closed with 1008.
     @discardableResult
     public func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> Bool {
         if loop.inLoop { return connection?.sendFrame(opcode, payload) ?? false }
-        loop.execute { _ = self.connection?.sendFrame(opcode, payload) }
+        let n = payload.count + 14
+        if inFlight.add(n, ordering: .relaxed).newValue > bound {
+            inFlight.subtract(n, ordering: .relaxed)
+            if case .disconnect = policy { close(code: WebSocketCloseCode.policyViolation, reason: "slow consumer: outbound queue full") }
+            return false
+        }
+        loop.execute {
+            self.inFlight.subtract(n, ordering: .relaxed)
+            _ = self.connection?.sendFrame(opcode, payload)
+        }
         return true
     }
 

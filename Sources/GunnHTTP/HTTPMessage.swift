@@ -191,6 +191,8 @@ func serializeHead(status: Int, headers: HTTPHeaders, contentLength: Int?, chunk
     for (name, value) in headers.fields {
         // Framing and connection fields are the server's to write.
         if name == "content-length" || name == "transfer-encoding" || name == "connection" || name == "date" || name == "server" { continue }
+        // A name that is not a token could split the response: such a field is left out.
+        if name.isEmpty || !name.utf8.allSatisfy(isTChar) { continue }
         out.appendString(canonicalHeaderName(name))
         out.appendASCII(": ")
         // A CR or LF in a value would split the response (header injection): replaced by a space.

@@ -26,6 +26,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var handlerTimeout: Double = 30
     /// How long a closing connection waits for the peer (lingering close, WebSocket close handshake).
     public var closeTimeout: Double = 2
+    /// A WebSocket peer silent this long gets a ping; silent twice as long, its connection is closed.
+    public var webSocketPingInterval: Double = 30
     /// Open connections at most; the one past it is answered 503 TOO_MANY_CONNECTIONS and closed.
     public var maxConnections = 1024
     /// Requests read ahead of their responses on one connection (pipelining); reading pauses there.
@@ -48,10 +50,13 @@ public struct HTTPServerConfiguration: Sendable {
     public init() {}
 }
 
+/// A server that cannot start: a certificate or key that does not load (CONFIG_INVALID), or the
+/// like; the message names the file or setting.
 public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
+    public let code: ErrorCode
     public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    public init(_ message: String, code: ErrorCode = .configInvalid) { self.code = code; self.message = message }
+    public var description: String { "\(code.name) (\(code.code)): \(message)" }
 }
 
 /// Counters of one server, read with `HTTPServer.stats`.
@@ -65,6 +70,8 @@ public struct HTTPServerStats: Sendable, Equatable {
     public var webSockets = 0
     public var shedMessages = 0
     public var slowConsumerCloses = 0
+    /// The most bytes any closed connection had queued for its peer at once.
+    public var outboundHighWater = 0
 }
 
 /// An HTTP/1.1 and WebSocket server on GunnIO event loops (one `poll(2)` thread each). See
@@ -94,7 +101,13 @@ public final class HTTPServer: @unchecked Sendable {
         listenFD = fd
         self.port = port
         var loops: [EventLoop] = []
-        for i in 0..<max(1, configuration.threads) { loops.append(try EventLoop(name: "gunn-http-\(i)")) }
+        do {
+            for i in 0..<max(1, configuration.threads) { loops.append(try EventLoop(name: "gunn-http-\(i)")) }
+        } catch {
+            Sys.close(fd)
+            for l in loops { l.shutdown() }
+            throw error
+        }
         self.loops = loops
         contexts = loops.map { LoopContext(loop: $0) }
         for (i, loop) in loops.enumerated() {
@@ -118,23 +131,27 @@ public final class HTTPServer: @unchecked Sendable {
 
     func count(_ body: (inout HTTPServerStats) -> Void) { statsBox.withLock { body(&$0) } }
 
-    /// Stops accepting, closes every connection, and stops the loops. Waits for them to finish.
+    /// Stops accepting, closes every connection, stops the loops and waits until their threads
+    /// have left them. Call it before dropping the server: the loops run until then.
     public func stop() async {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for (i, loop) in loops.enumerated() {
             let box = Confined(contexts[i])
             await loop.submit { [self] in
                 let ctx = box.value
+                if let t = ctx.sweepTimer { loop.cancelTimer(t) }
                 if i == 0 { loop.deregister(listenFD); Sys.close(listenFD) }
                 for c in Array(ctx.connections.values) { c.abort() }
             }
             loop.shutdown()
+            await loop.waitUntilStopped()
         }
     }
 
     private func scheduleSweep(_ ctx: LoopContext) {
         guard !stopping.load(ordering: .relaxed) else { return }
-        ctx.loop.schedule(after: configuration.sweepInterval) { [self] in
+        ctx.sweepTimer = ctx.loop.schedule(after: configuration.sweepInterval) { [weak self, unowned ctx] in
+            guard let self else { return }
             let now = EventLoop.now()
             for c in Array(ctx.connections.values) { c.checkDeadlines(now) }
             self.scheduleSweep(ctx)
@@ -150,7 +167,10 @@ public final class HTTPServer: @unchecked Sendable {
                 count { $0.acceptErrors += 1 }
                 let loop = loops[0]
                 loop.setEvents(listenFD, 0)
-                loop.schedule(after: 0.1) { [self] in if !stopping.load(ordering: .relaxed) { loops[0].setEvents(listenFD, Int16(POLLIN)) } }
+                loop.schedule(after: 0.1) { [weak self] in
+                    guard let self, !self.stopping.load(ordering: .relaxed) else { return }
+                    self.loops[0].setEvents(self.listenFD, Int16(POLLIN))
+                }
                 return
             }
             guard let fd = accepted else { return }
@@ -213,6 +233,7 @@ final class LoopContext {
     let date = DateCache()
     var connections: [Int32: HTTPConnection] = [:]
     var refusing = 0
+    var sweepTimer: UInt64?
 
     init(loop: EventLoop) {
         self.loop = loop

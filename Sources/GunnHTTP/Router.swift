@@ -7,7 +7,8 @@ import GunnCrypto
 /// Built before the server starts and immutable after.
 ///
 /// No route for the path → 404 NOT_FOUND; a route for the path but not the method → 405
-/// METHOD_NOT_ALLOWED with `Allow`; a method outside RFC 9110's set → 501 NOT_IMPLEMENTED.
+/// METHOD_NOT_ALLOWED with `Allow`; a method outside RFC 9110's set (and QUERY, the safe method with a body
+/// being standardised) → 501 NOT_IMPLEMENTED.
 /// HEAD is answered by a GET route (the body is left out).
 public struct Router: Sendable {
     /// Handles one request on the server's event loop thread; answer through the responder, now or
@@ -30,7 +31,7 @@ public struct Router: Sendable {
     private var routes: [Route] = []
     private var sockets: [SocketRoute] = []
 
-    public static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"]
+    public static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY"]
 
     public init() {}
 
@@ -121,6 +122,10 @@ public struct Router: Sendable {
             guard let p = Self.match(r.segments, parts) else { continue }
             if r.method == method || (method == "HEAD" && r.method == "GET") { return .handler(r.handler, p) }
             allow.append(r.method)
+        }
+        // A plain GET on a WebSocket path goes to the handshake, which refuses it with 400.
+        if method == "GET" {
+            for s in sockets { if let p = Self.match(s.segments, parts) { return .webSocket(s.endpoint, p) } }
         }
         if sockets.contains(where: { Self.match($0.segments, parts) != nil }) { allow.append("GET") }
         guard Self.knownMethods.contains(method) else { return .notImplemented }

@@ -274,7 +274,8 @@ public struct WebSocketSession {
             control.removeAll(keepingCapacity: true)
         } else if op != .continuation {
             messageOpcode = op
-            message.reserveCapacity(Int(min(length, UInt64(options.maxMessageBytes))))
+            // A declared length reserves at most 64 KiB: the rest grows as bytes really arrive.
+            message.reserveCapacity(Int(min(length, UInt64(min(options.maxMessageBytes, 64 << 10)))))
         }
         return .started
     }

@@ -27,6 +27,8 @@ public final class EventLoop: @unchecked Sendable {
     private var timers: [Timer] = [] // kept sorted by (deadline, id)
     private var nextTimerID: UInt64 = 1
     private let running = Atomic<Bool>(true)
+    /// Callers of `waitUntilStopped`, resumed when the loop thread leaves `run` (nil once it has).
+    private let stopWaiters = Mutex<[CheckedContinuation<Void, Never>]?>([])
     private let loopThreadID = Mutex<pthread_t?>(nil)
     private var thread: Thread?
 
@@ -100,6 +102,18 @@ public final class EventLoop: @unchecked Sendable {
         execute {}
     }
 
+    /// Returns once the loop thread has left its loop (after `shutdown`). Never call it on the loop.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = stopWaiters.withLock { w -> Bool in
+                guard w != nil else { return true }
+                w!.append(c)
+                return false
+            }
+            if done { c.resume() }
+        }
+    }
+
     private func run() {
         loopThreadID.withLock { $0 = pthread_self() }
         var fds: [pollfd] = []
@@ -133,5 +147,9 @@ public final class EventLoop: @unchecked Sendable {
                 first.task()
             }
         }
+        // Timers and handlers left behind hold their owners: dropped, so nothing is kept alive.
+        timers.removeAll()
+        registrations.removeAll()
+        for c in stopWaiters.withLock({ w -> [CheckedContinuation<Void, Never>] in let all = w ?? []; w = nil; return all }) { c.resume() }
     }
 }

@@ -22,7 +22,10 @@ enum HTTPBench {
     static let body = "{\"ok\":true}"
 
     static func run(arguments: [String]) async throws -> Figures {
-        func value(_ name: String, _ d: Int) -> Int { arguments.firstIndex(of: name).flatMap { Int(arguments[$0 + 1]) } ?? d }
+        func value(_ name: String, _ d: Int) -> Int {
+            guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return d }
+            return Int(arguments[i + 1]) ?? d
+        }
         let seconds = value("--seconds", 5), connections = value("--connections", 32), wrkThreads = value("--threads", 1)
         let rounds = value("--rounds", 10_000)
         var rows: [WrkRow] = []
@@ -40,9 +43,10 @@ enum HTTPBench {
                 var config = HTTPServerConfiguration()
                 config.threads = workers
                 let server = try HTTPServer(configuration: config, router: router)
-                var g = try wrk(port: server.port, seconds: seconds, connections: connections, threads: wrkThreads)
-                g.server = "gunn"; g.workers = workers
+                let measured = Result { try wrk(port: server.port, seconds: seconds, connections: connections, threads: wrkThreads) }
                 await server.stop()
+                var g = try measured.get()
+                g.server = "gunn"; g.workers = workers
                 rows.append(g)
                 if haveNginx {
                     var n = try nginx(workers: workers) { port in try wrk(port: port, seconds: seconds, connections: connections, threads: wrkThreads) }

@@ -26,13 +26,20 @@ final class AutobahnTests: XCTestCase {
             "exclude-cases": ["12.*", "13.*"],
             "exclude-agent-cases": [:] as [String: Any],
         ]
-        try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: dir + "/spec.json"))
-        let (status, output) = try runProgram(Self.wstest, ["-m", "fuzzingclient", "-s", dir + "/spec.json"], cwd: dir)
+        let run: (status: Int32, output: String)
+        do {
+            try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: dir + "/spec.json"))
+            run = try runProgram(Self.wstest, ["-m", "fuzzingclient", "-s", dir + "/spec.json"], cwd: dir)
+        } catch {
+            await server.stop()
+            throw error
+        }
         await server.stop()
+        let (status, output) = run
         let planned = output.components(separatedBy: "\n").first { $0.contains("will run") }
         XCTAssertEqual(status, 0, "wstest exited \(status):\n\(output.suffix(3000))")
-        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/reports/index.json"))) as! [String: Any]
-        let cases = index["gunn"] as! [String: [String: Any]]
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/reports/index.json"))) as? [String: Any]
+        guard let cases = index?["gunn"] as? [String: [String: Any]] else { return XCTFail("index.json has no results for the agent gunn:\n\(output.suffix(2000))") }
         var counts: [String: Int] = [:]
         var bad: [String] = []
         var notOK: [String] = []

@@ -199,9 +199,9 @@ func runProgram(_ path: String, _ args: [String], cwd: String? = nil, env: [Stri
 /// Waits (polling, with a deadline that fails the test) until `condition` holds: waiting for an
 /// event the test cannot be told about directly, never a timing assertion.
 func waitUntil(_ what: String, timeout: Double = 20, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
-    let end = Date().addingTimeInterval(timeout)
+    let end = EventLoop.now() + timeout
     while !condition() {
-        if Date() > end { XCTFail("timed out waiting for \(what)", file: file, line: line); return }
+        if EventLoop.now() > end { XCTFail("timed out waiting for \(what)", file: file, line: line); return }
         usleep(10_000)
     }
 }
