@@ -7,8 +7,8 @@ import GunnCrypto
 /// Built before the server starts and immutable after.
 ///
 /// No route for the path → 404 NOT_FOUND; a route for the path but not the method → 405
-/// METHOD_NOT_ALLOWED with `Allow`; a method outside RFC 9110's set (and QUERY, the safe method with a body
-/// being standardised) → 501 NOT_IMPLEMENTED.
+/// METHOD_NOT_ALLOWED with `Allow`; a method outside RFC 9110's nine and QUERY (the safe method
+/// with a body being standardised) → 501 NOT_IMPLEMENTED.
 /// HEAD is answered by a GET route (the body is left out).
 public struct Router: Sendable {
     /// Handles one request on the server's event loop thread; answer through the responder, now or
