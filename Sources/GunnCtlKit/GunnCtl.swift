@@ -30,6 +30,10 @@ public enum GunnCtl {
                                       supervisor control of one child
       breaker open|close|reset LINK   manual control of the orchestrator's breaker (LINK: eventlog)
       snapshot                        the log writer's latest snapshot
+      token issue [--tenant T] [--agent A]... [--rights R,R] [--ttl-s N] [--world W]
+                                      a bearer token for the web adapter (rights: observe, act, emit,
+                                      admin; default observe,act; agents default *; ttl 86400 s)
+      token revoke ID | token list    revoke a token by id; list issued tokens (never the tokens)
     options: --home DIR (else GUNN_HOME, else ./.gunn); --json prints JSON; --help on any command;
              --timeout-ms N: each request's deadline (default 5000, 1…600000)
     exit codes: 0 ok, 1 negative answer, 2 usage, 3 not running, 4 error from the system,
@@ -111,6 +115,23 @@ public enum GunnCtl {
                     throw GunnCtl.Exit(code: 2, message: "usage: gunnctl compact --before SEQ")
                 }
                 try await ctl.compact(before: before)
+            case "token":
+                guard !args.isEmpty else { throw Exit(code: 2, message: "usage: gunnctl token issue|revoke|list") }
+                switch args.removeFirst() {
+                case "issue":
+                    let tenant = option("--tenant") ?? "default"
+                    let world = option("--world")
+                    var agents: [String] = []
+                    while let a = option("--agent") { agents += a.split(separator: ",").map(String.init) }
+                    let rights = (option("--rights") ?? "observe,act").split(separator: ",").map(String.init)
+                    let ttl = try number(option("--ttl-s"), "--ttl-s", 1...(10 * 365 * 86400)) ?? 86400
+                    try await ctl.tokenIssue(tenant: tenant, world: world, agents: agents.isEmpty ? ["*"] : agents, rights: rights, ttlSeconds: ttl)
+                case "revoke":
+                    guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl token revoke ID") }
+                    try ctl.tokenRevoke(args.removeFirst())
+                case "list": ctl.tokenList()
+                case let other: throw Exit(code: 2, message: "unknown token command \"\(other)\" (issue, revoke, list)")
+                }
             default: throw Exit(code: 2, message: "unknown command \"\(command)\"\n\(usage)")
             }
             if !args.isEmpty && !["submit", "emit", "observe", "restart", "stop", "start", "breaker"].contains(command) {

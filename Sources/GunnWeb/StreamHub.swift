@@ -1,0 +1,121 @@
+import Foundation
+import Synchronization
+import GunnClient
+import GunnCore
+import GunnWire
+
+/// Fans each hosted agent's observations and cancellations out to the streams (WebSocket, SSE)
+/// that watch it. One forwarder per agent reads GunnClient's queue (its queues take one reader),
+/// keeps the newest `window` observations for resuming, and sends each one to every subscriber
+/// whose view it continues.
+final class StreamHub: Sendable {
+    let client: GunnClient
+    let window: Int
+
+    /// A subscriber's way out: sends one text message, false once its stream is gone.
+    typealias Sink = @Sendable (String) -> Bool
+
+    struct Subscriber {
+        let sink: Sink
+        var lastSeq: UInt64
+    }
+    struct Recent {
+        let viewSeq: UInt64
+        let digest: String
+        let message: String
+    }
+    struct State {
+        var forwarders: Set<String> = []
+        var subscribers: [String: [UInt64: Subscriber]] = [:]
+        var recent: [String: [Recent]] = [:]
+        var nextID: UInt64 = 1
+        var delivered = 0
+    }
+    private let state = Mutex(State())
+
+    init(client: GunnClient, window: Int) {
+        self.client = client
+        self.window = max(1, window)
+    }
+
+    /// Starts the agent's forwarders once.
+    func ensureForwarder(_ agent: String) {
+        let start = state.withLock { s -> Bool in s.forwarders.insert(agent).inserted }
+        guard start else { return }
+        Task { [self] in
+            while let o = await client.nextObservation(for: AgentID(agent)) { deliver(o) }
+        }
+        Task { [self] in
+            while let c = await client.nextCancel(for: AgentID(agent)) {
+                let m = Self.encode(["type": "cancel", "agent_id": .string(agent), "req_id": .string(c.reqID),
+                                     "reason": .string(c.reason), "code": .number(Double(c.code))])
+                state.withLock { s in s.subscribers[agent] = (s.subscribers[agent] ?? [:]).filter { $0.value.sink(m) } }
+            }
+        }
+    }
+
+    static func encode(_ members: [String: JSONValue]) -> String { CanonicalJSON.encodeString(.object(JSONObject(members))) }
+
+    static func observationMessage(_ o: Observation) -> String {
+        let patches = (try? JSONParser.parse(o.patches)) ?? .array([])
+        return encode(["type": "observation", "agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)),
+                       "global_seq": .number(Double(o.globalSeq)), "context_digest": .string(o.contextDigest), "patches": patches])
+    }
+
+    private func deliver(_ o: Observation) {
+        let m = Self.observationMessage(o)
+        state.withLock { s in
+            var r = s.recent[o.agentID] ?? []
+            r.append(Recent(viewSeq: o.viewSeq, digest: o.contextDigest, message: m))
+            if r.count > window { r.removeFirst(r.count - window) }
+            s.recent[o.agentID] = r
+            guard var subs = s.subscribers[o.agentID] else { return }
+            for (id, sub) in subs where o.viewSeq > sub.lastSeq {
+                if sub.sink(m) { subs[id]?.lastSeq = o.viewSeq; s.delivered += 1 } else { subs[id] = nil }
+            }
+            s.subscribers[o.agentID] = subs
+        }
+    }
+
+    /// Subscribes a stream to `agent`: it is sent either the observations after its held view
+    /// (`resume`: view_seq and digest, when the recent window still holds that point), or the
+    /// whole current view, then every later observation. Returns the subscription id and how it
+    /// started ("delta" or "view").
+    func subscribe(_ agent: String, resume: (UInt64, String)?, _ sink: @escaping Sink) -> (UInt64, String) {
+        state.withLock { s in
+            let id = s.nextID
+            s.nextID += 1
+            let recent = s.recent[agent] ?? []
+            if let (seq, digest) = resume, let i = recent.firstIndex(where: { $0.viewSeq == seq && $0.digest == digest }) {
+                var last = seq
+                for r in recent[(i + 1)...] {
+                    _ = sink(r.message)
+                    last = r.viewSeq
+                }
+                s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: last)
+                return (id, "delta")
+            }
+            if let (seq, doc) = client.view(of: AgentID(agent)) {
+                let digest = HeldViews.digest(doc)
+                if let (rs, rd) = resume, rs == seq, rd == digest {
+                    // Already current: nothing to send.
+                    s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: seq)
+                    return (id, "delta")
+                }
+                _ = sink(Self.encode(["type": "view", "agent_id": .string(agent), "view_seq": .number(Double(seq)),
+                                      "global_seq": .number(Double(client.viewGlobalSeq(of: AgentID(agent)) ?? 0)),
+                                      "context_digest": .string(digest), "view": doc]))
+                s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: seq)
+            } else {
+                s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: 0)
+            }
+            return (id, "view")
+        }
+    }
+
+    func unsubscribe(_ agent: String, _ id: UInt64) {
+        state.withLock { s in s.subscribers[agent]?[id] = nil }
+    }
+
+    var delivered: Int { state.withLock { $0.delivered } }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import GunnAuth
+import GunnCore
+import GunnHTTP
+
+extension WebAdapter {
+    /// `GET /v1/stream?agents=A,B[&resume=A:VIEW_SEQ:DIGEST,…]` upgraded to WebSocket: for each
+    /// agent, the observations after the held view named in `resume` when the recent window still
+    /// has it (one delta message each), else its whole view; then every observation and
+    /// cancellation as it happens, as JSON text messages (docs/web.md). The token comes in the
+    /// Authorization header or, for browsers, `access_token`.
+    func openWebSocket(_ ws: WebSocket, _ req: HTTPRequest) {
+        let claims: TokenClaims, agents: [String]
+        do { (claims, agents) = try openStream(req) } catch {
+            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(error.code.code)), "name": .string(error.code.name),
+                                            "message": .string(error.message)]))
+            ws.close(code: error.code == .unauthorized ? 4401 : error.code == .quotaExceeded ? 4429 : 4403, reason: error.code.name)
+            return
+        }
+        let marks = Self.resumeMarks(req)
+        let sink: StreamHub.Sink = { [weak ws] text in
+            guard let ws else { return false }
+            return ws.send(.text, Array(text.utf8))
+        }
+        var subs: [(String, UInt64)] = []
+        var started: [String: JSONValue] = [:]
+        for a in agents {
+            let (id, how) = hub.subscribe(a, resume: marks[a], sink)
+            subs.append((a, id))
+            started[a] = .string(how)
+        }
+        ws.send(text: StreamHub.encode(["type": "subscribed", "agents": .object(JSONObject(started))]))
+        let tenant = claims.tenant
+        ws.onClose = { [hub] _, _ in
+            for (a, id) in subs { hub.unsubscribe(a, id) }
+            self.closeStream(tenant: tenant)
+        }
+        ws.onMessage = { m in
+            // The stream is one-way; a client's text is answered with an error, nothing else.
+            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)),
+                                            "name": .string(ErrorCode.unknownMessage.name), "message": "this stream takes no messages; use the REST API"]))
+        }
+    }
+
+    /// `GET /v1/events?agents=A,B[&resume=…]`: the same messages as server-sent events, for
+    /// clients without WebSocket. The `event` is the message's type; a comment every 15 s finds a
+    /// reader that went away.
+    func openEventStream(_ req: HTTPRequest, _ res: HTTPResponder) {
+        let claims: TokenClaims, agents: [String]
+        do { (claims, agents) = try openStream(req) } catch {
+            res.respond(Self.answer(error))
+            return
+        }
+        let sse = res.eventStream()
+        let marks = Self.resumeMarks(req)
+        let sink: StreamHub.Sink = { text in
+            if sse.isClosed { return false }
+            let type = (try? JSONParser.parse(text))?["type"]?.stringValue ?? "message"
+            sse.send(data: text, event: type)
+            return !sse.isClosed
+        }
+        var subs: [(String, UInt64)] = []
+        for a in agents { subs.append((a, hub.subscribe(a, resume: marks[a], sink).0)) }
+        let tenant = claims.tenant
+        Task { [hub] in
+            while !sse.isClosed {
+                try? await Task.sleep(nanoseconds: 15_000_000_000)
+                sse.comment("keepalive")
+            }
+            for (a, id) in subs { hub.unsubscribe(a, id) }
+            self.closeStream(tenant: tenant)
+        }
+    }
+}

@@ -1,0 +1,321 @@
+import Foundation
+import Synchronization
+import GunnAuth
+import GunnClient
+import GunnCore
+import GunnCrypto
+import GunnHTTP
+import GunnIO
+import GunnOrchestratorServer
+import GunnWire
+
+/// Settings of the web adapter (docs/web.md). Every bound has a default.
+public struct WebConfig: Sendable {
+    public var worldID: String
+    /// Requests per second one agent may make (a token bucket: `agentBurst` at once).
+    public var agentRate: Double = 200
+    public var agentBurst: Double = 400
+    /// Requests per second one tenant may make, over all its agents.
+    public var tenantRate: Double = 2000
+    public var tenantBurst: Double = 4000
+    /// Agents one tenant may register, and WebSocket/SSE streams it may hold open.
+    public var maxAgentsPerTenant = 1000
+    public var maxStreamsPerTenant = 256
+    /// Recent observations kept per agent, for resuming a stream with deltas.
+    public var resumeWindow = 256
+    public init(worldID: String) { self.worldID = worldID }
+}
+
+/// `gunn-adapter-web`'s logic: an orchestrator client (one GunnClient connection for every agent
+/// it hosts) serving REST, WebSocket and server-sent events to agents written in any language.
+/// Tokens are checked on every request; tenants are kept apart here (the orchestrator sees one
+/// connection), so every agent belongs to the tenant that registered it.
+public final class WebAdapter: Sendable {
+    public let config: WebConfig
+    public let client: GunnClient
+    public let auth: Authenticator
+    let hub: StreamHub
+    private let state = Mutex(State())
+    private let agentsFile: String?
+
+    struct State {
+        /// agent → tenant and its registration (the JSON sent to the orchestrator).
+        var owners: [String: (tenant: String, registration: JSONValue)] = [:]
+        var agentBuckets: [String: TokenBucket] = [:]
+        var tenantBuckets: [String: TokenBucket] = [:]
+        var streamsByTenant: [String: Int] = [:]
+        var refusals = 0
+        /// The context_seq filled in for an intent sent without one, by agent and req_id, so a retry
+        /// of the same req_id is the same intent (bounded: the oldest are forgotten first).
+        var filledContext: [String: UInt64] = [:]
+        var filledOrder: [String] = []
+        var filledHead = 0
+    }
+
+    /// Retries of an intent without context_seq within this many later intents reuse its context.
+    static let maxRememberedContexts = 100_000
+
+    /// `agentsFile` (data/web-agents.json) keeps agent → tenant across restarts.
+    public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil) {
+        self.config = config
+        self.client = client
+        self.auth = auth
+        self.agentsFile = agentsFile
+        hub = StreamHub(client: client, window: config.resumeWindow)
+        if let agentsFile, let data = FileManager.default.contents(atPath: agentsFile), let v = try? JSONParser.parse([UInt8](data)),
+           let obj = v.objectValue {
+            state.withLock { s in
+                for (agent, entry) in obj {
+                    if let t = entry["tenant"]?.stringValue, let r = entry["registration"] { s.owners[agent] = (t, r) }
+                }
+            }
+        }
+    }
+
+    /// Registers again, after a restart of this process, every agent a tenant registered before,
+    /// so their views and streams continue (the orchestrator keeps their entities).
+    public func restoreAgents() async {
+        let all = state.withLock { $0.owners }
+        for (agent, entry) in all {
+            if (try? await client.register(entry.registration)) != nil { hub.ensureForwarder(agent) }
+        }
+    }
+
+    private func persistOwners() {
+        guard let agentsFile else { return }
+        let doc = state.withLock { s -> JSONValue in
+            var o = JSONObject()
+            for (a, e) in s.owners { o[a] = .object(JSONObject(["tenant": .string(e.tenant), "registration": e.registration])) }
+            return .object(o)
+        }
+        let tmp = agentsFile + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: Data(CanonicalJSON.encode(doc)), attributes: [.posixPermissions: 0o600]) {
+            _ = rename(tmp, agentsFile)
+        }
+    }
+
+    // MARK: - checks every request goes through
+
+    /// The token's claims, with the right and (when named) the agent checked, and the agent's and
+    /// tenant's rate limits taken.
+    func authorize(_ req: HTTPRequest, _ right: Right, agent: String? = nil) throws(GunnError) -> TokenClaims {
+        var header = req.headers["authorization"]
+        if header == nil, let t = req.query("access_token") { header = "Bearer " + t }
+        let claims: TokenClaims
+        do {
+            claims = try auth.claims(authorization: header)
+            try Authenticator.require(claims, right, agent: agent)
+        } catch {
+            state.withLock { $0.refusals += 1 }
+            throw error
+        }
+        if let agent {
+            let owner = state.withLock { $0.owners[agent]?.tenant }
+            if let owner, owner != claims.tenant {
+                throw GunnError(.tenantIsolationViolation, "agent \(agent) belongs to another tenant")
+            }
+        }
+        try takeRate(tenant: claims.tenant, agent: agent)
+        return claims
+    }
+
+    func takeRate(tenant: String, agent: String?) throws(GunnError) {
+        let now = EventLoop.now()
+        let wait = state.withLock { s -> UInt64? in
+            var t = s.tenantBuckets[tenant] ?? TokenBucket(capacity: config.tenantBurst, refillPerSecond: config.tenantRate)
+            if let w = t.take(at: now) { s.tenantBuckets[tenant] = t; return w }
+            if let agent {
+                var a = s.agentBuckets[agent] ?? TokenBucket(capacity: config.agentBurst, refillPerSecond: config.agentRate)
+                if let w = a.take(at: now) { t.refund(); s.tenantBuckets[tenant] = t; s.agentBuckets[agent] = a; return w }
+                s.agentBuckets[agent] = a
+            }
+            s.tenantBuckets[tenant] = t
+            return nil
+        }
+        if let wait { throw GunnError(.quotaExceeded, "the rate limit of \(agent.map { "agent \($0)" } ?? "tenant \(tenant)") is reached", retryAfterMs: max(1, wait)) }
+    }
+
+    /// A request's view or registration answer.
+    func viewBody(_ agent: String) -> JSONValue? {
+        guard let (seq, doc) = client.view(of: AgentID(agent)) else { return nil }
+        return .object(JSONObject([
+            "agent_id": .string(agent), "view_seq": .number(Double(seq)),
+            "global_seq": .number(Double(client.viewGlobalSeq(of: AgentID(agent)) ?? 0)),
+            "context_digest": .string(HeldViews.digest(doc)), "view": doc,
+        ]))
+    }
+
+    // MARK: - operations
+
+    func register(_ req: HTTPRequest) async -> HTTPResponse {
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        guard case .object(var obj) = body else { return .error(.invalidField, "the registration must be a JSON object") }
+        guard let agent = obj["agent_id"]?.stringValue else { return .error(.invalidField, "registration field \"agent_id\" is required (a string)") }
+        let claims: TokenClaims
+        do { claims = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        // The tenant is the token's, never the body's.
+        if obj["tenant"] != nil { return .error(.invalidField, "registration field \"tenant\" is not accepted here: the tenant is the token's") }
+        obj["tenant"] = .string(claims.tenant)
+        let registration = JSONValue.object(obj)
+        do { _ = try WireJSON.registration(registration) } catch { return Self.answer(error) }
+        let admitted = state.withLock { s -> Bool in
+            if s.owners[agent] != nil { return true }
+            return s.owners.values.filter { $0.tenant == claims.tenant }.count < config.maxAgentsPerTenant
+        }
+        guard admitted else { return .error(.forbidden, "tenant \(claims.tenant) holds its maximum of \(config.maxAgentsPerTenant) agents") }
+        do {
+            guard try await client.register(registration) != nil else { return .error(.adapterUnavailable, "the orchestrator sent no view for \(agent)", retryAfterMs: 500) }
+        } catch let e as GunnError {
+            return .error(e)
+        } catch let e as ConnectionError {
+            return .error(e.code, e.message, retryAfterMs: 500)
+        } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+        state.withLock { $0.owners[agent] = (claims.tenant, registration) }
+        persistOwners()
+        hub.ensureForwarder(agent)
+        guard let v = viewBody(agent) else { return .error(.adapterUnavailable, "no view yet for \(agent)", retryAfterMs: 200) }
+        return .json(v, status: 201)
+    }
+
+    func view(_ req: HTTPRequest) -> HTTPResponse {
+        let agent = req.params["agent_id"] ?? ""
+        do { _ = try authorize(req, .observe, agent: agent) } catch { return Self.answer(error) }
+        guard state.withLock({ $0.owners[agent] != nil }), let v = viewBody(agent) else {
+            return .error(.invalidAgentID, "agent \(agent) is not registered here")
+        }
+        return .json(v)
+    }
+
+    func submit(_ req: HTTPRequest) async -> HTTPResponse {
+        let agent = req.params["agent_id"] ?? ""
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        guard case .object(var obj) = body else { return .error(.invalidIntent, "the intent must be a JSON object") }
+        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        guard state.withLock({ $0.owners[agent] != nil }), let (seq, _) = client.view(of: AgentID(agent)) else {
+            return .error(.invalidAgentID, "agent \(agent) is not registered here")
+        }
+        let key = req.headers["idempotency-key"]
+        switch (obj["req_id"]?.stringValue, key) {
+        case (let r?, let k?) where r != k:
+            return .error(.invalidField, "req_id and the Idempotency-Key header differ")
+        case (nil, let k?):
+            obj["req_id"] = .string(k)
+        case (nil, nil):
+            let random = (try? SecureRandom.bytes(count: 12)).map { Digest(bytes: $0).hex } ?? UUID().uuidString
+            obj["req_id"] = .string("web-" + random)
+        default:
+            break
+        }
+        if obj["context_seq"] == nil, let r = obj["req_id"]?.stringValue {
+            let key = agent + "\u{0}" + r
+            let ctx = state.withLock { s -> UInt64 in
+                if let c = s.filledContext[key] { return c }
+                s.filledContext[key] = seq
+                s.filledOrder.append(key)
+                if s.filledOrder.count - s.filledHead > Self.maxRememberedContexts {
+                    s.filledContext[s.filledOrder[s.filledHead]] = nil
+                    s.filledHead += 1
+                    if s.filledHead > Self.maxRememberedContexts { s.filledOrder.removeFirst(s.filledHead); s.filledHead = 0 }
+                }
+                return seq
+            }
+            obj["context_seq"] = .number(Double(ctx))
+        }
+        if let a = obj["agent_id"], a.stringValue != agent { return .error(.invalidIntent, "intent field \"agent_id\" must be the agent of the path") }
+        obj["agent_id"] = .string(agent)
+        let intent: Intent
+        do { intent = try Intent(json: .object(obj)) } catch { return Self.answer(error) }
+        do {
+            switch try await client.submit(intent) {
+            case .committed(let effect):
+                return .json(.object(JSONObject(["status": "committed", "req_id": .string(intent.reqID.rawValue), "effect": effect.json])))
+            case .rejected(let e):
+                return .error(e)
+            }
+        } catch let e as ConnectionError {
+            return .error(e.code, e.message, retryAfterMs: 500)
+        } catch let e as GunnError {
+            return .error(e)
+        } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+    }
+
+    func emit(_ req: HTTPRequest) async -> HTTPResponse {
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        do { _ = try authorize(req, .emit) } catch { return Self.answer(error) }
+        let draft: EffectDraft
+        do { draft = try WireJSON.draft(body) } catch { return Self.answer(error) }
+        do {
+            if let e = try await client.emit(draft) { return .error(e) }
+            return .json(.object(JSONObject(["status": "accepted"])), status: 202)
+        } catch let e as ConnectionError {
+            return .error(e.code, e.message, retryAfterMs: 500)
+        } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+    }
+
+    /// Ready: the orchestrator answers (its status within a second) and its log link's breaker is closed.
+    func ready() async -> HTTPResponse {
+        let probe = Task { try await client.head() }
+        let timer = Task { try await Task.sleep(nanoseconds: 1_000_000_000); probe.cancel() }
+        defer { timer.cancel() }
+        do {
+            let head = try await probe.value
+            return .json(.object(JSONObject(["status": "ready", "global_seq": .number(Double(head.seq))])))
+        } catch {
+            return .error(.adapterUnavailable, "the orchestrator does not answer", retryAfterMs: 1000)
+        }
+    }
+
+    // MARK: - streams
+
+    /// A WebSocket or SSE stream opens for `agents` of one tenant, within its stream cap.
+    func openStream(_ req: HTTPRequest) throws(GunnError) -> (TokenClaims, [String]) {
+        let names = (req.query("agents") ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        guard !names.isEmpty, names.count <= 64 else { throw GunnError(.invalidField, "query parameter \"agents\" must name 1 to 64 agents") }
+        var claims: TokenClaims?
+        for a in names {
+            claims = try authorize(req, .observe, agent: a)
+            guard state.withLock({ $0.owners[a] != nil }) else { throw GunnError(.invalidAgentID, "agent \(a) is not registered here") }
+        }
+        let c = claims!
+        let ok = state.withLock { s -> Bool in
+            let n = s.streamsByTenant[c.tenant, default: 0]
+            guard n < config.maxStreamsPerTenant else { return false }
+            s.streamsByTenant[c.tenant] = n + 1
+            return true
+        }
+        guard ok else { throw GunnError(.quotaExceeded, "tenant \(c.tenant) holds its maximum of \(config.maxStreamsPerTenant) streams", retryAfterMs: 1000) }
+        return (c, names)
+    }
+
+    func closeStream(tenant: String) {
+        state.withLock { s in s.streamsByTenant[tenant] = max(0, s.streamsByTenant[tenant, default: 1] - 1) }
+    }
+
+    /// Resume marks from the query: `resume=AGENT:VIEW_SEQ:DIGEST,…`.
+    static func resumeMarks(_ req: HTTPRequest) -> [String: (UInt64, String)] {
+        var out: [String: (UInt64, String)] = [:]
+        for item in (req.query("resume") ?? "").split(separator: ",") {
+            // AGENT may itself hold ":": the last two fields are the view_seq and the digest.
+            let p = item.split(separator: ":", omittingEmptySubsequences: false)
+            if p.count >= 3, let seq = UInt64(p[p.count - 2]) { out[p[0..<(p.count - 2)].joined(separator: ":")] = (seq, String(p[p.count - 1])) }
+        }
+        return out
+    }
+
+    public var refusals: Int { state.withLock { $0.refusals } }
+
+    /// The answer to a refusal: the code's status from docs/errors.md, except WORLD_MISMATCH, which
+    /// a token of another world gets as 403 (it is a credential refusal here, not a conflict).
+    static func answer(_ e: GunnError) -> HTTPResponse {
+        e.code == .worldMismatch ? .error(e, status: 403) : .error(e)
+    }
+}

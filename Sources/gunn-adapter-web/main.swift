@@ -1,0 +1,81 @@
+import Foundation
+import GunnAuth
+import GunnClient
+import GunnCore
+import GunnHTTP
+import GunnIO
+import GunnWeb
+
+// gunn-adapter-web: agents in any language join the world over REST, WebSocket and SSE.
+//   gunn-adapter-web --home DIR --world-id ID [--listen HOST:PORT] [--tls-cert PEM --tls-key PEM]
+//     [--agent-rate R --agent-burst B --tenant-rate R --tenant-burst B] (requests/s, token buckets)
+//     [--max-agents-per-tenant N --max-streams-per-tenant N]
+// --listen (or GUNN_WEB_LISTEN) defaults to 127.0.0.1:8787; port 0 picks a free one. The address
+// bound is written to run/web.addr ("http://HOST:PORT"). --world-id falls back to GUNN_WORLD_ID
+// (the supervisor sets it). Tokens are checked against data/web-secret and data/web-tokens.json.
+Supervision.followSupervisor()
+let usage = "gunn-adapter-web --home DIR --world-id ID [--listen HOST:PORT] [--tls-cert PEM --tls-key PEM]"
+let args = ProcessArguments()
+let home = args.homeOrExit(usage: usage)
+
+func fail(_ e: GunnError) -> Never {
+    FileHandle.standardError.write(Data("gunn-adapter-web: \(e.code.name) (\(e.code.code)): \(e.message)\n".utf8))
+    exit(64)
+}
+
+guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
+let listen = args.value("--listen", env: "GUNN_WEB_LISTEN") ?? "127.0.0.1:8787"
+guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+    fail(GunnError(.configInvalid, "--listen must be HOST:PORT, got \(listen)"))
+}
+var host = String(listen[..<colon])
+if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+
+try? FileManager.default.createDirectory(atPath: home + "/run", withIntermediateDirectories: true)
+try? FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
+let store = TokenStore(dataDir: home + "/data")
+let auth: Authenticator
+do { auth = try Authenticator(store: store, world: world) } catch { fail(error) }
+
+let termination = TerminationSignals.install()
+let loop = try EventLoop(name: "adapter-web")
+let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web")
+var webConfig = WebConfig(worldID: world)
+func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
+    guard let text = args.value(flag) else { return nil }
+    guard let v = Double(text), range.contains(v) else { fail(GunnError(.configInvalid, "\(flag) must be a number in \(range), got \(text)")) }
+    return v
+}
+webConfig.agentRate = number("--agent-rate", 0.001...1e6) ?? webConfig.agentRate
+webConfig.agentBurst = number("--agent-burst", 1...1e6) ?? webConfig.agentBurst
+webConfig.tenantRate = number("--tenant-rate", 0.001...1e6) ?? webConfig.tenantRate
+webConfig.tenantBurst = number("--tenant-burst", 1...1e6) ?? webConfig.tenantBurst
+webConfig.maxAgentsPerTenant = Int(number("--max-agents-per-tenant", 1...1e6) ?? Double(webConfig.maxAgentsPerTenant))
+webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) ?? Double(webConfig.maxStreamsPerTenant))
+let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json")
+
+var config = HTTPServerConfiguration()
+config.host = host
+config.port = port
+config.serverName = "gunn-adapter-web"
+config.maxConnections = 4096
+if let cert = args.value("--tls-cert"), let key = args.value("--tls-key") {
+    do { config.tls = try TLSServerContext(certificateFile: cert, keyFile: key) } catch { fail(GunnError(.configInvalid, "\(error)")) }
+}
+let server: HTTPServer
+do { server = try HTTPServer(configuration: config, router: adapter.router()) } catch {
+    fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
+}
+let shown = host.contains(":") ? "[\(host)]" : host
+let url = "\(config.tls == nil ? "http" : "https")://\(shown):\(server.port)"
+let addrPath = home + "/run/web.addr"
+if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
+// Agents registered before a restart are registered again, so their views and streams go on.
+Task { await adapter.restoreAgents() }
+FileHandle.standardOutput.write(Data("ready \(url)\n".utf8))
+FileHandle.standardError.write(Data("gunn-adapter-web: world \(world), serving \(url)\n".utf8))
+_ = await termination.wait()
+await server.stop()
+try? FileManager.default.removeItem(atPath: addrPath)
+client.close()
+exit(0)
