@@ -150,12 +150,13 @@ public final class WebAdapter: Sendable {
     func register(_ req: HTTPRequest) async -> HTTPResponse {
         let body: JSONValue
         do { body = try req.json() } catch { return Self.answer(error) }
-        guard case .object(var obj) = body else { return .error(.invalidField, "the registration must be a JSON object") }
-        guard let agent = obj["agent_id"]?.stringValue else { return .error(.invalidField, "registration field \"agent_id\" is required (a string)") }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Registration"]) } catch {
+            return Self.answer(error)
+        }
+        guard case .object(var obj) = body, let agent = obj["agent_id"]?.stringValue else { return .error(.invalidField, "the registration must be an object with agent_id") }
         let claims: TokenClaims
         do { claims = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
-        // The tenant is the token's, never the body's.
-        if obj["tenant"] != nil { return .error(.invalidField, "registration field \"tenant\" is not accepted here: the tenant is the token's") }
+        // The tenant is the token's, never the body's (the schema has no tenant field).
         obj["tenant"] = .string(claims.tenant)
         let registration = JSONValue.object(obj)
         do { _ = try WireJSON.registration(registration) } catch { return Self.answer(error) }
@@ -193,6 +194,12 @@ public final class WebAdapter: Sendable {
         let agent = req.params["agent_id"] ?? ""
         let body: JSONValue
         do { body = try req.json() } catch { return Self.answer(error) }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidIntent).check(body, ["$ref": "#/components/schemas/Intent"]) } catch {
+            return Self.answer(error)
+        }
+        if let key = req.headers["idempotency-key"], !SchemaCheck.matches(key, Self.reqIDPattern) {
+            return .error(.invalidField, "the Idempotency-Key header does not match \(Self.reqIDPattern)")
+        }
         guard case .object(var obj) = body else { return .error(.invalidIntent, "the intent must be a JSON object") }
         do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
         guard state.withLock({ $0.owners[agent] != nil }), let (seq, _) = client.view(of: AgentID(agent)) else {
@@ -248,6 +255,9 @@ public final class WebAdapter: Sendable {
     func emit(_ req: HTTPRequest) async -> HTTPResponse {
         let body: JSONValue
         do { body = try req.json() } catch { return Self.answer(error) }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/EffectDraft"]) } catch {
+            return Self.answer(error)
+        }
         do { _ = try authorize(req, .emit) } catch { return Self.answer(error) }
         let draft: EffectDraft
         do { draft = try WireJSON.draft(body) } catch { return Self.answer(error) }

@@ -200,6 +200,32 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertEqual(status, 0, out)
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines), #"{"code": 4429, "first": "view", "other": "view", "refused": "QUOTA_EXCEEDED"}"#)
     }
+
+    /// schemathesis 4 against the live /openapi.json with a valid token: every default check, the
+    /// coverage, fuzzing and stateful phases, 200 examples per operation, a fixed seed (so a failure
+    /// reproduces). Tests/Interop/schemathesis.toml says which world-state refusals count as accepted.
+    func testSchemathesisFindsNoFailureInTheServedOpenAPIDocument() throws {
+        let st = EventLogProcessTests.root.path + "/.venv-schemathesis/bin/schemathesis"
+        guard FileManager.default.isExecutableFile(atPath: st) else { return XCTFail("schemathesis is missing at \(st): ops/setup --test installs it") }
+        try startSystem()
+        let tok = try token(["--tenant", "st", "--rights", "observe,act,emit"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: st)
+        p.arguments = ["--config-file", EventLogProcessTests.root.path + "/Tests/Interop/schemathesis.toml", "run", url + "/openapi.json",
+                       "--max-examples", "200", "--seed", "19", "-H", "Authorization: Bearer " + tok, "--no-color"]
+        p.currentDirectoryURL = URL(fileURLWithPath: home)
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let summary = out.components(separatedBy: "\n").filter { $0.contains("generated") || $0.contains("passed") || $0.contains("failures") || $0.contains("Scenarios") }
+        print("schemathesis: " + summary.joined(separator: " | "))
+        XCTAssertEqual(p.terminationStatus, 0, "schemathesis found failures:\n\(out.suffix(6000))")
+        XCTAssertTrue(out.contains("Tested: 6"), "every operation was tested:\n\(out.suffix(2000))")
+        XCTAssertFalse(out.contains(tok), "the token appears in schemathesis's output")
+    }
 }
 
 /// Runs a program to its end; its exit status and stdout+stderr.
