@@ -56,7 +56,7 @@ extension WebAdapter {
                       handle: async { [self] req in await register(req) }),
             Operation(method: "GET", path: "/v1/agents/{agent_id}/view", id: "getView", summary: "The agent's current view (right: observe).",
                       secured: true, body: nil, parameters: [agentParam],
-                      responses: [(200, "The view", "View"), (404, "Not registered here", "Error")] + common) { [self] req, res in res.respond(view(req)) },
+                      responses: [(200, "The view", "View"), (404, "Not registered here", "Error")] + common, handle: async { [self] req in await view(req) }),
             Operation(method: "POST", path: "/v1/agents/{agent_id}/intents", id: "submitIntent",
                       summary: "Submit an intent (right: act). The same req_id (or Idempotency-Key) returns the first outcome.",
                       secured: true, body: ["$ref": "#/components/schemas/Intent"], parameters: [agentParam, idemHeader],

@@ -19,10 +19,12 @@ final class StreamHub: Sendable {
         let sink: Sink
         var lastSeq: UInt64
     }
+    /// A point a stream may resume from: the view after an observation (with that observation's
+    /// message), or the view the forwarder started from (no message).
     struct Recent {
         let viewSeq: UInt64
         let digest: String
-        let message: String
+        let message: String?
     }
     struct State {
         var forwarders: Set<String> = []
@@ -42,6 +44,7 @@ final class StreamHub: Sendable {
     func ensureForwarder(_ agent: String) {
         let start = state.withLock { s -> Bool in s.forwarders.insert(agent).inserted }
         guard start else { return }
+        sendViewToWaiting(agent)
         Task { [self] in
             while let o = await client.nextObservation(for: AgentID(agent)) { deliver(o) }
         }
@@ -77,19 +80,23 @@ final class StreamHub: Sendable {
         }
     }
 
-    /// Subscribes a stream to `agent`: it is sent either the observations after its held view
-    /// (`resume`: view_seq and digest, when the recent window still holds that point), or the
-    /// whole current view, then every later observation. Returns the subscription id and how it
-    /// started ("delta" or "view").
+    /// Subscribes a stream to `agent`: it is sent a `subscribed` message saying how it starts,
+    /// then either the observations after its held view (`resume`: view_seq and digest, when the
+    /// recent window still holds that point; start "delta") or the whole current view (start
+    /// "view"), then every later observation. Returns the subscription id and the start.
     func subscribe(_ agent: String, resume: (UInt64, String)?, _ sink: @escaping Sink) -> (UInt64, String) {
         state.withLock { s in
             let id = s.nextID
             s.nextID += 1
             let recent = s.recent[agent] ?? []
+            func started(_ how: String) {
+                _ = sink(Self.encode(["type": "subscribed", "agent_id": .string(agent), "start": .string(how)]))
+            }
             if let (seq, digest) = resume, let i = recent.firstIndex(where: { $0.viewSeq == seq && $0.digest == digest }) {
+                started("delta")
                 var last = seq
                 for r in recent[(i + 1)...] {
-                    _ = sink(r.message)
+                    if let m = r.message { _ = sink(m) }
                     last = r.viewSeq
                 }
                 s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: last)
@@ -99,17 +106,39 @@ final class StreamHub: Sendable {
                 let digest = HeldViews.digest(doc)
                 if let (rs, rd) = resume, rs == seq, rd == digest {
                     // Already current: nothing to send.
+                    started("delta")
                     s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: seq)
                     return (id, "delta")
                 }
+                started("view")
                 _ = sink(Self.encode(["type": "view", "agent_id": .string(agent), "view_seq": .number(Double(seq)),
                                       "global_seq": .number(Double(client.viewGlobalSeq(of: AgentID(agent)) ?? 0)),
                                       "context_digest": .string(digest), "view": doc]))
                 s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: seq)
             } else {
+                // Not registered in this process yet (just restarted): its view follows once it is.
+                started("view")
                 s.subscribers[agent, default: [:]][id] = Subscriber(sink: sink, lastSeq: 0)
             }
             return (id, "view")
+        }
+    }
+
+    /// Subscribers that joined before the agent was registered in this process (right after a
+    /// restart) get its whole view once it is.
+    private func sendViewToWaiting(_ agent: String) {
+        guard let (seq, doc) = client.view(of: AgentID(agent)) else { return }
+        // The view the forwarder starts from is the first resume point.
+        state.withLock { s in if s.recent[agent] == nil { s.recent[agent] = [Recent(viewSeq: seq, digest: HeldViews.digest(doc), message: nil)] } }
+        let m = Self.encode(["type": "view", "agent_id": .string(agent), "view_seq": .number(Double(seq)),
+                             "global_seq": .number(Double(client.viewGlobalSeq(of: AgentID(agent)) ?? 0)),
+                             "context_digest": .string(HeldViews.digest(doc)), "view": doc])
+        state.withLock { s in
+            guard var subs = s.subscribers[agent] else { return }
+            for (id, sub) in subs where sub.lastSeq == 0 {
+                if sub.sink(m) { subs[id]?.lastSeq = seq } else { subs[id] = nil }
+            }
+            s.subscribers[agent] = subs
         }
     }
 

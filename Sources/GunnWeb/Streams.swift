@@ -18,18 +18,13 @@ extension WebAdapter {
             return
         }
         let marks = Self.resumeMarks(req)
+        for a in agents where client.view(of: AgentID(a)) == nil { Task { _ = await self.ensureRegistered(a) } }
         let sink: StreamHub.Sink = { [weak ws] text in
             guard let ws else { return false }
             return ws.send(.text, Array(text.utf8))
         }
         var subs: [(String, UInt64)] = []
-        var started: [String: JSONValue] = [:]
-        for a in agents {
-            let (id, how) = hub.subscribe(a, resume: marks[a], sink)
-            subs.append((a, id))
-            started[a] = .string(how)
-        }
-        ws.send(text: StreamHub.encode(["type": "subscribed", "agents": .object(JSONObject(started))]))
+        for a in agents { subs.append((a, hub.subscribe(a, resume: marks[a], sink).0)) }
         let tenant = claims.tenant
         ws.onClose = { [hub] _, _ in
             for (a, id) in subs { hub.unsubscribe(a, id) }
@@ -53,6 +48,7 @@ extension WebAdapter {
         }
         let sse = res.eventStream()
         let marks = Self.resumeMarks(req)
+        for a in agents where client.view(of: AgentID(a)) == nil { Task { _ = await self.ensureRegistered(a) } }
         let sink: StreamHub.Sink = { text in
             if sse.isClosed { return false }
             let type = (try? JSONParser.parse(text))?["type"]?.stringValue ?? "message"

@@ -45,12 +45,8 @@ public final class WebAdapter: Sendable {
         var tenantBuckets: [String: TokenBucket] = [:]
         var streamsByTenant: [String: Int] = [:]
         var refusals = 0
-        /// The context_seq filled in for an intent sent without one, by agent and req_id, so a retry
-        /// of the same req_id is the same intent (bounded: the oldest are forgotten first).
-        var filledContext: [String: UInt64] = [:]
-        var filledOrder: [String] = []
-        var filledHead = 0
     }
+    let contexts: ContextJournal
 
     /// Retries of an intent without context_seq within this many later intents reuse its context.
     static let maxRememberedContexts = 100_000
@@ -62,6 +58,8 @@ public final class WebAdapter: Sendable {
         self.auth = auth
         self.agentsFile = agentsFile
         hub = StreamHub(client: client, window: config.resumeWindow)
+        contexts = ContextJournal(path: agentsFile.map { ($0 as NSString).deletingLastPathComponent + "/web-contexts.jsonl" },
+                                  capacity: Self.maxRememberedContexts)
         if let agentsFile, let data = FileManager.default.contents(atPath: agentsFile), let v = try? JSONParser.parse([UInt8](data)),
            let obj = v.objectValue {
             state.withLock { s in
@@ -77,9 +75,40 @@ public final class WebAdapter: Sendable {
     public func restoreAgents() async {
         let all = state.withLock { $0.owners }
         for (agent, entry) in all {
-            if (try? await client.register(entry.registration)) != nil { hub.ensureForwarder(agent) }
+            // Right after a kill -9 the orchestrator may not have seen the old connection close yet
+            // (FORBIDDEN: the agent is still owned): retried with backoff for up to 10 s.
+            var backoff = Backoff(baseSeconds: 0.05, capSeconds: 1.0)
+            let deadline = EventLoop.now() + 10
+            while EventLoop.now() < deadline {
+                do {
+                    if try await client.register(entry.registration) != nil { hub.ensureForwarder(agent); break }
+                } catch let e as GunnError where e.code != .forbidden && e.code != .adapterUnavailable {
+                    log("cannot register \(agent) again: \(e)")
+                    break
+                } catch {
+                    log("registering \(agent) again: \(error); retrying")
+                }
+                try? await Task.sleep(nanoseconds: UInt64(backoff.next() * 1e9))
+            }
         }
     }
+
+    /// An agent this adapter owns (data/web-agents.json) but has not registered in this process
+    /// yet — right after a restart — is registered on first use.
+    func ensureRegistered(_ agent: String) async -> Bool {
+        if client.view(of: AgentID(agent)) != nil { return true }
+        guard let registration = state.withLock({ $0.owners[agent]?.registration }) else { return false }
+        do {
+            guard try await client.register(registration) != nil else { return false }
+        } catch {
+            log("registering \(agent) on first use: \(error)")
+            return false
+        }
+        hub.ensureForwarder(agent)
+        return true
+    }
+
+    func log(_ line: String) { FileHandle.standardError.write(Data("gunn-adapter-web: \(line)\n".utf8)) }
 
     private func persistOwners() {
         guard let agentsFile else { return }
@@ -181,9 +210,10 @@ public final class WebAdapter: Sendable {
         return .json(v, status: 201)
     }
 
-    func view(_ req: HTTPRequest) -> HTTPResponse {
+    func view(_ req: HTTPRequest) async -> HTTPResponse {
         let agent = req.params["agent_id"] ?? ""
         do { _ = try authorize(req, .observe, agent: agent) } catch { return Self.answer(error) }
+        _ = await ensureRegistered(agent)
         guard state.withLock({ $0.owners[agent] != nil }), let v = viewBody(agent) else {
             return .error(.invalidAgentID, "agent \(agent) is not registered here")
         }
@@ -202,6 +232,7 @@ public final class WebAdapter: Sendable {
         }
         guard case .object(var obj) = body else { return .error(.invalidIntent, "the intent must be a JSON object") }
         do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        _ = await ensureRegistered(agent)
         guard state.withLock({ $0.owners[agent] != nil }), let (seq, _) = client.view(of: AgentID(agent)) else {
             return .error(.invalidAgentID, "agent \(agent) is not registered here")
         }
@@ -218,19 +249,7 @@ public final class WebAdapter: Sendable {
             break
         }
         if obj["context_seq"] == nil, let r = obj["req_id"]?.stringValue {
-            let key = agent + "\u{0}" + r
-            let ctx = state.withLock { s -> UInt64 in
-                if let c = s.filledContext[key] { return c }
-                s.filledContext[key] = seq
-                s.filledOrder.append(key)
-                if s.filledOrder.count - s.filledHead > Self.maxRememberedContexts {
-                    s.filledContext[s.filledOrder[s.filledHead]] = nil
-                    s.filledHead += 1
-                    if s.filledHead > Self.maxRememberedContexts { s.filledOrder.removeFirst(s.filledHead); s.filledHead = 0 }
-                }
-                return seq
-            }
-            obj["context_seq"] = .number(Double(ctx))
+            obj["context_seq"] = .number(Double(contexts.context(agent: agent, req: r, current: seq)))
         }
         if let a = obj["agent_id"], a.stringValue != agent { return .error(.invalidIntent, "intent field \"agent_id\" must be the agent of the path") }
         obj["agent_id"] = .string(agent)
