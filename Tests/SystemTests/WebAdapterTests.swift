@@ -358,6 +358,40 @@ final class WebAdapterTests: XCTestCase {
                        #"{"deltas": 3, "first": "view", "resumed": "delta", "sse": ["event: subscribed", "subscribed", "event: view", "view"], "sse_type": "text/event-stream", "then": "view", "wrong_digest": "view"}"#)
     }
 
+    /// Every ```sh block of docs/web.md, run as written by bash (-euo pipefail) against a live
+    /// system, with GUNN_HOME set and gunn's binaries and the test venv's python3 on PATH.
+    func testTheExamplesOfDocsWebRunAsWritten() throws {
+        try startSystem()
+        let doc = try String(contentsOfFile: EventLogProcessTests.root.path + "/docs/web.md", encoding: .utf8)
+        var blocks: [String] = []
+        var current: [String]?
+        for line in doc.components(separatedBy: "\n") {
+            if current == nil, line == "```sh" { current = []; continue }
+            if current != nil, line == "```" { blocks.append(current!.joined(separator: "\n")); current = nil; continue }
+            current?.append(line)
+        }
+        XCTAssertEqual(blocks.count, 2, "docs/web.md has its two example blocks")
+        let script = "set -euo pipefail\n" + blocks.joined(separator: "\n")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", script]
+        p.currentDirectoryURL = EventLogProcessTests.root
+        var env = ProcessInfo.processInfo.environment
+        env["GUNN_HOME"] = home
+        env["PATH"] = EventLogProcessTests.root.path + "/.build/debug:" + EventLogProcessTests.root.path + "/.venv-tools/bin:" + (env["PATH"] ?? "")
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, out)
+        XCTAssertTrue(out.contains(#"{"status":"ok"}"#), out)
+        XCTAssertTrue(out.contains(#""status":"committed""#), out)
+        XCTAssertTrue(out.contains(#""same": true"#), out)
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) {
         let end = Date().addingTimeInterval(timeout)
         while !condition() {
