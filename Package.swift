@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "GunnStoreTests", dependencies: ["GunnStore", "GunnCore", "CSQLite"]),
         .testTarget(name: "GunnLLMTests", dependencies: ["GunnLLM", "GunnCore"]),
         .testTarget(name: "GunnHTTPTests", dependencies: ["GunnHTTP", "GunnCore", "GunnIO"]),
+        .testTarget(name: "GunnAuthTests", dependencies: ["GunnAuth", "GunnCore", "GunnCrypto"]),
         .testTarget(name: "GunnSupervisorKitTests", dependencies: ["GunnSupervisorKit", "GunnCore"]),
         .testTarget(name: "GunnOrchestratorServerTests", dependencies: ["GunnOrchestratorServer", "GunnClient", "GunnCore", "GunnWire"]),
         .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient", "GunnSupervisorKit", "GunnOrchestratorServer", "GunnAuth", "GunnCrypto"]),

@@ -392,6 +392,53 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertTrue(out.contains(#""same": true"#), out)
     }
 
+    /// One tenant opens 1,000 WebSocket streams: the tenant's cap (256 by default) is served, the
+    /// rest are refused with an error message and close 4429, and another tenant is served at the
+    /// same time (its stream gets its view, its REST call its answer).
+    func testAThousandConnectionsFromOneTenantAreCappedAndOthersServed() throws {
+        try startSystem()
+        let t1 = try token(["--tenant", "t1"])
+        let t2 = try token(["--tenant", "t2"])
+        XCTAssertEqual(try http("POST", "/v1/agents", token: t1, body: Array(#"{"agent_id":"ann"}"#.utf8)).0, 201)
+        XCTAssertEqual(try http("POST", "/v1/agents", token: t2, body: Array(#"{"agent_id":"bob"}"#.utf8)).0, 201)
+        let script = """
+        import asyncio, json, sys, urllib.request, resource, websockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        url, t1, t2 = sys.argv[1].replace("http", "ws", 1), sys.argv[2], sys.argv[3]
+        async def one(tok, agent):
+            ws = await websockets.connect(url + "/v1/stream?agents=" + agent, additional_headers={"Authorization": "Bearer " + tok}, open_timeout=30)
+            first = json.loads(await ws.recv())
+            return ws, first
+        async def main():
+            results = await asyncio.gather(*[one(t1, "ann") for _ in range(1000)], return_exceptions=True)
+            served = [r for r in results if not isinstance(r, Exception) and r[1]["type"] == "subscribed"]
+            refused = [r for r in results if not isinstance(r, Exception) and r[1]["type"] == "error"]
+            codes = set()
+            for ws, m in refused:
+                try:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+                except websockets.ConnectionClosed as e:
+                    codes.add(e.rcvd.code if e.rcvd else None)
+            other, first = await one(t2, "bob")
+            view = json.loads(await other.recv())
+            req = urllib.request.Request(sys.argv[1] + "/v1/agents/bob/view", headers={"Authorization": "Bearer " + t2})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                rest = r.status
+            for ws, _ in served:
+                await ws.close()
+            print(json.dumps({"served": len(served), "refused": len(refused), "failed": len(results) - len(served) - len(refused),
+                              "codes": sorted(c for c in codes if c), "names": sorted({m["name"] for _, m in refused}),
+                              "other": [first["type"], view["type"], rest]}, sort_keys=True))
+        asyncio.run(main())
+        """
+        let path = home + "/thousand.py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, out) = try runTool(python, [path, url, t1, t2])
+        XCTAssertEqual(status, 0, out)
+        XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
+                       #"{"codes": [4429], "failed": 0, "names": ["QUOTA_EXCEEDED"], "other": ["subscribed", "view", 200], "refused": 744, "served": 256}"#)
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) {
         let end = Date().addingTimeInterval(timeout)
         while !condition() {
