@@ -66,6 +66,7 @@ let package = Package(
         .testTarget(name: "GunnLLMTests", dependencies: ["GunnLLM", "GunnCore"]),
         .testTarget(name: "GunnHTTPTests", dependencies: ["GunnHTTP", "GunnCore", "GunnIO"]),
         .testTarget(name: "GunnAuthTests", dependencies: ["GunnAuth", "GunnCore", "GunnCrypto"]),
+        .testTarget(name: "GunnWebTests", dependencies: ["GunnWeb", "GunnAuth", "GunnClient", "GunnCore", "GunnIO"]),
         .testTarget(name: "GunnSupervisorKitTests", dependencies: ["GunnSupervisorKit", "GunnCore"]),
         .testTarget(name: "GunnOrchestratorServerTests", dependencies: ["GunnOrchestratorServer", "GunnClient", "GunnCore", "GunnWire"]),
         .testTarget(name: "SystemTests", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnStore", "GunnClient", "GunnSupervisorKit", "GunnOrchestratorServer", "GunnAuth", "GunnCrypto"]),
