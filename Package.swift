@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "GunnClient", dependencies: ["GunnIO", "GunnWire", "GunnCore", "GunnOrchestratorServer"]),
         .executableTarget(name: "gunn-script-agent", dependencies: ["GunnClient", "GunnIO", "GunnCore"]),
         .target(name: "GunnIO", dependencies: ["GunnWire", "GunnCore", "CGunnSys"]),
-        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient", "GunnHTTP"]),
+        .executableTarget(name: "gunn-bench", dependencies: ["GunnCore", "GunnWire", "GunnIO", "GunnStore", "CSQLite", "GunnClient", "GunnHTTP", "GunnAuth"]),
         .target(name: "GunnLLM", dependencies: ["GunnCore", "GunnIO", "GunnWire", "CTLS"]),
         .target(name: "GunnHTTP", dependencies: ["GunnCore", "GunnCrypto", "GunnIO", "CTLS"]),
         .target(name: "GunnAuth", dependencies: ["GunnCore", "GunnCrypto"]),

@@ -62,7 +62,8 @@ final class StreamHub: Sendable {
     static func observationMessage(_ o: Observation) -> String {
         let patches = (try? JSONParser.parse(o.patches)) ?? .array([])
         return encode(["type": "observation", "agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)),
-                       "global_seq": .number(Double(o.globalSeq)), "context_digest": .string(o.contextDigest), "patches": patches])
+                       "global_seq": .number(Double(o.globalSeq)), "context_digest": .string(o.contextDigest), "patches": patches,
+                       "committed_at_us": .number(Double(o.committedAtMicros))])
     }
 
     private func deliver(_ o: Observation) {

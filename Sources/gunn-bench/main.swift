@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|web|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -24,6 +24,7 @@ struct Report: Encodable {
     var restart: SoakBench.RestartFigures?
     var memory: [MemoryBench.Row]?
     var http: HTTPBench.Figures?
+    var web: WebBench.Figures?
 }
 var report = Report()
 switch suite {
@@ -39,6 +40,7 @@ case "soak": report.soak = try await SoakBench.run(arguments: arguments)
 case "restart": report.restart = try await SoakBench.restart(arguments: arguments)
 case "memory": report.memory = try await MemoryBench.run(arguments: arguments)
 case "http": report.http = try await HTTPBench.run(arguments: arguments)
+case "web": report.web = try await WebBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)

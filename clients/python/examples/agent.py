@@ -5,7 +5,8 @@
 It registers its agents with the web adapter, streams their observations over one WebSocket,
 rebuilds each view by applying every delta with jsonpatch, checks every digest
 (SHA-256 of the view's RFC 8785 canonical JSON), moves each agent a few times through the REST
-API, and at the end compares its rebuilt views with GET .../view byte for byte.
+API — each intent decided on the view it holds (context_seq), and decided again when refused as
+stale — and at the end compares its rebuilt views with GET .../view byte for byte.
 
     python agent.py --url http://127.0.0.1:8787 --token TOKEN --agents ann,bob --moves 5
 
@@ -77,24 +78,48 @@ async def main():
     ws_url = a.url.replace("http", "ws", 1) + "/v1/stream?agents=" + ",".join(agents)
     async with websockets.connect(ws_url, additional_headers={"Authorization": "Bearer " + a.token},
                                   subprotocols=["gunn.web.v1"]) as ws:
-        committed = []
+        seen = {}  # the newest global_seq each agent's view reflects
+
+        async def read():
+            async for raw in ws:
+                m = json.loads(raw)
+                views.apply(m)
+                if m["type"] in ("view", "observation"):
+                    seen[m["agent_id"]] = max(seen.get(m["agent_id"], 0), m["global_seq"])
+
+        reader = asyncio.create_task(read())
+        while not all(x in views.docs for x in agents):
+            await asyncio.sleep(0.01)
+        committed, stale = [], 0
         for n in range(a.moves):
             for i, agent in enumerate(agents):
-                intent = {"kind": "Move", "payload": {"to": [i + n + 1, n]}}
-                status, body = await asyncio.to_thread(call, a.url, a.token, "POST", f"/v1/agents/{agent}/intents", intent,
-                                                       {"Idempotency-Key": f"{agent}-move-{n}"})
-                if status != 200:
+                attempt = 0
+                while True:
+                    # Decide on the view this client holds; a refusal as stale means others moved
+                    # meanwhile: wait for the stream to show it, then decide again under a new key.
+                    intent = {"kind": "Move", "payload": {"to": [i + n + 1, n]}, "context_seq": views.seqs[agent]}
+                    status, body = await asyncio.to_thread(call, a.url, a.token, "POST", f"/v1/agents/{agent}/intents", intent,
+                                                           {"Idempotency-Key": f"{agent}-move-{n}-{attempt}"})
+                    if status == 200:
+                        committed.append(body["effect"]["global_seq"])
+                        break
+                    if status == 409 and body.get("name") == "STALE_CONTEXT" and attempt < 50:
+                        stale += 1
+                        attempt += 1
+                        for _ in range(100):
+                            if views.seqs[agent] > intent["context_seq"]:
+                                break
+                            await asyncio.sleep(0.01)
+                        continue
                     print(json.dumps({"error": "intent", "status": status, "body": body}))
                     return 1
-                committed.append(body["effect"]["global_seq"])
         # Read until every agent's view reflects the last commit.
         last = max(committed)
-        globals_seen = {}
-        while not all(globals_seen.get(x, 0) >= last for x in agents):
-            m = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
-            views.apply(m)
-            if m.get("type") in ("view", "observation"):
-                globals_seen[m["agent_id"]] = max(globals_seen.get(m["agent_id"], 0), m["global_seq"])
+        for _ in range(2000):
+            if all(seen.get(x, 0) >= last for x in agents):
+                break
+            await asyncio.sleep(0.01)
+        reader.cancel()
 
     same = True
     for agent in agents:
@@ -104,7 +129,7 @@ async def main():
             same = False
             views.failures.append(f"{agent}: rebuilt view differs from GET view")
     print(json.dumps({"agents": agents, "committed": len(committed), "checked": views.checked, "same": same,
-                      "failures": views.failures}, sort_keys=True))
+                      "stale_retries": stale, "failures": views.failures}, sort_keys=True))
     return 0 if same and not views.failures else 1
 
 
