@@ -21,6 +21,9 @@ public final class GunnClient: Sendable {
 
     struct State: Sendable {
         var conn: FramedConnection?
+        /// The connection being opened, which every concurrent caller awaits: one connection at a
+        /// time, so an agent is never registered on one connection and used on another.
+        var connecting: Task<FramedConnection, any Error>?
         var pending: [UInt64: PendingReply] = [:]
         var nextID: UInt64 = 0
         var registrations: [AgentID: JSONValue] = [:]
@@ -73,7 +76,24 @@ public final class GunnClient: Sendable {
     // MARK: - Connection
 
     func connection(deadlineSeconds: Double = 10) async throws -> FramedConnection {
-        if let c = state.withLock({ $0.conn }), c.closeReason == nil { return c }
+        let task = state.withLock { s -> Task<FramedConnection, any Error>? in
+            if let c = s.conn, c.closeReason == nil { return nil }
+            if let t = s.connecting { return t }
+            let t = Task { [self] in
+                defer { state.withLock { $0.connecting = nil } }
+                return try await establish(deadlineSeconds: deadlineSeconds)
+            }
+            s.connecting = t
+            return t
+        }
+        guard let task else {
+            if let c = state.withLock({ $0.conn }), c.closeReason == nil { return c }
+            return try await connection(deadlineSeconds: deadlineSeconds)
+        }
+        return try await task.value
+    }
+
+    private func establish(deadlineSeconds: Double) async throws -> FramedConnection {
         var backoff = Backoff(baseSeconds: 0.02, capSeconds: 0.5)
         let until = Date().timeIntervalSince1970 + deadlineSeconds
         while true {

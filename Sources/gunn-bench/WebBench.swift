@@ -40,33 +40,47 @@ enum WebBench {
 
             // REST: each agent registers, then submits one intent at a time on its own connection.
             let perAgent = max(20, 4000 / agents)
-            let rest = try await withThrowingTaskGroup(of: [Double].self) { group in
-                for i in 0..<agents {
-                    group.addTask {
-                        try await Task.detached {
-                            let c = try HTTPKeepAlive(port: port, token: token)
-                            _ = try c.call("POST", "/v1/agents", #"{"agent_id":"w\#(i)","spawn":[\#(i),0],"staleness_threshold":1000000}"#)
-                            var l: [Double] = []
-                            for k in 0..<perAgent {
-                                let t0 = EventLoop.now()
-                                let (status, _) = try c.call("POST", "/v1/agents/w\(i)/intents", #"{"kind":"Speak","payload":{"text":"hi"},"req_id":"r\#(k)","context_seq":0}"#)
-                                guard status == 200 else { throw GunnError(.internalError, "REST intent answered \(status)") }
-                                l.append(EventLoop.now() - t0)
-                            }
-                            return l
-                        }.value
+            // Real threads (blocking sockets must not hold the cooperative pool's two threads).
+            let restTimes = Mutex<[Double]>([])
+            let restError = Mutex<String?>(nil)
+            let restDone = DispatchGroup()
+            let registered = DispatchGroup()
+            let go = DispatchSemaphore(value: 0)
+            for i in 0..<agents {
+                restDone.enter()
+                registered.enter()
+                Thread {
+                    defer { restDone.leave() }
+                    do {
+                        let c = try HTTPKeepAlive(port: port, token: token)
+                        let (rs, rb) = try c.call("POST", "/v1/agents", #"{"agent_id":"w\#(i)","spawn":[\#(i * 10),0],"distance_limit":1,"staleness_threshold":1000000}"#)
+                        registered.leave()
+                        guard rs == 201 else { throw GunnError(.internalError, "REST registration answered \(rs): \(String(decoding: rb, as: UTF8.self))") }
+                        go.wait()
+                        var l: [Double] = []
+                        for k in 0..<perAgent {
+                            let t0 = EventLoop.now()
+                            let (status, body) = try c.call("POST", "/v1/agents/w\(i)/intents", #"{"kind":"Speak","payload":{"text":"hi"},"req_id":"r\#(k)","context_seq":0}"#)
+                            guard status == 200 else { throw GunnError(.internalError, "REST intent answered \(status): \(String(decoding: body, as: UTF8.self))") }
+                            l.append(EventLoop.now() - t0)
+                        }
+                        restTimes.withLock { $0 += l }
+                    } catch {
+                        restError.withLock { $0 = "\(error)" }
                     }
-                }
-                var all: [Double] = []
-                let t0 = EventLoop.now()
-                for try await l in group { all += l }
-                return (all, EventLoop.now() - t0)
+                }.start()
             }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in DispatchQueue.global().async { registered.wait(); c.resume() } }
+            let restStart = EventLoop.now()
+            for _ in 0..<agents { go.signal() }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in DispatchQueue.global().async { restDone.wait(); c.resume() } }
+            let rest = (restTimes.withLock { $0 }, EventLoop.now() - restStart)
+            if let e = restError.withLock({ $0 }) { throw GunnError(.internalError, e) }
             // The socket path: the same work with GunnClient, one connection per agent.
             var clients: [GunnClient] = []
             for i in 0..<agents {
                 let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "s\(i)")
-                try await c.register(["agent_id": .string("s\(i)"), "spawn": [.number(Double(i)), 1], "staleness_threshold": 1_000_000])
+                try await c.register(["agent_id": .string("s\(i)"), "spawn": [.number(Double(i * 10)), 5000], "distance_limit": 1, "staleness_threshold": 1_000_000])
                 clients.append(c)
             }
             let t1 = EventLoop.now()
@@ -89,14 +103,37 @@ enum WebBench {
             }
             let socketSeconds = EventLoop.now() - t1
 
-            // Delivery: a speaker at 50 events/s; each REST agent's WebSocket stream and each
-            // GunnClient agent's queue time committed → received.
+            // Delivery: a speaker at 50 events/s with `agents` observers around it over each path
+            // (WebSocket streams of REST-registered agents, GunnClient queues), committed → received.
             let events = 100
-            let streams = try (0..<agents).map { i in try WSReader(port: port, token: token, agent: "w\(i)") }
+            let center = -10_000.0
+            func around(_ i: Int) -> (Double, Double) {
+                let a = Double(i) / Double(agents) * 2 * Double.pi
+                return (center + 0.4 * cos(a), center + 0.4 * sin(a))
+            }
+            let registrar = try HTTPKeepAlive(port: port, token: token)
+            for i in 0..<agents {
+                let (x, y) = around(i)
+                let (rs, rb) = try registrar.call("POST", "/v1/agents", #"{"agent_id":"dw\#(i)","spawn":[\#(x),\#(y)],"distance_limit":1}"#)
+                guard rs == 201 else { throw GunnError(.internalError, "REST registration answered \(rs): \(String(decoding: rb, as: UTF8.self))") }
+            }
+            var observers: [GunnClient] = []
+            for i in 0..<agents {
+                let (x, y) = around(i)
+                let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "ds\(i)")
+                try await c.register(["agent_id": .string("ds\(i)"), "spawn": [.number(x), .number(y)], "distance_limit": 1])
+                observers.append(c)
+            }
+            let streams = try (0..<agents).map { i in try WSReader(port: port, token: token, agent: "dw\(i)") }
+            let speaker = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "speaker")
+            try await speaker.register(["agent_id": "speaker", "spawn": [.number(center), .number(center)], "distance_limit": 1, "staleness_threshold": 1_000_000_000])
+            try await Task.sleep(nanoseconds: 300_000_000)
+            let startSeq = try await speaker.head().seq
             // One thread per stream, so each observation's time is taken as it arrives.
             let wsTimes = Mutex<[Double]>([])
             let readers = DispatchGroup()
             for s in streams {
+                s.countAfter(startSeq)
                 readers.enter()
                 Thread {
                     let t = s.collect(events: events, seconds: 30)
@@ -104,14 +141,14 @@ enum WebBench {
                     readers.leave()
                 }.start()
             }
-            let observers = clients
+            let watched = observers
             let socketTask = Task { () -> [Double] in
                 try await withThrowingTaskGroup(of: [Double].self) { group in
-                    for (i, c) in observers.enumerated() {
+                    for (i, c) in watched.enumerated() {
                         group.addTask {
                             var l: [Double] = []
-                            while l.count < events, let o = await c.nextObservation(for: AgentID("s\(i)")) {
-                                if o.committedAtMicros > 0 { l.append(Date().timeIntervalSince1970 - Double(o.committedAtMicros) / 1e6) }
+                            while l.count < events, let o = await c.nextObservation(for: AgentID("ds\(i)")) {
+                                if o.globalSeq > startSeq && o.committedAtMicros > 0 { l.append(Date().timeIntervalSince1970 - Double(o.committedAtMicros) / 1e6) }
                             }
                             return l
                         }
@@ -121,11 +158,6 @@ enum WebBench {
                     return all
                 }
             }
-            let speaker = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "speaker")
-            try await speaker.register(["agent_id": "speaker", "spawn": [0, 2], "staleness_threshold": 1_000_000_000])
-            // The streams and queues first drain what the intents above left.
-            try await Task.sleep(nanoseconds: 300_000_000)
-            for s in streams { s.startCounting() }
             for k in 0..<events {
                 _ = try await speaker.submit(Intent(kind: .speak, payload: ["text": "tick"], contextSeq: 0, reqID: ReqID("e\(k)"), agentID: "speaker"))
                 try await Task.sleep(nanoseconds: 20_000_000)
@@ -133,7 +165,7 @@ enum WebBench {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in DispatchQueue.global().async { readers.wait(); c.resume() } }
             let ws = wsTimes.withLock { $0 }
             let sock = try await socketTask.value
-            for c in clients { c.close() }
+            for c in clients + observers { c.close() }
             speaker.close()
             let row = Row(agents: agents,
                           restIntentsPerSecond: Double(rest.0.count) / rest.1, restP50Micros: BenchSupport.percentileMicros(rest.0, 50), restP99Micros: BenchSupport.percentileMicros(rest.0, 99),
@@ -195,9 +227,9 @@ final class HTTPKeepAlive {
 /// of every observation after `startCounting`.
 final class WSReader: @unchecked Sendable {
     // `@unchecked Sendable` is safe: `times` and `pending` are touched only inside `collect`, which
-    // runs on one reading thread; the only cross-thread member is `counting`, an Atomic.
+    // runs on one reading thread; the only cross-thread member is `after`, an Atomic.
     let fd: Int32
-    private let counting = Atomic<Bool>(false)
+    private let after = Atomic<UInt64>(UInt64.max)
     private var times: [Double] = []
     private var pending: [UInt8] = []
 
@@ -207,7 +239,8 @@ final class WSReader: @unchecked Sendable {
         try Sys.setIOTimeout(fd, seconds: 30)
     }
 
-    func startCounting() { counting.store(true, ordering: .releasing) }
+    /// Counts only observations of effects after `seq` (what came before is drained, not timed).
+    func countAfter(_ seq: UInt64) { after.store(seq, ordering: .releasing) }
 
     /// Reads until `events` observations were counted (or `seconds` pass); returns their times.
     func collect(events: Int, seconds: Double) -> [Double] {
@@ -231,7 +264,8 @@ final class WSReader: @unchecked Sendable {
                 guard pending.count >= off + len else { break }
                 let payload = Array(pending[off..<(off + len)])
                 pending.removeFirst(off + len)
-                guard counting.load(ordering: .acquiring), let v = try? JSONParser.parse(payload), v["type"]?.stringValue == "observation",
+                guard let v = try? JSONParser.parse(payload), v["type"]?.stringValue == "observation",
+                      let g = v["global_seq"]?.numberValue, UInt64(g) > after.load(ordering: .acquiring),
                       let c = v["committed_at_us"]?.numberValue, c > 0 else { continue }
                 times.append(now - c / 1e6)
             }
