@@ -34,6 +34,7 @@ final class StreamHub: Sendable {
         var delivered = 0
     }
     private let state = Mutex(State())
+    let tokenForwarderStarted = Atomic<Bool>(false)
 
     init(client: GunnClient, window: Int) {
         self.client = client
@@ -141,6 +142,14 @@ final class StreamHub: Sendable {
             }
             s.subscribers[agent] = subs
         }
+    }
+
+    /// The agents with at least one subscribed stream.
+    func subscribedAgents() -> [String] { state.withLock { s in s.subscribers.filter { !$0.value.isEmpty }.map(\.key) } }
+
+    /// One message to every stream of `agent`.
+    func send(_ m: String, to agent: String) {
+        state.withLock { s in s.subscribers[agent] = (s.subscribers[agent] ?? [:]).filter { $0.value.sink(m) } }
     }
 
     func unsubscribe(_ agent: String, _ id: UInt64) {

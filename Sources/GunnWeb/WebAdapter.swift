@@ -58,6 +58,7 @@ public final class WebAdapter: Sendable {
         self.auth = auth
         self.agentsFile = agentsFile
         hub = StreamHub(client: client, window: config.resumeWindow)
+        hub.ensureTokenForwarder()
         contexts = ContextJournal(path: agentsFile.map { ($0 as NSString).deletingLastPathComponent + "/web-contexts.jsonl" },
                                   capacity: Self.maxRememberedContexts)
         if let agentsFile, let data = FileManager.default.contents(atPath: agentsFile), let v = try? JSONParser.parse([UInt8](data)),
@@ -341,6 +342,9 @@ public final class WebAdapter: Sendable {
     }
 
     public var refusals: Int { state.withLock { $0.refusals } }
+
+    /// Whether `agent` is this adapter's (registered through it, now or before a restart).
+    func owns(_ agent: String) -> Bool { state.withLock { $0.owners[agent] != nil } }
 
     /// The answer to a refusal: the code's status from docs/errors.md, except WORLD_MISMATCH, which
     /// a token of another world gets as 403 (it is a credential refusal here, not a conflict).

@@ -1,0 +1,110 @@
+import Foundation
+import GunnAuth
+import GunnClient
+import GunnCore
+import GunnHTTP
+import GunnIO
+import GunnWire
+
+/// External LLM agents: an agent whose model runs in the user's own process begins a generation
+/// (its cancel token: the view it decided on), streams its tokens (relayed as partial speech to the
+/// agents that see it), and reports when it halted — the same interruption semantics as
+/// gunn-adapter-llm. The stream of the agent receives a `cancel` message the moment what it is
+/// generating goes stale (`reason`: `stale_due_to:N`); it then stops and reports halted with
+/// `cancelled: true`, and the orchestrator logs the cancellation.
+extension WebAdapter {
+    func beginGeneration(_ req: HTTPRequest) async -> HTTPResponse {
+        let agent = req.params["agent_id"] ?? ""
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Generation"]) } catch {
+            return Self.answer(error)
+        }
+        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        guard await ensureRegistered(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        let reqID = body["req_id"]?.stringValue ?? ""
+        do {
+            let token = try await client.beginGeneration(AgentID(agent), reqID: ReqID(reqID),
+                                                         deadlineMs: UInt32(body["deadline_ms"]?.numberValue ?? 0),
+                                                         tokenBudget: UInt32(body["token_budget"]?.numberValue ?? 0))
+            return .json(["agent_id": .string(agent), "req_id": .string(token.reqID), "context_seq": .number(Double(token.contextSeq)),
+                          "context_digest": .string(token.contextDigest)], status: 201)
+        } catch let e as GunnError {
+            return Self.answer(e)
+        } catch let e as ConnectionError {
+            return .error(e.code, e.message, retryAfterMs: 500)
+        } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+    }
+
+    /// A token of a live generation: relayed to the agents that see the speaker (a token for a
+    /// generation that is no longer live is refused by the orchestrator and dropped: partial speech
+    /// is a preview; the committed Speak is what counts).
+    func postToken(_ req: HTTPRequest) async -> HTTPResponse {
+        let agent = req.params["agent_id"] ?? "", reqID = req.params["req_id"] ?? ""
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Token"]) } catch {
+            return Self.answer(error)
+        }
+        guard SchemaCheck.matches(reqID, Self.reqIDPattern) else { return .error(.invalidField, "req_id does not match \(Self.reqIDPattern)") }
+        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        guard owns(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        let index = UInt32(body["index"]?.numberValue ?? 0), text = body["text"]?.stringValue ?? ""
+        do { try await client.relayToken(AgentID(agent), reqID: ReqID(reqID), index: index, text: text) } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+        // The orchestrator relays to other connections only: this adapter's own agents that see
+        // the speaker get the token here.
+        hub.relayLocally(speaker: agent, reqID: reqID, index: index, text: text)
+        return .json(["status": "accepted"], status: 202)
+    }
+
+    func halted(_ req: HTTPRequest) async -> HTTPResponse {
+        let agent = req.params["agent_id"] ?? "", reqID = req.params["req_id"] ?? ""
+        let body: JSONValue
+        do { body = try req.json() } catch { return Self.answer(error) }
+        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Halted"]) } catch {
+            return Self.answer(error)
+        }
+        guard SchemaCheck.matches(reqID, Self.reqIDPattern) else { return .error(.invalidField, "req_id does not match \(Self.reqIDPattern)") }
+        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
+        guard owns(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        do {
+            try await client.endGeneration(ReqID(reqID), agent: AgentID(agent), tokensEmitted: UInt32(body["tokens_emitted"]?.numberValue ?? 0),
+                                           haltLatencyUs: UInt64(body["halt_latency_us"]?.numberValue ?? 0), cancelled: body["cancelled"]?.boolValue ?? false)
+            return .json(["status": "halted"])
+        } catch let e as GunnError {
+            return Self.answer(e)
+        } catch let e as ConnectionError {
+            return .error(e.code, e.message, retryAfterMs: 500)
+        } catch {
+            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+    }
+}
+
+extension StreamHub {
+    /// Starts the one reader of GunnClient's token queue (tokens of speakers on other connections),
+    /// which hands each chunk to the streams of this adapter's agents that see the speaker.
+    func ensureTokenForwarder() {
+        let start = tokenForwarderStarted.exchange(true, ordering: .acquiringAndReleasing) == false
+        guard start else { return }
+        Task { [self] in
+            while let t = await client.nextTokenChunk() {
+                relayLocally(speaker: t.agentID, reqID: t.reqID, index: t.index, text: t.text)
+            }
+        }
+    }
+
+    /// A token of `speaker` to every subscribed agent (other than the speaker) whose view holds it.
+    func relayLocally(speaker: String, reqID: String, index: UInt32, text: String) {
+        for listener in subscribedAgents() where listener != speaker {
+            guard let (_, doc) = client.view(of: AgentID(listener)), doc["entities"]?[speaker] != nil else { continue }
+            let m = Self.encode(["type": "token", "agent_id": .string(listener), "speaker": .string(speaker), "req_id": .string(reqID),
+                                 "index": .number(Double(index)), "text": .string(text)])
+            send(m, to: listener)
+        }
+    }
+}
