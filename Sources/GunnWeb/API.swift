@@ -100,6 +100,8 @@ extension WebAdapter {
         let doc = Array(CanonicalJSON.encode(openAPI(ops)))
         r.get("/openapi.json") { _ in HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: doc) }
         r.get("/docs") { _ in .text(docsPage, contentType: "text/html; charset=utf-8") }
+        // Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        r.get("/favicon.ico") { _ in HTTPResponse(status: 204) }
         r.webSocket("/v1/stream", WebSocketEndpoint(subprotocols: ["gunn.web.v1"]) { [self] ws, req in openWebSocket(ws, req) })
         r.on("GET", "/v1/events") { [self] req, res in openEventStream(req, res) }
         return r

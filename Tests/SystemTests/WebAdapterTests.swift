@@ -500,6 +500,102 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertTrue(kinds.contains("GenerationCancelled"), "the cancellation is in the log: \(kinds)")
     }
 
+    /// The register → stream → act cycle from JavaScript in headless Chromium (Playwright): the
+    /// page is the adapter's own /docs (so every request is same-origin), the stream authenticates
+    /// with access_token, every delta is applied by a small RFC 6902 implementation in the page
+    /// and checked against its digest (SHA-256 of the JCS form, by crypto.subtle), and the rebuilt
+    /// view equals GET view. No console error, no request outside the adapter.
+    func testTheRegisterStreamActCycleFromJavaScriptInHeadlessChromium() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium") else { return XCTFail("chromium is missing: ops/setup --test installs it") }
+        try startSystem()
+        let tok = try token(["--tenant", "browser"])
+        let script = #"""
+        import json, sys
+        from playwright.sync_api import sync_playwright
+        url, tok = sys.argv[1], sys.argv[2]
+        js = """
+        async ([tok]) => {
+          const H = {'Authorization': 'Bearer ' + tok, 'Content-Type': 'application/json'};
+          const canon = v => Array.isArray(v) ? '[' + v.map(canon).join(',') + ']'
+            : (v !== null && typeof v === 'object') ? '{' + Object.keys(v).sort().map(k => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}'
+            : JSON.stringify(v);
+          const digest = async v => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(canon(v)))))
+            .map(b => b.toString(16).padStart(2, '0')).join('');
+          const unescape = s => s.replace(/~1/g, '/').replace(/~0/g, '~');
+          const apply = (doc, patch) => {
+            for (const op of patch) {
+              if (op.path === '') { doc = structuredClone(op.value); continue; }
+              const parts = op.path.split('/').slice(1).map(unescape);
+              const last = parts.pop();
+              let parent = doc;
+              for (const p of parts) parent = parent[p];
+              if (op.op === 'remove') { if (Array.isArray(parent)) parent.splice(+last, 1); else delete parent[last]; }
+              else if (op.op === 'add' && Array.isArray(parent)) { if (last === '-') parent.push(op.value); else parent.splice(+last, 0, op.value); }
+              else if (op.op === 'add' || op.op === 'replace') parent[last] = structuredClone(op.value);
+              else throw new Error('op ' + op.op);
+            }
+            return doc;
+          };
+          const reg = await fetch('/v1/agents', {method: 'POST', headers: H, body: JSON.stringify({agent_id: 'js-ann', spawn: [0, 0]})});
+          if (reg.status !== 201) throw new Error('register ' + reg.status);
+          let doc = null, seq = 0, checked = 0, bad = 0, gseq = 0;
+          const ws = new WebSocket(location.origin.replace('http', 'ws') + '/v1/stream?agents=js-ann&access_token=' + encodeURIComponent(tok));
+          const done = new Promise((resolve, reject) => {
+            ws.onerror = () => reject(new Error('websocket error'));
+            ws.onmessage = async ev => {
+              const m = JSON.parse(ev.data);
+              if (m.type === 'view') { doc = m.view; seq = m.view_seq; }
+              else if (m.type === 'observation' && m.view_seq > seq) { doc = apply(doc, m.patches); seq = m.view_seq; }
+              else return;
+              gseq = Math.max(gseq, m.global_seq);
+              if (await digest(doc) === m.context_digest) checked++; else bad++;
+              window.gunnLast = gseq;
+              if (window.gunnWant && gseq >= window.gunnWant) resolve();
+            };
+          });
+          await new Promise(r => { const t = setInterval(() => { if (doc) { clearInterval(t); r(); } }, 10); });
+          let want = 0;
+          for (let k = 0; k < 5; k++) {
+            const r = await fetch('/v1/agents/js-ann/intents', {method: 'POST', headers: {...H, 'Idempotency-Key': 'js-' + k},
+                                  body: JSON.stringify({kind: 'Move', payload: {to: [k + 1, 2 * k]}, context_seq: seq})});
+            const b = await r.json();
+            if (r.status !== 200) throw new Error('intent ' + r.status + ' ' + JSON.stringify(b));
+            want = b.effect.global_seq;
+          }
+          window.gunnWant = want;
+          if (window.gunnLast >= want) {} else await done;
+          const v = await (await fetch('/v1/agents/js-ann/view', {headers: H})).json();
+          ws.close();
+          return {checked, bad, same: canon(v.view) === canon(doc) && v.view_seq === seq, pos: doc.entities['js-ann'].pos};
+        }
+        """
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            page = browser.new_page()
+            errors, outside = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(url) else None)
+            page.goto(url + "/docs")
+            page.wait_for_function("window.gunnDocsReady === true")
+            result = page.evaluate(js, [tok])
+            browser.close()
+        print(json.dumps({"result": result, "console_errors": errors, "outside": outside}, sort_keys=True))
+        """#
+        let path = home + "/browser.py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, out) = try runTool(python, [path, url, tok])
+        XCTAssertEqual(status, 0, out)
+        guard let line = out.split(separator: "\n").last, let v = try? JSONParser.parse(String(line)) else { return XCTFail(out) }
+        print("headless Chromium: \(line)")
+        XCTAssertEqual(v["console_errors"], .array([]), out)
+        XCTAssertEqual(v["outside"], .array([]), out)
+        XCTAssertEqual(v["result"]?["same"], true, out)
+        XCTAssertEqual(v["result"]?["bad"]?.numberValue, 0, out)
+        XCTAssertGreaterThanOrEqual(v["result"]?["checked"]?.numberValue ?? 0, 6, "the view and five deltas checked: \(out)")
+        XCTAssertEqual(v["result"]?["pos"], [5, 8, 0])
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) {
         let end = Date().addingTimeInterval(timeout)
         while !condition() {
