@@ -34,6 +34,7 @@ public enum GunnCtl {
                                       a bearer token for the web adapter (rights: observe, act, emit,
                                       admin; default observe,act; agents default *; ttl 86400 s)
       token revoke ID | token list    revoke a token by id; list issued tokens (never the tokens)
+      token release AGENT             lift the web adapter's quarantine of an agent
     options: --home DIR (else GUNN_HOME, else ./.gunn); --json prints JSON; --help on any command;
              --timeout-ms N: each request's deadline (default 5000, 1…600000)
     exit codes: 0 ok, 1 negative answer, 2 usage, 3 not running, 4 error from the system,
@@ -130,7 +131,10 @@ public enum GunnCtl {
                     guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl token revoke ID") }
                     try ctl.tokenRevoke(args.removeFirst())
                 case "list": ctl.tokenList()
-                case let other: throw Exit(code: 2, message: "unknown token command \"\(other)\" (issue, revoke, list)")
+                case "release":
+                    guard args.count == 1 else { throw Exit(code: 2, message: "usage: gunnctl token release AGENT") }
+                    try await ctl.tokenRelease(args.removeFirst())
+                case let other: throw Exit(code: 2, message: "unknown token command \"\(other)\" (issue, revoke, list, release)")
                 }
             default: throw Exit(code: 2, message: "unknown command \"\(command)\"\n\(usage)")
             }

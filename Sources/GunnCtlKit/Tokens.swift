@@ -46,6 +46,21 @@ extension Ctl {
         if json { emitJSON(["id": .string(id), "revoked": .bool(known)]) } else { out(known ? "revoked \(id)" : "no token \(id) was issued here") }
     }
 
+    /// Lifts an agent's quarantine: removed from data/web-quarantine.json (the adapter reads it
+    /// again at once) and an `AgentReleased` record emitted through the orchestrator.
+    func tokenRelease(_ agent: String) async throws {
+        let list = QuarantineList(dataDir: home + "/data")
+        let changed: Bool
+        do { changed = try list.set(agent, reason: nil) } catch { throw GunnCtl.Exit(code: 2, message: "\(error)") }
+        guard changed else {
+            negative = true
+            if json { emitJSON(["agent_id": .string(agent), "released": false]) } else { out("\(agent) is not quarantined") }
+            return
+        }
+        try await emit(kind: "AgentReleased", payload: CanonicalJSON.encodeString(["agent_id": .string(agent), "reason": "released by gunnctl"]), source: "gunnctl")
+        if json { emitJSON(["agent_id": .string(agent), "released": true]) } else { out("released \(agent)") }
+    }
+
     func tokenList() {
         let r = tokenStore.registry()
         let now = Int64(Date().timeIntervalSince1970)

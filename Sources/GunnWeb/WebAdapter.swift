@@ -23,6 +23,9 @@ public struct WebConfig: Sendable {
     public var maxStreamsPerTenant = 256
     /// Recent observations kept per agent, for resuming a stream with deltas.
     public var resumeWindow = 256
+    /// Refusals of a token for one of its own agents (a right it lacks, another tenant's agent,
+    /// its rate limit) after which that agent is quarantined; 0 never quarantines.
+    public var quarantineAfter = 50
     public init(worldID: String) { self.worldID = worldID }
 }
 
@@ -45,7 +48,11 @@ public final class WebAdapter: Sendable {
         var tenantBuckets: [String: TokenBucket] = [:]
         var streamsByTenant: [String: Int] = [:]
         var refusals = 0
+        /// Refusals counted towards quarantine, by agent (bounded: cleared past `maxCounted`).
+        var violations: [String: Int] = [:]
     }
+    static let maxCounted = 100_000
+    let quarantine: QuarantineList?
     let contexts: ContextJournal
 
     /// Retries of an intent without context_seq within this many later intents reuse its context.
@@ -57,6 +64,7 @@ public final class WebAdapter: Sendable {
         self.client = client
         self.auth = auth
         self.agentsFile = agentsFile
+        quarantine = agentsFile.map { QuarantineList(dataDir: ($0 as NSString).deletingLastPathComponent) }
         hub = StreamHub(client: client, window: config.resumeWindow)
         hub.ensureTokenForwarder()
         contexts = ContextJournal(path: agentsFile.map { ($0 as NSString).deletingLastPathComponent + "/web-contexts.jsonl" },
@@ -132,20 +140,26 @@ public final class WebAdapter: Sendable {
         var header = req.headers["authorization"]
         if header == nil, let t = req.query("access_token") { header = "Bearer " + t }
         let claims: TokenClaims
-        do {
-            claims = try auth.claims(authorization: header)
-            try Authenticator.require(claims, right, agent: agent)
-        } catch {
+        do { claims = try auth.claims(authorization: header) } catch {
             state.withLock { $0.refusals += 1 }
             throw error
         }
-        if let agent {
-            let owner = state.withLock { $0.owners[agent]?.tenant }
-            if let owner, owner != claims.tenant {
-                throw GunnError(.tenantIsolationViolation, "agent \(agent) belongs to another tenant")
-            }
+        if let agent, quarantine?.isQuarantined(agent) == true {
+            throw GunnError(.agentQuarantined, "agent \(agent) is quarantined after repeated refusals; an operator releases it (gunnctl token release)")
         }
-        try takeRate(tenant: claims.tenant, agent: agent)
+        do throws(GunnError) {
+            try Authenticator.require(claims, right, agent: agent)
+            if let agent {
+                let owner = state.withLock { $0.owners[agent]?.tenant }
+                if let owner, owner != claims.tenant {
+                    throw GunnError(.tenantIsolationViolation, "agent \(agent) belongs to another tenant")
+                }
+            }
+            try takeRate(tenant: claims.tenant, agent: agent)
+        } catch {
+            violation(claims, agent: agent, error)
+            throw error
+        }
         return claims
     }
 
@@ -342,6 +356,29 @@ public final class WebAdapter: Sendable {
     }
 
     public var refusals: Int { state.withLock { $0.refusals } }
+
+    /// Counts a refusal against the token's own agent (one the token names, or any of its tenant's
+    /// for a `*` token that owns it); at `quarantineAfter` the agent is quarantined: the list under
+    /// data/ and an `AgentQuarantined` record in the log. Refusals for agents the token does not
+    /// cover count against nobody, so no one can quarantine someone else's agent.
+    func violation(_ claims: TokenClaims, agent: String?, _ error: GunnError) {
+        state.withLock { $0.refusals += 1 }
+        guard config.quarantineAfter > 0, let agent, let quarantine, claims.covers(agent: agent),
+              state.withLock({ $0.owners[agent]?.tenant }) == claims.tenant || claims.agents.contains(agent) else { return }
+        let reached = state.withLock { s -> Bool in
+            if s.violations.count >= Self.maxCounted { s.violations.removeAll() }
+            let n = s.violations[agent, default: 0] + 1
+            s.violations[agent] = n >= config.quarantineAfter ? nil : n
+            return n >= config.quarantineAfter
+        }
+        guard reached else { return }
+        let reason = "\(config.quarantineAfter) refusals of token \(claims.id), the last \(error.code.name)"
+        guard (try? quarantine.set(agent, reason: reason)) == true else { return }
+        log("quarantined \(agent): \(reason)")
+        let draft = EffectDraft(kind: "AgentQuarantined", payload: ["agent_id": .string(agent), "reason": .string(reason), "token_id": .string(claims.id)],
+                                sourceID: "gunn-adapter-web")
+        Task { [client] in _ = try? await client.emit(draft) }
+    }
 
     /// Whether `agent` is this adapter's (registered through it, now or before a restart).
     func owns(_ agent: String) -> Bool { state.withLock { $0.owners[agent] != nil } }

@@ -9,7 +9,7 @@ import GunnWeb
 // gunn-adapter-web: agents in any language join the world over REST, WebSocket and SSE.
 //   gunn-adapter-web --home DIR --world-id ID [--listen HOST:PORT] [--tls-cert PEM --tls-key PEM]
 //     [--agent-rate R --agent-burst B --tenant-rate R --tenant-burst B] (requests/s, token buckets)
-//     [--max-agents-per-tenant N --max-streams-per-tenant N]
+//     [--max-agents-per-tenant N --max-streams-per-tenant N] [--quarantine-after N (0: never)]
 // --listen (or GUNN_WEB_LISTEN) defaults to 127.0.0.1:8787; port 0 picks a free one. The address
 // bound is written to run/web.addr ("http://HOST:PORT"). --world-id falls back to GUNN_WORLD_ID
 // (the supervisor sets it). Tokens are checked against data/web-secret and data/web-tokens.json.
@@ -52,6 +52,7 @@ webConfig.tenantRate = number("--tenant-rate", 0.001...1e6) ?? webConfig.tenantR
 webConfig.tenantBurst = number("--tenant-burst", 1...1e6) ?? webConfig.tenantBurst
 webConfig.maxAgentsPerTenant = Int(number("--max-agents-per-tenant", 1...1e6) ?? Double(webConfig.maxAgentsPerTenant))
 webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) ?? Double(webConfig.maxStreamsPerTenant))
+webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(webConfig.quarantineAfter))
 let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json")
 
 var config = HTTPServerConfiguration()

@@ -596,6 +596,35 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertEqual(v["result"]?["pos"], [5, 8, 0])
     }
 
+    /// A token refused again and again for its own agent quarantines that agent (403
+    /// AGENT_QUARANTINED for every token, an AgentQuarantined record in the log) until gunnctl
+    /// releases it (an AgentReleased record); refusals for an agent the token does not cover
+    /// quarantine nobody.
+    func testRepeatedRefusalsQuarantineTheAgentUntilGunnctlReleasesIt() async throws {
+        try startSystem(["--quarantine-after", "3"])
+        let owner = try token(["--tenant", "t1", "--rights", "observe,act"])
+        let onlyObserve = try token(["--tenant", "t1", "--agent", "ann", "--rights", "observe"])
+        let stranger = try token(["--tenant", "t2", "--agent", "zed", "--rights", "observe,act"])
+        XCTAssertEqual(try http("POST", "/v1/agents", token: owner, body: Array(#"{"agent_id":"ann"}"#.utf8)).0, 201)
+        let move = Array(#"{"kind":"Move","payload":{"to":[1,1]}}"#.utf8)
+        // Another tenant's token for an agent it does not name: refused, and counts against nobody.
+        for _ in 0..<5 { XCTAssertEqual(try http("POST", "/v1/agents/ann/intents", token: stranger, body: move).0, 403) }
+        XCTAssertEqual(try http("GET", "/v1/agents/ann/view", token: owner).0, 200, "not quarantined by a stranger")
+        // Its own token, without the act right, three times: quarantined.
+        for _ in 0..<3 { XCTAssertEqual(try http("POST", "/v1/agents/ann/intents", token: onlyObserve, body: move).1?["name"]?.stringValue, "FORBIDDEN") }
+        let (s1, j1, _) = try http("GET", "/v1/agents/ann/view", token: owner)
+        XCTAssertEqual(s1, 403)
+        XCTAssertEqual(j1?["name"]?.stringValue, ErrorCode.agentQuarantined.name)
+        let released = try GunnHome(home).gunnctl(["token", "release", "ann"])
+        XCTAssertEqual(released.status, 0, released.err)
+        XCTAssertEqual(try http("GET", "/v1/agents/ann/view", token: owner).0, 200, "released")
+        XCTAssertEqual(try GunnHome(home).gunnctl(["token", "release", "ann"]).status, 1, "releasing an agent not quarantined is a negative answer")
+        let entries = try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1")
+        let kinds = entries.compactMap { (try? JSONParser.parse($0.effect))?["kind"]?.stringValue }
+        XCTAssertEqual(kinds.filter { $0 == "AgentQuarantined" }.count, 1, "\(kinds)")
+        XCTAssertEqual(kinds.filter { $0 == "AgentReleased" }.count, 1, "\(kinds)")
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) {
         let end = Date().addingTimeInterval(timeout)
         while !condition() {

@@ -7,7 +7,7 @@ public typealias Reducer = @Sendable (inout WorldState, Effect) throws(GunnError
 public struct ReducerRegistry: Sendable {
     public static let builtInKinds: [String] = [
         "Move", "Speak", "Interact", "EntityUpsert", "EntityRemove", "RelationshipSet", "RelationshipRemove",
-        "TimeTick", "Collision", "JSONPatch", "GenerationCancelled",
+        "TimeTick", "Collision", "JSONPatch", "GenerationCancelled", "AgentQuarantined", "AgentReleased",
     ]
 
     private var custom: [String: Reducer] = [:]
@@ -36,6 +36,7 @@ public struct ReducerRegistry: Sendable {
         case "Collision": try Self.collision(&state, effect)
         case "JSONPatch": try Self.jsonPatch(&state, effect)
         case "GenerationCancelled": try Self.generationCancelled(effect)
+        case "AgentQuarantined", "AgentReleased": try Self.quarantineRecord(effect)
         default:
             guard let reducer = custom[effect.kind] else {
                 throw GunnError(.unknownEffectKind, "no reducer for effect kind \"\(effect.kind)\"")
@@ -80,6 +81,13 @@ public struct ReducerRegistry: Sendable {
 
     /// A record, not a change: a generation was halted (`reason`, `tokens_discarded`). The world
     /// is untouched, so no view changes and nothing is interrupted by it.
+    /// A record only (the world does not change): the web adapter quarantined an agent after
+    /// repeated refusals of its token, or an operator released it (gunnctl token release).
+    static func quarantineRecord(_ effect: Effect) throws(GunnError) {
+        _ = try string(effect, "agent_id")
+        _ = try string(effect, "reason")
+    }
+
     static func generationCancelled(_ effect: Effect) throws(GunnError) {
         _ = try string(effect, "agent_id")
         _ = try string(effect, "req_id")
