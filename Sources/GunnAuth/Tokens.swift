@@ -131,6 +131,8 @@ public final class TokenStore: Sendable {
     public struct Registry: Sendable, Equatable {
         public var issued: [TokenClaims] = []
         public var revoked: Set<String> = []
+        /// The file exists but cannot be read: every token is refused (fail closed) until it can.
+        public var unreadable = false
     }
 
     public init(dataDir: String) { self.dataDir = dataDir }
@@ -176,11 +178,15 @@ public final class TokenStore: Sendable {
         }
     }
 
-    public func isRevoked(_ id: String) -> Bool { registry().revoked.contains(id) }
+    public func isRevoked(_ id: String) -> Bool {
+        let r = registry()
+        return r.unreadable || r.revoked.contains(id)
+    }
 
     static func read(_ path: String) -> Registry {
+        guard FileManager.default.fileExists(atPath: path) else { return Registry() }
         guard let data = FileManager.default.contents(atPath: path), data.count <= 64 << 20,
-              let v = try? JSONParser.parse([UInt8](data)) else { return Registry() }
+              let v = try? JSONParser.parse([UInt8](data)) else { return Registry(unreadable: true) }
         var r = Registry()
         r.issued = (v["issued"]?.arrayValue ?? []).compactMap { try? TokenClaims(json: $0) }
         r.revoked = Set((v["revoked"]?.arrayValue ?? []).compactMap(\.stringValue))
@@ -196,11 +202,15 @@ public final class TokenStore: Sendable {
         defer { Glibc.close(lockFD) }
         guard flock(lockFD, LOCK_EX) == 0 else { throw GunnError(.configInvalid, "cannot lock \(registryPath)") }
         var r = Self.read(registryPath)
+        guard !r.unreadable else { throw GunnError(.configInvalid, "\(registryPath) cannot be read; fix or remove it (every token is refused meanwhile)") }
         try change(&r)
         let now = Int64(Date().timeIntervalSince1970)
         if r.issued.count > Self.maxIssued {
-            r.issued.sort { ($0.expiresAt < now ? 0 : 1, $0.issuedAt) < ($1.expiresAt < now ? 0 : 1, $1.issuedAt) }
-            r.issued.removeFirst(r.issued.count - Self.maxIssued)
+            // Expired tokens make room; live ones are never dropped (their revocation would be lost).
+            r.issued.removeAll { $0.expiresAt < now && !r.revoked.contains($0.id) }
+            guard r.issued.count <= Self.maxIssued else {
+                throw GunnError(.quotaExceeded, "\(Self.maxIssued) live tokens are issued already; revoke some or wait for them to expire")
+            }
         }
         if r.revoked.count > Self.maxRevoked {
             // Revoked ids of tokens that have expired need no entry any more.

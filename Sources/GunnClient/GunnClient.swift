@@ -101,13 +101,14 @@ public final class GunnClient: Sendable {
                 let c = try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", clientName: name))
                 let again = state.withLock { s -> [RegisterAgent] in
                     s.connects += 1
-                    s.conn = c
                     s.observations.reopen(); s.cancels.reopen(); s.tokens.reopen()
                     s.resyncPending.removeAll() // the re-registration brings a view of its own
                     return s.registrations.sorted { $0.key < $1.key }.map { id, json in s.held.reRegistration(id, json) }
                 }
                 startReader(c)
                 for r in again { try await reRegister(r, on: c, until: until) }
+                // Published only now: nobody uses the connection before its agents are registered on it.
+                state.withLock { $0.conn = c }
                 return c
             } catch {
                 let delay = backoff.next()

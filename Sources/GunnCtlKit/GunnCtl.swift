@@ -123,7 +123,12 @@ public enum GunnCtl {
                     let tenant = option("--tenant") ?? "default"
                     let world = option("--world")
                     var agents: [String] = []
-                    while let a = option("--agent") { agents += a.split(separator: ",").map(String.init) }
+                    while let a = option("--agent") {
+                        let names = a.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                        // An empty name (an unset shell variable) must not widen the token to every agent.
+                        guard !names.contains(where: \.isEmpty) else { throw Exit(code: 2, message: "\(ErrorCode.configInvalid): --agent needs a non-empty agent id") }
+                        agents += names
+                    }
                     let rights = (option("--rights") ?? "observe,act").split(separator: ",").map(String.init)
                     let ttl = try number(option("--ttl-s"), "--ttl-s", 1...(10 * 365 * 86400)) ?? 86400
                     try await ctl.tokenIssue(tenant: tenant, world: world, agents: agents.isEmpty ? ["*"] : agents, rights: rights, ttlSeconds: ttl)

@@ -76,7 +76,7 @@ extension WebAdapter {
                       summary: "One token of a live generation (right: act), relayed as partial speech to the agents that see the speaker.",
                       secured: true, body: ["$ref": "#/components/schemas/Token"], parameters: [agentParam, reqParam],
                       responses: [(202, "Relayed", "Status"), (400, "A field is unknown, ill-typed or out of range", "Error"),
-                                  (404, "Not registered here", "Error")] + common,
+                                  (404, "Not registered here", "Error"), (409, "The generation is not live (GENERATION_CANCELLED)", "Error")] + common,
                       handle: async { [self] req in await postToken(req) }),
             Operation(method: "POST", path: "/v1/agents/{agent_id}/generations/{req_id}/halted", id: "reportHalted",
                       summary: "The generation stopped (right: act): finished, or cancelled after a cancel message.",

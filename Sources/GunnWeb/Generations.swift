@@ -5,6 +5,7 @@ import GunnCore
 import GunnHTTP
 import GunnIO
 import GunnWire
+import Synchronization
 
 /// External LLM agents: an agent whose model runs in the user's own process begins a generation
 /// (its cancel token: the view it decided on), streams its tokens (relayed as partial speech to the
@@ -27,6 +28,7 @@ extension WebAdapter {
             let token = try await client.beginGeneration(AgentID(agent), reqID: ReqID(reqID),
                                                          deadlineMs: UInt32(body["deadline_ms"]?.numberValue ?? 0),
                                                          tokenBudget: UInt32(body["token_budget"]?.numberValue ?? 0))
+            setGeneration(agent, token.reqID)
             return .json(["agent_id": .string(agent), "req_id": .string(token.reqID), "context_seq": .number(Double(token.contextSeq)),
                           "context_digest": .string(token.contextDigest)], status: 201)
         } catch let e as GunnError {
@@ -51,6 +53,7 @@ extension WebAdapter {
         guard SchemaCheck.matches(reqID, Self.reqIDPattern) else { return .error(.invalidField, "req_id does not match \(Self.reqIDPattern)") }
         do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
         guard owns(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        guard isLive(agent, reqID) else { return .error(.generationCancelled, "generation \(reqID) of \(agent) is not live (never begun here, halted, or cancelled)") }
         let index = UInt32(body["index"]?.numberValue ?? 0), text = body["text"]?.stringValue ?? ""
         do { try await client.relayToken(AgentID(agent), reqID: ReqID(reqID), index: index, text: text) } catch {
             return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
@@ -74,6 +77,7 @@ extension WebAdapter {
         do {
             try await client.endGeneration(ReqID(reqID), agent: AgentID(agent), tokensEmitted: UInt32(body["tokens_emitted"]?.numberValue ?? 0),
                                            haltLatencyUs: UInt64(body["halt_latency_us"]?.numberValue ?? 0), cancelled: body["cancelled"]?.boolValue ?? false)
+            if isLive(agent, reqID) { setGeneration(agent, nil) }
             return .json(["status": "halted"])
         } catch let e as GunnError {
             return Self.answer(e)
@@ -107,4 +111,13 @@ extension StreamHub {
             send(m, to: listener)
         }
     }
+}
+
+/// The live generation of each agent this adapter hosts (the orchestrator allows one per agent,
+/// so the table is bounded by the agents): begun here, retired by halted or by a cancellation.
+final class GenerationsBox: Sendable {
+    private let live = Mutex<[String: String]>([:])
+    func set(_ agent: String, _ reqID: String?) { live.withLock { $0[agent] = reqID } }
+    func isLive(_ agent: String, _ reqID: String) -> Bool { live.withLock { $0[agent] == reqID } }
+    func cancelled(_ agent: String, _ reqID: String) { live.withLock { if $0[agent] == reqID { $0[agent] = nil } } }
 }

@@ -35,9 +35,12 @@ final class StreamHub: Sendable {
     }
     private let state = Mutex(State())
     let tokenForwarderStarted = Atomic<Bool>(false)
+    /// Told of every cancellation (the adapter retires the generation: its tokens are refused after).
+    let onCancel: (@Sendable (String, String) -> Void)?
 
-    init(client: GunnClient, window: Int) {
+    init(client: GunnClient, window: Int, onCancel: (@Sendable (String, String) -> Void)? = nil) {
         self.client = client
+        self.onCancel = onCancel
         self.window = max(1, window)
     }
 
@@ -51,6 +54,7 @@ final class StreamHub: Sendable {
         }
         Task { [self] in
             while let c = await client.nextCancel(for: AgentID(agent)) {
+                onCancel?(agent, c.reqID)
                 let m = Self.encode(["type": "cancel", "agent_id": .string(agent), "req_id": .string(c.reqID),
                                      "reason": .string(c.reason), "code": .number(Double(c.code))])
                 state.withLock { s in s.subscribers[agent] = (s.subscribers[agent] ?? [:]).filter { $0.value.sink(m) } }

@@ -2,6 +2,7 @@ import Foundation
 import GunnAuth
 import GunnCore
 import GunnHTTP
+import Synchronization
 
 extension WebAdapter {
     /// `GET /v1/stream?agents=A,B[&resume=A:VIEW_SEQ:DIGEST,…]` upgraded to WebSocket: for each
@@ -23,17 +24,22 @@ extension WebAdapter {
             guard let ws else { return false }
             return ws.send(.text, Array(text.utf8))
         }
-        var subs: [(String, UInt64)] = []
-        for a in agents { subs.append((a, hub.subscribe(a, resume: marks[a], sink).0)) }
+        // The handlers are in place before the first message goes out, so a connection that fails
+        // while the views are written still releases its subscriptions and its stream slot.
+        let subs = Mutex<[(String, UInt64)]>([])
         let tenant = claims.tenant
         ws.onClose = { [hub] _, _ in
-            for (a, id) in subs { hub.unsubscribe(a, id) }
+            for (a, id) in subs.withLock({ $0 }) { hub.unsubscribe(a, id) }
             self.closeStream(tenant: tenant)
         }
-        ws.onMessage = { m in
+        ws.onMessage = { [weak ws] m in
             // The stream is one-way; a client's text is answered with an error, nothing else.
-            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)),
+            ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)),
                                             "name": .string(ErrorCode.unknownMessage.name), "message": "this stream takes no messages; use the REST API"]))
+        }
+        for a in agents {
+            let id = hub.subscribe(a, resume: marks[a], sink).0
+            subs.withLock { $0.append((a, id)) }
         }
     }
 

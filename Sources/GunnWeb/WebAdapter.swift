@@ -50,10 +50,13 @@ public final class WebAdapter: Sendable {
         var refusals = 0
         /// Refusals counted towards quarantine, by agent (bounded: cleared past `maxCounted`).
         var violations: [String: Int] = [:]
+
     }
     static let maxCounted = 100_000
     let quarantine: QuarantineList?
     let contexts: ContextJournal
+    let generationsBox: GenerationsBox
+    private let persistLock = Mutex(())
 
     /// Retries of an intent without context_seq within this many later intents reuse its context.
     static let maxRememberedContexts = 100_000
@@ -65,7 +68,9 @@ public final class WebAdapter: Sendable {
         self.auth = auth
         self.agentsFile = agentsFile
         quarantine = agentsFile.map { QuarantineList(dataDir: ($0 as NSString).deletingLastPathComponent) }
-        hub = StreamHub(client: client, window: config.resumeWindow)
+        let generationsBox = GenerationsBox()
+        hub = StreamHub(client: client, window: config.resumeWindow) { agent, reqID in generationsBox.cancelled(agent, reqID) }
+        self.generationsBox = generationsBox
         hub.ensureTokenForwarder()
         contexts = ContextJournal(path: agentsFile.map { ($0 as NSString).deletingLastPathComponent + "/web-contexts.jsonl" },
                                   capacity: Self.maxRememberedContexts)
@@ -121,6 +126,11 @@ public final class WebAdapter: Sendable {
 
     private func persistOwners() {
         guard let agentsFile else { return }
+        // One writer at a time, so an older snapshot is never renamed over a newer one.
+        persistLock.withLock { _ in writeOwners(agentsFile) }
+    }
+
+    private func writeOwners(_ agentsFile: String) {
         let doc = state.withLock { s -> JSONValue in
             var o = JSONObject()
             for (a, e) in s.owners { o[a] = .object(JSONObject(["tenant": .string(e.tenant), "registration": e.registration])) }
@@ -144,6 +154,9 @@ public final class WebAdapter: Sendable {
             state.withLock { $0.refusals += 1 }
             throw error
         }
+        if let agent, !SchemaCheck.matches(agent, Self.agentIDPattern) {
+            throw GunnError(.invalidAgentID, "agent ids match \(Self.agentIDPattern)")
+        }
         if let agent, quarantine?.isQuarantined(agent) == true {
             throw GunnError(.agentQuarantined, "agent \(agent) is quarantined after repeated refusals; an operator releases it (gunnctl token release)")
         }
@@ -166,6 +179,10 @@ public final class WebAdapter: Sendable {
     func takeRate(tenant: String, agent: String?) throws(GunnError) {
         let now = EventLoop.now()
         let wait = state.withLock { s -> UInt64? in
+            // Buckets are kept for this tenant's own agents only, and both tables are bounded.
+            let agent = agent.flatMap { s.owners[$0]?.tenant == tenant ? $0 : nil }
+            if s.agentBuckets.count > Self.maxCounted { s.agentBuckets.removeAll() }
+            if s.tenantBuckets.count > Self.maxCounted { s.tenantBuckets.removeAll() }
             var t = s.tenantBuckets[tenant] ?? TokenBucket(capacity: config.tenantBurst, refillPerSecond: config.tenantRate)
             if let w = t.take(at: now) { s.tenantBuckets[tenant] = t; return w }
             if let agent {
@@ -204,19 +221,32 @@ public final class WebAdapter: Sendable {
         obj["tenant"] = .string(claims.tenant)
         let registration = JSONValue.object(obj)
         do { _ = try WireJSON.registration(registration) } catch { return Self.answer(error) }
-        let admitted = state.withLock { s -> Bool in
-            if s.owners[agent] != nil { return true }
-            return s.owners.values.filter { $0.tenant == claims.tenant }.count < config.maxAgentsPerTenant
+        // The agent is reserved for this tenant before the orchestrator is asked, so two tenants
+        // registering one new id at once cannot both win; a failed registration gives it back.
+        enum Admission { case fresh, again, taken, full }
+        let admission = state.withLock { s -> Admission in
+            if let o = s.owners[agent] { return o.tenant == claims.tenant ? .again : .taken }
+            guard s.owners.values.filter({ $0.tenant == claims.tenant }).count < config.maxAgentsPerTenant else { return .full }
+            s.owners[agent] = (claims.tenant, registration)
+            return .fresh
         }
-        guard admitted else { return .error(.forbidden, "tenant \(claims.tenant) holds its maximum of \(config.maxAgentsPerTenant) agents") }
+        switch admission {
+        case .taken: return .error(.tenantIsolationViolation, "agent \(agent) belongs to another tenant")
+        case .full: return .error(.quotaExceeded, "tenant \(claims.tenant) holds its maximum of \(config.maxAgentsPerTenant) agents", retryAfterMs: 60_000)
+        case .fresh, .again: break
+        }
+        func refuse(_ r: HTTPResponse) -> HTTPResponse {
+            if admission == .fresh { state.withLock { s in if s.owners[agent]?.tenant == claims.tenant { s.owners[agent] = nil } } }
+            return r
+        }
         do {
-            guard try await client.register(registration) != nil else { return .error(.adapterUnavailable, "the orchestrator sent no view for \(agent)", retryAfterMs: 500) }
+            guard try await client.register(registration) != nil else { return refuse(.error(.adapterUnavailable, "the orchestrator sent no view for \(agent)", retryAfterMs: 500)) }
         } catch let e as GunnError {
-            return .error(e)
+            return refuse(.error(e))
         } catch let e as ConnectionError {
-            return .error(e.code, e.message, retryAfterMs: 500)
+            return refuse(.error(e.code, e.message, retryAfterMs: 500))
         } catch {
-            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+            return refuse(.error(.adapterUnavailable, "\(error)", retryAfterMs: 500))
         }
         state.withLock { $0.owners[agent] = (claims.tenant, registration) }
         persistOwners()
@@ -260,6 +290,8 @@ public final class WebAdapter: Sendable {
         case (nil, nil):
             let random = (try? SecureRandom.bytes(count: 12)).map { Digest(bytes: $0).hex } ?? UUID().uuidString
             obj["req_id"] = .string("web-" + random)
+            // An id made here is never retried: its context needs no journal.
+            if obj["context_seq"] == nil { obj["context_seq"] = .number(Double(seq)) }
         default:
             break
         }
@@ -292,7 +324,19 @@ public final class WebAdapter: Sendable {
         do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/EffectDraft"]) } catch {
             return Self.answer(error)
         }
-        do { _ = try authorize(req, .emit) } catch { return Self.answer(error) }
+        let claims: TokenClaims
+        do { claims = try authorize(req, .emit) } catch { return Self.answer(error) }
+        // An effect may not touch another tenant's agents: every agent id its payload names must be
+        // unowned or this tenant's, and a JSONPatch (which can reach anything) needs admin.
+        if body["kind"]?.stringValue == "JSONPatch" && !claims.rights.contains(.admin) {
+            return .error(.forbidden, "a JSONPatch effect needs the admin right")
+        }
+        for key in ["agent_id", "id", "from", "to", "target", "entity_id", "source_id"] {
+            let named = body["payload"]?[key]?.stringValue ?? (key == "source_id" ? body["source_id"]?.stringValue : nil)
+            if let a = named, let owner = state.withLock({ $0.owners[a]?.tenant }), owner != claims.tenant {
+                return .error(.tenantIsolationViolation, "the effect names agent \(a) of another tenant")
+            }
+        }
         let draft: EffectDraft
         do { draft = try WireJSON.draft(body) } catch { return Self.answer(error) }
         do {
@@ -322,7 +366,8 @@ public final class WebAdapter: Sendable {
 
     /// A WebSocket or SSE stream opens for `agents` of one tenant, within its stream cap.
     func openStream(_ req: HTTPRequest) throws(GunnError) -> (TokenClaims, [String]) {
-        let names = (req.query("agents") ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        var seen = Set<String>()
+        let names = (req.query("agents") ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty && seen.insert($0).inserted }
         guard !names.isEmpty, names.count <= 64 else { throw GunnError(.invalidField, "query parameter \"agents\" must name 1 to 64 agents") }
         var claims: TokenClaims?
         for a in names {
@@ -363,8 +408,10 @@ public final class WebAdapter: Sendable {
     /// cover count against nobody, so no one can quarantine someone else's agent.
     func violation(_ claims: TokenClaims, agent: String?, _ error: GunnError) {
         state.withLock { $0.refusals += 1 }
-        guard config.quarantineAfter > 0, let agent, let quarantine, claims.covers(agent: agent),
-              state.withLock({ $0.owners[agent]?.tenant }) == claims.tenant || claims.agents.contains(agent) else { return }
+        // Only the tenant's own agent, and not for a rate limit (a client that overruns its own
+        // quota is slowed, not quarantined).
+        guard config.quarantineAfter > 0, error.code != .quotaExceeded, let agent, let quarantine, claims.covers(agent: agent),
+              state.withLock({ $0.owners[agent]?.tenant }) == claims.tenant else { return }
         let reached = state.withLock { s -> Bool in
             if s.violations.count >= Self.maxCounted { s.violations.removeAll() }
             let n = s.violations[agent, default: 0] + 1
@@ -382,6 +429,9 @@ public final class WebAdapter: Sendable {
 
     /// Whether `agent` is this adapter's (registered through it, now or before a restart).
     func owns(_ agent: String) -> Bool { state.withLock { $0.owners[agent] != nil } }
+
+    func setGeneration(_ agent: String, _ reqID: String?) { generationsBox.set(agent, reqID) }
+    func isLive(_ agent: String, _ reqID: String) -> Bool { generationsBox.isLive(agent, reqID) }
 
     /// The answer to a refusal: the code's status from docs/errors.md, except WORLD_MISMATCH, which
     /// a token of another world gets as 403 (it is a credential refusal here, not a conflict).
