@@ -349,14 +349,18 @@ public final class WebAdapter: Sendable {
         }
     }
 
-    /// Ready: the orchestrator answers (its status within a second) and its log link's breaker is closed.
+    /// Ready: the orchestrator answers its status within a second and every breaker it reports
+    /// (its log link's) is closed.
     func ready() async -> HTTPResponse {
-        let probe = Task { try await client.head() }
+        let probe = Task { try await client.status() }
         let timer = Task { try await Task.sleep(nanoseconds: 1_000_000_000); probe.cancel() }
         defer { timer.cancel() }
         do {
-            let head = try await probe.value
-            return .json(.object(JSONObject(["status": "ready", "global_seq": .number(Double(head.seq))])))
+            let status = try await probe.value
+            if let open = status.breakers.first(where: { $0.state != "closed" }) {
+                return .error(.adapterUnavailable, "the orchestrator's \(open.name) breaker is \(open.state)", retryAfterMs: 1000)
+            }
+            return .json(.object(JSONObject(["status": "ready", "global_seq": .number(Double(status.headSeq))])))
         } catch {
             return .error(.adapterUnavailable, "the orchestrator does not answer", retryAfterMs: 1000)
         }

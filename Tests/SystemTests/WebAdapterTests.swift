@@ -630,6 +630,21 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertEqual(kinds.filter { $0 == "AgentReleased" }.count, 1, "\(kinds)")
     }
 
+    /// /health answers while the process lives; /ready only while the orchestrator answers and its
+    /// log breaker is closed (opened by hand with gunnctl, then closed again).
+    func testReadyFollowsTheOrchestratorsBreaker() throws {
+        try startSystem()
+        XCTAssertEqual(try http("GET", "/health").0, 200)
+        XCTAssertEqual(try http("GET", "/ready").0, 200)
+        XCTAssertEqual(try GunnHome(home).gunnctl(["breaker", "open", "eventlog"]).status, 0)
+        let (s, j, _) = try http("GET", "/ready")
+        XCTAssertEqual(s, 503)
+        XCTAssertEqual(j?["name"]?.stringValue, ErrorCode.adapterUnavailable.name)
+        XCTAssertEqual(try GunnHome(home).gunnctl(["breaker", "close", "eventlog"]).status, 0)
+        XCTAssertEqual(try http("GET", "/ready").0, 200)
+        XCTAssertEqual(try http("GET", "/health").0, 200)
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) {
         let end = Date().addingTimeInterval(timeout)
         while !condition() {
