@@ -9,28 +9,17 @@ import GunnCore
 /// whenever it changes.
 public final class QuarantineList: Sendable {
     public let path: String
-    private struct Cache { var agents: [String: String] = [:]; var size = -1; var mtime = -1 }
-    private let cache = Mutex(Cache())
+    private let file: WatchedFile<[String: String]>
     /// Agents held in quarantine at most (the file is bounded like everything else).
     public static let maxAgents = 100_000
 
-    public init(dataDir: String) { path = dataDir + "/web-quarantine.json" }
+    public init(dataDir: String) {
+        path = dataDir + "/web-quarantine.json"
+        file = WatchedFile(path: path, empty: [:]) { Self.read($0) }
+    }
 
     /// agent → reason, as the file holds it now.
-    public func current() -> [String: String] {
-        var st = stat()
-        let found = stat(path, &st) == 0
-        let size = found ? Int(st.st_size) : 0
-        let mtime = found ? Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec) : 0
-        return cache.withLock { c in
-            if c.size != size || c.mtime != mtime {
-                c.agents = Self.read(path)
-                c.size = size
-                c.mtime = mtime
-            }
-            return c.agents
-        }
-    }
+    public func current() -> [String: String] { file.current }
 
     public func isQuarantined(_ agent: String) -> Bool { current()[agent] != nil }
 

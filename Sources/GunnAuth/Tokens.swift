@@ -121,8 +121,7 @@ public enum Base64URL {
 /// the web adapter reads it again whenever the file changes, so a revocation holds at once.
 public final class TokenStore: Sendable {
     public let dataDir: String
-    private struct Cache { var registry = Registry(); var size = -1; var mtime = -1 }
-    private let cache = Mutex(Cache())
+    private let file: WatchedFile<Registry>
 
     /// Tokens kept in the registry at most (the oldest expired ones go first).
     public static let maxIssued = 10_000
@@ -135,7 +134,10 @@ public final class TokenStore: Sendable {
         public var unreadable = false
     }
 
-    public init(dataDir: String) { self.dataDir = dataDir }
+    public init(dataDir: String) {
+        self.dataDir = dataDir
+        file = WatchedFile(path: dataDir + "/web-tokens.json", empty: Registry()) { Self.read($0) }
+    }
 
     public var secretPath: String { dataDir + "/web-secret" }
     public var registryPath: String { dataDir + "/web-tokens.json" }
@@ -163,20 +165,7 @@ public final class TokenStore: Sendable {
     }
 
     /// The registry as the file holds it now (re-read only when its size or mtime changed).
-    public func registry() -> Registry {
-        var st = stat()
-        let found = stat(registryPath, &st) == 0
-        let size = found ? Int(st.st_size) : 0
-        let mtime = found ? Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec) : 0
-        return cache.withLock { c in
-            if c.size != size || c.mtime != mtime {
-                c.registry = Self.read(registryPath)
-                c.size = size
-                c.mtime = mtime
-            }
-            return c.registry
-        }
-    }
+    public func registry() -> Registry { file.current }
 
     public func isRevoked(_ id: String) -> Bool {
         let r = registry()

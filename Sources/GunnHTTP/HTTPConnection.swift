@@ -816,8 +816,8 @@ public struct WebSocketMessage: Sendable {
 /// An accepted WebSocket. Set `onMessage` / `onClose` in the endpoint's `onOpen` (they run on the
 /// event loop thread); `send` and `close` may be called from any thread.
 public final class WebSocket: @unchecked Sendable {
-    // `@unchecked Sendable` is safe: `connection`, `onMessage` and `onClose` are touched only on
-    // `loop`'s thread (the handlers are set in onOpen, which runs there; sends hop there).
+    // `@unchecked Sendable` is safe: `connection` and the two handlers are touched only on `loop`'s
+    // thread — the handlers' accessors trap elsewhere, and sends and closes hop there first.
     private weak var connection: HTTPConnection?
     private let loop: EventLoop
     public let subprotocol: String?

@@ -14,13 +14,24 @@ import Synchronization
 /// generating goes stale (`reason`: `stale_due_to:N`); it then stops and reports halted with
 /// `cancelled: true`, and the orchestrator logs the cancellation.
 extension WebAdapter {
+    /// What the tokens and halted calls check first: the body against `schema`, the path's
+    /// req_id, the token's act right for the agent, and that the agent is this adapter's.
+    func generationCall(_ req: HTTPRequest, _ schema: String) -> Result<(String, String, JSONValue), Refusal> {
+        let agent = req.params["agent_id"] ?? "", reqID = req.params["req_id"] ?? ""
+        let body: JSONValue
+        switch checkedBody(req, schema) { case .success(let b): body = b; case .failure(let r): return .failure(r) }
+        guard SchemaCheck.matches(reqID, Self.reqIDPattern) else {
+            return .failure(Refusal(response: .error(.invalidField, "req_id does not match \(Self.reqIDPattern)")))
+        }
+        do { _ = try authorize(req, .act, agent: agent) } catch { return .failure(Refusal(response: Self.answer(error))) }
+        guard owns(agent) else { return .failure(Refusal(response: .error(.invalidAgentID, "agent \(agent) is not registered here"))) }
+        return .success((agent, reqID, body))
+    }
+
     func beginGeneration(_ req: HTTPRequest) async -> HTTPResponse {
         let agent = req.params["agent_id"] ?? ""
         let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Generation"]) } catch {
-            return Self.answer(error)
-        }
+        switch checkedBody(req, "Generation") { case .success(let b): body = b; case .failure(let r): return r.response }
         do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
         guard await ensureRegistered(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
         let reqID = body["req_id"]?.stringValue ?? ""
@@ -31,12 +42,8 @@ extension WebAdapter {
             setGeneration(agent, token.reqID)
             return .json(["agent_id": .string(agent), "req_id": .string(token.reqID), "context_seq": .number(Double(token.contextSeq)),
                           "context_digest": .string(token.contextDigest)], status: 201)
-        } catch let e as GunnError {
-            return Self.answer(e)
-        } catch let e as ConnectionError {
-            return .error(e.code, e.message, retryAfterMs: 500)
         } catch {
-            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+            return Self.failure(error)
         }
     }
 
@@ -44,15 +51,8 @@ extension WebAdapter {
     /// generation that is no longer live is refused by the orchestrator and dropped: partial speech
     /// is a preview; the committed Speak is what counts).
     func postToken(_ req: HTTPRequest) async -> HTTPResponse {
-        let agent = req.params["agent_id"] ?? "", reqID = req.params["req_id"] ?? ""
-        let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Token"]) } catch {
-            return Self.answer(error)
-        }
-        guard SchemaCheck.matches(reqID, Self.reqIDPattern) else { return .error(.invalidField, "req_id does not match \(Self.reqIDPattern)") }
-        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
-        guard owns(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        let agent: String, reqID: String, body: JSONValue
+        switch generationCall(req, "Token") { case .success(let c): (agent, reqID, body) = c; case .failure(let r): return r.response }
         guard isLive(agent, reqID) else { return .error(.generationCancelled, "generation \(reqID) of \(agent) is not live (never begun here, halted, or cancelled)") }
         let index = UInt32(body["index"]?.numberValue ?? 0), text = body["text"]?.stringValue ?? ""
         do { try await client.relayToken(AgentID(agent), reqID: ReqID(reqID), index: index, text: text) } catch {
@@ -65,26 +65,15 @@ extension WebAdapter {
     }
 
     func halted(_ req: HTTPRequest) async -> HTTPResponse {
-        let agent = req.params["agent_id"] ?? "", reqID = req.params["req_id"] ?? ""
-        let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Halted"]) } catch {
-            return Self.answer(error)
-        }
-        guard SchemaCheck.matches(reqID, Self.reqIDPattern) else { return .error(.invalidField, "req_id does not match \(Self.reqIDPattern)") }
-        do { _ = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
-        guard owns(agent) else { return .error(.invalidAgentID, "agent \(agent) is not registered here") }
+        let agent: String, reqID: String, body: JSONValue
+        switch generationCall(req, "Halted") { case .success(let c): (agent, reqID, body) = c; case .failure(let r): return r.response }
         do {
             try await client.endGeneration(ReqID(reqID), agent: AgentID(agent), tokensEmitted: UInt32(body["tokens_emitted"]?.numberValue ?? 0),
                                            haltLatencyUs: UInt64(body["halt_latency_us"]?.numberValue ?? 0), cancelled: body["cancelled"]?.boolValue ?? false)
             if isLive(agent, reqID) { setGeneration(agent, nil) }
             return .json(["status": "halted"])
-        } catch let e as GunnError {
-            return Self.answer(e)
-        } catch let e as ConnectionError {
-            return .error(e.code, e.message, retryAfterMs: 500)
         } catch {
-            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+            return Self.failure(error)
         }
     }
 }

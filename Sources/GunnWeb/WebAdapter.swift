@@ -210,10 +210,7 @@ public final class WebAdapter: Sendable {
 
     func register(_ req: HTTPRequest) async -> HTTPResponse {
         let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/Registration"]) } catch {
-            return Self.answer(error)
-        }
+        switch checkedBody(req, "Registration") { case .success(let b): body = b; case .failure(let r): return r.response }
         guard case .object(var obj) = body, let agent = obj["agent_id"]?.stringValue else { return .error(.invalidField, "the registration must be an object with agent_id") }
         let claims: TokenClaims
         do { claims = try authorize(req, .act, agent: agent) } catch { return Self.answer(error) }
@@ -241,12 +238,8 @@ public final class WebAdapter: Sendable {
         }
         do {
             guard try await client.register(registration) != nil else { return refuse(.error(.adapterUnavailable, "the orchestrator sent no view for \(agent)", retryAfterMs: 500)) }
-        } catch let e as GunnError {
-            return refuse(.error(e))
-        } catch let e as ConnectionError {
-            return refuse(.error(e.code, e.message, retryAfterMs: 500))
         } catch {
-            return refuse(.error(.adapterUnavailable, "\(error)", retryAfterMs: 500))
+            return refuse(Self.failure(error))
         }
         state.withLock { $0.owners[agent] = (claims.tenant, registration) }
         persistOwners()
@@ -268,10 +261,7 @@ public final class WebAdapter: Sendable {
     func submit(_ req: HTTPRequest) async -> HTTPResponse {
         let agent = req.params["agent_id"] ?? ""
         let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidIntent).check(body, ["$ref": "#/components/schemas/Intent"]) } catch {
-            return Self.answer(error)
-        }
+        switch checkedBody(req, "Intent", code: .invalidIntent) { case .success(let b): body = b; case .failure(let r): return r.response }
         if let key = req.headers["idempotency-key"], !SchemaCheck.matches(key, Self.reqIDPattern) {
             return .error(.invalidField, "the Idempotency-Key header does not match \(Self.reqIDPattern)")
         }
@@ -309,21 +299,14 @@ public final class WebAdapter: Sendable {
             case .rejected(let e):
                 return .error(e)
             }
-        } catch let e as ConnectionError {
-            return .error(e.code, e.message, retryAfterMs: 500)
-        } catch let e as GunnError {
-            return .error(e)
         } catch {
-            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+            return Self.failure(error)
         }
     }
 
     func emit(_ req: HTTPRequest) async -> HTTPResponse {
         let body: JSONValue
-        do { body = try req.json() } catch { return Self.answer(error) }
-        do { try SchemaCheck(components: Self.schemas, code: .invalidField).check(body, ["$ref": "#/components/schemas/EffectDraft"]) } catch {
-            return Self.answer(error)
-        }
+        switch checkedBody(req, "EffectDraft") { case .success(let b): body = b; case .failure(let r): return r.response }
         let claims: TokenClaims
         do { claims = try authorize(req, .emit) } catch { return Self.answer(error) }
         // An effect may not touch another tenant's agents: every agent id its payload names must be
@@ -342,10 +325,8 @@ public final class WebAdapter: Sendable {
         do {
             if let e = try await client.emit(draft) { return .error(e) }
             return .json(.object(JSONObject(["status": "accepted"])), status: 202)
-        } catch let e as ConnectionError {
-            return .error(e.code, e.message, retryAfterMs: 500)
         } catch {
-            return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+            return Self.failure(error)
         }
     }
 
@@ -436,6 +417,30 @@ public final class WebAdapter: Sendable {
 
     func setGeneration(_ agent: String, _ reqID: String?) { generationsBox.set(agent, reqID) }
     func isLive(_ agent: String, _ reqID: String) -> Bool { generationsBox.isLive(agent, reqID) }
+
+    /// A request body parsed as JSON and checked against `schema` of the served document, or the
+    /// answer to send instead (400 INVALID_JSON, or `code` naming the field).
+    func checkedBody(_ req: HTTPRequest, _ schema: String, code: ErrorCode = .invalidField) -> Result<JSONValue, Refusal> {
+        do {
+            let body = try req.json()
+            try SchemaCheck(components: Self.schemas, code: code).check(body, ["$ref": .string("#/components/schemas/\(schema)")])
+            return .success(body)
+        } catch {
+            return .failure(Refusal(response: Self.answer(error)))
+        }
+    }
+
+    struct Refusal: Error { let response: HTTPResponse }
+
+    /// The answer when a call to the orchestrator failed: its coded refusal, or (the connection
+    /// is away) ADAPTER_UNAVAILABLE with a retry hint.
+    static func failure(_ error: any Error) -> HTTPResponse {
+        switch error {
+        case let e as GunnError: return answer(e)
+        case let e as ConnectionError: return .error(e.code, e.message, retryAfterMs: 500)
+        default: return .error(.adapterUnavailable, "\(error)", retryAfterMs: 500)
+        }
+    }
 
     /// The answer to a refusal: the code's status from docs/errors.md, except WORLD_MISMATCH, which
     /// a token of another world gets as 403 (it is a credential refusal here, not a conflict).

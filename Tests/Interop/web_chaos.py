@@ -107,9 +107,8 @@ async def submitter(agent, acked, progress, refused):
                 refused.append(key)
                 attempt += 1
                 key = f"{agent}-{k}-{attempt}"
-            # Anything else (the adapter is down, 503 …): the same key again.
+            # Anything else (the adapter is down, 503 …): the same key again, after a short backoff.
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.01)
 
 
 async def main():
