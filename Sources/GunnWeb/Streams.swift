@@ -29,8 +29,13 @@ extension WebAdapter {
         let subs = Mutex<[(String, UInt64)]>([])
         let tenant = claims.tenant
         ws.onClose = { [hub] _, _ in
-            for (a, id) in subs.withLock({ $0 }) { hub.unsubscribe(a, id) }
-            self.closeStream(tenant: tenant)
+            // Off this stack: a close can happen inside a send that `hub.subscribe` makes while it
+            // holds the hub's lock (the peer reset the connection mid-subscription).
+            let held = subs.withLock { $0 }
+            Task {
+                for (a, id) in held { hub.unsubscribe(a, id) }
+                self.closeStream(tenant: tenant)
+            }
         }
         ws.onMessage = { [weak ws] m in
             // The stream is one-way; a client's text is answered with an error, nothing else.
