@@ -252,7 +252,10 @@ final class LLMAdapterTests: XCTestCase {
         let port = try Self.freePort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.venvPython)
-        p.arguments = ["-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", "\(port)", "--n_threads", "1"]
+        p.arguments = ["-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", "\(port)", "--n_threads", "1",
+                       // By default llama-cpp-python ends the stream it is serving when another request
+                       // arrives; B and C share a server, so the second one queues instead.
+                       "--interrupt_requests", "false"]
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = out; p.standardError = out
