@@ -10,6 +10,7 @@ import GunnWeb
 //   gunn-adapter-web --home DIR --world-id ID [--listen HOST:PORT] [--tls-cert PEM --tls-key PEM]
 //     [--agent-rate R --agent-burst B --tenant-rate R --tenant-burst B] (requests/s, token buckets)
 //     [--max-agents-per-tenant N --max-streams-per-tenant N] [--quarantine-after N (0: never)]
+//     [--header-timeout-ms MS --body-timeout-ms MS --idle-timeout-ms MS] (slow clients get 408)
 // --listen (or GUNN_WEB_LISTEN) defaults to 127.0.0.1:8787; port 0 picks a free one. The address
 // bound is written to run/web.addr ("http://HOST:PORT"). --world-id falls back to GUNN_WORLD_ID
 // (the supervisor sets it). Tokens are checked against data/web-secret and data/web-tokens.json.
@@ -60,6 +61,10 @@ config.host = host
 config.port = port
 config.serverName = "gunn-adapter-web"
 config.maxConnections = 4096
+// Slow clients (slowloris): the header and body progress deadlines and the keep-alive idle time.
+config.headerTimeout = (number("--header-timeout-ms", 50...600_000) ?? config.headerTimeout * 1000) / 1000
+config.bodyTimeout = (number("--body-timeout-ms", 50...600_000) ?? config.bodyTimeout * 1000) / 1000
+config.idleTimeout = (number("--idle-timeout-ms", 50...3_600_000) ?? config.idleTimeout * 1000) / 1000
 if let cert = args.value("--tls-cert"), let key = args.value("--tls-key") {
     do { config.tls = try TLSServerContext(certificateFile: cert, keyFile: key) } catch { fail(GunnError(.configInvalid, "\(error)")) }
 }

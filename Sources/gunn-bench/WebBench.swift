@@ -9,7 +9,8 @@ import GunnIO
 /// against the same gunn-eventlog and gunn-orchestrator processes. For 10 and 100 agents (one
 /// intent in flight each, each agent on a keep-alive connection of its own): intents/s and reply
 /// p50/p99 over REST and over the socket; then one speaker at 50 events/s and every agent's
-/// committed → delta time on a WebSocket stream and on GunnClient's queue.
+/// committed → delta time on a WebSocket stream, then (a second group, a second speaker) on
+/// GunnClient's queue: `agents` observers at a time, one path at a time.
 enum WebBench {
     struct Row: Codable {
         var agents: Int
@@ -103,46 +104,64 @@ enum WebBench {
             }
             let socketSeconds = EventLoop.now() - t1
 
-            // Delivery: a speaker at 50 events/s with `agents` observers around it over each path
-            // (WebSocket streams of REST-registered agents, GunnClient queues), committed → received.
+            // Delivery: a speaker at 50 events/s with `agents` observers around it, over one path
+            // at a time (WebSocket streams of REST-registered agents, then GunnClient queues, each
+            // group around its own speaker far from the other), committed → received.
             let events = 100
-            let center = -10_000.0
-            func around(_ i: Int) -> (Double, Double) {
+            func around(_ i: Int, _ center: Double) -> (Double, Double) {
                 let a = Double(i) / Double(agents) * 2 * Double.pi
                 return (center + 0.4 * cos(a), center + 0.4 * sin(a))
             }
+            /// Submits `events` speeches of a new speaker at `center`, 20 ms apart, while `collect` runs.
+            func speak(at center: Double, name: String, collect: @escaping @Sendable (UInt64) async throws -> [Double]) async throws -> [Double] {
+                let speaker = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: name)
+                defer { speaker.close() }
+                try await speaker.register(["agent_id": .string(name), "spawn": [.number(center), .number(center)], "distance_limit": 1, "staleness_threshold": 1_000_000_000])
+                try await Task.sleep(nanoseconds: 300_000_000)
+                let startSeq = try await speaker.head().seq
+                let collecting = Task { try await collect(startSeq) }
+                for k in 0..<events {
+                    _ = try await speaker.submit(Intent(kind: .speak, payload: ["text": "tick"], contextSeq: 0, reqID: ReqID("e\(k)"), agentID: AgentID(name)))
+                    try await Task.sleep(nanoseconds: 20_000_000)
+                }
+                return try await collecting.value
+            }
+
+            let wsCenter = -10_000.0
             let registrar = try HTTPKeepAlive(port: port, token: token)
             for i in 0..<agents {
-                let (x, y) = around(i)
+                let (x, y) = around(i, wsCenter)
                 let (rs, rb) = try registrar.call("POST", "/v1/agents", #"{"agent_id":"dw\#(i)","spawn":[\#(x),\#(y)],"distance_limit":1}"#)
                 guard rs == 201 else { throw GunnError(.internalError, "REST registration answered \(rs): \(String(decoding: rb, as: UTF8.self))") }
             }
+            let streams = try (0..<agents).map { i in try WSReader(port: port, token: token, agent: "dw\(i)") }
+            let ws = try await speak(at: wsCenter, name: "speaker-ws") { startSeq in
+                // One thread per stream, so each observation's time is taken as it arrives.
+                let wsTimes = Mutex<[Double]>([])
+                let readers = DispatchGroup()
+                for s in streams {
+                    s.countAfter(startSeq)
+                    readers.enter()
+                    Thread {
+                        let t = s.collect(events: events, seconds: 30)
+                        wsTimes.withLock { $0 += t }
+                        readers.leave()
+                    }.start()
+                }
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in DispatchQueue.global().async { readers.wait(); c.resume() } }
+                return wsTimes.withLock { $0 }
+            }
+
+            let socketCenter = -20_000.0
             var observers: [GunnClient] = []
             for i in 0..<agents {
-                let (x, y) = around(i)
+                let (x, y) = around(i, socketCenter)
                 let c = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "ds\(i)")
                 try await c.register(["agent_id": .string("ds\(i)"), "spawn": [.number(x), .number(y)], "distance_limit": 1])
                 observers.append(c)
             }
-            let streams = try (0..<agents).map { i in try WSReader(port: port, token: token, agent: "dw\(i)") }
-            let speaker = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "speaker")
-            try await speaker.register(["agent_id": "speaker", "spawn": [.number(center), .number(center)], "distance_limit": 1, "staleness_threshold": 1_000_000_000])
-            try await Task.sleep(nanoseconds: 300_000_000)
-            let startSeq = try await speaker.head().seq
-            // One thread per stream, so each observation's time is taken as it arrives.
-            let wsTimes = Mutex<[Double]>([])
-            let readers = DispatchGroup()
-            for s in streams {
-                s.countAfter(startSeq)
-                readers.enter()
-                Thread {
-                    let t = s.collect(events: events, seconds: 30)
-                    wsTimes.withLock { $0 += t }
-                    readers.leave()
-                }.start()
-            }
             let watched = observers
-            let socketTask = Task { () -> [Double] in
+            let sock = try await speak(at: socketCenter, name: "speaker-socket") { startSeq in
                 try await withThrowingTaskGroup(of: [Double].self) { group in
                     for (i, c) in watched.enumerated() {
                         group.addTask {
@@ -158,15 +177,7 @@ enum WebBench {
                     return all
                 }
             }
-            for k in 0..<events {
-                _ = try await speaker.submit(Intent(kind: .speak, payload: ["text": "tick"], contextSeq: 0, reqID: ReqID("e\(k)"), agentID: "speaker"))
-                try await Task.sleep(nanoseconds: 20_000_000)
-            }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in DispatchQueue.global().async { readers.wait(); c.resume() } }
-            let ws = wsTimes.withLock { $0 }
-            let sock = try await socketTask.value
             for c in clients + observers { c.close() }
-            speaker.close()
             let row = Row(agents: agents,
                           restIntentsPerSecond: Double(rest.0.count) / rest.1, restP50Micros: BenchSupport.percentileMicros(rest.0, 50), restP99Micros: BenchSupport.percentileMicros(rest.0, 99),
                           socketIntentsPerSecond: Double(socket.count) / socketSeconds, socketP50Micros: BenchSupport.percentileMicros(socket, 50), socketP99Micros: BenchSupport.percentileMicros(socket, 99),

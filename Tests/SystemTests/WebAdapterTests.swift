@@ -400,6 +400,69 @@ final class WebAdapterTests: XCTestCase {
     /// One tenant opens 1,000 WebSocket streams: the tenant's cap (256 by default) is served, the
     /// rest are refused with an error message and close 4429, and another tenant is served at the
     /// same time (its stream gets its view, its REST call its answer).
+    /// Slowloris against the adapter: 60 connections that send part of a request head (REST and
+    /// WebSocket upgrades) or part of an intent's body, then nothing. Each is answered 408
+    /// REQUEST_TIMEOUT and closed; a normal client is served meanwhile, and no partial intent
+    /// reaches the log.
+    func testSlowClientsGet408AndNothingOfTheirsIsCommitted() async throws {
+        try startSystem(["--header-timeout-ms", "1000", "--body-timeout-ms", "1000"])
+        let t1 = try token(["--tenant", "t1"])
+        XCTAssertEqual(try http("POST", "/v1/agents", token: t1, body: Array(#"{"agent_id":"ann","spawn":[0,0]}"#.utf8)).0, 201)
+        let script = """
+        import json, socket, sys, urllib.request
+        base, tok = sys.argv[1], sys.argv[2]
+        host, port = base.split("//")[1].split(":")
+        auth = "Authorization: Bearer " + tok + "\\r\\n"
+        body = '{"kind":"Speak","payload":{"text":"slow"},"req_id":"slow-%d"}'
+        slow = []
+        def open_with(data, what):
+            s = socket.create_connection((host, int(port)))
+            s.settimeout(30)
+            s.sendall(data.encode())
+            slow.append((s, what))
+        for i in range(20):
+            open_with("GET /v1/agents/ann/view HTTP/1.1\\r\\nHost: x\\r\\n" + auth + "X-Slow: a", "head")
+        for i in range(20):
+            b = body % i
+            open_with("POST /v1/agents/ann/intents HTTP/1.1\\r\\nHost: x\\r\\n" + auth + "Content-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n" % (len(b) + 1) + b, "body")
+        for i in range(20):
+            open_with("GET /v1/stream?agents=ann HTTP/1.1\\r\\nHost: x\\r\\n" + auth + "Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Version: 13\\r\\n", "upgrade")
+        # A normal client while all of them hang.
+        req = urllib.request.Request(base + "/v1/agents/ann/intents", data=b'{"kind":"Speak","payload":{"text":"fast"},"req_id":"fast-1"}',
+                                     headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            served = r.status
+        answers = {}
+        for s, what in slow:
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, rest = data.partition(b"\\r\\n\\r\\n")
+            status = head.split(b" ")[1].decode() if head else "none"
+            code = json.loads(rest)["code"] if rest else None
+            answers.setdefault(what, set()).add((status, code))
+        print(json.dumps({"served": served, "answers": {k: sorted(map(list, v)) for k, v in answers.items()}}, sort_keys=True))
+        """
+        let path = home + "/slowloris.py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, out) = try runTool(python, [path, url, t1])
+        XCTAssertEqual(status, 0, out)
+        XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
+                       #"{"answers": {"body": [["408", 3007]], "head": [["408", 3007]], "upgrade": [["408", 3007]]}, "served": 200}"#)
+        // Still serving, and only the normal client's intent is in the log.
+        XCTAssertEqual(try http("GET", "/v1/agents/ann/view", token: t1).0, 200)
+        let speeches = try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1").compactMap { e -> String? in
+            let effect = try JSONParser.parse(e.effect)
+            return effect["kind"] == "Speak" ? effect["payload"]?["text"]?.stringValue : nil
+        }
+        XCTAssertEqual(speeches, ["fast"])
+        let log = (try? String(contentsOfFile: webErr, encoding: .utf8)) ?? ""
+        XCTAssertFalse(log.contains(String(t1.suffix(43))), "the token's signature is in the log")
+    }
+
     func testAThousandConnectionsFromOneTenantAreCappedAndOthersServed() throws {
         try startSystem()
         let t1 = try token(["--tenant", "t1"])
