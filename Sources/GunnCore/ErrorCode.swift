@@ -49,6 +49,7 @@ extension ErrorCode {
     public static let intentValidationFailed = ErrorCode(code: 2005, name: "INTENT_VALIDATION_FAILED", meaning: "The validator refused the intent: permission, cooldown, payload limit or world constraint.", httpStatus: 422, recovery: "Read the message, change the intent or wait out the cooldown.")
     public static let duplicateReqID = ErrorCode(code: 2006, name: "DUPLICATE_REQ_ID", meaning: "The req_id was already used by this agent for a different intent.", httpStatus: 409, recovery: "Use a fresh req_id for a new intent; reuse an id only to retry the same intent.")
     public static let unknownEffectKind = ErrorCode(code: 2007, name: "UNKNOWN_EFFECT_KIND", meaning: "No reducer is registered for the effect's kind.", httpStatus: 422, recovery: "Register a reducer for the kind, or use a built-in kind.")
+    public static let unknownCommand = ErrorCode(code: 2008, name: "UNKNOWN_COMMAND", meaning: "A game engine answered a command that gunn never sent it, or one already answered.", httpStatus: 409, recovery: "Answer only the commands received, once each; the answer is dropped.")
 
     // 3xxx flow control and generation
     public static let quotaExceeded = ErrorCode(code: 3001, name: "QUOTA_EXCEEDED", meaning: "The agent's or tenant's rate quota is exhausted.", httpStatus: 429, recovery: "Wait retry_after_ms, then retry with the same req_id.")
@@ -94,7 +95,7 @@ extension ErrorCode {
         payloadTooLarge, unsupportedSchemaVersion, invalidField, unknownRole,
         malformedHTTP, uriTooLong, headersTooLarge, httpVersionNotSupported, methodNotAllowed, notFound,
         expectationFailed, notImplemented, webSocketHandshakeFailed,
-        staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID, unknownEffectKind,
+        staleContext, invalidViewSeq, intentConflict, invalidIntent, intentValidationFailed, duplicateReqID, unknownEffectKind, unknownCommand,
         quotaExceeded, queueFull, tokenBudgetExceeded, operationTimeout, generationCancelled, debounceActive,
         requestTimeout, tooManyConnections,
         unauthorized, forbidden, invalidAgentID, tenantIsolationViolation, agentQuarantined, worldMismatch,

@@ -4,7 +4,7 @@ import GunnIO
 import GunnOrchestratorServer
 
 // gunn-orchestrator: the world as a process.
-//   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N]
+//   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N] [--sim-time host|engine]
 //                     [--max-batch-items N] [--max-in-flight N] [--batches-in-flight N]
 //                     [--resume-window N] [--snapshot-every N] [--view-cache-bytes N] [--idempotency-entries N]
 // Needs gunn-eventlog serving DIR/run/eventlog.sock; serves DIR/run/orchestrator.sock.
@@ -25,6 +25,14 @@ if let text = args.value("--world-seed", env: "GUNN_WORLD_SEED") {
 if let text = args.value("--quantum-ms") {
     guard let ms = Double(text), ms.isFinite, (0...60_000).contains(ms) else { refuse("--quantum-ms", text, "a number of milliseconds in 0...60000") }
     settings.engine.quantumMs = ms
+}
+// Where sim time comes from: the host's clock, or a game engine's TimeTick effects (docs/engine.md).
+if let text = args.value("--sim-time", env: "GUNN_SIM_TIME") {
+    switch text {
+    case "host": settings.engine.simTimeAuthority = .hostWallTime
+    case "engine": settings.engine.simTimeAuthority = .externalTicks
+    default: refuse("--sim-time", text, "host or engine")
+    }
 }
 // Batching and pipelining bounds (docs/orchestrator.md).
 for (flag, range, set) in [("--max-batch-items", 1...65_536, { (n: Int) in settings.maxBatchItems = n }),

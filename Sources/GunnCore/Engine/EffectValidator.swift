@@ -88,7 +88,10 @@ public struct DefaultEffectValidator: EffectValidator {
             guard case .string(let kind)? = intent.payload["kind"] else {
                 return GunnError(.intentValidationFailed, "Custom intent needs a string \"kind\" naming its effect kind")
             }
-            guard context.reducers.knows(kind) else {
+            // A kind the agent's engine body accepts is an engine command (EngineBodies).
+            let accepted: Bool
+            if case .array(let kinds)? = context.world.entities[intent.agentID.rawValue]?["engine_commands"] { accepted = kinds.contains(.string(kind)) } else { accepted = false }
+            guard accepted || context.reducers.knows(kind) else {
                 return GunnError(.unknownEffectKind, "Custom intent names effect kind \"\(kind)\", which has no reducer")
             }
         }

@@ -445,7 +445,8 @@ public struct Engine: Sendable {
     private func simTimeNow(at now: HostTime) -> SimTime {
         switch config.simTimeAuthority {
         case .hostWallTime: return now
-        case .externalTicks: return externalSimTime
+        // A committed TimeTick advances the world's clock too, so a recovered engine goes on from it.
+        case .externalTicks: return max(externalSimTime, world.simTime)
         }
     }
 
@@ -460,7 +461,7 @@ public struct Engine: Sendable {
         let simTime: SimTime
         switch config.simTimeAuthority {
         case .hostWallTime: simTime = quantumEnd ?? now
-        case .externalTicks: simTime = externalSimTime
+        case .externalTicks: simTime = max(externalSimTime, world.simTime)
         }
         quantumEnd = nil
 
@@ -526,7 +527,14 @@ public struct Engine: Sendable {
         if let error = validator.validate(intent, context: context) {
             return reject(intent, error, record: p.fingerprint, at: now)
         }
-        let (kind, payload) = Self.effectContent(of: intent)
+        let kind: String, payload: JSONValue
+        do {
+            // The Move (or accepted custom intent) of an agent whose entity is an engine body
+            // becomes a command for that engine (EngineBodies).
+            (kind, payload) = try EngineBodies.commandContent(of: intent, world: world) ?? Self.effectContent(of: intent)
+        } catch {
+            return reject(intent, error, record: p.fingerprint, at: now)
+        }
         do {
             let effect = try commit(kind: kind, payload: payload, simTime: simTime, sourceID: intent.agentID.rawValue,
                                     agent: intent.agentID, req: intent.reqID, at: now)

@@ -8,6 +8,7 @@ public struct ReducerRegistry: Sendable {
     public static let builtInKinds: [String] = [
         "Move", "Speak", "Interact", "EntityUpsert", "EntityRemove", "RelationshipSet", "RelationshipRemove",
         "TimeTick", "Collision", "JSONPatch", "GenerationCancelled", "AgentQuarantined", "AgentReleased",
+        "BodyUpdate", "EngineCommand", "EngineCommandResult", "EngineLink",
     ]
 
     private var custom: [String: Reducer] = [:]
@@ -37,6 +38,10 @@ public struct ReducerRegistry: Sendable {
         case "JSONPatch": try Self.jsonPatch(&state, effect)
         case "GenerationCancelled": try Self.generationCancelled(effect)
         case "AgentQuarantined", "AgentReleased": try Self.quarantineRecord(effect)
+        case "BodyUpdate": try EngineBodies.bodyUpdate(&state, effect)
+        case "EngineCommand": try EngineBodies.command(&state, effect)
+        case "EngineCommandResult": try EngineBodies.commandResult(&state, effect)
+        case "EngineLink": try EngineBodies.link(&state, effect)
         default:
             guard let reducer = custom[effect.kind] else {
                 throw GunnError(.unknownEffectKind, "no reducer for effect kind \"\(effect.kind)\"")
