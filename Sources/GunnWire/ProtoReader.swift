@@ -56,6 +56,9 @@ public struct ProtoReader: Sendable {
 
     public var isAtEnd: Bool { pos >= end }
 
+    /// The bytes of a range `readLengthDelimited` returned.
+    public func bytes(in range: Range<Int>) -> [UInt8] { Array(bytes[range]) }
+
     public mutating func readVarint() throws(WireError) -> UInt64 {
         let start = pos
         var result: UInt64 = 0

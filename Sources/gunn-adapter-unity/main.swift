@@ -1,0 +1,92 @@
+import Foundation
+import GunnAuth
+import GunnClient
+import GunnCore
+import GunnHTTP
+import GunnIO
+import GunnUnity
+
+// gunn-adapter-unity: game engines (Unity, Godot, anything with a WebSocket client) join the world.
+//   gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep]
+//     [--hello-timeout-ms MS --sync-timeout-ms MS --heartbeat-ms MS --command-timeout-ms MS]
+//     [--breaker-failures N] [--contacts-per-second N]
+// --listen (or GUNN_ENGINE_LISTEN) defaults to 127.0.0.1:8788; port 0 picks a free one. The address
+// bound is written to run/engine.addr ("ws://HOST:PORT/v1/engine"), the links' state to
+// run/engine.status.json. Engines authenticate with a gunn token that has the emit right.
+Supervision.followSupervisor()
+let usage = "gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep]"
+let args = ProcessArguments()
+let home = args.homeOrExit(usage: usage)
+
+func fail(_ e: GunnError) -> Never {
+    FileHandle.standardError.write(Data("gunn-adapter-unity: \(e.code.name) (\(e.code.code)): \(e.message)\n".utf8))
+    exit(64)
+}
+
+guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
+let listen = args.value("--listen", env: "GUNN_ENGINE_LISTEN") ?? "127.0.0.1:8788"
+guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+    fail(GunnError(.configInvalid, "--listen must be HOST:PORT, got \(listen)"))
+}
+var host = String(listen[..<colon])
+if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+
+var config = EngineBridgeConfig(worldID: world)
+func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
+    guard let text = args.value(flag) else { return nil }
+    guard let v = Double(text), range.contains(v) else { fail(GunnError(.configInvalid, "\(flag) must be a number in \(range), got \(text)")) }
+    return v
+}
+if let mode = args.value("--time") {
+    guard ["free", "lockstep"].contains(mode) else { fail(GunnError(.configInvalid, "--time must be free or lockstep, got \(mode)")) }
+    config.timeMode = mode
+}
+config.helloTimeout = (number("--hello-timeout-ms", 50...600_000) ?? config.helloTimeout * 1000) / 1000
+config.syncTimeout = (number("--sync-timeout-ms", 50...600_000) ?? config.syncTimeout * 1000) / 1000
+config.heartbeatMs = UInt32(number("--heartbeat-ms", 50...600_000) ?? Double(config.heartbeatMs))
+config.commandTimeout = (number("--command-timeout-ms", 50...3_600_000) ?? config.commandTimeout * 1000) / 1000
+config.breakerFailures = Int(number("--breaker-failures", 1...1000) ?? Double(config.breakerFailures))
+config.contactsPerSecond = number("--contacts-per-second", 1...1e6) ?? config.contactsPerSecond
+
+try? FileManager.default.createDirectory(atPath: home + "/run", withIntermediateDirectories: true)
+try? FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
+let auth: Authenticator
+do { auth = try Authenticator(store: TokenStore(dataDir: home + "/data"), world: world) } catch { fail(error) }
+
+let termination = TerminationSignals.install()
+let loop = try EventLoop(name: "adapter-unity")
+let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-unity")
+let bridge = EngineBridge(client: client, auth: auth, config: config, statusPath: home + "/run/engine.status.json")
+
+var router = Router()
+router.webSocket("/v1/engine", bridge.endpoint())
+router.get("/health") { _ in .json(["status": "alive"]) }
+var http = HTTPServerConfiguration()
+http.host = host
+http.port = port
+http.serverName = "gunn-adapter-unity"
+http.maxConnections = 256
+let server: HTTPServer
+do { server = try HTTPServer(configuration: http, router: router) } catch {
+    fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
+}
+let shown = host.contains(":") ? "[\(host)]" : host
+let url = "ws://\(shown):\(server.port)/v1/engine"
+let addrPath = home + "/run/engine.addr"
+if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
+// The observer agent that finds commands; retried while the orchestrator is not there yet.
+Task {
+    while true {
+        do { try await bridge.start(); break } catch {
+            FileHandle.standardError.write(Data("gunn-adapter-unity: waiting for the orchestrator: \(error)\n".utf8))
+            try? await Task.sleep(nanoseconds: 500_000_000)
+        }
+    }
+}
+FileHandle.standardOutput.write(Data("ready \(url)\n".utf8))
+FileHandle.standardError.write(Data("gunn-adapter-unity: world \(world), serving \(url), time \(config.timeMode)\n".utf8))
+_ = await termination.wait()
+await server.stop()
+try? FileManager.default.removeItem(atPath: addrPath)
+client.close()
+exit(0)
