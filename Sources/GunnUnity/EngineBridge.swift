@@ -101,7 +101,7 @@ public final class EngineBridge: Sendable {
 
     /// Registers the observer and follows its view: every change may carry new commands.
     public func start() async throws {
-        _ = try await client.register(["agent_id": .string(observer.rawValue), "interrupt": "only_conflict", "max_pending_observations": 4096])
+        _ = try await client.register(["agent_id": .string(observer.rawValue), "interrupt": "only_conflict"])
         writeStatus()
         Task { [self] in
             while await client.nextObservation(for: observer) != nil { pump() }

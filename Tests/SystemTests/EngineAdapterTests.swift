@@ -1,0 +1,173 @@
+import Foundation
+import Glibc
+import XCTest
+import GunnClient
+import GunnCore
+import GunnIO
+import GunnWire
+
+/// gunn-adapter-unity under the supervisor with real game-engine peers: Godot 3 headless (its own
+/// 2D physics) and the Unity client's C# core on Mono.
+final class EngineAdapterTests: XCTestCase {
+    var home: String!
+    var sup: SupervisorTests.SessionProcess?
+    var peers: [Process] = []
+    var clients: [GunnClient] = []
+    static let loop = try! EventLoop(name: "engine-tests")
+    var root: URL { EventLogProcessTests.root }
+
+    override func setUpWithError() throws {
+        home = FileManager.default.temporaryDirectory.appendingPathComponent("gunn-engine-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        for c in clients { c.close() }
+        for p in peers where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        if let sup { kill(sup.pid, SIGTERM); sup.wait() }
+        for pid in SupervisorTests.processes(where: { $0.cmdline.contains(self.home) }) { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: home)
+    }
+
+    /// eventlog, orchestrator (engine sim time) and the unity adapter under the supervisor.
+    func startSystem(unityArgs: [String] = []) throws -> (url: String, token: String) {
+        let extra = unityArgs.map { "\"\($0)\"" }.joined(separator: ", ")
+        let config = """
+        {"world_id": "w1", "world_seed": 5, "durability": "normal", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
+         "backoff_cap_ms": 400, "stable_seconds": 5, "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"],
+           "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}", "--sim-time", "engine"]},
+          {"name": "unity", "executable": "gunn-adapter-unity", "depends_on": ["orchestrator"],
+           "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"\(extra.isEmpty ? "" : ", " + extra)]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
+        sup = try SupervisorTests.SessionProcess(root.appendingPathComponent(".build/debug/gunn-supervisor").path,
+                                                 ["--config", home + "/gunn.json", "--home", home], environment: env, stderrPath: home + "/supervisor.err")
+        _ = try GunnHome(home).waitReady(["eventlog", "orchestrator", "unity"])
+        try poll("run/engine.addr") { FileManager.default.fileExists(atPath: self.home + "/run/engine.addr") }
+        let url = try String(contentsOfFile: home + "/run/engine.addr", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let ctl = try GunnHome(home).gunnctl(["token", "issue", "--tenant", "engine", "--rights", "emit"])
+        XCTAssertEqual(ctl.status, 0, ctl.err)
+        return (url, ctl.out.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func poll(_ what: String, seconds: Double = 30, _ condition: () throws -> Bool) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while try !condition() {
+            if Date() > end { throw GunnError(.operationTimeout, "timed out waiting for \(what)") }
+            usleep(20_000)
+        }
+    }
+
+    func client(_ name: String) -> GunnClient {
+        let c = GunnClient(path: home + "/run/orchestrator.sock", loop: Self.loop, name: name)
+        clients.append(c)
+        return c
+    }
+
+    struct Logged { var seq: UInt64; var simTime: Double; var kind: String; var payload: JSONValue }
+
+    func logged() async throws -> [Logged] {
+        try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1").map { e in
+            let effect = try JSONParser.parse(e.effect)
+            return Logged(seq: e.globalSeq, simTime: e.simTime, kind: effect["kind"]?.stringValue ?? "", payload: effect["payload"] ?? .null)
+        }
+    }
+
+    func launchGodot(url: String, token: String, scene: String, record: String, out: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/godot3-server")
+        p.arguments = ["--path", root.appendingPathComponent("clients/godot").path, "-s", "gunn_engine.gd", "--",
+                       "--url=\(url)", "--token=\(token)", "--scene=\(scene)", "--record=\(record)"]
+        var env = ProcessInfo.processInfo.environment
+        env["LANG"] = "en"
+        p.environment = env
+        FileManager.default.createFile(atPath: out, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: out)
+        p.standardError = FileHandle(forWritingAtPath: out + ".err")
+        try p.run()
+        peers.append(p)
+        return p
+    }
+
+    /// Two agents' bodies in Godot are commanded towards each other; Godot's physics reports their
+    /// contact, which is a Collision in the log that an agent nearby observes and one far away
+    /// does not; the engine's ticks are the log's sim time; the replay needs no engine.
+    func testGodotPhysicsContactIsACollisionThatNearbyAgentsObserve() async throws {
+        let (url, token) = try startSystem()
+        let c = client("test")
+        for (id, spawn) in [("A", [0.0, 0.0]), ("B", [6.0, 0.0]), ("C", [3.0, 2.0]), ("D", [100.0, 0.0])] {
+            // Bodies move at 60 ticks/s: an intent's context is a few ticks old when it is ordered.
+            _ = try await c.register(["agent_id": .string(id), "spawn": .array(spawn.map { .number($0) }), "distance_limit": 5, "staleness_threshold": 10_000])
+        }
+        let scene = home + "/scene.json"
+        try #"{"bodies": [{"id": "A", "pos": [0, 0], "radius": 0.5}, {"id": "B", "pos": [6, 0], "radius": 0.5}], "speed": 3}"#
+            .write(toFile: scene, atomically: true, encoding: .utf8)
+        let godotOut = home + "/godot.out"
+        let godot = try launchGodot(url: url, token: token, scene: scene, record: home + "/godot-record.jsonl", out: godotOut)
+        // Godot's bodies are in the world: C (near) sees them bound to the engine.
+        try poll("A and B to be Godot's bodies in C's view") {
+            guard let v = c.view(of: "C")?.doc["entities"] else { return false }
+            return v["A"]?["engine"] == "godot" && v["B"]?["engine"] == "godot"
+        }
+        let moveA = try await c.submit(Intent(kind: .move, payload: ["to": [6, 0]], contextSeq: 0, reqID: "a1", agentID: "A"))
+        let moveB = try await c.submit(Intent(kind: .move, payload: ["to": [0, 0]], contextSeq: 0, reqID: "b1", agentID: "B"))
+        XCTAssertEqual(moveA.effect?.kind, "EngineCommand", "\(moveA)")
+        XCTAssertEqual(moveB.effect?.kind, "EngineCommand", "\(moveB)")
+        let seqA = try XCTUnwrap(moveA.effect?.globalSeq), seqB = try XCTUnwrap(moveB.effect?.globalSeq)
+
+        var entries: [Logged] = []
+        try await pollAsync("the collision and both commands' results in the log") {
+            entries = try await self.logged()
+            let results = entries.filter { $0.kind == "EngineCommandResult" }.compactMap { $0.payload["command_seq"]?.numberValue }
+            return entries.contains { $0.kind == "Collision" } && results.contains(Double(seqA)) && results.contains(Double(seqB))
+        }
+        let godotLog = (try? String(contentsOfFile: godotOut, encoding: .utf8)) ?? ""
+        let collision = try XCTUnwrap(entries.first { $0.kind == "Collision" }, godotLog)
+        XCTAssertEqual(Set([collision.payload["a"], collision.payload["b"]]), Set<JSONValue?>(["A", "B"]))
+        XCTAssertTrue(godotLog.contains(#""event":"contact""#), "the contact came from Godot's physics: \(godotLog)")
+        // C, 3.6 away, observes it; D, 97 away, sees neither body.
+        try poll("C's view to show the collision") { c.view(of: "C")?.doc["entities"]?["A"]?["last_collision"]?["with"] == "B" }
+        XCTAssertEqual(c.view(of: "C")?.doc["entities"]?["A"]?["last_collision"]?["global_seq"], .number(Double(collision.seq)))
+        let dView = try XCTUnwrap(c.view(of: "D")?.doc["entities"]?.objectValue)
+        XCTAssertEqual(dView.sortedKeys, ["D"], "D is out of range of both bodies")
+        // The bodies stopped against each other: both commands ended blocked (or done), once each.
+        let results = entries.filter { $0.kind == "EngineCommandResult" }
+        XCTAssertEqual(results.count, 2, results.map { CanonicalJSON.encodeString($0.payload) }.joined(separator: "\n"))
+        for r in results { XCTAssertTrue(["blocked", "done"].contains(r.payload["status"]?.stringValue ?? ""), CanonicalJSON.encodeString(r.payload)) }
+        XCTAssertNotNil(c.view(of: "C")?.doc["entities"]?["A"]?["last_command"])
+        // Sim time comes from Godot's ticks: every effect's time is a tick's time, never the host's.
+        let ticks = entries.filter { $0.kind == "TimeTick" }
+        XCTAssertGreaterThan(ticks.count, 10)
+        let tickTimes = Set(ticks.map(\.simTime))
+        XCTAssertEqual(ticks.map(\.simTime), ticks.map(\.simTime).sorted(), "ticks in order")
+        for e in entries where e.kind == "EngineCommand" || e.kind == "Collision" {
+            XCTAssertTrue(tickTimes.contains(e.simTime) || e.simTime == 0, "\(e.kind) at \(e.simTime) is not a tick's time")
+        }
+        XCTAssertLessThan(entries.map(\.simTime).max() ?? 0, 600, "sim time is the engine's seconds")
+        // The engine's own record: each command once.
+        // Godot 3 does not stop on SIGTERM; its record is written line by line, so SIGKILL loses nothing.
+        kill(godot.processIdentifier, SIGKILL)
+        godot.waitUntilExit()
+        let record = try String(contentsOfFile: home + "/godot-record.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONParser.parse(Array($0.utf8))["seq"]?.numberValue }
+        XCTAssertEqual(record.sorted(), [Double(seqA), Double(seqB)].sorted())
+        // The link is lost in the log once Godot is gone; the replay needs no engine.
+        try await pollAsync("EngineLink lost") { try await self.logged().contains { $0.kind == "EngineLink" && $0.payload["state"] == "lost" } }
+        let replay = try GunnHome(home).gunnctl(["replay", "--check"])
+        XCTAssertEqual(replay.status, 0, replay.out + replay.err)
+        XCTAssertTrue(replay.out.contains("check ok"), replay.out)
+        print("godot: \(ticks.count) ticks, collision at seq \(collision.seq) (sim time \(collision.simTime)), results \(results.map { $0.payload["status"]?.stringValue ?? "" })")
+    }
+
+    func pollAsync(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let end = Date().addingTimeInterval(seconds)
+        while try await !condition() {
+            if Date() > end { throw GunnError(.operationTimeout, "timed out waiting for \(what)") }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+    }
+}
