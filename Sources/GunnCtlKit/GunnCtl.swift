@@ -259,6 +259,7 @@ final class Ctl {
                 })
             }
             o["not_answering"] = .array(silent.map { .string($0) })
+            if let engine = engineStatus() { o["engine"] = engine }
             return emitJSON(.object(o))
         }
         out("gunn under \(home)" + (supervised ? "" : " (no supervisor: processes started by hand)"))
@@ -284,10 +285,26 @@ final class Ctl {
             out("")
             agentTable(orch.agents)
         }
+        if let engine = engineStatus(), case .array(let links)? = engine["engines"] {
+            // gunn-adapter-unity's links to game engines (run/engine.status.json).
+            out("\nengine bridge: breaker \(engine["breaker"]?.stringValue ?? "?")")
+            table(["ENGINE", "LINK", "BREAKER", "CODE", "REASON", "SESSIONS", "TICKS", "COMMANDS SENT", "ANSWERED"], links.map { l in
+                [l["engine"]?.stringValue ?? "", l["link"]?.stringValue ?? "", l["breaker"]?.stringValue ?? "",
+                 (l["code"]?.stringValue).flatMap { $0.isEmpty ? nil : $0 } ?? "-", (l["reason"]?.stringValue).flatMap { $0.isEmpty ? nil : $0 } ?? "-",
+                 "\(Int(l["sessions"]?.numberValue ?? 0))", "\(Int(l["ticks"]?.numberValue ?? 0))",
+                 "\(Int(l["commands_sent"]?.numberValue ?? 0))", "\(Int(l["commands_answered"]?.numberValue ?? 0))"]
+            })
+        }
         if !silent.isEmpty {
             out("\nNOT ANSWERING:")
             for line in silent { out("  " + line) }
         }
+    }
+
+    /// What gunn-adapter-unity last wrote about its engine links, when it runs in this home.
+    func engineStatus() -> JSONValue? {
+        guard let data = FileManager.default.contents(atPath: home + "/run/engine.status.json") else { return nil }
+        return try? JSONParser.parse([UInt8](data))
     }
 
     func agents() async throws {

@@ -163,6 +163,113 @@ final class EngineAdapterTests: XCTestCase {
         print("godot: \(ticks.count) ticks, collision at seq \(collision.seq) (sim time \(collision.simTime)), results \(results.map { $0.payload["status"]?.stringValue ?? "" })")
     }
 
+    // MARK: - The C# core on Mono
+
+    /// Compiles the Unity client's protocol core with the probe engine (mcs, C# 7.2) into the home.
+    func buildProbe() throws -> String {
+        let dir = root.appendingPathComponent("clients/unity").path
+        let exe = home + "/probe.exe"
+        let (status, out) = try runTool("/usr/bin/mcs", ["-langversion:7.2", "-warnaserror+", "-nowarn:4014", "-out:" + exe,
+                                                        dir + "/Gunn.Engine/MiniJson.cs", dir + "/Gunn.Engine/EngineClient.cs", dir + "/Probe/Probe.cs"])
+        XCTAssertEqual(status, 0, out)
+        return exe
+    }
+
+    func launchProbe(_ exe: String, _ mode: String, url: String, token: String, record: String, seconds: Double = 60) throws -> (Process, LineReader) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/mono")
+        p.arguments = [exe, mode, url, token, record, String(seconds)]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        peers.append(p)
+        return (p, LineReader(out.fileHandleForReading))
+    }
+
+    /// Reads the probe's lines until one with this event (the lines before it are returned too).
+    func until(_ reader: LineReader, _ event: String) throws -> (JSONValue, [String]) {
+        var seen: [String] = []
+        while let line = reader.next() {
+            seen.append(line)
+            if let v = try? JSONParser.parse(Array(line.utf8)), v["event"] == .string(event) { return (v, seen) }
+        }
+        throw GunnError(.operationTimeout, "the probe ended before \(event): \(seen.joined(separator: "\n"))")
+    }
+
+    /// The C# core on Mono: handshake with capabilities negotiated, lock-step ticks, a move and a
+    /// custom command each executed once and answered; a protocol 2 engine is refused naming both
+    /// versions; an engine that never finishes its sync is told the stage; a connect that is never
+    /// upgraded times out naming the connect stage.
+    func testTheCSharpCoreOnMonoNegotiatesCommandsAndNamesRefusalsAndStages() async throws {
+        let exe = try buildProbe()
+        let (url, token) = try startSystem(unityArgs: ["--time", "lockstep", "--sync-timeout-ms", "1000"])
+        let c = client("test")
+        for (id, x) in [("U1", 0.0), ("U2", 10.0)] {
+            _ = try await c.register(["agent_id": .string(id), "spawn": [.number(x), 0], "staleness_threshold": 10_000])
+        }
+        let record = home + "/probe-record.jsonl"
+        let (probe, reader) = try launchProbe(exe, "run", url: url, token: token, record: record)
+        let (welcome, _) = try until(reader, "welcome")
+        XCTAssertEqual(welcome["time_mode"], "lockstep")
+        XCTAssertEqual(welcome["capabilities"], ["lockstep", "free", "contacts", "custom_commands", "heartbeat", "resume"],
+                       "the intersection: the probe's teleport_v2 is not one of the adapter's")
+        _ = try until(reader, "synced")
+        try poll("U1 and U2 to be the probe's bodies") {
+            c.view(of: "U1")?.doc["entities"]?["U1"]?["engine"] == "unity" && c.view(of: "U2")?.doc["entities"]?["U2"]?["engine"] == "unity"
+        }
+        XCTAssertEqual(c.view(of: "U1")?.doc["entities"]?["U1"]?["prefab"], "Capsule", "the body's fields from the engine")
+        let move = try await c.submit(Intent(kind: .move, payload: ["to": [4, 0]], contextSeq: 0, reqID: "m1", agentID: "U1"))
+        let jump = try await c.submit(Intent(kind: .custom, payload: ["kind": "jump", "data": ["h": 2]], contextSeq: 0, reqID: "j1", agentID: "U1"))
+        let move2 = try await c.submit(Intent(kind: .move, payload: ["to": [12, 0]], contextSeq: 0, reqID: "m2", agentID: "U2"))
+        let seqs = try [move, jump, move2].map { try XCTUnwrap($0.effect?.globalSeq, "\($0)") }
+        XCTAssertEqual([move, jump, move2].map { $0.effect?.kind }, ["EngineCommand", "EngineCommand", "EngineCommand"])
+        var entries: [Logged] = []
+        try await pollAsync("three command results") {
+            entries = try await self.logged()
+            return entries.filter { $0.kind == "EngineCommandResult" }.count >= 3
+        }
+        let results = entries.filter { $0.kind == "EngineCommandResult" }
+        XCTAssertEqual(results.compactMap { $0.payload["command_seq"]?.numberValue }.sorted(), seqs.map { Double($0) }.sorted())
+        XCTAssertEqual(Set(results.compactMap { $0.payload["status"]?.stringValue }), ["done"])
+        try poll("U1 to stand at its target") { c.view(of: "U1")?.doc["entities"]?["U1"]?["pos"] == [4, 0, 0] }
+        XCTAssertEqual(c.view(of: "U1")?.doc["entities"]?["U1"]?["last_command"]?["status"], "done")
+        let (acked, _) = try until(reader, "acked")
+        XCTAssertNotNil(acked["tick"], "lock-step: the probe waited for gunn's TickAck of each step")
+        kill(probe.processIdentifier, SIGKILL)
+        probe.waitUntilExit()
+        let executed = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").compactMap { try? JSONParser.parse(Array($0.utf8))["seq"]?.numberValue }
+        XCTAssertEqual(executed.sorted(), seqs.map { Double($0) }.sorted(), "each command executed once")
+
+        // A major version gunn does not speak: refused, naming both versions.
+        let (_, r1) = try launchProbe(exe, "mismatch", url: url, token: token, record: "-")
+        let (refused, _) = try until(r1, "refused")
+        XCTAssertEqual(refused["name"], "VERSION_MISMATCH")
+        XCTAssertEqual(refused["close"], 4426)
+        let text = refused["message"]?.stringValue ?? ""
+        XCTAssertTrue(text.contains("protocol 2.0") && text.contains("speaks 1.0"), text)
+        // A bad token: refused with its code.
+        let (_, r2) = try launchProbe(exe, "stall-sync", url: url, token: "gunn1.bad.token", record: "-")
+        let (badToken, _) = try until(r2, "refused")
+        XCTAssertEqual(badToken["name"], "UNAUTHORIZED")
+        XCTAssertEqual(badToken["close"], 4401)
+        // An engine that never sends SyncDone: gunn names the stage that timed out.
+        let (_, r3) = try launchProbe(exe, "stall-sync", url: url, token: token, record: "-")
+        let (closed, _) = try until(r3, "closed")
+        let errors = closed["errors"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        XCTAssertTrue(errors.contains { $0.hasPrefix("OPERATION_TIMEOUT: stage world_sync") }, "\(errors)")
+        // A server that accepts the TCP connection and never upgrades it: the client names the stage.
+        let silent = try RawListener()
+        defer { silent.close() }
+        let (_, r4) = try launchProbe(exe, "stage-connect", url: "ws://127.0.0.1:\(silent.port)/v1/engine", token: token, record: "-")
+        let (stage, _) = try until(r4, "stage_timeout")
+        XCTAssertEqual(stage["stage"], "connect")
+        XCTAssertTrue(stage["message"]?.stringValue?.hasPrefix("stage connect timed out after 1000 ms") == true, "\(stage)")
+        let status = try GunnHome(home).gunnctl(["--json", "status"])
+        XCTAssertEqual(status.json?["engine"]?["engines"]?.arrayValue?.first?["engine"], "unity", status.out)
+        print("mono: \(results.count) commands answered; refusals: \(text); \(errors.first ?? "")")
+    }
+
     func pollAsync(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
         let end = Date().addingTimeInterval(seconds)
         while try await !condition() {
@@ -170,4 +277,24 @@ final class EngineAdapterTests: XCTestCase {
             try await Task.sleep(nanoseconds: 50_000_000)
         }
     }
+}
+
+/// A TCP listener that accepts nothing and answers nothing (a peer that never upgrades).
+final class RawListener {
+    let fd: Int32
+    let port: UInt16
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw GunnError(.internalError, "cannot listen") }
+        port = UInt16(bigEndian: a.sin_port)
+    }
+    func close() { Glibc.close(fd) }
 }
