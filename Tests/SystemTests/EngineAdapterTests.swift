@@ -30,7 +30,7 @@ final class EngineAdapterTests: XCTestCase {
     }
 
     /// eventlog, orchestrator (engine sim time) and the unity adapter under the supervisor.
-    func startSystem(unityArgs: [String] = []) throws -> (url: String, token: String) {
+    func startSystem(unityArgs: [String] = [], listen: String = "127.0.0.1:0") throws -> (url: String, token: String) {
         let extra = unityArgs.map { "\"\($0)\"" }.joined(separator: ", ")
         let config = """
         {"world_id": "w1", "world_seed": 5, "durability": "normal", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
@@ -39,7 +39,7 @@ final class EngineAdapterTests: XCTestCase {
           {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"],
            "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}", "--sim-time", "engine"]},
           {"name": "unity", "executable": "gunn-adapter-unity", "depends_on": ["orchestrator"],
-           "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"\(extra.isEmpty ? "" : ", " + extra)]}]}
+           "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "\(listen)"\(extra.isEmpty ? "" : ", " + extra)]}]}
         """
         try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
@@ -268,6 +268,86 @@ final class EngineAdapterTests: XCTestCase {
         let status = try GunnHome(home).gunnctl(["--json", "status"])
         XCTAssertEqual(status.json?["engine"]?["engines"]?.arrayValue?.first?["engine"], "unity", status.out)
         print("mono: \(results.count) commands answered; refusals: \(text); \(errors.first ?? "")")
+    }
+
+    /// kill -9 of the adapter while its engine executes commands, then the engine itself killed
+    /// and started again: each time the engine resumes from its record, every command is answered
+    /// once and executed once, none is lost; while the engine is away its agents' moves are refused
+    /// with UNITY_CONNECTION_LOST and a retry-after, which gunnctl status and the log show.
+    func testKillNineOfTheAdapterAndALostEngineResumeWithoutRepeatingOrLosingCommands() async throws {
+        let exe = try buildProbe()
+        // A fixed port, so the engine finds the restarted adapter where it was.
+        let port = try LLMAdapterTests.freePort()
+        let (url, token) = try startSystem(listen: "127.0.0.1:\(port)")
+        let c = client("test")
+        _ = try await c.register(["agent_id": "U1", "spawn": [0, 0], "staleness_threshold": 100_000])
+        _ = try await c.register(["agent_id": "U2", "spawn": [10, 0], "staleness_threshold": 100_000])
+        let record = home + "/probe-record.jsonl"
+        var (probe, reader) = try launchProbe(exe, "run", url: url, token: token, record: record, seconds: 120)
+        _ = try until(reader, "synced")
+        try poll("U1 to be the probe's body") { c.view(of: "U1")?.doc["entities"]?["U1"]?["engine"] == "unity" }
+
+        var seqs: [UInt64] = []
+        var refusedWhileLost: GunnError?
+        var attempt = 0
+        func submitMove(_ i: Int) async throws -> UInt64 {
+            while true {
+                attempt += 1
+                let o = try await c.submit(Intent(kind: .move, payload: ["to": [.number(Double(i % 2 == 0 ? 3 : 0)), .number(Double(i))]],
+                                                  contextSeq: 0, reqID: ReqID("m\(i)-\(attempt)"), agentID: "U1"))
+                if let e = o.effect { return e.globalSeq }
+                guard let error = o.error, error.code == .unityConnectionLost, let retry = error.retryAfterMs else { throw GunnError(.internalError, "move \(i): \(o)") }
+                try await Task.sleep(nanoseconds: retry * 1_000_000)
+            }
+        }
+        func answered(_ seq: UInt64) async throws -> Bool {
+            try await logged().contains { $0.kind == "EngineCommandResult" && $0.payload["command_seq"] == .number(Double(seq)) }
+        }
+        for i in 0..<12 {
+            let seq = try await submitMove(i)
+            seqs.append(seq)
+            if i == 3 {
+                // The adapter dies with command 3 in flight; the supervisor restarts it.
+                let st = try GunnHome(home).waitReady(["unity"])
+                guard case .number(let pid)? = st["unity"]?["pid"] else { return XCTFail("no pid for unity: \(st)") }
+                kill(pid_t(pid), SIGKILL)
+                _ = try GunnHome(home).waitReady(["unity"], notPIDs: ["unity": pid])
+            }
+            if i == 7 {
+                // The engine dies with command 7 pending: the link is lost in the world.
+                kill(probe.processIdentifier, SIGKILL)
+                probe.waitUntilExit()
+                try poll("U1's body to be marked lost") { c.view(of: "U1")?.doc["entities"]?["U1"]?["engine_link"] == "lost" }
+                let o = try await c.submit(Intent(kind: .move, payload: ["to": [9, 9]], contextSeq: 0, reqID: "while-lost", agentID: "U1"))
+                refusedWhileLost = o.error
+                let status = try GunnHome(home).gunnctl(["status"])
+                XCTAssertTrue(status.out.contains("engine bridge: breaker") && status.out.contains("UNITY_CONNECTION_LOST"), status.out)
+                let js = try GunnHome(home).gunnctl(["--json", "status"])
+                XCTAssertEqual(js.json?["engine"]?["engines"]?.arrayValue?.first?["link"], "lost", js.out)
+                (probe, reader) = try launchProbe(exe, "run", url: url, token: token, record: record, seconds: 120)
+            }
+            try await pollAsync("command \(i) (seq \(seq)) answered", seconds: 40) { try await answered(seq) }
+        }
+        XCTAssertEqual(refusedWhileLost?.code, .unityConnectionLost)
+        XCTAssertNotNil(refusedWhileLost?.retryAfterMs)
+        let entries = try await logged()
+        var answers: [Double: Int] = [:]
+        for e in entries where e.kind == "EngineCommandResult" { answers[e.payload["command_seq"]?.numberValue ?? 0, default: 0] += 1 }
+        XCTAssertEqual(answers.keys.sorted(), seqs.map { Double($0) }, "every command answered, none other")
+        XCTAssertEqual(answers.values.filter { $0 != 1 }.count, 0, "each once: \(answers)")
+        let executed = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").compactMap { try? JSONParser.parse(Array($0.utf8))["seq"]?.numberValue }
+        XCTAssertEqual(executed.sorted(), seqs.map { Double($0) }, "the engine's own record: each command executed once")
+        let lost = entries.filter { $0.kind == "EngineLink" && $0.payload["state"] == "lost" }
+        XCTAssertFalse(lost.isEmpty)
+        XCTAssertTrue(lost.allSatisfy { $0.payload["name"] == "UNITY_CONNECTION_LOST" })
+        XCTAssertGreaterThanOrEqual(entries.filter { $0.kind == "EngineLink" && $0.payload["state"] == "connected" }.count, 3, "three sessions")
+        // The engine stops, so the log stops growing; the replay needs no engine.
+        kill(probe.processIdentifier, SIGKILL)
+        probe.waitUntilExit()
+        try await pollAsync("the last link loss") { try await self.logged().filter { $0.kind == "EngineLink" && $0.payload["state"] == "lost" }.count > lost.count }
+        let replay = try GunnHome(home).gunnctl(["replay", "--check"])
+        XCTAssertEqual(replay.status, 0, replay.out + replay.err)
+        print("kill -9: \(seqs.count) commands, each answered and executed once; \(lost.count) EngineLink lost records; \(attempt) submissions")
     }
 
     func pollAsync(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
