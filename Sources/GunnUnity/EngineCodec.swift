@@ -1,5 +1,11 @@
+// The fuzz build (ops/fuzz engine) compiles this file with GunnCore's JSON layer and GunnWire's
+// reader and writer as one module.
+#if canImport(GunnCore)
 import GunnCore
+#endif
+#if canImport(GunnWire)
 import GunnWire
+#endif
 
 /// The messages of proto/gunn/v1/engine.proto as one schema table, read by both codecs: the
 /// protobuf binary form (`gunn.engine.v1+proto`) and the proto3 JSON mapping (`gunn.engine.v1+json`).
@@ -109,7 +115,8 @@ public enum EngineCodec {
                     guard a.count < EngineCodec.maxRepeated else { throw GunnError(.invalidField, "\(type).\(f.name) has more than \(EngineCodec.maxRepeated) elements") }
                     a.append(v)
                     out[f.name] = .array(a)
-                } else {
+                } else if !EngineCodec.isDefault(v, f) {
+                    // proto3: a singular scalar at its default is the same as an absent one.
                     out[f.name] = v
                 }
             }
@@ -156,6 +163,16 @@ public enum EngineCodec {
             }
         }
         return .object(out)
+    }
+
+    /// A singular scalar's default (0, "", false); messages are never default (presence counts).
+    static func isDefault(_ v: JSONValue, _ f: EngineSchema.Field) -> Bool {
+        switch f.type {
+        case .uint64, .uint32, .double: return v.numberValue == 0
+        case .string: return v.stringValue == ""
+        case .bool: return v == .bool(false)
+        case .message, .stringMap: return false
+        }
     }
 
     static func finite(_ d: Double, _ type: String, _ f: EngineSchema.Field) throws(GunnError) -> JSONValue {
@@ -243,7 +260,8 @@ public enum EngineCodec {
                 for (i, item) in a.enumerated() { items.append(try scalar(f, item, at: "\(at)[\(i)]", depth: depth)) }
                 if !items.isEmpty { out[f.name] = .array(items) }
             } else {
-                out[f.name] = try scalar(f, v, at: at, depth: depth)
+                let value = try scalar(f, v, at: at, depth: depth)
+                if !isDefault(value, f) { out[f.name] = value }
             }
         }
         return .object(out)
