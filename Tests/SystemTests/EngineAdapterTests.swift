@@ -350,6 +350,34 @@ final class EngineAdapterTests: XCTestCase {
         print("kill -9: \(seqs.count) commands, each answered and executed once; \(lost.count) EngineLink lost records; \(attempt) submissions")
     }
 
+    /// A hostile engine: garbage, frames of the wrong kind, unknown bodies, answers to commands
+    /// never sent, reserved fields, a flood of contacts. Each is answered with its code, nothing of
+    /// it reaches the log, the flood is cut at the contact rate, and the adapter goes on serving.
+    func testBadEngineInputIsAnsweredWithCodesAndNeverStallsTheAdapter() async throws {
+        let (url, token) = try startSystem(unityArgs: ["--contacts-per-second", "200"])
+        let pidBefore = try GunnHome(home).waitReady(["unity"])["unity"]?["pid"]
+        let python = root.path + "/.venv-tools/bin/python"
+        let (status, out) = try runTool(python, [root.path + "/Tests/Interop/engine_hostile.py", url, token])
+        XCTAssertEqual(status, 0, out)
+        let summary = try JSONParser.parse(Array(out.utf8))
+        XCTAssertEqual(summary["welcome"], true)
+        XCTAssertEqual(summary["after"], "acked", "a normal tick is still acknowledged")
+        XCTAssertEqual(summary["errors"], ["INVALID_FIELD", "INVALID_JSON", "MALFORMED_FRAME", "QUOTA_EXCEEDED", "UNKNOWN_COMMAND", "UNKNOWN_MESSAGE"], out)
+        XCTAssertEqual(summary["binary_error_tag"], 0x62, "an EngineFrame.error in protobuf")
+        XCTAssertEqual(summary["binary_welcome_tag"], 0x5A, "an EngineFrame.welcome in protobuf")
+        let messages = summary["messages"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        XCTAssertTrue(messages.contains { $0.contains("ghost") } && messages.contains { $0.contains("999999") }, "\(messages)")
+        let entries = try await logged()
+        let collisions = entries.filter { $0.kind == "Collision" }
+        XCTAssertFalse(collisions.contains { $0.payload["b"] == "ghost" })
+        XCTAssertGreaterThan(collisions.count, 0)
+        XCTAssertLessThan(collisions.count, 10_000, "the flood of 10,000 contacts was cut at the contact rate")
+        XCTAssertFalse(entries.contains { $0.kind == "EngineCommandResult" })
+        XCTAssertEqual(entries.filter { $0.kind == "BodyUpdate" }.compactMap { $0.payload["fields"]?["engine"] }, [], "a reserved field never reached the log")
+        XCTAssertEqual(try GunnHome(home).waitReady(["unity"])["unity"]?["pid"], pidBefore, "the adapter did not restart")
+        print("hostile engine: \(summary["errors"].map(CanonicalJSON.encodeString) ?? ""), \(collisions.count) of 10000 flooded contacts logged")
+    }
+
     func pollAsync(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
         let end = Date().addingTimeInterval(seconds)
         while try await !condition() {
