@@ -331,6 +331,34 @@ public final class GunnClient: Sendable {
         }
     }
 
+    /// Sends effect drafts in one write, in order, without waiting for their answers: the next
+    /// batch can go out at once (an engine's ticks come faster than one round trip). Each ticket
+    /// gives the draft's answer. A lost connection fails the tickets (drafts are not sent again:
+    /// an emit has no request id that would make a second sending safe).
+    public func sendEmits(_ drafts: [EffectDraft]) async throws -> [EmitTicket] {
+        guard !drafts.isEmpty else { return [] }
+        let c = try await connection()
+        let replies = try await send(c, drafts.map { .emit(JSONPayload(CanonicalJSON.encode(WireJSON.draftJSON($0)))) })
+        return replies.map { EmitTicket(reply: $0) }
+    }
+
+    public struct EmitTicket: Sendable {
+        let reply: PendingReply
+        /// nil when the draft was accepted, else why not.
+        public func result() async -> GunnError? {
+            do {
+                let f = try await reply.value()
+                switch f.body {
+                case .emitResult(let r)?: return r.accepted ? nil : r.error.map(WireJSON.gunnError)
+                case .error(let e)?: return WireJSON.gunnError(e)
+                default: return GunnError(.unknownMessage, "unexpected reply to an emit")
+                }
+            } catch {
+                return GunnError(.adapterUnavailable, "the orchestrator connection was lost before the emit was answered: \(error)")
+            }
+        }
+    }
+
     /// `filter(world)` for the agent, computed afresh by the orchestrator (for checking views).
     public func filteredView(of agent: AgentID) async throws -> (seq: ViewSeq, doc: JSONValue) {
         var request = ViewSnapshot()

@@ -101,7 +101,8 @@ public final class EngineBridge: Sendable {
 
     /// Registers the observer and follows its view: every change may carry new commands.
     public func start() async throws {
-        _ = try await client.register(["agent_id": .string(observer.rawValue), "interrupt": "only_conflict"])
+        // One step's changes are one delta, however many bodies moved.
+        _ = try await client.register(["agent_id": .string(observer.rawValue), "interrupt": "only_conflict", "max_patch_ops": 100_000])
         writeStatus()
         Task { [self] in
             while await client.nextObservation(for: observer) != nil { pump() }
@@ -329,35 +330,57 @@ public final class EngineBridge: Sendable {
 
     func source(_ engine: String) -> String { "engine:" + engine }
 
-    /// Emits every draft at once (their order in the log is their ordering key, not their arrival)
-    /// and returns the refusals.
+    /// Sends drafts in one write, in order, and returns their tickets without waiting.
+    func post(_ drafts: [EffectDraft]) async -> Result<[GunnClient.EmitTicket], GunnError> {
+        do { return .success(try await client.sendEmits(drafts)) } catch {
+            return .failure(GunnError(.adapterUnavailable, "the orchestrator did not take the effects: \(error)"))
+        }
+    }
+
+    /// Emits drafts (in order, one write) and waits for their answers; returns the refusals.
     func emitAll(_ drafts: [EffectDraft]) async -> [GunnError] {
-        await withTaskGroup(of: GunnError?.self) { group in
-            for d in drafts { group.addTask { [client] in
-                do { return try await client.emit(d) } catch { return GunnError(.adapterUnavailable, "the orchestrator did not take the effect: \(error)") }
-            } }
+        switch await post(drafts) {
+        case .failure(let e): return [e]
+        case .success(let tickets):
             var out: [GunnError] = []
-            for await e in group { if let e { out.append(e) } }
+            for t in tickets { if let e = await t.result() { out.append(e) } }
             return out
         }
     }
 
-    func bodyDraft(_ engine: String, _ b: JSONValue, simTime: Double?, index: Int, tick: UInt64) throws(GunnError) -> EffectDraft {
+    /// One body of a tick or a `bodies` frame, checked, as BodyUpdate takes it.
+    func bodyItem(_ b: JSONValue) throws(GunnError) -> JSONValue {
         guard case .string(let id)? = b["id"], AgentID(id).isValid else { throw GunnError(.invalidField, "a body needs a valid id") }
-        var payload: JSONObject = ["engine": .string(engine), "id": .string(id)]
+        var item: JSONObject = ["id": .string(id)]
         if let p = b["pos"] {
             guard Position(json: p) != nil else { throw GunnError(.invalidField, "body \(id): pos must be [x, y] or [x, y, z]") }
-            payload["pos"] = p
+            item["pos"] = p
         }
         if let f = b["fields"] {
             if case .object(let o) = f, let bad = o.sortedKeys.first(where: { EngineBodies.reservedFields.contains($0) }) {
                 throw GunnError(.invalidField, "body \(id): the field \(bad) is kept by gunn")
             }
-            payload["fields"] = f
+            item["fields"] = f
         }
-        if let c = b["commands"] { payload["commands"] = c }
-        return EffectDraft(kind: "BodyUpdate", payload: .object(payload), sourceID: source(engine), priority: 2, simTime: simTime,
-                           draftID: "\(engine):\(tick):b\(index)")
+        if let c = b["commands"] { item["commands"] = c }
+        return .object(item)
+    }
+
+    /// The changed bodies of one step as one BodyUpdate (one effect, one observation per agent).
+    func bodiesDraft(_ session: EngineSession, _ bodies: JSONValue?, simTime: Double?, id: String, errors: inout [GunnError], fresh: inout Set<String>) -> EffectDraft? {
+        guard case .array(let list)? = bodies else { return nil }
+        var items: [JSONValue] = []
+        for b in list {
+            do {
+                let item = try bodyItem(b)
+                guard session.changed(item) else { continue }
+                items.append(item)
+                if let id = item["id"]?.stringValue { fresh.insert(id) }
+            } catch { errors.append(error) }
+        }
+        guard !items.isEmpty else { return nil }
+        return EffectDraft(kind: "BodyUpdate", payload: ["engine": .string(session.engineName), "bodies": .array(items)],
+                           sourceID: source(session.engineName), priority: 2, simTime: simTime, draftID: id)
     }
 
     func contactDraft(_ engine: String, _ c: JSONValue, known: (String) -> Bool, simTime: Double?, index: Int, tick: UInt64) throws(GunnError) -> EffectDraft {
@@ -392,15 +415,7 @@ public final class EngineBridge: Sendable {
         var errors: [GunnError] = []
         let ents = entities()
         var fresh = Set<String>()
-        if case .array(let bodies)? = t["bodies"] {
-            for (i, b) in bodies.enumerated() {
-                do {
-                    if !session.changed(b) { continue }
-                    drafts.append(try bodyDraft(engine, b, simTime: sim, index: i, tick: tick))
-                    if let id = b["id"]?.stringValue { fresh.insert(id) }
-                } catch { errors.append(error) }
-            }
-        }
+        if let d = bodiesDraft(session, t["bodies"], simTime: sim, id: "\(engine):\(tick):b", errors: &errors, fresh: &fresh) { drafts.append(d) }
         if case .array(let contacts)? = t["contacts"], !contacts.isEmpty {
             let allowed = takeContacts(contacts.count)
             if allowed < contacts.count {
@@ -415,28 +430,34 @@ public final class EngineBridge: Sendable {
         }
         drafts.append(EffectDraft(kind: "TimeTick", payload: ["sim_time": .number(sim), "tick": .number(Double(tick)), "engine": .string(engine)],
                                   sourceID: source(engine), priority: 0, simTime: sim, draftID: "\(engine):\(tick):t"))
-        errors += await emitAll(drafts)
+        // The next frame is handled as soon as this tick's effects are written: an engine steps
+        // faster than one round trip to the orchestrator. At most `maxTicksInFlight` wait for
+        // their answers; past that this waits (and the engine's frames queue behind it).
+        await session.tickSlot()
+        let posted = await post(drafts)
         state.withLock { $0.links[engine]?.ticks += 1 }
-        for e in errors.prefix(8) { session.sendError(e, ref: tick) }
-        // Commands committed before this tick go out before its ack (lock-step: the engine's next
-        // step sees them).
-        pump()
-        session.send(["tick_ack": ["tick": .number(Double(tick)), "global_seq": .number(Double(headSeq))]])
+        let early = errors
+        Task { [self] in
+            var errors = early
+            switch posted {
+            case .failure(let e): errors.append(e)
+            case .success(let tickets): for t in tickets { if let e = await t.result() { errors.append(e) } }
+            }
+            session.tickDone()
+            for e in errors.prefix(8) { session.sendError(e, ref: tick) }
+            // Commands committed before this tick go out before its ack (lock-step: the engine's
+            // next step sees them).
+            pump()
+            session.send(["tick_ack": ["tick": .number(Double(tick)), "global_seq": .number(Double(headSeq))]])
+        }
     }
 
     func bodies(_ session: EngineSession, _ batch: JSONValue) async {
-        let engine = session.engineName
-        var drafts: [EffectDraft] = []
-        let n = session.nextFrameNumber()
-        if case .array(let bodies)? = batch["bodies"] {
-            for (i, b) in bodies.enumerated() {
-                do {
-                    if !session.changed(b) { continue }
-                    drafts.append(try bodyDraft(engine, b, simTime: nil, index: i, tick: n))
-                } catch { session.sendError(error, ref: 0) }
-            }
-        }
-        for e in await emitAll(drafts).prefix(8) { session.sendError(e, ref: 0) }
+        var errors: [GunnError] = []
+        var fresh = Set<String>()
+        let draft = bodiesDraft(session, batch["bodies"], simTime: nil, id: "\(session.engineName):f\(session.nextFrameNumber())", errors: &errors, fresh: &fresh)
+        if let draft { errors += await emitAll([draft]) }
+        for e in errors.prefix(8) { session.sendError(e, ref: 0) }
     }
 
     func remove(_ session: EngineSession, _ r: JSONValue) async {

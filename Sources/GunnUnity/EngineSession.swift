@@ -29,6 +29,7 @@ final class EngineSession: Sendable {
         var frameNumber: UInt64 = 0
         var nonce: UInt64 = 0
         var errorsSent = 0
+        var ticksInFlight = 0
     }
 
     init(id: UInt64, ws: WebSocket, binary: Bool, bridge: EngineBridge) {
@@ -183,6 +184,24 @@ final class EngineSession: Sendable {
     func forget(_ id: String) { state.withLock { _ = $0.lastBody.removeValue(forKey: id) } }
 
     func nextFrameNumber() -> UInt64 { state.withLock { s in s.frameNumber += 1; return s.frameNumber } }
+
+    /// Ticks whose effects are written and not yet answered, at most.
+    static let maxTicksInFlight = 64
+
+    /// Waits for room among the ticks in flight.
+    func tickSlot() async {
+        while true {
+            let ok = state.withLock { s -> Bool in
+                guard s.ticksInFlight < Self.maxTicksInFlight else { return false }
+                s.ticksInFlight += 1
+                return true
+            }
+            if ok || stage == .closed { return }
+            try? await Task.sleep(nanoseconds: 1_000_000)
+        }
+    }
+
+    func tickDone() { state.withLock { $0.ticksInFlight -= 1 } }
 
     func heartbeat() {
         let n = state.withLock { s in s.nonce += 1; return s.nonce }

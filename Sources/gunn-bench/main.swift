@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|web|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|web|engine-bridge|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -25,6 +25,7 @@ struct Report: Encodable {
     var memory: [MemoryBench.Row]?
     var http: HTTPBench.Figures?
     var web: WebBench.Figures?
+    var engineBridge: EngineBridgeBench.Figures?
 }
 var report = Report()
 switch suite {
@@ -41,6 +42,7 @@ case "restart": report.restart = try await SoakBench.restart(arguments: argument
 case "memory": report.memory = try await MemoryBench.run(arguments: arguments)
 case "http": report.http = try await HTTPBench.run(arguments: arguments)
 case "web": report.web = try await WebBench.run(arguments: arguments)
+case "engine-bridge": report.engineBridge = try await EngineBridgeBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)

@@ -63,6 +63,18 @@ final class EngineBodiesTests: XCTestCase {
         XCTAssertEqual(EngineDriver.committed(d.submit("ann", .move, ["to": [2, 0]], req: "m2b")).first?.kind, "EngineCommand")
     }
 
+    func testOneStepsBodiesAreOneEffectAppliedWholeOrNotAtAll() {
+        var d = EngineDriver()
+        XCTAssertNil(emit(&d, "BodyUpdate", ["engine": "unity", "id": "other", "pos": [9, 9]]))
+        XCTAssertNil(emit(&d, "BodyUpdate", ["engine": "godot", "bodies": [["id": "a", "pos": [1, 0]], ["id": "b", "pos": [2, 0], "fields": ["k": "v"]]]]))
+        XCTAssertEqual(d.engine.world.entities["a"]?["pos"], [1, 0, 0])
+        XCTAssertEqual(d.engine.world.entities["b"]?["k"], "v")
+        // One body of another engine refuses the whole step: a does not move.
+        XCTAssertEqual(emit(&d, "BodyUpdate", ["engine": "godot", "bodies": [["id": "a", "pos": [5, 0]], ["id": "other", "pos": [0, 0]]]])?.code, .intentValidationFailed)
+        XCTAssertEqual(d.engine.world.entities["a"]?["pos"], [1, 0, 0])
+        XCTAssertEqual(emit(&d, "BodyUpdate", ["engine": "godot", "bodies": []])?.code, .invalidIntent)
+    }
+
     func testPendingCommandsAreBounded() {
         var d = EngineDriver()
         d.register("ann", at: Position(x: 0, y: 0))

@@ -19,8 +19,8 @@ final class SupervisorConfigTests: XCTestCase {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ops/gunn.json")
         let c = try SupervisorConfig.parse([UInt8](try Data(contentsOf: url)))
-        XCTAssertEqual(try c.startOrder().map(\.name), ["eventlog", "orchestrator", "demo", "web"])
-        XCTAssertEqual(c.dependents(of: "eventlog"), ["orchestrator", "demo", "web"])
+        XCTAssertEqual(try c.startOrder().map(\.name), ["eventlog", "orchestrator", "demo", "web", "unity"])
+        XCTAssertEqual(c.dependents(of: "eventlog"), ["orchestrator", "demo", "web", "unity"])
         XCTAssertEqual(c.children[0].socket, "run/eventlog.sock")
     }
 

@@ -1,8 +1,9 @@
 /// Bodies owned by a game engine (docs/engine.md). An entity is an engine body when its `engine`
 /// field names the engine that owns it; the engine bridge writes these effects:
 ///
-/// - `BodyUpdate {engine, id, pos?, fields?, commands?}` creates the body or merges into it (the
-///   engine's position and fields; the fields gunn keeps below are never overwritten).
+/// - `BodyUpdate {engine, id, pos?, fields?, commands?}` (or `{engine, bodies: [{id, …}, …]}`, one
+///   engine step's changes in one effect) creates each body or merges into it (the engine's
+///   position and fields; the fields gunn keeps below are never overwritten).
 /// - `EngineCommand {engine, agent_id, command, to? | data?}` is what a `Move` (or a custom intent
 ///   the body accepts) of an agent whose entity is a body becomes: it is pending under
 ///   `commands_pending["<global_seq>"]` until the engine answers.
@@ -59,25 +60,49 @@ public enum EngineBodies {
         return e
     }
 
+    /// One body (`id`, `pos`, `fields`, `commands` in the payload) or many (`bodies`: an array of
+    /// such objects, what one engine step changed). Every body is checked before any changes.
     static func bodyUpdate(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
-        let engine = try string(effect, "engine"), id = try string(effect, "id")
+        let engine = try string(effect, "engine")
+        let items: [JSONValue]
+        if let many = effect.payload["bodies"] {
+            guard case .array(let a) = many, !a.isEmpty, a.count <= 10_000, effect.payload["id"] == nil else {
+                throw GunnError(.invalidIntent, "BodyUpdate \"bodies\" must be an array of 1 to 10000 bodies (and no \"id\" beside it)")
+            }
+            items = a
+        } else {
+            items = [effect.payload]
+        }
+        var prepared: [(String, JSONObject)] = []
+        var index: [String: Int] = [:]
+        for item in items {
+            guard case .string(let id)? = item["id"], !id.isEmpty else { throw GunnError(.invalidIntent, "BodyUpdate needs a non-empty string \"id\" for each body") }
+            let base = index[id].map { prepared[$0].1 } ?? state.entities[id]
+            let entity = try merged(base, id: id, engine: engine, item)
+            if let k = index[id] { prepared[k].1 = entity } else { index[id] = prepared.count; prepared.append((id, entity)) }
+        }
+        for (id, entity) in prepared { state.setEntity(id, entity) }
+    }
+
+    /// `existing` with one body's update applied (nothing is changed in the world).
+    static func merged(_ existing: JSONObject?, id: String, engine: String, _ item: JSONValue) throws(GunnError) -> JSONObject {
         guard AgentID(id).isValid else { throw GunnError(.invalidIntent, "body id \"\(id)\" is not a valid identifier") }
-        var entity = state.entities[id] ?? ["kind": "body"]
+        var entity = existing ?? ["kind": "body"]
         if case .string(let owner)? = entity["engine"], owner != engine {
             throw GunnError(.intentValidationFailed, "BodyUpdate: \"\(id)\" is a body of the engine \(owner), not \(engine)")
         }
-        if let p = effect.payload["pos"] {
+        if let p = item["pos"] {
             guard let pos = Position(json: p) else { throw GunnError(.invalidIntent, "BodyUpdate \"pos\" must be [x, y] or [x, y, z] of finite numbers") }
             entity["pos"] = pos.json
         }
-        if let f = effect.payload["fields"] {
+        if let f = item["fields"] {
             guard case .object(let fields) = f else { throw GunnError(.invalidIntent, "BodyUpdate \"fields\" must be an object") }
             for (k, v) in fields {
                 guard !reservedFields.contains(k) else { throw GunnError(.invalidIntent, "BodyUpdate cannot set the field \"\(k)\"") }
                 entity[k] = v
             }
         }
-        if let c = effect.payload["commands"] {
+        if let c = item["commands"] {
             guard case .array(let kinds) = c, kinds.count <= 64, kinds.allSatisfy({ if case .string(let k) = $0 { return !k.isEmpty && k.utf8.count <= 64 } else { return false } }) else {
                 throw GunnError(.invalidIntent, "BodyUpdate \"commands\" must be at most 64 command names")
             }
@@ -85,7 +110,7 @@ public enum EngineBodies {
         }
         entity["engine"] = .string(engine)
         entity["id"] = .string(id)
-        state.setEntity(id, entity)
+        return entity
     }
 
     static func command(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
