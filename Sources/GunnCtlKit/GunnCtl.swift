@@ -288,11 +288,12 @@ final class Ctl {
         if let engine = engineStatus(), case .array(let links)? = engine["engines"] {
             // gunn-adapter-unity's links to game engines (run/engine.status.json).
             out("\nengine bridge: breaker \(engine["breaker"]?.stringValue ?? "?")")
+            // A count from the file, shown whole (a corrupt value shows as 0, never traps).
+            func count(_ l: JSONValue, _ key: String) -> String { "\(Int64(exactly: (l[key]?.numberValue ?? 0).rounded()) ?? 0)" }
             table(["ENGINE", "LINK", "BREAKER", "CODE", "REASON", "SESSIONS", "TICKS", "COMMANDS SENT", "ANSWERED"], links.map { l in
                 [l["engine"]?.stringValue ?? "", l["link"]?.stringValue ?? "", l["breaker"]?.stringValue ?? "",
                  (l["code"]?.stringValue).flatMap { $0.isEmpty ? nil : $0 } ?? "-", (l["reason"]?.stringValue).flatMap { $0.isEmpty ? nil : $0 } ?? "-",
-                 "\(Int(l["sessions"]?.numberValue ?? 0))", "\(Int(l["ticks"]?.numberValue ?? 0))",
-                 "\(Int(l["commands_sent"]?.numberValue ?? 0))", "\(Int(l["commands_answered"]?.numberValue ?? 0))"]
+                 count(l, "sessions"), count(l, "ticks"), count(l, "commands_sent"), count(l, "commands_answered")]
             })
         }
         if !silent.isEmpty {

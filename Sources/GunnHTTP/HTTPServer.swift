@@ -48,6 +48,20 @@ public struct HTTPServerConfiguration: Sendable {
     /// How often deadlines are checked.
     public var sweepInterval: Double = 0.25
     public init() {}
+
+    /// Sets `host` and `port` from `HOST:PORT` (`[v6]:PORT` too), as the adapters' `--listen` takes them.
+    public mutating func setListen(_ text: String) throws(GunnError) {
+        guard let colon = text.lastIndex(of: ":"), let p = UInt16(text[text.index(after: colon)...]) else {
+            throw GunnError(.configInvalid, "--listen must be HOST:PORT, got \(text)")
+        }
+        var h = String(text[..<colon])
+        if h.hasPrefix("[") && h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
+        host = h
+        port = p
+    }
+
+    /// `host` as a URL writes it (an IPv6 address in brackets).
+    public var urlHost: String { host.contains(":") ? "[\(host)]" : host }
 }
 
 /// A server that cannot start: a certificate or key that does not load (CONFIG_INVALID), or the

@@ -107,14 +107,18 @@ public enum EngineCodec {
         guard depth < maxDepth else { throw GunnError(.malformedFrame, "engine frame nested too deep") }
         let fields = EngineSchema.byNumber[type]!
         var out = JSONObject()
+        // Repeated fields and maps are gathered here and stored once (appending to the copy in
+        // `out` would copy the whole array for every element).
+        var lists: [String: [JSONValue]] = [:]
+        var maps: [String: JSONObject] = [:]
         while let (number, wire) = try r.nextField() {
             guard let f = fields[number] else { try r.skip(wire); continue }
             func put(_ v: JSONValue) throws {
                 if f.repeated {
-                    guard case .array(var a) = out[f.name] ?? .array([]) else { return }
-                    guard a.count < EngineCodec.maxRepeated else { throw GunnError(.invalidField, "\(type).\(f.name) has more than \(EngineCodec.maxRepeated) elements") }
-                    a.append(v)
-                    out[f.name] = .array(a)
+                    guard lists[f.name, default: []].count < EngineCodec.maxRepeated else {
+                        throw GunnError(.invalidField, "\(type).\(f.name) has more than \(EngineCodec.maxRepeated) elements")
+                    }
+                    lists[f.name, default: []].append(v)
                 } else if !EngineCodec.isDefault(v, f) {
                     // proto3: a singular scalar at its default is the same as an absent one.
                     out[f.name] = v
@@ -156,12 +160,12 @@ public enum EngineCodec {
                 while let (n, w) = try sub.nextField() {
                     if n == 1, let k = try sub.string(w, field: n) { key = k } else if n == 2, let v = try sub.string(w, field: n) { value = v } else { try sub.skip(w) }
                 }
-                guard case .object(var m) = out[f.name] ?? .object(JSONObject()) else { break }
-                guard m.count < maxRepeated else { throw GunnError(.invalidField, "\(type).\(f.name) has too many entries") }
-                m[key] = .string(value)
-                out[f.name] = .object(m)
+                guard maps[f.name, default: JSONObject()].count < maxRepeated else { throw GunnError(.invalidField, "\(type).\(f.name) has too many entries") }
+                maps[f.name, default: JSONObject()][key] = .string(value)
             }
         }
+        for (name, list) in lists { out[name] = .array(list) }
+        for (name, map) in maps { out[name] = .object(map) }
         return .object(out)
     }
 

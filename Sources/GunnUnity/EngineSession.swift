@@ -1,3 +1,4 @@
+import GunnAuth
 import GunnCore
 import GunnHTTP
 import Synchronization
@@ -11,8 +12,8 @@ final class EngineSession: Sendable {
     let ws: WebSocket
     let binary: Bool
     unowned let bridge: EngineBridge
-    private let inbox: AsyncStream<JSONValue>.Continuation
-    private let frames: AsyncStream<JSONValue>
+    private let inbox: AsyncStream<(JSONValue, Int)>.Continuation
+    private let frames: AsyncStream<(JSONValue, Int)>
     private let state: Mutex<State>
 
     struct State {
@@ -20,10 +21,17 @@ final class EngineSession: Sendable {
         var engineName = ""
         var permit: CircuitBreaker.Permit?
         var lockstep = false
+        /// What the token may drive: a body id outside it is refused.
+        var claims: TokenClaims?
         var lastHeard: Double
+        var lastHeartbeat: Double = 0
         var queued = 0
-        /// Commands sent in this session (by seq) and when.
+        var queuedBytes = 0
+        /// Commands sent in this session (by seq) and when; answered ones until the view drops them.
         var sent: [UInt64: Double] = [:]
+        var answered: Set<UInt64> = []
+        /// The last tick's ack, so acks go out in order.
+        var lastAck: Task<Void, Never>?
         /// The last state of each body sent to the log in this session.
         var lastBody: [String: JSONValue] = [:]
         var frameNumber: UInt64 = 0
@@ -37,7 +45,8 @@ final class EngineSession: Sendable {
         self.ws = ws
         self.binary = binary
         self.bridge = bridge
-        (frames, inbox) = AsyncStream<JSONValue>.makeStream(bufferingPolicy: .unbounded)
+        // Unbounded here, bounded by `received` (frames and bytes queued).
+        (frames, inbox) = AsyncStream<(JSONValue, Int)>.makeStream(bufferingPolicy: .unbounded)
         state = Mutex(State(lastHeard: bridge.now()))
     }
 
@@ -45,37 +54,57 @@ final class EngineSession: Sendable {
     var engineName: String { state.withLock { $0.engineName } }
     var permit: CircuitBreaker.Permit? { state.withLock { $0.permit } }
     var lastHeard: Double { state.withLock { $0.lastHeard } }
-    func setStage(_ s: Stage) { state.withLock { $0.stage = s } }
+    var claims: TokenClaims? { state.withLock { $0.claims } }
+
+    /// Moves from `from` to `to` only if the session is still at `from` (a timer or the sweep may
+    /// have closed it meanwhile).
+    func transition(from: Stage, to: Stage) -> Bool {
+        state.withLock { s in
+            guard s.stage == from else { return false }
+            s.stage = to
+            return true
+        }
+    }
+
+    /// Bytes of frames read and not yet handled, at most.
+    static let maxQueuedBytes = 64 << 20
+    /// Bodies one session reports at most (each is remembered to skip unchanged ones).
+    static let maxBodies = 10_000
 
     /// On the socket's loop: decode, refuse what cannot be read (the engine is told why), queue the rest.
     func received(_ m: WebSocketMessage) {
         let over = state.withLock { s -> Bool in
             s.lastHeard = bridge.now()
             s.queued += 1
-            return s.queued > bridge.config.maxQueuedFrames
+            s.queuedBytes += m.bytes.count
+            return s.queued > bridge.config.maxQueuedFrames || s.queuedBytes > Self.maxQueuedBytes
         }
-        if over { return fail(GunnError(.queueFull, "more than \(bridge.config.maxQueuedFrames) frames waiting: the engine sends faster than gunn takes them"), close: 1008) }
+        if over {
+            return fail(GunnError(.queueFull, "more than \(bridge.config.maxQueuedFrames) frames or \(Self.maxQueuedBytes >> 20) MiB waiting: the engine sends faster than gunn takes them"), close: 1008)
+        }
         let isBinary = !m.isText
         guard isBinary == binary else {
-            state.withLock { $0.queued -= 1 }
+            dequeued(m.bytes.count)
             bridge.noteRefused(engineName)
             return sendError(GunnError(.malformedFrame, "a \(isBinary ? "binary" : "text") message on the \(binary ? "+proto" : "+json") subprotocol"), ref: 0)
         }
         do {
             let frame = binary ? try EngineCodec.decodeBinary(m.bytes) : try EngineCodec.decodeJSON(m.bytes)
-            inbox.yield(frame)
+            inbox.yield((frame, m.bytes.count))
         } catch {
-            state.withLock { $0.queued -= 1 }
+            dequeued(m.bytes.count)
             bridge.noteRefused(engineName)
             sendError(error, ref: 0)
         }
     }
 
+    private func dequeued(_ bytes: Int) { state.withLock { $0.queued -= 1; $0.queuedBytes -= bytes } }
+
     func startInbox() {
         Task { [self] in
-            for await frame in frames {
+            for await (frame, bytes) in frames {
                 await handle(frame)
-                state.withLock { $0.queued -= 1 }
+                dequeued(bytes)
             }
         }
     }
@@ -90,7 +119,7 @@ final class EngineSession: Sendable {
         case (_, "error"):
             return  // the engine reports a problem; it is in its own log
         case (.awaitingHello, "hello"):
-            setStage(.syncing)
+            guard transition(from: .awaitingHello, to: .syncing) else { return }
             await bridge.hello(self, body)
         case (.awaitingHello, _):
             fail(GunnError(.handshakeRequired, "the first frame must be hello, not \(name)"), close: 4428)
@@ -108,8 +137,8 @@ final class EngineSession: Sendable {
         }
     }
 
-    func welcomed(name: String, permit: CircuitBreaker.Permit, lockstep: Bool) {
-        state.withLock { $0.engineName = name; $0.permit = permit; $0.lockstep = lockstep }
+    func welcomed(name: String, permit: CircuitBreaker.Permit, lockstep: Bool, claims: TokenClaims) {
+        state.withLock { $0.engineName = name; $0.permit = permit; $0.lockstep = lockstep; $0.claims = claims }
     }
 
     func send(_ frame: JSONValue) {
@@ -146,25 +175,40 @@ final class EngineSession: Sendable {
         inbox.finish()
     }
 
-    func markSent(_ seqs: [UInt64]) {
+    /// Marks the commands of `pending` not yet sent (nor answered) in this session as sent and
+    /// returns them, in one step, so two pumps never send a command twice. Answered commands the
+    /// view no longer lists are forgotten.
+    func claim(_ pending: [(seq: UInt64, body: String, held: JSONValue)]) -> [(seq: UInt64, body: String, held: JSONValue)] {
         let t = bridge.now()
-        state.withLock { s in for q in seqs { s.sent[q] = t } }
-        if !seqs.isEmpty { bridge.noteSent(engineName, seqs.count) }
+        let fresh = state.withLock { s -> [(seq: UInt64, body: String, held: JSONValue)] in
+            let listed = Set(pending.map(\.seq))
+            s.answered = s.answered.filter(listed.contains)
+            let fresh = pending.filter { s.sent[$0.seq] == nil && !s.answered.contains($0.seq) }
+            for c in fresh { s.sent[c.seq] = t }
+            return fresh
+        }
+        if !fresh.isEmpty { bridge.noteSent(engineName, fresh.count) }
+        return fresh
     }
 
     /// Sends the commands of `pending` not yet sent in this session.
     func sendPending(_ pending: [(seq: UInt64, body: String, held: JSONValue)], head: UInt64) {
-        let fresh = state.withLock { s in pending.filter { s.sent[$0.seq] == nil } }
-        guard !fresh.isEmpty else { return }
-        markSent(fresh.map(\.seq))
-        for c in fresh { send(["command": EngineBridge.commandFrame(c, head: head)]) }
+        for c in claim(pending) { send(["command": EngineBridge.commandFrame(c, head: head)]) }
     }
 
-    func answered(_ seq: UInt64) { state.withLock { _ = $0.sent.removeValue(forKey: seq) } }
-
-    /// The oldest command sent more than `after` seconds ago, once (its clock restarts).
-    func overdue(now: Double, after: Double) -> UInt64? {
+    func answered(_ seq: UInt64) {
         state.withLock { s in
+            s.sent[seq] = nil
+            s.answered.insert(seq)
+        }
+    }
+
+    /// The oldest command sent more than `after` seconds ago and still pending in the world,
+    /// once (its clock restarts); commands the world no longer holds (their body was removed) are
+    /// dropped.
+    func overdue(now: Double, after: Double, pending: Set<UInt64>) -> UInt64? {
+        state.withLock { s in
+            s.sent = s.sent.filter { pending.contains($0.key) }
             guard let (seq, _) = s.sent.filter({ now - $0.value > after }).min(by: { $0.key < $1.key }) else { return nil }
             s.sent[seq] = now
             return seq
@@ -172,39 +216,64 @@ final class EngineSession: Sendable {
     }
 
     /// Whether a body differs from what this session last sent for it (an unchanged one is not logged again).
-    func changed(_ body: JSONValue) -> Bool {
+    func changed(_ body: JSONValue) throws(GunnError) -> Bool {
         guard let id = body["id"]?.stringValue else { return true }
-        return state.withLock { s in
+        return try state.withLock { s throws(GunnError) -> Bool in
             if s.lastBody[id] == body { return false }
+            guard s.lastBody[id] != nil || s.lastBody.count < Self.maxBodies else {
+                throw GunnError(.invalidField, "body \(id): this engine reports more than \(Self.maxBodies) bodies")
+            }
             s.lastBody[id] = body
             return true
         }
     }
 
-    func forget(_ id: String) { state.withLock { _ = $0.lastBody.removeValue(forKey: id) } }
+    /// Forgets what was last sent for these bodies (their update was refused: the next report is sent again).
+    func forget(_ ids: [String]) { state.withLock { s in for id in ids { s.lastBody[id] = nil } } }
 
     func nextFrameNumber() -> UInt64 { state.withLock { s in s.frameNumber += 1; return s.frameNumber } }
 
     /// Ticks whose effects are written and not yet answered, at most.
     static let maxTicksInFlight = 64
 
-    /// Waits for room among the ticks in flight.
-    func tickSlot() async {
+    /// Waits for room among the ticks in flight; false when the session closed meanwhile (the
+    /// tick is then dropped). A slot taken is given back with `tickDone`.
+    func tickSlot() async -> Bool {
         while true {
-            let ok = state.withLock { s -> Bool in
+            let taken = state.withLock { s -> Bool? in
+                if s.stage == .closed { return nil }
                 guard s.ticksInFlight < Self.maxTicksInFlight else { return false }
                 s.ticksInFlight += 1
                 return true
             }
-            if ok || stage == .closed { return }
+            guard let taken else { return false }
+            if taken { return true }
+            // Only under backpressure: the orchestrator answers slower than the engine steps.
             try? await Task.sleep(nanoseconds: 1_000_000)
         }
     }
 
     func tickDone() { state.withLock { $0.ticksInFlight -= 1 } }
 
-    func heartbeat() {
-        let n = state.withLock { s in s.nonce += 1; return s.nonce }
-        send(["heartbeat": ["nonce": .number(Double(n))]])
+    /// Runs `send` after the previous tick's ack went out, so acks keep the ticks' order.
+    func ackInOrder(_ send: @escaping @Sendable () async -> Void) {
+        state.withLock { s in
+            let previous = s.lastAck
+            s.lastAck = Task {
+                await previous?.value
+                await send()
+            }
+        }
+    }
+
+    /// A heartbeat when `interval` seconds passed since the last one.
+    func heartbeat(now: Double, interval: Double) {
+        let n = state.withLock { s -> UInt64? in
+            guard now - s.lastHeartbeat >= interval else { return nil }
+            s.lastHeartbeat = now
+            s.nonce += 1
+            return s.nonce
+        }
+        if let n { send(["heartbeat": ["nonce": .number(Double(n))]]) }
     }
 }

@@ -314,6 +314,10 @@ public final class WebAdapter: Sendable {
         if body["kind"]?.stringValue == "JSONPatch" && !claims.rights.contains(.admin) {
             return .error(.forbidden, "a JSONPatch effect needs the admin right")
         }
+        // A game engine's records come from the engine bridge, not from a web client.
+        if let kind = body["kind"]?.stringValue, ["BodyUpdate", "EngineCommand", "EngineCommandResult", "EngineLink"].contains(kind) {
+            return .error(.forbidden, "\(kind) effects come from gunn-adapter-unity (docs/engine.md)")
+        }
         for key in ["agent_id", "id", "from", "to", "target", "entity_id", "source_id"] {
             let named = body["payload"]?[key]?.stringValue ?? (key == "source_id" ? body["source_id"]?.stringValue : nil)
             if let a = named, let owner = state.withLock({ $0.owners[a]?.tenant }), owner != claims.tenant {

@@ -7,12 +7,16 @@ import GunnIO
 import GunnUnity
 
 // gunn-adapter-unity: game engines (Unity, Godot, anything with a WebSocket client) join the world.
-//   gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep]
+//   gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep] [--sim-time host|engine]
 //     [--hello-timeout-ms MS --sync-timeout-ms MS --heartbeat-ms MS --command-timeout-ms MS]
 //     [--breaker-failures N] [--contacts-per-second N]
 // --listen (or GUNN_ENGINE_LISTEN) defaults to 127.0.0.1:8788; port 0 picks a free one. The address
 // bound is written to run/engine.addr ("ws://HOST:PORT/v1/engine"), the links' state to
 // run/engine.status.json. Engines authenticate with a gunn token that has the emit right.
+// --sim-time (or GUNN_SIM_TIME, which the orchestrator reads too) says whether the engine's clock
+// is the world's: then its effects carry the engine's sim time.
+// Concurrency: GunnHTTP's loop runs the sockets, one EventLoop the orchestrator client; the
+// bridge's state is behind its Mutex (EngineBridge).
 Supervision.followSupervisor()
 let usage = "gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep]"
 let args = ProcessArguments()
@@ -25,11 +29,8 @@ func fail(_ e: GunnError) -> Never {
 
 guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
 let listen = args.value("--listen", env: "GUNN_ENGINE_LISTEN") ?? "127.0.0.1:8788"
-guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
-    fail(GunnError(.configInvalid, "--listen must be HOST:PORT, got \(listen)"))
-}
-var host = String(listen[..<colon])
-if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+var http = HTTPServerConfiguration()
+do { try http.setListen(listen) } catch { fail(error) }
 
 var config = EngineBridgeConfig(worldID: world)
 func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
@@ -41,10 +42,14 @@ if let mode = args.value("--time") {
     guard ["free", "lockstep"].contains(mode) else { fail(GunnError(.configInvalid, "--time must be free or lockstep, got \(mode)")) }
     config.timeMode = mode
 }
-config.helloTimeout = (number("--hello-timeout-ms", 50...600_000) ?? config.helloTimeout * 1000) / 1000
-config.syncTimeout = (number("--sync-timeout-ms", 50...600_000) ?? config.syncTimeout * 1000) / 1000
+if let t = args.value("--sim-time", env: "GUNN_SIM_TIME") {
+    guard ["host", "engine"].contains(t) else { fail(GunnError(.configInvalid, "--sim-time must be host or engine, got \(t)")) }
+    config.engineTime = t == "engine"
+}
+config.helloTimeoutSeconds = (number("--hello-timeout-ms", 50...600_000) ?? config.helloTimeoutSeconds * 1000) / 1000
+config.syncTimeoutSeconds = (number("--sync-timeout-ms", 50...600_000) ?? config.syncTimeoutSeconds * 1000) / 1000
 config.heartbeatMs = UInt32(number("--heartbeat-ms", 50...600_000) ?? Double(config.heartbeatMs))
-config.commandTimeout = (number("--command-timeout-ms", 50...3_600_000) ?? config.commandTimeout * 1000) / 1000
+config.commandTimeoutSeconds = (number("--command-timeout-ms", 50...3_600_000) ?? config.commandTimeoutSeconds * 1000) / 1000
 config.breakerFailures = Int(number("--breaker-failures", 1...1000) ?? Double(config.breakerFailures))
 config.contactsPerSecond = number("--contacts-per-second", 1...1e6) ?? config.contactsPerSecond
 
@@ -61,17 +66,13 @@ let bridge = EngineBridge(client: client, auth: auth, config: config, statusPath
 var router = Router()
 router.webSocket("/v1/engine", bridge.endpoint())
 router.get("/health") { _ in .json(["status": "alive"]) }
-var http = HTTPServerConfiguration()
-http.host = host
-http.port = port
 http.serverName = "gunn-adapter-unity"
 http.maxConnections = 256
 let server: HTTPServer
 do { server = try HTTPServer(configuration: http, router: router) } catch {
     fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
 }
-let shown = host.contains(":") ? "[\(host)]" : host
-let url = "ws://\(shown):\(server.port)/v1/engine"
+let url = "ws://\(http.urlHost):\(server.port)/v1/engine"
 let addrPath = home + "/run/engine.addr"
 if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
 // The observer agent that finds commands; retried while the orchestrator is not there yet.

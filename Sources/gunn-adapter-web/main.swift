@@ -26,11 +26,8 @@ func fail(_ e: GunnError) -> Never {
 
 guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
 let listen = args.value("--listen", env: "GUNN_WEB_LISTEN") ?? "127.0.0.1:8787"
-guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
-    fail(GunnError(.configInvalid, "--listen must be HOST:PORT, got \(listen)"))
-}
-var host = String(listen[..<colon])
-if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+var config = HTTPServerConfiguration()
+do { try config.setListen(listen) } catch { fail(error) }
 
 try? FileManager.default.createDirectory(atPath: home + "/run", withIntermediateDirectories: true)
 try? FileManager.default.createDirectory(atPath: home + "/data", withIntermediateDirectories: true)
@@ -56,9 +53,6 @@ webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) 
 webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(webConfig.quarantineAfter))
 let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json")
 
-var config = HTTPServerConfiguration()
-config.host = host
-config.port = port
 config.serverName = "gunn-adapter-web"
 config.maxConnections = 4096
 // Slow clients (slowloris): the header and body progress deadlines and the keep-alive idle time.
@@ -72,8 +66,7 @@ let server: HTTPServer
 do { server = try HTTPServer(configuration: config, router: adapter.router()) } catch {
     fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
 }
-let shown = host.contains(":") ? "[\(host)]" : host
-let url = "\(config.tls == nil ? "http" : "https")://\(shown):\(server.port)"
+let url = "\(config.tls == nil ? "http" : "https")://\(config.urlHost):\(server.port)"
 let addrPath = home + "/run/web.addr"
 if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
 // Agents registered before a restart are registered again, so their views and streams go on.

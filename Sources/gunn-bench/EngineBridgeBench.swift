@@ -27,7 +27,7 @@ enum EngineBridgeBench {
         print("== engine-bridge: gunn-adapter-unity with an engine of \(bodies) bodies at \(rate) ticks/s (JSON subprotocol), beside a bare WebSocket round trip")
         let log = try BenchSupport.launch("gunn-eventlog", ["--home", home, "--world-id", "b", "--durability", "normal"]).process
         let orch = try BenchSupport.launch("gunn-orchestrator", ["--home", home, "--world-id", "b", "--sim-time", "engine"]).process
-        let unity = try BenchSupport.launch("gunn-adapter-unity", ["--home", home, "--world-id", "b", "--listen", "127.0.0.1:0"]).process
+        let unity = try BenchSupport.launch("gunn-adapter-unity", ["--home", home, "--world-id", "b", "--listen", "127.0.0.1:0", "--sim-time", "engine"]).process
         defer { for p in [unity, orch, log] { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() } }
         let url = try String(contentsOfFile: home + "/run/engine.addr", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let port = UInt16(url.split(separator: ":").last?.split(separator: "/").first ?? "") else { throw GunnError(.internalError, "no port in \(url)") }

@@ -5,8 +5,10 @@ import XCTest
 /// EngineCommand, answered once by EngineCommandResult; a lost engine refuses its agents' commands;
 /// engine ticks drive sim time when the engine is the authority.
 final class EngineBodiesTests: XCTestCase {
-    func emit(_ d: inout EngineDriver, _ kind: String, _ payload: JSONValue, simTime: SimTime? = nil) -> GunnError? {
-        let out = d.handle(.emit(EffectDraft(kind: kind, payload: payload, sourceID: "engine:godot", simTime: simTime)))
+    /// Emits as the bridge of the payload's engine does (source `engine:<name>`), or as `source`.
+    func emit(_ d: inout EngineDriver, _ kind: String, _ payload: JSONValue, simTime: SimTime? = nil, source: String? = nil) -> GunnError? {
+        let from = source ?? "engine:" + (payload["engine"]?.stringValue ?? "godot")
+        let out = d.handle(.emit(EffectDraft(kind: kind, payload: payload, sourceID: from, simTime: simTime)))
         for o in out { if case .emitRejected(_, _, let e) = o { return e } }
         return nil
     }
@@ -42,7 +44,10 @@ final class EngineBodiesTests: XCTestCase {
         // Another engine cannot touch the body; reserved fields cannot be set.
         XCTAssertEqual(emit(&d, "BodyUpdate", ["engine": "unity", "id": "ann", "pos": [9, 9]])?.code, .intentValidationFailed)
         XCTAssertEqual(emit(&d, "BodyUpdate", ["engine": "godot", "id": "ann", "fields": ["commands_pending": [:]]])?.code, .invalidIntent)
-        XCTAssertEqual(emit(&d, "EngineCommand", ["engine": "unity", "agent_id": "ann", "command": "move", "to": [1, 1]])?.code, .intentValidationFailed)
+        // Only an agent's intent becomes a command; only the engine's bridge writes its records.
+        XCTAssertEqual(emit(&d, "EngineCommand", ["engine": "godot", "agent_id": "ann", "command": "move", "to": [1, 1]])?.code, .forbidden)
+        XCTAssertEqual(emit(&d, "EngineLink", ["engine": "godot", "state": "lost"], source: "web-client")?.code, .forbidden)
+        XCTAssertEqual(emit(&d, "BodyUpdate", ["engine": "godot", "id": "ann", "pos": [9, 9]], source: "engine:unity")?.code, .forbidden)
     }
 
     func testALostEngineRefusesItsAgentsCommandsWithARetryAfterAndPendingOnesStay() throws {

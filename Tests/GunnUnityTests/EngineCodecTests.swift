@@ -157,6 +157,16 @@ final class EngineCodecTests: XCTestCase {
         // tick.sim_time = NaN
         XCTAssertEqual(bin([0xA2, 0x01, 0x09, 0x11] + withUnsafeBytes(of: Double.nan.bitPattern.littleEndian, Array.init)), .invalidField)
         XCTAssertEqual(bin([0xA2, 0x01, 0x02, 0x10, 0x01]), .malformedFrame, "a varint where a double belongs")
+        // 65,536 empty bodies in one frame decode (gathered once, not copied per element); one more is refused.
+        let empty: [UInt8] = [0x1A, 0x00]  // Tick.bodies, an empty Body
+        let many = Array([[UInt8]](repeating: empty, count: EngineCodec.maxRepeated).joined())
+        func tick(_ inner: [UInt8]) -> [UInt8] {
+            var len: [UInt8] = [], n = inner.count
+            repeat { len.append(UInt8(n & 0x7F) | (n > 0x7F ? 0x80 : 0)); n >>= 7 } while n > 0
+            return [0xA2, 0x01] + len + inner
+        }
+        XCTAssertEqual(try EngineCodec.decodeBinary(tick(many))["tick"]?["bodies"]?.arrayValue?.count, EngineCodec.maxRepeated)
+        XCTAssertEqual(bin(tick(many + empty)), .invalidField)
         // Unknown fields in binary are skipped (protobuf's rule; a newer minor may add them).
         XCTAssertNil(bin([0xA2, 0x01, 0x05, 0x08, 0x01, 0xF8, 0x05] + [0x01]))
     }

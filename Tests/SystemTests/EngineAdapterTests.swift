@@ -39,7 +39,7 @@ final class EngineAdapterTests: XCTestCase {
           {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"],
            "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}", "--sim-time", "engine"]},
           {"name": "unity", "executable": "gunn-adapter-unity", "depends_on": ["orchestrator"],
-           "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "\(listen)"\(extra.isEmpty ? "" : ", " + extra)]}]}
+           "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "\(listen)", "--sim-time", "engine"\(extra.isEmpty ? "" : ", " + extra)]}]}
         """
         try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
@@ -145,7 +145,7 @@ final class EngineAdapterTests: XCTestCase {
         let tickTimes = Set(ticks.map(\.simTime))
         XCTAssertEqual(ticks.map(\.simTime), ticks.map(\.simTime).sorted(), "ticks in order")
         for e in entries where e.kind == "EngineCommand" || e.kind == "Collision" {
-            XCTAssertTrue(tickTimes.contains(e.simTime) || e.simTime == 0, "\(e.kind) at \(e.simTime) is not a tick's time")
+            XCTAssertTrue(tickTimes.contains(e.simTime), "\(e.kind) at \(e.simTime) is not a tick's time")
         }
         XCTAssertLessThan(entries.map(\.simTime).max() ?? 0, 600, "sim time is the engine's seconds")
         // The engine's own record: each command once.
@@ -350,6 +350,42 @@ final class EngineAdapterTests: XCTestCase {
         print("kill -9: \(seqs.count) commands, each answered and executed once; \(lost.count) EngineLink lost records; \(attempt) submissions")
     }
 
+    /// An engine that takes commands and never answers them: each unanswered command counts
+    /// against the link's breaker, which opens, cuts the link and refuses the engine's Hellos
+    /// until its open time is over; then one probe session is let through again.
+    func testAnEngineThatNeverAnswersOpensTheBreaker() async throws {
+        let exe = try buildProbe()
+        let (url, token) = try startSystem(unityArgs: ["--command-timeout-ms", "300", "--breaker-failures", "2"])
+        let c = client("test")
+        _ = try await c.register(["agent_id": "U1", "spawn": [0, 0], "staleness_threshold": 100_000])
+        let (_, reader) = try launchProbe(exe, "silent", url: url, token: token, record: "-", seconds: 60)
+        _ = try until(reader, "synced")
+        try poll("U1 to be the probe's body") { c.view(of: "U1")?.doc["entities"]?["U1"]?["engine"] == "unity" }
+        for k in 0..<2 {
+            let o = try await c.submit(Intent(kind: .move, payload: ["to": [.number(Double(k + 1)), 0]], contextSeq: 0, reqID: ReqID("s\(k)"), agentID: "U1"))
+            XCTAssertEqual(o.effect?.kind, "EngineCommand", "\(o)")
+        }
+        // The engine is cut off and, reconnecting while the breaker is open, refused.
+        let (refused, lines) = try until(reader, "refused")
+        XCTAssertEqual(refused["name"], "ADAPTER_UNAVAILABLE", lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains { $0.contains("breaker opened") }, "the engine was told why it was cut off: \(lines.joined(separator: "\n"))")
+        let status = try GunnHome(home).gunnctl(["--json", "status"])
+        let breaker = status.json?["engine"]?["breaker"]?.stringValue ?? ""
+        XCTAssertTrue(["open", "half_open"].contains(breaker), status.out)
+        let lost = try await logged().filter { $0.kind == "EngineLink" && $0.payload["state"] == "lost" }
+        XCTAssertEqual(lost.first?.payload["name"], "UNITY_CONNECTION_LOST")
+        let o = try await c.submit(Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: 0, reqID: "while-open", agentID: "U1"))
+        XCTAssertEqual(o.error?.code, .unityConnectionLost, "\(o)")
+        // After the open time one session is let through again (a half-open probe); still silent,
+        // its commands count again and the breaker opens again.
+        let (again, _) = try until(reader, "welcome")
+        XCTAssertNotNil(again["session"])
+        let (second, more) = try until(reader, "refused")
+        XCTAssertEqual(second["name"], "ADAPTER_UNAVAILABLE", more.joined(separator: "\n"))
+        XCTAssertTrue(more.contains { $0.contains("breaker opened") }, "the recovered session was cut again: \(more.joined(separator: "\n"))")
+        print("breaker: \(breaker) after 2 unanswered commands; \(refused["message"]?.stringValue ?? "")")
+    }
+
     /// A hostile engine: garbage, frames of the wrong kind, unknown bodies, answers to commands
     /// never sent, reserved fields, a flood of contacts. Each is answered with its code, nothing of
     /// it reaches the log, the flood is cut at the contact rate, and the adapter goes on serving.
@@ -357,7 +393,9 @@ final class EngineAdapterTests: XCTestCase {
         let (url, token) = try startSystem(unityArgs: ["--contacts-per-second", "200"])
         let pidBefore = try GunnHome(home).waitReady(["unity"])["unity"]?["pid"]
         let python = root.path + "/.venv-tools/bin/python"
+        let started = Date()
         let (status, out) = try runTool(python, [root.path + "/Tests/Interop/engine_hostile.py", url, token])
+        let elapsed = Date().timeIntervalSince(started)
         XCTAssertEqual(status, 0, out)
         let summary = try JSONParser.parse(Array(out.utf8))
         XCTAssertEqual(summary["welcome"], true)
@@ -371,9 +409,12 @@ final class EngineAdapterTests: XCTestCase {
         let collisions = entries.filter { $0.kind == "Collision" }
         XCTAssertFalse(collisions.contains { $0.payload["b"] == "ghost" })
         XCTAssertGreaterThan(collisions.count, 0)
-        XCTAssertLessThan(collisions.count, 10_000, "the flood of 10,000 contacts was cut at the contact rate")
+        // The bucket holds 200 and refills 200 a second: no more can pass in the script's time.
+        XCTAssertLessThanOrEqual(Double(collisions.count), 200 + 200 * elapsed + 1, "the flood of 10,000 contacts was cut at the contact rate")
         XCTAssertFalse(entries.contains { $0.kind == "EngineCommandResult" })
-        XCTAssertEqual(entries.filter { $0.kind == "BodyUpdate" }.compactMap { $0.payload["fields"]?["engine"] }, [], "a reserved field never reached the log")
+        let bodies = entries.filter { $0.kind == "BodyUpdate" }.flatMap { $0.payload["bodies"]?.arrayValue ?? [] }
+        XCTAssertEqual(Set(bodies.compactMap { $0["id"]?.stringValue }), ["X", "Y"])
+        XCTAssertEqual(bodies.compactMap { $0["fields"]?["engine"] }, [], "a reserved field never reached the log")
         XCTAssertEqual(try GunnHome(home).waitReady(["unity"])["unity"]?["pid"], pidBefore, "the adapter did not restart")
         print("hostile engine: \(summary["errors"].map(CanonicalJSON.encodeString) ?? ""), \(collisions.count) of 10000 flooded contacts logged")
     }

@@ -132,6 +132,7 @@ final class WebAdapterTests: XCTestCase {
             ("another tenant registers it", "/v1/agents", t2, Array(#"{"agent_id":"ann"}"#.utf8), 403, .tenantIsolationViolation),
             ("another tenant's agent in an effect", "/v1/effects", t2emit, Array(#"{"kind":"Move","payload":{"agent_id":"ann","to":[9,9]},"source_id":"x"}"#.utf8), 403, .tenantIsolationViolation),
             ("a JSONPatch without admin", "/v1/effects", t2emit, Array(#"{"kind":"JSONPatch","payload":{},"source_id":"x"}"#.utf8), 403, .forbidden),
+            ("an engine's record from the web", "/v1/effects", t2emit, Array(#"{"kind":"EngineLink","payload":{"engine":"godot","state":"lost"},"source_id":"engine:godot"}"#.utf8), 403, .forbidden),
             ("invalid JSON", "/v1/agents/ann/intents", t1, Array(#"{"kind":"Move","#.utf8), 400, .invalidJSON),
             ("unknown field", "/v1/agents", t1, Array(#"{"agent_id":"bob","colour":"red"}"#.utf8), 400, .invalidField),
             ("tenant in the body", "/v1/agents", t1, Array(#"{"agent_id":"bob","tenant":"t1"}"#.utf8), 400, .invalidField),

@@ -90,7 +90,8 @@ public struct DefaultEffectValidator: EffectValidator {
             }
             // A kind the agent's engine body accepts is an engine command (EngineBodies).
             let accepted: Bool
-            if case .array(let kinds)? = context.world.entities[intent.agentID.rawValue]?["engine_commands"] { accepted = kinds.contains(.string(kind)) } else { accepted = false }
+            let body = context.world.entities[intent.agentID.rawValue]
+            if case .string? = body?["engine"], case .array(let kinds)? = body?["engine_commands"] { accepted = kinds.contains(.string(kind)) } else { accepted = false }
             guard accepted || context.reducers.knows(kind) else {
                 return GunnError(.unknownEffectKind, "Custom intent names effect kind \"\(kind)\", which has no reducer")
             }

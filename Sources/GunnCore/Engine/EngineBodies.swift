@@ -62,8 +62,16 @@ public enum EngineBodies {
 
     /// One body (`id`, `pos`, `fields`, `commands` in the payload) or many (`bodies`: an array of
     /// such objects, what one engine step changed). Every body is checked before any changes.
+    /// Only the bridge of `engine` writes its records: an emitter with another source is refused.
+    static func requireSource(_ effect: Effect, engine: String) throws(GunnError) {
+        guard effect.sourceID == "engine:" + engine else {
+            throw GunnError(.forbidden, "\(effect.kind) of the engine \(engine) must come from engine:\(engine), not \(effect.sourceID)")
+        }
+    }
+
     static func bodyUpdate(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let engine = try string(effect, "engine")
+        try requireSource(effect, engine: engine)
         let items: [JSONValue]
         if let many = effect.payload["bodies"] {
             guard case .array(let a) = many, !a.isEmpty, a.count <= 10_000, effect.payload["id"] == nil else {
@@ -115,6 +123,8 @@ public enum EngineBodies {
 
     static func command(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let engine = try string(effect, "engine"), id = try string(effect, "agent_id"), command = try string(effect, "command")
+        // A command is what an agent's own intent became, never an emitted effect.
+        guard effect.sourceID == id else { throw GunnError(.forbidden, "an EngineCommand comes from its agent's intent, not from \(effect.sourceID)") }
         var entity = try body(state, id, engine: engine, effect)
         var pending: JSONObject
         if case .object(let p)? = entity["commands_pending"] { pending = p } else { pending = JSONObject() }
@@ -133,6 +143,7 @@ public enum EngineBodies {
 
     static func commandResult(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let engine = try string(effect, "engine"), id = try string(effect, "agent_id"), status = try string(effect, "status")
+        try requireSource(effect, engine: engine)
         guard statuses.contains(status) else { throw GunnError(.invalidIntent, "EngineCommandResult \"status\" must be done, blocked or failed") }
         guard case .number(let n)? = effect.payload["command_seq"], n >= 1, n == n.rounded(), n < 9.007e15 else {
             throw GunnError(.invalidIntent, "EngineCommandResult needs a whole number \"command_seq\"")
@@ -152,6 +163,7 @@ public enum EngineBodies {
 
     static func link(_ state: inout WorldState, _ effect: Effect) throws(GunnError) {
         let engine = try string(effect, "engine"), link = try string(effect, "state")
+        try requireSource(effect, engine: engine)
         guard link == "connected" || link == "lost" else { throw GunnError(.invalidIntent, "EngineLink \"state\" must be connected or lost") }
         for id in state.entities.keys.sorted() {
             guard var e = state.entities[id], e["engine"] == .string(engine) else { continue }

@@ -206,7 +206,8 @@ public sealed class EngineClient : IDisposable {
     /// One physics step: the bodies that moved and the contacts in it. In lock-step mode, wait
     /// with WaitTickAckAsync before the next step.
     public Task TickAsync(ulong tick, double simTime, IList<Body> moved, IList<Contact> contacts) {
-        lock (gate) { if (!tickAcks.ContainsKey(tick)) tickAcks[tick] = new TaskCompletionSource<bool>(); }
+        // Only lock-step waits for acks; in free mode nothing is kept per tick.
+        if (TimeMode == "lockstep") lock (gate) { if (!tickAcks.ContainsKey(tick)) tickAcks[tick] = new TaskCompletionSource<bool>(); }
         var b = new List<object>();
         if (moved != null) foreach (var x in moved) b.Add(BodyJson(x));
         var c = new List<object>();
@@ -301,7 +302,12 @@ public sealed class EngineClient : IDisposable {
                         if (r.MessageType == WebSocketMessageType.Close) { closeCode = r.CloseStatus.HasValue ? (int)r.CloseStatus.Value : 0; goto closed; }
                         ms.Write(buffer.Array, buffer.Offset, r.Count);
                     } while (!r.EndOfMessage);
-                    Dispatch(Encoding.UTF8.GetString(ms.ToArray()));
+                    // A frame this client cannot read is skipped; the connection goes on.
+                    try { Dispatch(Encoding.UTF8.GetString(ms.ToArray())); }
+                    catch (JsonException) { }
+                    catch (InvalidCastException) { }
+                    catch (KeyNotFoundException) { }
+                    catch (FormatException) { }
                 }
             }
         } catch (WebSocketException) { }

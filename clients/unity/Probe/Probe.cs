@@ -2,7 +2,7 @@
 // editor): two bodies, commands executed over a few steps, lock-step when gunn asks for it, the
 // record file, reconnects. One JSON line per event on stdout.
 //   mono probe.exe MODE URL TOKEN RECORD [SECONDS]
-//   MODE: run | mismatch | stall-sync | stage-connect
+//   MODE: run | mismatch | stall-sync | stage-connect | silent (syncs and steps, never answers a command)
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -32,7 +32,7 @@ static class Probe {
         var o = Options(url, token, record);
         if (mode == "mismatch") o.ProtocolMajor = 2;
         if (mode == "stage-connect") o.ConnectTimeout = TimeSpan.FromSeconds(1);
-        if (mode != "run") {
+        if (mode != "run" && mode != "silent") {
             var c = new EngineClient(o);
             try {
                 await c.ConnectAsync();
@@ -71,6 +71,7 @@ static class Probe {
                 var moving = new Dictionary<string, Command>();
                 while (c.IsOpen && clock.Elapsed.TotalSeconds < seconds) {
                     Command cmd;
+                    while (mode == "silent" && c.TryTakeCommand(out cmd)) Out(new Dictionary<string, object> { { "event", "ignored" }, { "seq", (long)cmd.Seq } });
                     while (c.TryTakeCommand(out cmd)) {
                         Out(new Dictionary<string, object> { { "event", "command" }, { "seq", (long)cmd.Seq }, { "kind", cmd.Kind }, { "body", cmd.BodyId } });
                         if (!bodies.ContainsKey(cmd.BodyId)) { await c.ReportAsync(cmd.Seq, "failed", "no body " + cmd.BodyId); continue; }
