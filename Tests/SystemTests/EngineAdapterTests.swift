@@ -113,6 +113,8 @@ final class EngineAdapterTests: XCTestCase {
             guard let v = c.view(of: "C")?.doc["entities"] else { return false }
             return v["A"]?["engine"] == "godot" && v["B"]?["engine"] == "godot"
         }
+        // The world's clock starts at Godot's first committed step (before it, sim time is 0).
+        try await pollAsync("Godot's first step in the log") { try await self.logged().contains { $0.kind == "TimeTick" } }
         let moveA = try await c.submit(Intent(kind: .move, payload: ["to": [6, 0]], contextSeq: 0, reqID: "a1", agentID: "A"))
         let moveB = try await c.submit(Intent(kind: .move, payload: ["to": [0, 0]], contextSeq: 0, reqID: "b1", agentID: "B"))
         XCTAssertEqual(moveA.effect?.kind, "EngineCommand", "\(moveA)")
