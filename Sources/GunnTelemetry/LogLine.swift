@@ -1,0 +1,36 @@
+import Foundation
+import GunnCore
+
+/// One structured log line: a JSON object with `ts` (wall time, for display only), `level`,
+/// `process`, `event` and the event's fields (`global_seq`, `view_seq`, `agent_id`, `req_id`,
+/// `latency_ms` where they apply). Durations are measured by the caller on a monotonic clock;
+/// the wall time here is never used for one. Every line passes through the `Redactor`.
+public struct LogLine: Sendable {
+    public enum Level: String, Sendable { case debug, info, warn, error }
+
+    public var level: Level
+    public var process: String
+    public var event: String
+    public var fields: JSONObject
+
+    public init(_ level: Level, process: String, event: String, _ fields: JSONObject = JSONObject()) {
+        self.level = level; self.process = process; self.event = event; self.fields = fields
+    }
+
+    /// The line's text (no newline), redacted; `wallTime` is seconds since 1970.
+    public func render(wallTime: Double, redactor: Redactor = Redactor()) -> String {
+        var o = fields
+        o["ts"] = .string(Self.iso8601(wallTime))
+        o["level"] = .string(level.rawValue)
+        o["process"] = .string(process)
+        o["event"] = .string(event)
+        return redactor.redact(CanonicalJSON.encodeString(.object(o)))
+    }
+
+    /// `2026-12-01T20:30:05.123Z`.
+    static func iso8601(_ t: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+}
