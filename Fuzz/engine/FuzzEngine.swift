@@ -23,6 +23,7 @@ public func fuzzEngine(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let viaJSON = try EngineCodec.decodeJSON(Array(EngineCodec.encodeJSON(frame).utf8))
         precondition(viaJSON == frame, "JSON re-encoding changed the frame")
     } catch {
+        // Our own invariant (what we wrote we must read), never the input: the crash is the finding.
         fatalError("a decoded frame does not decode after re-encoding: \(error)")
     }
     return 0

@@ -32,44 +32,49 @@ public struct Redactor: Sendable {
         s = redactJSONValues(s)
         s = redactHeaders(s)
         s = redactAssignments(s)
-        s = replace(s, Self.credential) { m in "\(m.1) [REDACTED:credential]" }
-        s = replace(s, Self.gunnToken) { _ in "[REDACTED:token]" }
-        s = replace(s, Self.jwt) { _ in "[REDACTED:token]" }
-        s = replace(s, Self.apiKey) { _ in "[REDACTED:api_key]" }
-        s = replace(s, Self.email) { _ in "[REDACTED:email]" }
-        s = replace(s, Self.phone) { m in "\(m.1)[REDACTED:phone]" }
+        s = replace(s, Self.p.credential) { m in "\(m.1) [REDACTED:credential]" }
+        s = replace(s, Self.p.gunnToken) { _ in "[REDACTED:token]" }
+        s = replace(s, Self.p.jwt) { _ in "[REDACTED:token]" }
+        s = replace(s, Self.p.apiKey) { _ in "[REDACTED:api_key]" }
+        s = replace(s, Self.p.email) { _ in "[REDACTED:email]" }
+        s = replace(s, Self.p.phone) { m in "\(m.1)[REDACTED:phone]" }
         return s
     }
 
     // MARK: - Rules
 
-    // Each static regex is built once and never mutated; matching only reads it (a match copies
-    // what it needs), so reading it from any thread is safe: that is why `nonisolated(unsafe)` holds.
-    nonisolated(unsafe) static let jsonPair = #/"([A-Za-z0-9_\-]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)"/#
-    nonisolated(unsafe) static let header = #/(?i)\b(authorization|proxy-authorization|cookie|set-cookie|x-api-key)(\s*:\s*)([^"\r\n,}]+)/#
-    nonisolated(unsafe) static let assignment = #/(?i)([?&;\s,{(]|^)([A-Za-z_\-]{1,32})=([^&\s"',;})]+)/#
-    nonisolated(unsafe) static let credential = #/(?i)\b(bearer|basic)\s+(?=[^\s"]*[0-9._~+\/=\-])([A-Za-z0-9\-._~+\/]{8,}=*)/#
-    nonisolated(unsafe) static let gunnToken = #/gunn1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+/#
-    nonisolated(unsafe) static let jwt = #/eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}/#
-    nonisolated(unsafe) static let apiKey = #/\b(?:sk-(?:proj-)?[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,})/#
-    nonisolated(unsafe) static let email = #/[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}/#
-    nonisolated(unsafe) static let phone = #/(^|[^\w+.\-])(\+\d{1,3}[\s.\-]?(?:\(\d{1,4}\)[\s.\-]?)?\d{2,4}(?:[\s.\-]?\d{2,4}){1,3}|\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}[.\-]\d{3}[.\-]\d{4})(?!\w)/#
+    /// The rules' patterns, compiled once.
+    struct Patterns {
+        let jsonPair = #/"([A-Za-z0-9_\-]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)"/#
+        let header = #/(?i)\b(authorization|proxy-authorization|cookie|set-cookie|x-api-key)(\s*:\s*)([^"\r\n,}]+)/#
+        let assignment = #/(?i)([?&;\s,{(]|^)([A-Za-z_\-]{1,32})=([^&\s"',;})]+)/#
+        let credential = #/(?i)\b(bearer|basic)\s+(?=[^\s"]*[0-9._~+\/=\-])([A-Za-z0-9\-._~+\/]{8,}=*)/#
+        let gunnToken = #/gunn1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+/#
+        let jwt = #/eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}/#
+        let apiKey = #/\b(?:sk-(?:proj-)?[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,})/#
+        let email = #/[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}/#
+        let phone = #/(^|[^\w+.\-])(\+\d{1,3}[\s.\-]?(?:\(\d{1,4}\)[\s.\-]?)?\d{2,4}(?:[\s.\-]?\d{2,4}){1,3}|\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}[.\-]\d{3}[.\-]\d{4})(?!\w)/#
+    }
+
+    // `nonisolated(unsafe)` is safe: the patterns are immutable `let`s built once, and matching
+    // only reads a Regex (each match works on its own copy of the program's state).
+    nonisolated(unsafe) static let p = Patterns()
 
     /// `"key": "value"` where the key names a secret: the value goes.
     func redactJSONValues(_ s: String) -> String {
-        replace(s, Self.jsonPair) { m in
+        replace(s, Self.p.jsonPair) { m in
             Self.secretKeys.contains(Self.normalize(m.1)) ? "\"\(m.1)\":\"[REDACTED]\"" : String(m.0)
         }
     }
 
     /// `Authorization: …` (and the other credential headers) up to the end of the value.
     func redactHeaders(_ s: String) -> String {
-        replace(s, Self.header) { m in "\(m.1)\(m.2)[REDACTED]" }
+        replace(s, Self.p.header) { m in "\(m.1)\(m.2)[REDACTED]" }
     }
 
     /// `key=value` in a query, a form or a message, where the key names a secret.
     func redactAssignments(_ s: String) -> String {
-        replace(s, Self.assignment) { m in
+        replace(s, Self.p.assignment) { m in
             Self.secretKeys.contains(Self.normalize(m.2)) ? "\(m.1)\(m.2)=[REDACTED]" : String(m.0)
         }
     }

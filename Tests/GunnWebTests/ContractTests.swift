@@ -16,6 +16,7 @@ final class ContractTests: XCTestCase {
 
     /// One loop for the process (a loop must outlive its thread, so it is never released; the
     /// machine refusing a thread or an eventfd is no input of the test).
+    // A loop that cannot be created is a broken test machine, not input.
     static let loop: EventLoop = try! EventLoop(name: "contract")
 
     static func servedDocument() throws -> JSONValue {
@@ -61,6 +62,7 @@ final class ContractTests: XCTestCase {
         var out: [String: [String: (Int, String)]] = [:]
         var stack: [(String, Bool)] = []  // (name, counts as a message/enum scope) for each open brace
         // Constant patterns: a failure to compile them is a bug in this file, not an input.
+        // Constant patterns: a failure here is a typo in this file, caught by the first run.
         let fieldRE = try! NSRegularExpression(pattern: #"^\s*(?:repeated\s+|optional\s+)?([A-Za-z_][\w.]*)\s+([A-Za-z_]\w*)\s*=\s*(\d+)"#)
         let enumValueRE = try! NSRegularExpression(pattern: #"^\s*([A-Z_][A-Z0-9_]*)\s*=\s*(\d+)"#)
         for raw in text.components(separatedBy: "\n") {

@@ -39,6 +39,24 @@ def digest(doc):
 
 
 stats = {"reconnects": 0, "delta": 0, "view": 0, "digest_failures": 0}
+# Notified whenever a stream opens, applies a message or a submitter is acknowledged: the waits
+# below wait for those events (under deadlines), not for time.
+changed = None
+
+
+def notify():
+    async def go():
+        async with changed:
+            changed.notify_all()
+    asyncio.get_running_loop().create_task(go())
+
+
+async def wait_until(predicate, seconds):
+    async with changed:
+        try:
+            await asyncio.wait_for(changed.wait_for(predicate), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
 
 
 class Stream:
@@ -65,6 +83,7 @@ class Stream:
             stats["digest_failures"] += 1
             return
         self.doc, self.seq, self.gseq = doc, m["view_seq"], max(self.gseq, m["global_seq"])
+        notify()
 
     async def run(self, stop):
         first = True
@@ -79,6 +98,7 @@ class Stream:
                         stats["reconnects"] += 1
                     first = False
                     self.open = True
+                    notify()
                     while not stop.is_set():
                         try:
                             m = json.loads(await asyncio.wait_for(ws.recv(), timeout=0.5))
@@ -87,6 +107,7 @@ class Stream:
                         self.apply(m)
             except Exception:
                 self.open = False
+                # A client's reconnect backoff (the adapter is down), not a wait for an event.
                 await asyncio.sleep(0.1)
 
 
@@ -101,17 +122,20 @@ async def submitter(agent, acked, progress, refused):
             if status == 200:
                 acked[agent].append(key)
                 progress[0] += 1
+                notify()
                 break
             if status == 409 and isinstance(body, dict) and body.get("name") == "STALE_CONTEXT":
                 # Refused (not committed): decide again, under a new key.
                 refused.append(key)
                 attempt += 1
                 key = f"{agent}-{k}-{attempt}"
-            # Anything else (the adapter is down, 503 …): the same key again, after a short backoff.
+            # Anything else (the adapter is down, 503 …): the same key again, after a client's short backoff.
             await asyncio.sleep(0.05)
 
 
 async def main():
+    global changed
+    changed = asyncio.Condition()
     for i, a in enumerate(agents):
         status, body = call("POST", "/v1/agents", {"agent_id": a, "spawn": [i * 3, 0]})
         assert status == 201, (status, body)
@@ -122,8 +146,7 @@ async def main():
     progress = [0]
     refused = []
     subs = [asyncio.create_task(submitter(a, acked, progress, refused)) for a in agents]
-    while not (all(s.open for s in ss) and progress[0] >= 10):
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: all(s.open for s in ss) and progress[0] >= 10, 60)
     print("running", flush=True)
     await asyncio.gather(*subs)
     # Every stream catches up with its agent's last commit, then its view is compared with GET view.
@@ -133,8 +156,7 @@ async def main():
     for a in agents:
         status, body = call("GET", f"/v1/agents/{a}/view")
         views[a] = body
-    while time.monotonic() < deadline and not all(s.seq >= views[s.agent]["view_seq"] for s in ss):
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: all(s.seq >= views[s.agent]["view_seq"] for s in ss), max(0, deadline - time.monotonic()))
     for i, s in enumerate(ss):
         v = views[s.agent]
         if s.doc is None or rfc8785.dumps(s.doc) != rfc8785.dumps(v["view"]) or s.seq != v["view_seq"]:

@@ -13,6 +13,7 @@ final class EngineAdapterTests: XCTestCase {
     var sup: SupervisorTests.SessionProcess?
     var peers: [Process] = []
     var clients: [GunnClient] = []
+    // A loop that cannot be created (no epoll/poll descriptor) is a broken test machine, not input.
     static let loop = try! EventLoop(name: "engine-tests")
     var root: URL { EventLogProcessTests.root }
 
@@ -58,7 +59,7 @@ final class EngineAdapterTests: XCTestCase {
         let end = Date().addingTimeInterval(seconds)
         while try !condition() {
             if Date() > end { throw GunnError(.operationTimeout, "timed out waiting for \(what)") }
-            usleep(20_000)
+            usleep(20_000)  // the condition is re-read each 20 ms until it holds or the deadline passes
         }
     }
 
@@ -299,6 +300,7 @@ final class EngineAdapterTests: XCTestCase {
                                                   contextSeq: 0, reqID: ReqID("m\(i)-\(attempt)"), agentID: "U1"))
                 if let e = o.effect { return e.globalSeq }
                 guard let error = o.error, error.code == .unityConnectionLost, let retry = error.retryAfterMs else { throw GunnError(.internalError, "move \(i): \(o)") }
+                // A client obeying the refusal's retry-after, as the protocol asks; not a wait for an event.
                 try await Task.sleep(nanoseconds: retry * 1_000_000)
             }
         }

@@ -56,6 +56,16 @@ final class WebAdapterTests: XCTestCase {
         return ctl.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Writes a Python script into the home and runs it with the tools' Python; its stdout, after
+    /// checking that it exited 0.
+    func runScript(_ script: String, named name: String, _ args: [String]) throws -> String {
+        let path = home + "/\(name).py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, out) = try runTool(python, [path] + args)
+        XCTAssertEqual(status, 0, out)
+        return out
+    }
+
     /// One HTTP/1.1 request with curl (a connection of its own); the status, the JSON body and the
     /// response's headers (names lowercased).
     func http(_ method: String, _ path: String, token: String? = nil, body: [UInt8]? = nil, headers: [(String, String)] = []) throws -> (Int, JSONValue?, [String: String]) {
@@ -197,10 +207,7 @@ final class WebAdapterTests: XCTestCase {
             print(json.dumps({"first": first["type"], "refused": refused["name"], "code": code, "other": other["type"]}, sort_keys=True))
         asyncio.run(main())
         """
-        let path = home + "/streams.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, t1, t2])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "streams", [url, t1, t2])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines), #"{"code": 4429, "first": "subscribed", "other": "subscribed", "refused": "QUOTA_EXCEEDED"}"#)
     }
 
@@ -356,10 +363,7 @@ final class WebAdapterTests: XCTestCase {
             print(json.dumps(out, sort_keys=True))
         asyncio.run(main())
         """
-        let path = home + "/resume.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, tok])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "resume", [url, tok])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
                        #"{"deltas": 3, "first": "view", "resumed": "delta", "sse": ["event: subscribed", "subscribed", "event: view", "view"], "sse_type": "text/event-stream", "then": "view", "wrong_digest": "view"}"#)
     }
@@ -447,10 +451,7 @@ final class WebAdapterTests: XCTestCase {
             answers.setdefault(what, set()).add((status, code))
         print(json.dumps({"served": served, "answers": {k: sorted(map(list, v)) for k, v in answers.items()}}, sort_keys=True))
         """
-        let path = home + "/slowloris.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, t1])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "slowloris", [url, t1])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
                        #"{"answers": {"body": [["408", 3007]], "head": [["408", 3007]], "upgrade": [["408", 3007]]}, "served": 200}"#)
         // Still serving, and only the normal client's intent is in the log.
@@ -500,10 +501,7 @@ final class WebAdapterTests: XCTestCase {
                               "other": [first["type"], view["type"], rest]}, sort_keys=True))
         asyncio.run(main())
         """
-        let path = home + "/thousand.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, t1, t2])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "thousand", [url, t1, t2])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
                        #"{"codes": [4429], "failed": 0, "names": ["QUOTA_EXCEEDED"], "other": ["subscribed", "view", 200], "refused": 744, "served": 256}"#)
     }
@@ -555,10 +553,7 @@ final class WebAdapterTests: XCTestCase {
             print(json.dumps(out, sort_keys=True))
         asyncio.run(main())
         """
-        let path = home + "/generation.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, tok])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "generation", [url, tok])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
                        #"{"begin": 201, "cancel": ["g1", true], "context_seq": true, "halted": 200, "heard": "Hello bob", "move": 200, "speaker": "ann"}"#)
         let entries = try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1")
@@ -648,10 +643,7 @@ final class WebAdapterTests: XCTestCase {
             browser.close()
         print(json.dumps({"result": result, "console_errors": errors, "outside": outside}, sort_keys=True))
         """#
-        let path = home + "/browser.py"
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
-        let (status, out) = try runTool(python, [path, url, tok])
-        XCTAssertEqual(status, 0, out)
+        let out = try runScript(script, named: "browser", [url, tok])
         guard let line = out.split(separator: "\n").last, let v = try? JSONParser.parse(String(line)) else { return XCTFail(out) }
         print("headless Chromium: \(line)")
         XCTAssertEqual(v["console_errors"], .array([]), out)
