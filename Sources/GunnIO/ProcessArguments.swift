@@ -25,4 +25,14 @@ public struct ProcessArguments: Sendable {
         }
         return home
     }
+
+    /// `--world-id` (or GUNN_WORLD_ID, which the supervisor sets); a missing or empty one exits
+    /// 64 with a CONFIG_INVALID line naming `program`.
+    public func worldIDOrExit(program: String) -> String {
+        guard let world = value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else {
+            FileHandle.standardError.write(Data("\(program): CONFIG_INVALID (7001): --world-id (or GUNN_WORLD_ID) is required\n".utf8))
+            exit(64)
+        }
+        return world
+    }
 }

@@ -27,7 +27,7 @@ func fail(_ e: GunnError) -> Never {
     exit(64)
 }
 
-guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
+let world = args.worldIDOrExit(program: "gunn-adapter-unity")
 let listen = args.value("--listen", env: "GUNN_ENGINE_LISTEN") ?? "127.0.0.1:8788"
 var http = HTTPServerConfiguration()
 do { try http.setListen(listen) } catch { fail(error) }

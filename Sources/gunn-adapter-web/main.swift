@@ -24,7 +24,7 @@ func fail(_ e: GunnError) -> Never {
     exit(64)
 }
 
-guard let world = args.value("--world-id", env: "GUNN_WORLD_ID"), !world.isEmpty else { fail(GunnError(.configInvalid, "--world-id (or GUNN_WORLD_ID) is required")) }
+let world = args.worldIDOrExit(program: "gunn-adapter-web")
 let listen = args.value("--listen", env: "GUNN_WEB_LISTEN") ?? "127.0.0.1:8787"
 var config = HTTPServerConfiguration()
 do { try config.setListen(listen) } catch { fail(error) }
