@@ -22,6 +22,8 @@ public struct EngineBridgeConfig: Sendable {
     public var commandTimeoutSeconds: Double = 10
     /// Consecutive unanswered commands that open an engine's breaker.
     public var breakerFailures = 3
+    /// How long a breaker stays open the first time (it doubles on each reopening, up to 10 s or this).
+    public var breakerOpenSeconds: Double = 1
     /// Physics contacts taken per second (a token bucket; past it they are dropped and counted).
     public var contactsPerSecond: Double = 2000
     /// Frames of one engine read and not yet handled; past it the engine is cut off (1008).
@@ -79,7 +81,8 @@ public final class EngineBridge: Sendable {
     let now: @Sendable () -> Double
     let breakerConfig: CircuitBreakerConfig
     let linkEvents: AsyncStream<LinkEvent>.Continuation
-    let statusLock = Mutex<Void>(())
+    /// The last status document written (so an unchanged one is not written again).
+    let statusLock = Mutex<String>("")
 
     struct LinkEvent: Sendable { var engine: String; var state: String; var payload: JSONValue }
 
@@ -106,8 +109,8 @@ public final class EngineBridge: Sendable {
         var b = CircuitBreakerConfig()
         b.consecutiveFailuresThreshold = config.breakerFailures
         b.minimumCalls = 1_000_000  // only consecutive failures open it
-        b.openBaseSeconds = 1
-        b.openMaxSeconds = 10
+        b.openBaseSeconds = config.breakerOpenSeconds
+        b.openMaxSeconds = max(10, config.breakerOpenSeconds)
         b.halfOpenProbes = 1
         b.probeDeadlineSeconds = config.helloTimeoutSeconds + config.syncTimeoutSeconds + 1
         b.slowCallSeconds = .infinity
@@ -125,11 +128,14 @@ public final class EngineBridge: Sendable {
                 let draft = EffectDraft(kind: "EngineLink", payload: e.payload, sourceID: "engine:" + e.engine)
                 for attempt in 1...20 {
                     // A refusal is final; only a lost orchestrator connection is worth a retry.
-                    do { _ = try await client.emit(draft); break } catch {
+                    do {
+                        _ = try await client.emit(draft)
+                        last[e.engine] = e.state
+                        break
+                    } catch {
                         try? await Task.sleep(nanoseconds: UInt64(100_000_000 * attempt))
                     }
                 }
-                last[e.engine] = e.state
             }
         }
     }
@@ -185,16 +191,16 @@ public final class EngineBridge: Sendable {
     func pump() {
         guard client.view(of: observer) != nil else { return }
         let ents = entities()
-        let firstView = state.withLock { s -> Bool in
-            defer { s.viewReady = true }
-            return !s.viewReady
-        }
-        if firstView {
+        if !state.withLock({ $0.viewReady }) {
             var engines = Set<String>()
             for (_, e) in ents { if case .string(let name)? = e["engine"], e["engine_link"] != "lost" { engines.insert(name) } }
-            for name in engines.sorted() where state.withLock({ $0.current[name] == nil }) {
-                reportLost(name, code: .unityConnectionLost, reason: "the adapter started and no engine \(name) is connected")
+            // Decided in the lock that lets Hellos in, so no "connected" can be queued before these.
+            let lost = state.withLock { s -> [String] in
+                guard !s.viewReady else { return [] }
+                s.viewReady = true
+                return engines.sorted().filter { s.current[$0] == nil }
             }
+            for name in lost { reportLost(name, code: .unityConnectionLost, reason: "the adapter started and no engine \(name) is connected") }
         }
         let running = state.withLock { s in s.current.values.compactMap { s.sessions[$0] }.filter { $0.stage == EngineSession.Stage.running } }
         for session in running { session.sendPending(Self.pendingCommands(ents, engine: session.engineName), head: headSeq) }
@@ -236,6 +242,8 @@ public final class EngineBridge: Sendable {
     }
 
     /// A link change for the log, queued in order (`linkEvents`).
+    /// Called under `state`'s lock by whoever decided the change, so the queue has the changes in
+    /// the order they were decided (`yield` does not block).
     func linkChanged(_ engine: String, _ payload: JSONObject) {
         var p = payload
         p["engine"] = .string(engine)
@@ -249,9 +257,9 @@ public final class EngineBridge: Sendable {
             l.engine = engine; l.link = "lost"; l.code = code.name; l.reason = reason
             l.breaker = s.breakers[engine]?.state.rawValue ?? "closed"
             s.links[engine] = l
+            linkChanged(engine, ["state": "lost", "code": .number(Double(code.code)), "name": .string(code.name), "reason": .string(reason)])
         }
         writeStatus()
-        linkChanged(engine, ["state": "lost", "code": .number(Double(code.code)), "name": .string(code.name), "reason": .string(reason)])
     }
 
     /// Hello: version, observer, name, token, breaker; then Welcome, the answers the engine held,
@@ -298,13 +306,17 @@ public final class EngineBridge: Sendable {
         let mode = agreed.contains(config.timeMode) ? config.timeMode : "free"
         session.welcomed(name: name, permit: permit, lockstep: mode == "lockstep", claims: claims)
         // A newer connection of the same engine replaces the older one (unless this one closed meanwhile).
+        let version = h["engine_version"]?.stringValue ?? ""
         let (taken, older) = state.withLock { s -> (Bool, EngineSession?) in
-            guard session.stage != EngineSession.Stage.closed else { return (false, nil) }
+            // `closed` removes a session from `sessions` before it marks it closed.
+            guard session.stage != EngineSession.Stage.closed, s.sessions[session.id] != nil else { return (false, nil) }
             let old = s.current[name].flatMap { s.sessions[$0] }
             s.current[name] = session.id
             var l = s.links[name] ?? EngineLinkStatus()
             l.engine = name; l.link = "syncing"; l.sessions += 1; l.breaker = s.breakers[name]?.state.rawValue ?? "closed"
             s.links[name] = l
+            // The link is up again in the world (its bodies' agents may command them).
+            linkChanged(name, ["state": "connected", "reason": .string("engine \(version) session \(session.id)")])
             return (true, old)
         }
         guard taken else { return }
@@ -316,8 +328,6 @@ public final class EngineBridge: Sendable {
                                    "adapter_version": "gunn-adapter-unity 1.0", "sync_deadline_ms": .number(config.syncTimeoutSeconds * 1000)]
         if !agreed.isEmpty { welcome["capabilities"] = .array(agreed.map { .string($0) }) }
         session.send(["welcome": .object(welcome)])
-        // The link is up again in the world (its bodies' agents may command them).
-        linkChanged(name, ["state": "connected", "reason": .string("engine \(h["engine_version"]?.stringValue ?? "") session \(session.id)")])
         // Answers the engine kept for commands it executed: recorded when still pending.
         let pendingNow = Self.pendingCommands(entities(), engine: name)
         let pendingSeqs = Set(pendingNow.map(\.seq))
@@ -408,12 +418,15 @@ public final class EngineBridge: Sendable {
     /// run/engine.status.json, written whole (one writer at a time; readers see the old or the new).
     func writeStatus() {
         guard let statusPath else { return }
-        let links = linkStatus
-        let doc: JSONValue = ["pid": .number(Double(getpid())), "engines": .array(links.map(\.json)),
-                              "breaker": .string(links.contains { $0.breaker == "open" } ? "open" : links.contains { $0.breaker == "half_open" } ? "half_open" : "closed")]
-        statusLock.withLock { _ in
+        statusLock.withLock { lastWritten in
+            // The snapshot is taken under the writer's lock, so an older one never replaces a newer.
+            let links = linkStatus
+            let breaker = links.contains { $0.breaker == "open" } ? "open" : links.contains { $0.breaker == "half_open" } ? "half_open" : "closed"
+            let text = CanonicalJSON.encodeString(["pid": .number(Double(getpid())), "engines": .array(links.map(\.json)), "breaker": .string(breaker)]) + "\n"
+            guard text != lastWritten else { return }
             let tmp = statusPath + ".tmp"
-            if FileManager.default.createFile(atPath: tmp, contents: Data((CanonicalJSON.encodeString(doc) + "\n").utf8)) { _ = rename(tmp, statusPath) }
+            if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) { _ = rename(tmp, statusPath) }
+            lastWritten = text
         }
     }
 }

@@ -137,7 +137,7 @@ extension EngineBridge {
             }
             for (i, c) in contacts.prefix(allowed).enumerated() {
                 do {
-                    drafts.append(try contactDraft(engine, c, known: { world[$0] != nil || fresh.contains($0) }, simTime: sim,
+                    drafts.append(try contactDraft(engine, c, known: { world[$0] != nil || fresh.contains($0) || session.reported($0) }, simTime: sim,
                                                    id: Self.stepID(engine, tick, "c\(i)")))
                 } catch { errors.append(error) }
             }
@@ -169,8 +169,10 @@ extension EngineBridge {
             session.tickDone()
             for e in errors.prefix(Self.maxErrorsPerFrame) { session.sendError(e, ref: tick) }
             // Commands the observer's view holds go out before the ack (lock-step: the engine's
-            // next step sees them).
-            pump()
+            // next step sees them); only this session's engine is looked at.
+            if session.stage == EngineSession.Stage.running {
+                session.sendPending(Self.pendingCommands(entities(), engine: engine), head: headSeq)
+            }
             session.send(["tick_ack": ["tick": .number(Double(tick)), "global_seq": .number(Double(headSeq))]])
         }
     }
@@ -194,7 +196,7 @@ extension EngineBridge {
         var ids: [String] = []
         if case .array(let list)? = r["ids"] {
             for v in list {
-                guard let id = v.stringValue, world[id]?["engine"] == .string(engine) else {
+                guard let id = v.stringValue, world[id]?["engine"] == .string(engine) || session.reported(id) else {
                     session.sendError(GunnError(.invalidField, "body_remove names \(v.stringValue ?? "?"), which is not a body of the engine \(engine)"), ref: 0)
                     continue
                 }
@@ -214,7 +216,7 @@ extension EngineBridge {
         }
         let world = entities()
         do {
-            let d = try contactDraft(engine, c, known: { world[$0] != nil }, simTime: nil, id: Self.stepID(engine, session.nextFrameNumber(), "k"))
+            let d = try contactDraft(engine, c, known: { world[$0] != nil || session.reported($0) }, simTime: nil, id: Self.stepID(engine, session.nextFrameNumber(), "k"))
             for e in await emitAll([d]) { session.sendError(e, ref: 0) }
         } catch { session.sendError(error, ref: 0) }
     }

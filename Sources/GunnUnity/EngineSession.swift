@@ -228,6 +228,9 @@ final class EngineSession: Sendable {
         }
     }
 
+    /// Whether this session reported the body (its update may not be in the observer's view yet).
+    func reported(_ id: String) -> Bool { state.withLock { $0.lastBody[id] != nil } }
+
     /// Forgets what was last sent for these bodies (their update was refused: the next report is sent again).
     func forget(_ ids: [String]) { state.withLock { s in for id in ids { s.lastBody[id] = nil } } }
 

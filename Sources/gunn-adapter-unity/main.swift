@@ -9,7 +9,7 @@ import GunnUnity
 // gunn-adapter-unity: game engines (Unity, Godot, anything with a WebSocket client) join the world.
 //   gunn-adapter-unity --home DIR --world-id ID [--listen HOST:PORT] [--time free|lockstep] [--sim-time host|engine]
 //     [--hello-timeout-ms MS --sync-timeout-ms MS --heartbeat-ms MS --command-timeout-ms MS]
-//     [--breaker-failures N] [--contacts-per-second N]
+//     [--breaker-failures N] [--breaker-open-ms MS] [--contacts-per-second N]
 // --listen (or GUNN_ENGINE_LISTEN) defaults to 127.0.0.1:8788; port 0 picks a free one. The address
 // bound is written to run/engine.addr ("ws://HOST:PORT/v1/engine"), the links' state to
 // run/engine.status.json. Engines authenticate with a gunn token that has the emit right.
@@ -51,6 +51,7 @@ config.syncTimeoutSeconds = (number("--sync-timeout-ms", 50...600_000) ?? config
 config.heartbeatMs = UInt32(number("--heartbeat-ms", 50...600_000) ?? Double(config.heartbeatMs))
 config.commandTimeoutSeconds = (number("--command-timeout-ms", 50...3_600_000) ?? config.commandTimeoutSeconds * 1000) / 1000
 config.breakerFailures = Int(number("--breaker-failures", 1...1000) ?? Double(config.breakerFailures))
+config.breakerOpenSeconds = (number("--breaker-open-ms", 50...600_000) ?? config.breakerOpenSeconds * 1000) / 1000
 config.contactsPerSecond = number("--contacts-per-second", 1...1e6) ?? config.contactsPerSecond
 
 try? FileManager.default.createDirectory(atPath: home + "/run", withIntermediateDirectories: true)

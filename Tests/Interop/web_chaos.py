@@ -39,24 +39,26 @@ def digest(doc):
 
 
 stats = {"reconnects": 0, "delta": 0, "view": 0, "digest_failures": 0}
-# Notified whenever a stream opens, applies a message or a submitter is acknowledged: the waits
-# below wait for those events (under deadlines), not for time.
+# Set whenever a stream opens, applies a message or a submitter is acknowledged: the waits below
+# wait for those events (under deadlines), not for time.
 changed = None
 
 
 def notify():
-    async def go():
-        async with changed:
-            changed.notify_all()
-    asyncio.get_running_loop().create_task(go())
+    changed.set()
 
 
 async def wait_until(predicate, seconds):
-    async with changed:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        changed.clear()
         try:
-            await asyncio.wait_for(changed.wait_for(predicate), timeout=seconds)
+            await asyncio.wait_for(changed.wait(), timeout=left)
         except asyncio.TimeoutError:
-            pass
+            return
 
 
 class Stream:
@@ -135,7 +137,7 @@ async def submitter(agent, acked, progress, refused):
 
 async def main():
     global changed
-    changed = asyncio.Condition()
+    changed = asyncio.Event()
     for i, a in enumerate(agents):
         status, body = call("POST", "/v1/agents", {"agent_id": a, "spawn": [i * 3, 0]})
         assert status == 201, (status, body)
@@ -154,7 +156,7 @@ async def main():
     deadline = time.monotonic() + 30
     views = {}
     for a in agents:
-        status, body = call("GET", f"/v1/agents/{a}/view")
+        status, body = await asyncio.to_thread(call, "GET", f"/v1/agents/{a}/view")
         views[a] = body
     await wait_until(lambda: all(s.seq >= views[s.agent]["view_seq"] for s in ss), max(0, deadline - time.monotonic()))
     for i, s in enumerate(ss):

@@ -294,7 +294,8 @@ final class EngineAdapterTests: XCTestCase {
         var refusedWhileLost: GunnError?
         var attempt = 0
         func submitMove(_ i: Int) async throws -> UInt64 {
-            while true {
+            let until = Date().addingTimeInterval(60)
+            while Date() < until {
                 attempt += 1
                 let o = try await c.submit(Intent(kind: .move, payload: ["to": [.number(Double(i % 2 == 0 ? 3 : 0)), .number(Double(i))]],
                                                   contextSeq: 0, reqID: ReqID("m\(i)-\(attempt)"), agentID: "U1"))
@@ -303,6 +304,7 @@ final class EngineAdapterTests: XCTestCase {
                 // A client obeying the refusal's retry-after, as the protocol asks; not a wait for an event.
                 try await Task.sleep(nanoseconds: retry * 1_000_000)
             }
+            throw GunnError(.operationTimeout, "move \(i) was refused for 60 s")
         }
         func answered(_ seq: UInt64) async throws -> Bool {
             try await logged().contains { $0.kind == "EngineCommandResult" && $0.payload["command_seq"] == .number(Double(seq)) }
@@ -359,7 +361,8 @@ final class EngineAdapterTests: XCTestCase {
     /// until its open time is over; then one probe session is let through again.
     func testAnEngineThatNeverAnswersOpensTheBreaker() async throws {
         let exe = try buildProbe()
-        let (url, token) = try startSystem(unityArgs: ["--command-timeout-ms", "300", "--breaker-failures", "2"])
+        // The breaker stays open 5 s the first time: long enough to see it refuse, on a slow machine too.
+        let (url, token) = try startSystem(unityArgs: ["--command-timeout-ms", "300", "--breaker-failures", "2", "--breaker-open-ms", "5000"])
         let c = client("test")
         _ = try await c.register(["agent_id": "U1", "spawn": [0, 0], "staleness_threshold": 100_000])
         let (_, reader) = try launchProbe(exe, "silent", url: url, token: token, record: "-", seconds: 60)
@@ -373,13 +376,14 @@ final class EngineAdapterTests: XCTestCase {
         let (refused, lines) = try until(reader, "refused")
         XCTAssertEqual(refused["name"], "ADAPTER_UNAVAILABLE", lines.joined(separator: "\n"))
         XCTAssertTrue(lines.contains { $0.contains("breaker opened") }, "the engine was told why it was cut off: \(lines.joined(separator: "\n"))")
+        let o = try await c.submit(Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: 0, reqID: "while-open", agentID: "U1"))
+        XCTAssertEqual(o.error?.code, .unityConnectionLost, "\(o)")
         let status = try GunnHome(home).gunnctl(["--json", "status"])
         let breaker = status.json?["engine"]?["breaker"]?.stringValue ?? ""
         XCTAssertTrue(["open", "half_open"].contains(breaker), status.out)
+        try await pollAsync("the lost link in the log") { try await self.logged().contains { $0.kind == "EngineLink" && $0.payload["state"] == "lost" } }
         let lost = try await logged().filter { $0.kind == "EngineLink" && $0.payload["state"] == "lost" }
         XCTAssertEqual(lost.first?.payload["name"], "UNITY_CONNECTION_LOST")
-        let o = try await c.submit(Intent(kind: .move, payload: ["to": [5, 5]], contextSeq: 0, reqID: "while-open", agentID: "U1"))
-        XCTAssertEqual(o.error?.code, .unityConnectionLost, "\(o)")
         // After the open time one session is let through again (a half-open probe); still silent,
         // its commands count again and the breaker opens again.
         let (again, _) = try until(reader, "welcome")
