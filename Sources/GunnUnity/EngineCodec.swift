@@ -257,7 +257,8 @@ public enum EngineCodec {
                 guard case .object(let m) = v, m.count <= maxRepeated, m.allSatisfy({ $0.value.stringValue != nil }) else {
                     throw GunnError(.invalidField, "\(at) must be an object of strings")
                 }
-                out[f.name] = v
+                // proto3: an empty map is the same as an absent one.
+                if !m.isEmpty { out[f.name] = v }
             } else if f.repeated {
                 guard case .array(let a) = v, a.count <= maxRepeated else { throw GunnError(.invalidField, "\(at) must be an array of at most \(maxRepeated)") }
                 var items: [JSONValue] = []
