@@ -342,6 +342,7 @@ public final class EngineBridge: Sendable {
         for (id, e) in entities() where e["engine"] == .string(name) { bodies.append(.string(id)) }
         session.send(["sync": ["commands": .array(commands.map { Self.commandFrame($0, head: headSeq) }), "global_seq": .number(Double(headSeq)),
                                "bodies": .array(bodies)]])
+        session.startHeartbeats(now: now())
         let deadline = config.syncTimeoutSeconds
         Task { [weak session] in
             try? await Task.sleep(nanoseconds: UInt64(deadline * 1e9))

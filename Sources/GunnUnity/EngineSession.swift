@@ -25,6 +25,8 @@ final class EngineSession: Sendable {
         var claims: TokenClaims?
         var lastHeard: Double
         var lastHeartbeat: Double = 0
+        /// Heartbeats start once the Welcome and the Sync went out: the engine reads those two first.
+        var heartbeating = false
         var queued = 0
         var queuedBytes = 0
         /// Commands sent in this session (by seq) and when; answered ones until the view drops them.
@@ -269,10 +271,15 @@ final class EngineSession: Sendable {
         }
     }
 
+    /// From now on the sweep sends heartbeats (called after the Welcome and the Sync are sent).
+    func startHeartbeats(now: Double) {
+        state.withLock { $0.heartbeating = true; $0.lastHeartbeat = now }
+    }
+
     /// A heartbeat when `interval` seconds passed since the last one.
     func heartbeat(now: Double, interval: Double) {
         let n = state.withLock { s -> UInt64? in
-            guard now - s.lastHeartbeat >= interval else { return nil }
+            guard s.heartbeating, now - s.lastHeartbeat >= interval else { return nil }
             s.lastHeartbeat = now
             s.nonce += 1
             return s.nonce
