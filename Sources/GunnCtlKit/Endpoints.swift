@@ -107,10 +107,3 @@ final class Link: Sendable {
     }
 }
 
-/// A flag set once, from any thread.
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
-}
-

@@ -3,6 +3,7 @@ import GunnCore
 import GunnIO
 import GunnOrchestratorServer
 import GunnWire
+import GunnTelemetry
 
 /// gunnctl: inspect and steer a running gunn system over its sockets.
 ///
@@ -30,6 +31,8 @@ public enum GunnCtl {
                                       supervisor control of one child
       breaker open|close|reset LINK   manual control of the orchestrator's breaker (LINK: eventlog)
       snapshot                        the log writer's latest snapshot
+      metrics                         every process's metrics (Prometheus text; --json: the snapshots)
+      health                          whether every process under the home answers (exit 5 if one does not)
       token issue [--tenant T] [--agent A]... [--rights R,R] [--ttl-s N] [--world W]
                                       a bearer token for the web adapter (rights: observe, act, emit,
                                       admin; default observe,act; agents default *; ttl 86400 s)
@@ -81,6 +84,8 @@ public enum GunnCtl {
             switch command {
             case "status": try await ctl.status()
             case "agents": try await ctl.agents()
+            case "metrics": try await ctl.metrics()
+            case "health": try await ctl.health()
             case "tail":
                 let follow = flag("-f") || flag("--follow")
                 let from = try seq(option("--from"), "--from")
@@ -206,6 +211,45 @@ final class Ctl {
     }
 
     // MARK: - Commands
+
+    /// Every `run/*.sock` asked for its metrics at once, each within the deadline.
+    func gathered() async throws -> MetricsGatherer.Result {
+        guard FileManager.default.fileExists(atPath: home + "/run") else {
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): gunn is not running under \(home) (no \(home)/run)")
+        }
+        let r = await MetricsGatherer.gather(home: home, loop: Endpoints.sharedLoop, deadlineMs: endpoints.timeoutMs)
+        guard r.up.values.contains(true) else {
+            throw GunnCtl.Exit(code: 3, message: "\(ErrorCode.notRunning.name): no process under \(home)/run answers")
+        }
+        let silent = r.up.filter { !$0.value }.keys.sorted()
+        if !silent.isEmpty {
+            timedOut = true
+            FileHandle.standardError.write(Data("gunnctl: \(ErrorCode.operationTimeout.name): no answer within \(Int(endpoints.timeoutMs)) ms from \(silent.joined(separator: ", "))\n".utf8))
+        }
+        return r
+    }
+
+    func metrics() async throws {
+        let r = try await gathered()
+        if json {
+            var up = JSONObject()
+            for (k, v) in r.up { up[k] = .bool(v) }
+            emitJSON(["processes": .array(r.snapshots), "up": .object(up)])
+        } else {
+            FileHandle.standardOutput.write(Data(PrometheusText.render(r.snapshots + [MetricsGatherer.upSnapshot(r, process: "gunnctl")]).utf8))
+        }
+    }
+
+    func health() async throws {
+        let r = try await gathered()
+        if json {
+            var processes = JSONObject()
+            for (k, v) in r.up { processes[k.replacingOccurrences(of: ".sock", with: "")] = .string(v ? "ok" : "not_answering") }
+            emitJSON(["status": .string(r.up.values.allSatisfy { $0 } ? "ok" : "degraded"), "processes": .object(processes)])
+        } else {
+            for name in r.up.keys.sorted() { out("\(name.replacingOccurrences(of: ".sock", with: ""))\t\(r.up[name]! ? "ok" : "not_answering")") }
+        }
+    }
 
     /// Asks the supervisor, the orchestrator and the log writer at once, each within the deadline
     /// (the supervisor answers within its own, shorter, probe deadline), so a wedged process delays

@@ -4,6 +4,7 @@ import GunnCore
 import GunnIO
 import GunnStore
 import GunnWire
+import GunnTelemetry
 import Synchronization
 
 /// The log writer's logic: serves `eventlog.sock`, checks and commits appends through the store
@@ -26,6 +27,8 @@ public final class EventLogServer: @unchecked Sendable {
         public var maxReadBatch = 512
         /// Checkpoints the WAL once no append came for this long.
         public var idleCheckpointSeconds = 0.5
+        /// The features (GUNN_FEATURES) the process runs with: `telemetry` records metrics.
+        public var features = Features(Features.defaults)
         public init(home: String) { self.home = home }
         public var socketPath: String { home + "/run/eventlog.sock" }
         public var databasePath: String { home + "/data/events.sqlite" }
@@ -53,6 +56,8 @@ public final class EventLogServer: @unchecked Sendable {
     public var starvedCheckpoints: Int { starved.load(ordering: .relaxed) }
     /// What start-up verification found.
     public let startupReport: VerifyReport
+    public let telemetry: Telemetry
+    let appends, appendSeconds, appendedEntries, appendedBytes, readEntries, subscribersGauge, droppedSubscribers, headGauge: Recorder
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -65,6 +70,19 @@ public final class EventLogServer: @unchecked Sendable {
         let from = (try store.lastAnchor()?.seq).map { $0 > 0 ? $0 : 1 } ?? 1
         startupReport = try store.verify(from: from)
         loop = try EventLoop(name: "eventlog-io")
+        let t = Telemetry(process: "eventlog", features: settings.features)
+        telemetry = t
+        appends = t.counter("gunn_eventlog_appends_total", help: "Append batches, by outcome and error code name", labels: ["outcome", "code"])
+        appendSeconds = t.histogram("gunn_eventlog_commit_seconds", help: "An append batch received to its durable commit in SQLite (seconds)")
+        appendedEntries = t.counter("gunn_eventlog_entries_total", help: "Entries committed")
+        appendedBytes = t.counter("gunn_eventlog_effect_bytes_total", help: "Bytes of effects committed")
+        readEntries = t.counter("gunn_eventlog_read_entries_total", help: "Entries sent to readers (ranges and subscriptions)")
+        subscribersGauge = t.gauge("gunn_eventlog_subscribers", help: "Subscribers following new commits")
+        droppedSubscribers = t.counter("gunn_eventlog_subscribers_dropped_total", help: "Subscribers dropped because they stopped reading")
+        headGauge = t.gauge("gunn_eventlog_head_seq", help: "The global_seq of the last committed entry")
+        t.gauge("gunn_eventlog_checkpoints_starved", help: "WAL checkpoints that readers starved") { [unowned self] in
+            [([], Double(starvedCheckpoints))]
+        }
     }
 
     /// The head, read on the store's queue.
@@ -148,7 +166,11 @@ public final class EventLogServer: @unchecked Sendable {
             }
             guard let body = frame.body else { continue }
             switch body {
+            case .metrics:
+                subscribersGauge.set([], Double(subscribers.withLock { $0.count }))
+                try? await conn.send(telemetry.answer(body)!, id: frame.id)
             case .append(let batch):
+                let started = DispatchTime.now().uptimeNanoseconds
                 let entries = batch.entries.map {
                     StoredEntry(globalSeq: $0.globalSeq, simTime: $0.simTime, wallTime: $0.wallTime, reqID: $0.reqID.isEmpty ? nil : $0.reqID,
                                 agentID: $0.agentID.isEmpty ? nil : $0.agentID, worldID: $0.worldID.isEmpty ? worldID : $0.worldID,
@@ -163,6 +185,11 @@ public final class EventLogServer: @unchecked Sendable {
                 }
                 switch result {
                 case .success(let ack):
+                    appends.inc(["committed", ""])
+                    appendSeconds.observeSince([], started)
+                    appendedEntries.inc(by: Double(entries.count))
+                    appendedBytes.inc(by: Double(entries.reduce(0) { $0 + $1.effect.count }))
+                    headGauge.set([], Double(ack.lastSeq))
                     welcomeHead.store(ack.lastSeq, ordering: .relaxed)
                     scheduleIdleCheckpoint()
                     var a = AppendAck()
@@ -171,8 +198,9 @@ public final class EventLogServer: @unchecked Sendable {
                     try? await conn.send(.appendAck(a), id: frame.id)
                     publish()
                 case .failure(let e):
+                    appends.inc(["rejected", e.code.name])
                     if e.code == .logStorageFailure {
-                        FileHandle.standardError.write(Data("gunn-eventlog: DEGRADED: \(e.message)\n".utf8))
+                        telemetry.log(.error, "degraded", ["code": .number(Double(e.code.code)), "message": .string(e.message)])
                     }
                     try? await conn.send(error(e), id: frame.id)
                 }
@@ -273,7 +301,7 @@ public final class EventLogServer: @unchecked Sendable {
                     var r = CompactResult()
                     r.snapshotSeq = done.snapshotSeq; r.dropped = done.dropped
                     if case .success(let f) = first { r.firstSeq = f }
-                    FileHandle.standardError.write(Data("gunn-eventlog: compacted \(done.dropped) entries up to the snapshot at \(done.snapshotSeq)\n".utf8))
+                    telemetry.log(.info, "compacted", ["dropped": .number(Double(done.dropped)), "snapshot_seq": .number(Double(done.snapshotSeq))])
                     try? await conn.send(.compactResult(r), id: frame.id)
                 case .failure(let e): try? await conn.send(error(e), id: frame.id)
                 }
@@ -301,7 +329,7 @@ public final class EventLogServer: @unchecked Sendable {
                 guard generation == appendGeneration else { return }
                 if (try? store.checkpoint()) == false {
                     let n = starved.add(1, ordering: .relaxed).newValue
-                    FileHandle.standardError.write(Data("gunn-eventlog: warning: WAL checkpoint starved by readers (\(n) so far)\n".utf8))
+                    telemetry.log(.warn, "checkpoint_starved", ["count": .number(Double(n))])
                 }
             }
         }
@@ -320,6 +348,7 @@ public final class EventLogServer: @unchecked Sendable {
             let last = entries.count < batch
             if !entries.isEmpty || (last && done) {
                 do { try await conn.send(.entries(LogEntries(entries: entries.map(Self.wireEntry), done: last && done)), id: id) } catch { return nil }
+                readEntries.inc(by: Double(entries.count))
             }
             if let l = entries.last { next = l.globalSeq + 1 }
             if last { break }
@@ -356,7 +385,8 @@ public final class EventLogServer: @unchecked Sendable {
                 return false
             }
             if next == nil {
-                FileHandle.standardError.write(Data("gunn-eventlog: dropped a subscriber that stopped reading (at seq \(sub.next))\n".utf8))
+                droppedSubscribers.inc()
+                telemetry.log(.warn, "subscriber_dropped", ["global_seq": .number(Double(sub.next)), "message": "a subscriber stopped reading"])
                 sub.conn.close()
                 return
             }

@@ -54,6 +54,10 @@ final class HTTPConnection {
         /// 0 for an HTTP/1.0 request: no chunked framing (a stream ends with the connection).
         var minor: Int = 1
         var state: SlotState
+        /// For `onResponse`: the route pattern (or what happened instead), the method, when it began.
+        var route = ""
+        var method = ""
+        var started = 0.0
     }
     private var slots: [Slot] = []
     private var nextSlot: UInt64 = 1
@@ -302,6 +306,15 @@ final class HTTPConnection {
         let wantsWebSocket = head.upgrade?.split(separator: ",").contains { trimOWS($0).lowercased() == "websocket" } ?? false
         let match = server.router.route(method: head.method, path: head.path, wantsUpgrade: wantsWebSocket)
         var slot = Slot(id: id, isHead: head.method == "HEAD", keepAlive: head.keepAlive, minor: head.minorVersion, state: .waiting(since: EventLoop.now()))
+        slot.started = EventLoop.now()
+        slot.method = Router.knownMethods.contains(head.method) ? head.method : "OTHER"
+        switch match {
+        case .handler(_, _, let pattern): slot.route = pattern
+        case .webSocket: slot.route = "websocket"
+        case .methodNotAllowed: slot.route = "method_not_allowed"
+        case .notFound: slot.route = "not_found"
+        case .notImplemented: slot.route = "not_implemented"
+        }
         switch match {
         case .webSocket(let endpoint, let params):
             parsingDone = true
@@ -317,7 +330,7 @@ final class HTTPConnection {
                 closeAfterFlushSlot(&slot)
             }
             slots.append(slot)
-        case .handler(let handler, let params):
+        case .handler(let handler, let params, _):
             var req = request
             req.params = params
             slots.append(slot)
@@ -346,7 +359,9 @@ final class HTTPConnection {
         parsingDone = true
         current = nil
         continueOwed = false
-        let slot = Slot(id: nextSlot, isHead: false, keepAlive: false, state: .ready(.error(error)))
+        var slot = Slot(id: nextSlot, isHead: false, keepAlive: false, state: .ready(.error(error)))
+        slot.route = "unparsable"
+        slot.started = EventLoop.now()
         nextSlot += 1
         slots.append(slot)
         again = true
@@ -422,6 +437,7 @@ final class HTTPConnection {
                 return
             case .ready(let response):
                 slots.removeFirst()
+                config.onResponse?(first.route, first.method, response.status, EventLoop.now() - first.started)
                 let close = !first.keepAlive || (parsingDone && peerClosed && slots.isEmpty) || server.stopping.load(ordering: .relaxed)
                 append(response, isHead: first.isHead, close: close, keepAlive10: first.minor == 0 && !close)
                 if close {

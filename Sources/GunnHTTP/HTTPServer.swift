@@ -11,6 +11,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// 0: the kernel picks a free port (read it from `HTTPServer.port`).
     public var port: UInt16 = 0
     public var backlog: Int32 = 511
+    /// Called on the loop for every response written (not for an upgrade's 101 or a stream):
+    /// the route pattern that matched (or `not_found`, `method_not_allowed`, `not_implemented`,
+    /// `unparsable`, `websocket`), the method (`OTHER` past the known ones), the status, and the
+    /// seconds from the request's head to its response (monotonic). Metrics hang here.
+    public var onResponse: (@Sendable (_ route: String, _ method: String, _ status: Int, _ seconds: Double) -> Void)?
     public var limits = HTTPLimits()
     /// From a request's first byte to the end of its head (slowloris headers: 408, close).
     public var headerTimeout: Double = 10

@@ -21,6 +21,7 @@ public struct Router: Sendable {
         let method: String
         let segments: [Segment]
         let handler: Handler
+        let pattern: String
     }
 
     struct SocketRoute: Sendable {
@@ -38,7 +39,7 @@ public struct Router: Sendable {
     /// Adds a route; a pattern that does not start with `/`, or a `*` segment that is not last, traps
     /// (a programming error, found at start-up).
     public mutating func on(_ method: String, _ pattern: String, _ handler: @escaping Handler) {
-        routes.append(Route(method: method.uppercased(), segments: Self.compile(pattern), handler: handler))
+        routes.append(Route(method: method.uppercased(), segments: Self.compile(pattern), handler: handler, pattern: pattern))
     }
 
     /// A synchronous handler: the response is returned at once.
@@ -105,7 +106,8 @@ public struct Router: Sendable {
     }
 
     public enum Match {
-        case handler(Handler, [String: String])
+        /// The handler, the path's parameters, and the pattern that matched (a metric's route label).
+        case handler(Handler, [String: String], pattern: String)
         case webSocket(WebSocketEndpoint, [String: String])
         case methodNotAllowed(allow: [String])
         case notFound
@@ -120,7 +122,7 @@ public struct Router: Sendable {
         var allow: [String] = []
         for r in routes {
             guard let p = Self.match(r.segments, parts) else { continue }
-            if r.method == method || (method == "HEAD" && r.method == "GET") { return .handler(r.handler, p) }
+            if r.method == method || (method == "HEAD" && r.method == "GET") { return .handler(r.handler, p, pattern: r.pattern) }
             allow.append(r.method)
         }
         // A plain GET on a WebSocket path goes to the handshake, which refuses it with 400.

@@ -69,7 +69,7 @@ public final class FramedConnection: @unchecked Sendable {
     var onClose: ((FramedConnection) -> Void)?
 
     public struct Stats: Sendable {
-        public var framesIn = 0, framesOut = 0, staleEpochDropped = 0, pingsSent = 0, maxOutboundQueued = 0, shed = 0
+        public var framesIn = 0, framesOut = 0, bytesIn = 0, bytesOut = 0, staleEpochDropped = 0, pingsSent = 0, maxOutboundQueued = 0, shed = 0
     }
 
     init(fd: Int32, role: Role, loop: EventLoop, options: ConnectionOptions) {
@@ -292,7 +292,7 @@ public final class FramedConnection: @unchecked Sendable {
     private func enqueueWrite(_ bytes: [UInt8]) {
         guard state != .closed else { return }
         writeQueue.push(bytes)
-        count { $0.framesOut += 1 }
+        count { $0.framesOut += 1; $0.bytesOut += bytes.count }
         if !deferFlush { flush() }
     }
 
@@ -350,6 +350,7 @@ public final class FramedConnection: @unchecked Sendable {
             guard let n else { break }
             if n == 0 { return shutdown(closeReason ?? ConnectionError(.adapterUnavailable, "peer closed the connection")) }
             lastReceivedAt = EventLoop.now()
+            count { $0.bytesIn += n }
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             while state != .closed && !closeAfterFlush {
                 let frame: Frame?

@@ -304,7 +304,8 @@ actor LLMAgent {
             do {
                 switch try await client.submit(intent) {
                 case .committed(let effect):
-                    emit("spoke", ["req_id": .string(req.rawValue), "global_seq": .number(Double(effect.globalSeq)), "text": .string(line)])
+                    emit("spoke", ["req_id": .string(req.rawValue), "global_seq": .number(Double(effect.globalSeq)), "text": .string(line),
+                                   "tokens": .number(Double(tokens))])
                     return .spoke
                 case .rejected(let e) where e.code == .staleContext:
                     emit("stale", ["req_id": .string(req.rawValue), "error": .string(e.message)])

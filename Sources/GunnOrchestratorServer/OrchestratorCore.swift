@@ -105,6 +105,8 @@ public struct OrchestratorCore: Sendable {
     public internal(set) var rollbacks = 0
     /// Append failures the core acted on (not passed over as late or merged).
     public internal(set) var failuresTaken = 0
+    /// Where published effects and deltas are counted (set by the host; none in unit tests).
+    public var metrics: OrchestratorMetrics?
     /// The log link's breaker state, set by the host, shown in status.
     public var linkBreakerState = "closed"
     /// Frames taken in and not answered, per connection, and the most any connection had.

@@ -341,6 +341,7 @@ extension OrchestratorCore {
         var cancels: [(ConnID, Frame)] = []
         // Built once per publish (not per intent): the bytes the log entries already hold.
         lazy var canonical = Self.canonicalBytes(outputs)
+        metrics?.published(outputs)
         for o in outputs {
             switch o {
             case .intentCommitted, .intentRejected:
@@ -368,6 +369,7 @@ extension OrchestratorCore {
             while let d = engine.nextObservation(for: agent, at: now) {
                 var ob = Self.observation(agent, d)
                 ob.committedAtMicros = UInt64(max(0, now) * 1e6)
+                metrics?.delta(d, bytes: ob.patches.count)
                 frames.append(Frame(.observation(ob)))
             }
             send(conn, frames)

@@ -2,6 +2,7 @@ import Foundation
 import GunnCore
 import GunnIO
 import GunnWire
+import GunnTelemetry
 import Synchronization
 
 /// The world as a process: the shell around `OrchestratorCore`. It serves `orchestrator.sock`, is
@@ -30,6 +31,8 @@ public actor OrchestratorServer {
         public var logRequestTimeoutSeconds: Double = 1
         /// A durable snapshot about every this many effects (see `OrchestratorCore.Settings`).
         public var durableSnapshotEvery = OrchestratorCore.Settings().durableSnapshotEvery
+        /// The features (GUNN_FEATURES) the process runs with: `telemetry` records metrics.
+        public var features = Features(Features.defaults)
         public init(home: String) {
             self.home = home
             engine.quantumMs = 0
@@ -74,6 +77,12 @@ public actor OrchestratorServer {
     /// Snapshot saves the writer refused or that were lost (each named in the log).
     public private(set) var snapshotFailures = 0
     var rssReadAt: Double = -1
+    public nonisolated let metrics: OrchestratorMetrics
+    /// When each SubmitIntent still unanswered was received (monotonic ns), by connection and
+    /// frame id; bounded (past the bound an intent is simply not timed).
+    var received: [OrchestratorMetrics.Request: UInt64] = [:]
+    /// When each append went out and how many entries it held, by batch.
+    var appendsOut: [UInt64: (start: UInt64, entries: Int)] = [:]
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -81,6 +90,7 @@ public actor OrchestratorServer {
         log = LogWriterLink(path: settings.eventlogPath, loop: loop, worldID: settings.worldID,
                             requestTimeoutSeconds: settings.logRequestTimeoutSeconds)
         appender = Appender(log: log, deadlineSeconds: settings.appendDeadlineSeconds)
+        metrics = OrchestratorMetrics(Telemetry(process: "orchestrator", features: settings.features))
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -94,7 +104,8 @@ public actor OrchestratorServer {
             guard let self else { return }
             Task { await self.drainAppends() }
         }
-        let core = try await recover()
+        var core = try await recover()
+        core.metrics = metrics
         self.core = core
         durableHead.store(core.durableHead)
         try FileManager.default.createDirectory(atPath: settings.home + "/run", withIntermediateDirectories: true)
@@ -278,8 +289,10 @@ public actor OrchestratorServer {
         for a in actions {
             switch a {
             case let .send(id, frames):
+                metrics.sent(frames, received: &received, conn: id.raw)
                 if let c = connections[id] { posts.append((c, frames)) }
             case let .append(batch, entries):
+                appendsOut[batch] = (DispatchTime.now().uptimeNanoseconds, entries.count)
                 appender.enqueue(batch, entries)
             case .retryAfter(let ms):
                 Task { // on this actor: the retry runs on it after the sleep
@@ -295,7 +308,7 @@ public actor OrchestratorServer {
             case .snapshot(let world):
                 storeSnapshot(world)
             case .log(let line):
-                FileHandle.standardError.write(Data("gunn-orchestrator: \(line)\n".utf8))
+                metrics.telemetry.log(line.hasPrefix("warning") ? .warn : .info, "core", ["message": .string(line)])
             case .answered(let id, _):
                 if let c = creditWaiters[id], let core, core.inFlight(of: id) < core.settings.maxInFlightPerConnection {
                     creditWaiters[id] = nil
@@ -303,7 +316,7 @@ public actor OrchestratorServer {
                 }
             case .fatal(let e):
                 // Nothing beyond the durable head was published: a restart recovers from the log.
-                FileHandle.standardError.write(Data("gunn-orchestrator: FATAL \(e); exiting \(Self.divergedExitCode) to recover from the log\n".utf8))
+                metrics.telemetry.log(.error, "fatal", ["message": .string("\(e); exiting \(Self.divergedExitCode) to recover from the log")])
                 exit(Self.divergedExitCode)
             }
         }
@@ -314,7 +327,11 @@ public actor OrchestratorServer {
         guard core != nil else { return }
         core!.linkBreakerState = log.link.breakerState.rawValue
         let t = EventLoop.now()
-        if t - rssReadAt > 0.5 { rssReadAt = t; core!.rssBytes = Sys.residentBytes() }
+        if t - rssReadAt > 0.5 {
+            rssReadAt = t
+            core!.rssBytes = Sys.residentBytes()
+            sampleGauges()
+        }
         let actions = event(&core!)
         durableHead.store(core!.durableHead)
         perform(actions)
@@ -325,10 +342,15 @@ public actor OrchestratorServer {
         let now = Self.now()
         switch result {
         case .success(let seq):
+            if let out = appendsOut.removeValue(forKey: batch) {
+                metrics.appendSeconds.observeSince([], out.start)
+                metrics.appendEntries.inc(by: Double(out.entries))
+            }
             // This batch's replies and deltas leave before the engine takes on the next batch.
             run { $0.appendAcknowledged(batch: batch, lastSeq: seq, now: now, startNext: false) }
             run { $0.startNext(now: now) }
         case .failure(let f):
+            appendsOut[batch] = nil
             let taken = core?.failuresTaken ?? 0
             run { $0.appendFailed(batch: batch, error: f.error, mayBeStored: f.unanswered, now: now) }
             // The core took it and holds everything unacknowledged: the appender forgets what it
@@ -372,6 +394,11 @@ public actor OrchestratorServer {
                     // may pass replies still waiting for the log).
                     if !toCore.isEmpty { pass(toCore, from: id); toCore.removeAll() }
                     conn.post([Frame(id: frame.id, controlBreaker(bc))])
+                } else if case .metrics? = frame.body {
+                    // Answered here at once too: the gauges sampled now, the counters as they stand.
+                    if !toCore.isEmpty { pass(toCore, from: id); toCore.removeAll() }
+                    sampleGauges()
+                    conn.post([Frame(id: frame.id, metrics.telemetry.answer(frame.body)!)])
                 } else {
                     toCore.append(frame)
                 }
@@ -384,11 +411,37 @@ public actor OrchestratorServer {
         let now = Self.now()
         run { $0.closed(id, now: now) }
         connections[id] = nil
+        if !received.isEmpty { received = received.filter { $0.key.conn != id.raw } }
     }
 
     func pass(_ frames: [Frame], from id: ConnID) {
+        if metrics.telemetry.recording, received.count < 100_000 {
+            let t = DispatchTime.now().uptimeNanoseconds
+            for f in frames where f.id != 0 { if case .submitIntent? = f.body { received[.init(conn: id.raw, id: f.id)] = t } }
+        }
         let now = Self.now()
         run { $0.receive(frames, from: id, now: now) }
+    }
+
+    /// The gauges (bounds, breaker, head, links), sampled at most twice a second.
+    func sampleGauges() {
+        guard let core, metrics.telemetry.recording else { return }
+        metrics.gauges(core.gauges)
+        metrics.breaker.set(["eventlog"], OrchestratorMetrics.breakerValue(core.linkBreakerState))
+        metrics.headSeq.set([], Double(core.durableHead))
+        metrics.connections.set([], Double(connections.count))
+        var frames: [[String]: (Double, Double, Double, Double)] = [:]
+        for c in connections.values {
+            let peer = c.peerHello.map { $0.clientName.isEmpty ? $0.role : $0.clientName } ?? "unknown"
+            let st = c.stats
+            var v = frames[[peer]] ?? (0, 0, 0, 0)
+            v.0 += Double(st.framesIn); v.1 += Double(st.framesOut); v.2 += Double(st.bytesIn); v.3 += Double(st.bytesOut)
+            frames[[peer]] = v
+        }
+        for (k, v) in frames {
+            metrics.linkFrames.set(k + ["in"], v.0); metrics.linkFrames.set(k + ["out"], v.1)
+            metrics.linkBytes.set(k + ["in"], v.2); metrics.linkBytes.set(k + ["out"], v.3)
+        }
     }
 
     /// gunnctl breaker open|close|reset eventlog: manual control of the log link.

@@ -26,7 +26,7 @@ extension Supervisor {
         let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", worldID: config.worldID, clientName: "gunn-supervisor")
         let probeMs = config.statusProbeMs
         var attached: [ChildStatus] = []
-        await withTaskGroup(of: (Int, ChildProbe.Outcome?).self) { group in
+        await withTaskGroup(of: (Int, ControlProbe.Outcome?).self) { group in
             for (i, entry) in table.enumerated() where entry.status.state == ChildState.ready.rawValue {
                 guard let socket = entry.socket else {
                     // No socket to ask: a stopped process (SIGSTOP, a debugger) is the wedge we can see.
@@ -34,7 +34,7 @@ extension Supervisor {
                     group.addTask { (i, Spawn.state(of: pid).map { $0 == "T" || $0 == "t" } == true ? .notAnswering : nil) }
                     continue
                 }
-                let probe = ChildProbe(path: home + "/" + socket, loop: loop, hello: hello, deadlineMs: probeMs)
+                let probe = ControlProbe(path: home + "/" + socket, loop: loop, hello: hello, deadlineMs: probeMs)
                 // The orchestrator also lists its sessions: the clients attached by hand.
                 let request: Frame.Body? = socket.hasSuffix("orchestrator.sock") ? .status(Empty()) : nil
                 group.addTask { (i, await probe.run(request: request)) }
@@ -63,6 +63,8 @@ extension Supervisor {
                 var r = StatusResult()
                 r.children = await status()
                 conn.post([Frame(id: frame.id, .statusResult(r))])
+            case .metrics?:
+                conn.post([Frame(id: frame.id, telemetry.answer(frame.body)!)])
             case .restart(let req)?:
                 let action = req.action.isEmpty ? "restart" : req.action
                 var r = ControlResult()
@@ -81,7 +83,7 @@ extension Supervisor {
                     conn.post([Frame(id: frame.id, .controlResult(r))])
                 }
             default:
-                let error = GunnError(.unknownMessage, "the supervisor serves Status and Restart only")
+                let error = GunnError(.unknownMessage, "the supervisor serves Status, Restart and Metrics only")
                 conn.post([Frame(id: frame.id, .error(WireErrorMessage(error)))])
             }
         }

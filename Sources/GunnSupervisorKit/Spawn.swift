@@ -1,5 +1,7 @@
 import Foundation
 import Glibc
+import GunnCore
+import GunnTelemetry
 
 /// Starting and watching child processes: posix_spawn into a process group of its own, output
 /// through a pipe into a size-rotated log file, pid files with start times for finding strays.
@@ -75,14 +77,29 @@ enum Spawn {
 }
 
 /// Copies a child's output pipe into `logs/<name>.log`, rotating by size (`.1` … `.keep`).
+/// Every line passes through the redactor on the way; a line that is not one of gunn's JSON log
+/// lines (a panic message, a library's print) is wrapped into one (`event: "output"`), so the
+/// file is JSON lines throughout. A line longer than `maxLineBytes` is cut there.
 final class LogPump: Sendable {
     let readFD: Int32
     let path: String
     let maxBytes: Int
     let keep: Int
+    let process: String
+    static let maxLineBytes = 16 * 1024
 
-    init(readFD: Int32, path: String, maxBytes: Int, keep: Int) {
-        self.readFD = readFD; self.path = path; self.maxBytes = maxBytes; self.keep = keep
+    init(readFD: Int32, path: String, maxBytes: Int, keep: Int, process: String) {
+        self.readFD = readFD; self.path = path; self.maxBytes = maxBytes; self.keep = keep; self.process = process
+    }
+
+    /// One line of the child's output (no newline) as the line written to the file (with one).
+    static func logLine(_ raw: ArraySlice<UInt8>, process: String, redactor: Redactor) -> [UInt8] {
+        let text = String(decoding: raw, as: UTF8.self)
+        if raw.first == UInt8(ascii: "{"), case .object(let o)? = try? JSONParser.parse(Array(raw)), o["event"] != nil, o["ts"] != nil {
+            return Array((redactor.redact(text) + "\n").utf8)
+        }
+        let line = LogLine(.info, process: process, event: "output", ["message": .string(text)])
+        return Array((line.render(wallTime: Date().timeIntervalSince1970, redactor: redactor) + "\n").utf8)
     }
 
     /// Runs on its own thread until the pipe's write ends are all closed (the child exited).
@@ -96,11 +113,32 @@ final class LogPump: Sendable {
         var fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         var size = Int(lseek(fd, 0, SEEK_END))
         var buf = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
+        let redactor = Redactor()
+        var pending: [UInt8] = []
+        var ended = false
+        while !ended {
             let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            var chunk = buf[0..<n]
+            if n <= 0 { ended = true } else { pending += buf[0..<n] }
+            // Whole lines (and, at the end, what is left; a line past the bound is cut).
+            var out: [UInt8] = []
+            var start = 0
+            while start < pending.count {
+                if let nl = pending[start...].firstIndex(of: 10), nl - start <= Self.maxLineBytes {
+                    out += Self.logLine(pending[start..<nl], process: process, redactor: redactor)
+                    start = nl + 1
+                } else if pending.count - start > Self.maxLineBytes {
+                    out += Self.logLine(pending[start..<(start + Self.maxLineBytes)], process: process, redactor: redactor)
+                    start += Self.maxLineBytes
+                } else if ended {
+                    out += Self.logLine(pending[start...], process: process, redactor: redactor)
+                    start = pending.count
+                } else {
+                    break
+                }
+            }
+            pending.removeFirst(start)
+            var chunk = out[...]
             while !chunk.isEmpty {
                 let room = maxBytes - size
                 var take = chunk.count

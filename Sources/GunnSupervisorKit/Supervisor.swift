@@ -3,6 +3,7 @@ import Glibc
 import GunnCore
 import GunnIO
 import GunnWire
+import GunnTelemetry
 import Synchronization
 
 /// gunn-supervisor's logic: starts the children of a `SupervisorConfig` in dependency order (each
@@ -17,6 +18,8 @@ public final class Supervisor: Sendable {
     /// The orchestrator's durable head at the last status probe: what this control socket's
     /// Welcome carries (the supervisor holds no log of its own).
     let lastSeenHead = Atomic<UInt64>(0)
+    /// The supervisor's metrics: each child's state, restarts and resident memory.
+    public let telemetry: Telemetry
 
     /// A child's state in the table. `notAnswering` is never stored: status shows it for a child
     /// that is `ready` in the table but did not answer its handshake within `status_probe_ms` (or,
@@ -59,6 +62,7 @@ public final class Supervisor: Sendable {
             : FileManager.default.currentDirectoryPath + "/" + home
         self.environment = environment
         loop = try EventLoop(name: "supervisor-io")
+        telemetry = Telemetry(process: "supervisor", features: config.features)
         let ordered = try config.startOrder()
         state = Mutex(State(children: ordered.enumerated().map { i, spec in
             let backoff = Backoff(baseSeconds: config.backoffBaseMs / 1000, capSeconds: config.backoffCapMs / 1000,
@@ -66,6 +70,15 @@ public final class Supervisor: Sendable {
             return Child(spec: spec, intensity: RestartIntensity(maxRestarts: config.maxRestarts, maxSeconds: config.maxSeconds,
                                                                  stableSeconds: config.stableSeconds, backoff: backoff))
         }))
+        telemetry.gauge("gunn_child_up", help: "1 while the child is ready, 0 otherwise", labels: ["child"]) { [unowned self] in
+            childTable().map { ([$0.name], $0.state == .ready ? 1 : 0) }
+        }
+        telemetry.gauge("gunn_child_restarts", help: "Restarts of each child since the supervisor started", labels: ["child"]) { [unowned self] in
+            childTable().map { ([$0.name], Double($0.restarts)) }
+        }
+        telemetry.gauge("gunn_child_resident_memory_bytes", help: "Resident set size of each running child", labels: ["child"]) { [unowned self] in
+            childTable().filter { $0.pid != 0 }.map { ([$0.name], Double(Sys.residentBytes(pid: $0.pid))) }
+        }
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -79,7 +92,11 @@ public final class Supervisor: Sendable {
             s.events.append(stamped)
             if s.events.count > 500 { s.events.removeFirst(s.events.count - 500) }
         }
-        FileHandle.standardError.write(Data("gunn-supervisor: \(line)\n".utf8))
+        telemetry.log(.info, "supervisor", ["message": .string(line)])
+    }
+
+    func childTable() -> [(name: String, state: ChildState, pid: pid_t, restarts: Int)] {
+        state.withLock { $0.children.map { (name: $0.spec.name, state: $0.state, pid: $0.pid, restarts: $0.restarts) } }
     }
 
     // MARK: - Running
@@ -178,7 +195,7 @@ public final class Supervisor: Sendable {
             return
         }
         close(fds[1])
-        LogPump(readFD: fds[0], path: home + "/logs/\(spec.name).log", maxBytes: config.logMaxBytes, keep: config.logKeep).start()
+        LogPump(readFD: fds[0], path: home + "/logs/\(spec.name).log", maxBytes: config.logMaxBytes, keep: config.logKeep, process: spec.name).start()
         writePIDFile(spec.name, pid)
         let now = Self.now()
         state.withLock {

@@ -1,10 +1,12 @@
 import Foundation
 import GunnCore
+import GunnTelemetry
 
 /// The supervisor's one JSON config (`ops/gunn.json` by default). Unknown keys and bad values are
 /// refused with a message naming the key; `GUNN_*` environment variables override a few top-level
 /// values (`GUNN_WORLD_ID`, `GUNN_WORLD_SEED`, `GUNN_DURABILITY`, `GUNN_STRATEGY`,
-/// `GUNN_MAX_RESTARTS`, `GUNN_MAX_SECONDS`).
+/// `GUNN_MAX_RESTARTS`, `GUNN_MAX_SECONDS`); `GUNN_FEATURES` is checked here, before any child
+/// starts (the children inherit it).
 public struct SupervisorConfig: Sendable, Equatable {
     public enum Restart: String, Sendable, CaseIterable { case permanent, transient, temporary }
     public enum Strategy: String, Sendable, CaseIterable { case oneForOne = "one_for_one", restForOne = "rest_for_one" }
@@ -38,6 +40,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// How long a status call waits for each child's handshake (all children at once) before
     /// showing it `not_answering`; well inside gunnctl's default deadline.
     public var statusProbeMs: Double = 1000
+    /// GUNN_FEATURES, parsed strictly.
+    public var features = Features(Features.defaults)
     public var logMaxBytes = 1 << 20
     public var logKeep = 3
     public var children: [Child] = []
@@ -84,6 +88,7 @@ public struct SupervisorConfig: Sendable, Equatable {
             }
         }
         if let v = environment["GUNN_WORLD_ID"] { c.worldID = v }
+        c.features = try Features.parse(environment["GUNN_FEATURES"])
         if let v = environment["GUNN_WORLD_SEED"] {
             // The whole 64-bit range: a decimal string is exact where a JSON number is not.
             guard !v.isEmpty, v.count <= 20, v.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(v) else {

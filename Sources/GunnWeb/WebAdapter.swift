@@ -61,6 +61,11 @@ public final class WebAdapter: Sendable {
     /// Retries of an intent without context_seq within this many later intents reuse its context.
     static let maxRememberedContexts = 100_000
 
+    /// WebSocket and SSE streams open now, over every tenant.
+    public var openStreams: Int { state.withLock { $0.streamsByTenant.values.reduce(0, +) } }
+    /// Observations delivered to streams so far.
+    public var delivered: Int { hub.delivered }
+
     /// `agentsFile` (data/web-agents.json) keeps agent → tenant across restarts.
     public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil) {
         self.config = config

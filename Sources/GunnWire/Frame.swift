@@ -49,6 +49,9 @@ public struct Frame: WireMessage {
         case restart(NamedRequest)
         case breakerControl(BreakerControl)
         case controlResult(ControlResult)
+        /// Asks a process for its metrics; answered with `metricsResult`, a `Metrics.snapshot()` as JSON.
+        case metrics(Empty)
+        case metricsResult(JSONPayload)
     }
 
     public init() {}
@@ -101,6 +104,8 @@ public struct Frame: WireMessage {
         case .restart: return 62
         case .breakerControl: return 63
         case .controlResult: return 64
+        case .metrics: return 65
+        case .metricsResult: return 66
         }
     }
 
@@ -151,6 +156,8 @@ public struct Frame: WireMessage {
         case .restart(let m): w.message(62, m)
         case .breakerControl(let m): w.message(63, m)
         case .controlResult(let m): w.message(64, m)
+        case .metrics(let m): w.message(65, m)
+        case .metricsResult(let m): w.message(66, m)
         }
     }
 
@@ -200,6 +207,8 @@ public struct Frame: WireMessage {
         case 62: guard let m = try r.message(wt, NamedRequest.self) else { return false }; body = .restart(m)
         case 63: guard let m = try r.message(wt, BreakerControl.self) else { return false }; body = .breakerControl(m)
         case 64: guard let m = try r.message(wt, ControlResult.self) else { return false }; body = .controlResult(m)
+        case 65: guard let m = try r.message(wt, Empty.self) else { return false }; body = .metrics(m)
+        case 66: guard let m = try r.message(wt, JSONPayload.self) else { return false }; body = .metricsResult(m)
         default: return false
         }
         return true

@@ -1,4 +1,5 @@
 import Foundation
+import GunnTelemetry
 import GunnClient
 import GunnCore
 import GunnIO
@@ -32,21 +33,33 @@ do {
         for i in config.agents.indices where config.agents[i].backend != .dummy { config.agents[i].endpoint = endpoint }
     }
 } catch let e as GunnError {
-    FileHandle.standardError.write(Data("gunn-adapter-llm: \(e.code.name) (\(e.code.code)): \(e.message)\n".utf8))
+    Telemetry.write(LogLine(.error, process: "llm", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
     exit(2)
 }
+let telemetry = Telemetry(process: "llm", features: Features.fromEnvironmentOrExit("llm"))
+let eventsCounted = telemetry.counter("gunn_llm_events_total", help: "The adapter's events (docs/llm.md), by name", labels: ["event"])
+let tokensSpoken = telemetry.counter("gunn_llm_tokens_spoken_total", help: "Tokens of generations that were submitted as speech")
+let tokensDiscarded = telemetry.counter("gunn_llm_tokens_discarded_total", help: "Tokens generated and thrown away (stale or cancelled), by event",
+                                        labels: ["event"])
 let termination = TerminationSignals.install()
 let loop = try EventLoop(name: "adapter-llm")
 let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-llm")
 let out = Mutex<Void>(())
 let runID = String(UInt64(Date().timeIntervalSince1970 * 1000) % (36 * 36 * 36 * 36 * 36 * 36), radix: 36)
 let adapter = LLMAdapter(config: config, client: client, runID: runID) { event in
+    let name = event["event"]?.stringValue ?? "unknown"
+    eventsCounted.inc([name])
+    if name == "spoke", let n = event["tokens"]?.numberValue { tokensSpoken.inc(by: n) }
+    if let n = event["tokens_discarded"]?.numberValue { tokensDiscarded.inc([name], by: n) }
     var line = CanonicalJSON.encode(event)
     line.append(0x0A)
     out.withLock { _ in FileHandle.standardOutput.write(Data(line)) }
 }
-FileHandle.standardError.write(Data("gunn-adapter-llm: \(config.agents.count) agents: \(config.agents.map { "\($0.id) (\($0.backend.rawValue))" }.joined(separator: ", "))\n".utf8))
+let control = try? await ControlEndpoint.start(home: home, name: "llm", loop: loop, telemetry: telemetry)
+telemetry.log(.info, "started", ["agents": .array(config.agents.map { .string("\($0.id) (\($0.backend.rawValue))") }),
+                                 "control": .string(control?.path ?? "none")])
 Task { await adapter.run() }
 _ = await termination.wait()
+await control?.stop()
 client.close()
 exit(0)

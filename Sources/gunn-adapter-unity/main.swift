@@ -1,4 +1,5 @@
 import Foundation
+import GunnTelemetry
 import GunnAuth
 import GunnClient
 import GunnCore
@@ -23,9 +24,10 @@ let args = ProcessArguments()
 let home = args.homeOrExit(usage: usage)
 
 func fail(_ e: GunnError) -> Never {
-    FileHandle.standardError.write(Data("gunn-adapter-unity: \(e.code.name) (\(e.code.code)): \(e.message)\n".utf8))
+    Telemetry.write(LogLine(.error, process: "unity", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
     exit(64)
 }
+let telemetry = Telemetry(process: "unity", features: Features.fromEnvironmentOrExit("unity"))
 
 let world = args.worldIDOrExit(program: "gunn-adapter-unity")
 let listen = args.value("--listen", env: "GUNN_ENGINE_LISTEN") ?? "127.0.0.1:8788"
@@ -80,15 +82,30 @@ if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url
 Task {
     while true {
         do { try await bridge.start(); break } catch {
-            FileHandle.standardError.write(Data("gunn-adapter-unity: waiting for the orchestrator: \(error)\n".utf8))
+            telemetry.log(.warn, "waiting_for_orchestrator", ["message": .string("\(error)")])
             try? await Task.sleep(nanoseconds: 500_000_000)
         }
     }
 }
+telemetry.gauge("gunn_engine_links", help: "Each engine's link: 1 connected, 0.5 syncing, 0 lost or none", labels: ["engine"]) {
+    bridge.linkStatus.map { ([$0.engine], $0.link == "connected" ? 1 : $0.link == "syncing" ? 0.5 : 0) }
+}
+telemetry.gauge("gunn_engine_commands_sent", help: "Commands sent to each engine", labels: ["engine"]) {
+    bridge.linkStatus.map { ([$0.engine], Double($0.commandsSent)) }
+}
+telemetry.gauge("gunn_engine_sessions", help: "Sessions each engine opened", labels: ["engine"]) {
+    bridge.linkStatus.map { ([$0.engine], Double($0.sessions)) }
+}
+telemetry.gauge("gunn_breaker_state", help: "Each engine link's breaker: 0 closed, 1 half open, 2 open", labels: ["breaker"]) {
+    bridge.linkStatus.map { (["engine:" + $0.engine], $0.breaker == "open" ? 2 : $0.breaker == "half_open" ? 1 : 0) }
+}
+let control = try? await ControlEndpoint.start(home: home, name: "unity", loop: loop, telemetry: telemetry)
 FileHandle.standardOutput.write(Data("ready \(url)\n".utf8))
-FileHandle.standardError.write(Data("gunn-adapter-unity: world \(world), serving \(url), time \(config.timeMode)\n".utf8))
+telemetry.log(.info, "started", ["world_id": .string(world), "url": .string(url), "time_mode": .string(config.timeMode),
+                                 "control": .string(control?.path ?? "none")])
 _ = await termination.wait()
 await server.stop()
+await control?.stop()
 try? FileManager.default.removeItem(atPath: addrPath)
 client.close()
 exit(0)

@@ -4,6 +4,7 @@ import GunnClient
 import GunnCore
 import GunnHTTP
 import GunnIO
+import GunnTelemetry
 import GunnWeb
 
 // gunn-adapter-web: agents in any language join the world over REST, WebSocket and SSE.
@@ -14,15 +15,18 @@ import GunnWeb
 // --listen (or GUNN_WEB_LISTEN) defaults to 127.0.0.1:8787; port 0 picks a free one. The address
 // bound is written to run/web.addr ("http://HOST:PORT"). --world-id falls back to GUNN_WORLD_ID
 // (the supervisor sets it). Tokens are checked against data/web-secret and data/web-tokens.json.
+// Serves run/web.sock (metrics) and GET /metrics: every process's metrics under the home, in the
+// Prometheus text format (docs/operations.md).
 Supervision.followSupervisor()
 let usage = "gunn-adapter-web --home DIR --world-id ID [--listen HOST:PORT] [--tls-cert PEM --tls-key PEM]"
 let args = ProcessArguments()
 let home = args.homeOrExit(usage: usage)
 
 func fail(_ e: GunnError) -> Never {
-    FileHandle.standardError.write(Data("gunn-adapter-web: \(e.code.name) (\(e.code.code)): \(e.message)\n".utf8))
+    Telemetry.write(LogLine(.error, process: "web", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
     exit(64)
 }
+let telemetry = Telemetry(process: "web", features: Features.fromEnvironmentOrExit("web"))
 
 let world = args.worldIDOrExit(program: "gunn-adapter-web")
 let listen = args.value("--listen", env: "GUNN_WEB_LISTEN") ?? "127.0.0.1:8787"
@@ -54,6 +58,16 @@ webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(
 let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json")
 
 config.serverName = "gunn-adapter-web"
+let requests = telemetry.counter("gunn_http_requests_total", help: "HTTP responses written, by route pattern, method and status",
+                                 labels: ["route", "method", "status"])
+let requestSeconds = telemetry.histogram("gunn_http_request_seconds", help: "HTTP request head to response (seconds), by route pattern",
+                                         labels: ["route"])
+config.onResponse = { route, method, status, seconds in
+    requests.inc([route, method, String(status)])
+    requestSeconds.observe([route], seconds)
+}
+telemetry.gauge("gunn_web_streams", help: "WebSocket and SSE streams open") { [([], Double(adapter.openStreams))] }
+telemetry.gauge("gunn_web_observations_delivered", help: "Observations delivered to WebSocket and SSE streams") { [([], Double(adapter.delivered))] }
 config.maxConnections = 4096
 // Slow clients (slowloris): the header and body progress deadlines and the keep-alive idle time.
 config.headerTimeout = (number("--header-timeout-ms", 50...600_000) ?? config.headerTimeout * 1000) / 1000
@@ -63,7 +77,14 @@ if let cert = args.value("--tls-cert"), let key = args.value("--tls-key") {
     do { config.tls = try TLSServerContext(certificateFile: cert, keyFile: key) } catch { fail(GunnError(.configInvalid, "\(error)")) }
 }
 let server: HTTPServer
-do { server = try HTTPServer(configuration: config, router: adapter.router()) } catch {
+var router = adapter.router()
+router.on("GET", "/metrics") { _, res in
+    Task {
+        let text = await MetricsGatherer.exposition(home: home, loop: loop, deadlineMs: 1000, process: "web")
+        res.respond(HTTPResponse(status: 200, headers: [("Content-Type", PrometheusText.contentType)], body: Array(text.utf8)))
+    }
+}
+do { server = try HTTPServer(configuration: config, router: router) } catch {
     fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
 }
 let url = "\(config.tls == nil ? "http" : "https")://\(config.urlHost):\(server.port)"
@@ -71,10 +92,15 @@ let addrPath = home + "/run/web.addr"
 if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
 // Agents registered before a restart are registered again, so their views and streams go on.
 Task { await adapter.restoreAgents() }
+let control: ControlEndpoint
+do { control = try await ControlEndpoint.start(home: home, name: "web", loop: loop, telemetry: telemetry) } catch {
+    fail(GunnError(.configInvalid, "cannot serve \(home)/run/web.sock: \(error)"))
+}
 FileHandle.standardOutput.write(Data("ready \(url)\n".utf8))
-FileHandle.standardError.write(Data("gunn-adapter-web: world \(world), serving \(url)\n".utf8))
+telemetry.log(.info, "started", ["world_id": .string(world), "url": .string(url), "control": .string(control.path)])
 _ = await termination.wait()
 await server.stop()
+await control.stop()
 try? FileManager.default.removeItem(atPath: addrPath)
 client.close()
 exit(0)

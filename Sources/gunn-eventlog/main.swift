@@ -2,6 +2,7 @@ import Foundation
 import GunnEventLogServer
 import GunnIO
 import GunnStore
+import GunnTelemetry
 
 // gunn-eventlog: the durable, hash-chained log writer.
 //   gunn-eventlog --home DIR [--world-id ID] [--world-seed N] [--durability full|normal] [--max-db-pages N]
@@ -15,6 +16,7 @@ let home = args.homeOrExit(usage: "gunn-eventlog --home DIR [--world-id ID] [--w
 let termination = TerminationSignals.install() // before "ready": a stop right after start-up is clean
 var settings = EventLogServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
+settings.features = Features.fromEnvironmentOrExit("eventlog")
 func number(_ flag: String, env: String? = nil, _ range: ClosedRange<UInt64>) -> UInt64? {
     guard let text = args.value(flag, env: env) else { return nil }
     guard let v = UInt64(text), range.contains(v) else {
@@ -40,10 +42,12 @@ do { server = try EventLogServer(settings: settings) } catch {
 let report = server.startupReport
 let startHead = await server.head().seq
 let verified = report.ok ? "ok" : "PROBLEMS \(report.problems)"
-FileHandle.standardError.write(Data("gunn-eventlog: head \(startHead); verified \(report.checked) entries after the last anchor: \(verified)\n".utf8))
+server.telemetry.log(report.ok ? .info : .error, "started", ["global_seq": .number(Double(startHead)), "verified_entries": .number(Double(report.checked)),
+                                                              "verification": .string(verified),
+                                                              "features": .array(settings.features.enabled.sorted().map { .string($0) })])
 try await server.start()
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()
-FileHandle.standardError.write(Data("gunn-eventlog: stopped cleanly at head \(await server.head().seq)\n".utf8))
+server.telemetry.log(.info, "stopped", ["global_seq": .number(Double(await server.head().seq))])
 exit(0)

@@ -2,6 +2,7 @@ import Foundation
 import GunnCore
 import GunnIO
 import GunnOrchestratorServer
+import GunnTelemetry
 
 // gunn-orchestrator: the world as a process.
 //   gunn-orchestrator --home DIR [--world-id ID] [--world-seed N] [--quantum-ms N] [--sim-time host|engine]
@@ -14,6 +15,7 @@ let home = args.homeOrExit(usage: "gunn-orchestrator --home DIR [--world-id ID] 
 let termination = TerminationSignals.install()
 var settings = OrchestratorServer.Settings(home: home)
 settings.worldID = args.value("--world-id", env: "GUNN_WORLD_ID") ?? "world"
+settings.features = Features.fromEnvironmentOrExit("orchestrator")
 func refuse(_ flag: String, _ text: String, _ rule: String) -> Never {
     FileHandle.standardError.write(Data("gunn-orchestrator: CONFIG_INVALID (7001): \(flag) must be \(rule), not \"\(text)\"\n".utf8))
     exit(64)
@@ -62,9 +64,11 @@ do { try await server.start() } catch {
     FileHandle.standardError.write(Data("gunn-orchestrator: cannot start: \(error)\n".utf8))
     exit(70)
 }
-FileHandle.standardError.write(Data(("gunn-orchestrator: recovered \(await server.recoveredEntries) entries after the snapshot at "
-                                     + "\(await server.recoveredFromSnapshot), \(await server.recoveredRequests) request ids, head \(await server.headSeq), "
-                                     + "in \(Int(await server.recoveryMillis)) ms (request ids \(Int(await server.requestIDsMillis)) ms)\n").utf8))
+server.metrics.telemetry.log(.info, "started", [
+    "recovered_entries": .number(Double(await server.recoveredEntries)), "snapshot_seq": .number(Double(await server.recoveredFromSnapshot)),
+    "request_ids": .number(Double(await server.recoveredRequests)), "global_seq": .number(Double(await server.headSeq)),
+    "latency_ms": .number(await server.recoveryMillis), "request_ids_ms": .number(await server.requestIDsMillis),
+    "features": .array(settings.features.enabled.sorted().map { .string($0) })])
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()

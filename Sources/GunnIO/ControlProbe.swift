@@ -1,19 +1,23 @@
 import Foundation
 import GunnCore
-import GunnIO
 import GunnWire
 import Synchronization
 
-/// Asks one child's socket whether it answers, within a deadline: a handshake, and optionally one
-/// request. A wedged child (stopped, or looping without serving its socket) costs the caller the
-/// deadline and no more, so a status call can ask every child at once and report each one.
-struct ChildProbe: Sendable {
-    let path: String
-    let loop: EventLoop
-    let hello: Hello
-    let deadlineMs: Double
+/// Asks one process's socket whether it answers, within a deadline: a handshake, and optionally
+/// one request. A wedged process (stopped, or looping without serving its socket) costs the caller
+/// the deadline and no more, so a status or metrics call can ask every process at once and report
+/// each one.
+public struct ControlProbe: Sendable {
+    public let path: String
+    public let loop: EventLoop
+    public let hello: Hello
+    public let deadlineMs: Double
 
-    enum Outcome: Sendable {
+    public init(path: String, loop: EventLoop, hello: Hello, deadlineMs: Double) {
+        self.path = path; self.loop = loop; self.hello = hello; self.deadlineMs = deadlineMs
+    }
+
+    public enum Outcome: Sendable {
         /// Nothing listens there, or the connection was refused.
         case absent
         /// Connected, but no Welcome (or no reply to the request) within the deadline.
@@ -23,7 +27,7 @@ struct ChildProbe: Sendable {
     }
 
     /// The handshake, then `request` (if any) and its reply, all within `deadlineMs` in total.
-    func run(request: Frame.Body? = nil) async -> Outcome {
+    public func run(request: Frame.Body? = nil) async -> Outcome {
         let start = DispatchTime.now().uptimeNanoseconds
         var options = ConnectionOptions()
         options.handshakeTimeoutMs = deadlineMs
@@ -62,8 +66,9 @@ struct ChildProbe: Sendable {
 }
 
 /// A flag set once, from any thread.
-final class Flag: Sendable {
+public final class Flag: Sendable {
     private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
+    public init() {}
+    public func set() { value.withLock { $0 = true } }
+    public var isSet: Bool { value.withLock { $0 } }
 }

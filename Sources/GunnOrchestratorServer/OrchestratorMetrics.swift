@@ -1,0 +1,82 @@
+import Dispatch
+import GunnCore
+import GunnTelemetry
+import GunnWire
+
+/// What the orchestrator counts (docs/operations.md names each family). Recorded where outcomes
+/// leave the core: intent replies, published effects and observations, cancels, log appends.
+public final class OrchestratorMetrics: Sendable {
+    public let telemetry: Telemetry
+    let intents, intentSeconds, emits, effects, cancellations, observations, observationBytes: Recorder
+    let fallbacks, fallbackBytes, appendSeconds, appendEntries, queueDepth, queueLimit, queueHighWater: Recorder
+    let breaker, headSeq, connections, linkFrames, linkBytes, generationsHalted, tokensDiscarded: Recorder
+
+    public init(_ telemetry: Telemetry) {
+        self.telemetry = telemetry
+        let t = telemetry
+        intents = t.counter("gunn_intents_total", help: "Intents answered, by outcome (committed, rejected) and error code name", labels: ["outcome", "code"])
+        intentSeconds = t.histogram("gunn_intent_seconds", help: "Intent received to its answer sent, the log's commit included (seconds)")
+        emits = t.counter("gunn_emits_total", help: "Effect drafts emitted by adapters, by outcome and error code name", labels: ["outcome", "code"])
+        effects = t.counter("gunn_effects_total", help: "Effects committed to the log and published, by kind", labels: ["kind"])
+        cancellations = t.counter("gunn_cancellations_total", help: "Generations cancelled, by reason", labels: ["reason"])
+        observations = t.counter("gunn_observations_total", help: "Observation deltas sent to agents")
+        observationBytes = t.counter("gunn_observation_bytes_total", help: "Bytes of observation patches sent to agents")
+        fallbacks = t.counter("gunn_whole_view_fallbacks_total", help: "Deltas sent as a whole view because the diff passed max_patch_ops")
+        fallbackBytes = t.counter("gunn_whole_view_fallback_bytes_total", help: "Bytes of those whole-view deltas")
+        appendSeconds = t.histogram("gunn_log_append_seconds", help: "A batch sent to the log writer to its acknowledgement (seconds)")
+        appendEntries = t.counter("gunn_log_appended_entries_total", help: "Entries the log writer acknowledged")
+        queueDepth = t.gauge("gunn_queue_depth", help: "What each bound holds now", labels: ["queue"])
+        queueLimit = t.gauge("gunn_queue_limit", help: "Each bound's limit (0: none)", labels: ["queue"])
+        queueHighWater = t.gauge("gunn_queue_high_water", help: "The most each bound held", labels: ["queue"])
+        breaker = t.gauge("gunn_breaker_state", help: "The log link's breaker: 0 closed, 1 half open, 2 open", labels: ["breaker"])
+        headSeq = t.gauge("gunn_head_seq", help: "The durable head: the global_seq of the last committed effect")
+        connections = t.gauge("gunn_connections", help: "Connections open to the orchestrator")
+        linkFrames = t.gauge("gunn_link_frames", help: "Frames over each open connection, by peer and direction", labels: ["peer", "direction"])
+        linkBytes = t.gauge("gunn_link_bytes", help: "Bytes over each open connection, by peer and direction", labels: ["peer", "direction"])
+        generationsHalted = t.counter("gunn_generations_halted_total", help: "Generations a worker reported halted or finished")
+        tokensDiscarded = t.counter("gunn_tokens_relayed_total", help: "Token chunks relayed from workers to observers")
+    }
+
+    static func breakerValue(_ s: String) -> Double { s == "open" ? 2 : s == "half_open" ? 1 : 0 }
+
+    /// Counts the frames an action sends: intent and emit answers, observations, cancels.
+    struct Request: Hashable { let conn: UInt64, id: UInt64 }
+
+    func sent(_ frames: [Frame], received: inout [Request: UInt64], conn: UInt64) {
+        for f in frames {
+            switch f.body {
+            case .intentResult(let r)?:
+                intents.inc(r.committed ? ["committed", ""] : ["rejected", r.error?.name ?? "UNKNOWN"])
+                if f.id != 0, let start = received.removeValue(forKey: Request(conn: conn, id: f.id)) { intentSeconds.observeSince([], start) }
+            case .emitResult(let r)?:
+                emits.inc(r.accepted ? ["accepted", ""] : ["rejected", r.error?.name ?? "UNKNOWN"])
+            case .observation(let o)?:
+                observations.inc()
+                observationBytes.inc(by: Double(o.patches.count))
+            case .cancel(let c)?:
+                cancellations.inc([c.reason])
+            default: break
+            }
+        }
+    }
+
+    /// Effects by kind and whole-view fallbacks, from what the core publishes.
+    func published(_ outputs: [EngineOutput]) {
+        for o in outputs {
+            if case .effectCommitted(let e) = o { effects.inc([e.effect.kind]) }
+        }
+    }
+
+    func delta(_ d: ObservationDelta, bytes: Int) {
+        if d.patches.operations.count == 1, case .replace(let path, _) = d.patches.operations[0], path == .root {
+            fallbacks.inc()
+            fallbackBytes.inc(by: Double(bytes))
+        }
+    }
+
+    func gauges(_ list: [StatusGauge]) {
+        for g in list {
+            queueDepth.set([g.name], Double(g.value)); queueLimit.set([g.name], Double(g.limit)); queueHighWater.set([g.name], Double(g.highWater))
+        }
+    }
+}
