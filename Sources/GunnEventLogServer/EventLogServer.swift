@@ -57,7 +57,7 @@ public final class EventLogServer: @unchecked Sendable {
     /// What start-up verification found.
     public let startupReport: VerifyReport
     public let telemetry: Telemetry
-    let appends, appendSeconds, appendedEntries, appendedBytes, readEntries, subscribersGauge, droppedSubscribers, headGauge: Recorder
+    let appends, appendSeconds, appendedEntries, appendedBytes, effectSize, readEntries, subscribersGauge, droppedSubscribers, headGauge: Recorder
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -76,6 +76,8 @@ public final class EventLogServer: @unchecked Sendable {
         appendSeconds = t.histogram("gunn_eventlog_commit_seconds", help: "An append batch received to its durable commit in SQLite (seconds)")
         appendedEntries = t.counter("gunn_eventlog_entries_total", help: "Entries committed")
         appendedBytes = t.counter("gunn_eventlog_effect_bytes_total", help: "Bytes of effects committed")
+        effectSize = t.histogram("gunn_eventlog_effect_size_bytes", help: "The size of each committed effect (its canonical JSON, bytes)",
+                                 buckets: [64, 128, 256, 512, 1024, 2048, 4096, 16384, 65536, 262144, 1048576])
         readEntries = t.counter("gunn_eventlog_read_entries_total", help: "Entries sent to readers (ranges and subscriptions)")
         subscribersGauge = t.gauge("gunn_eventlog_subscribers", help: "Subscribers following new commits")
         droppedSubscribers = t.counter("gunn_eventlog_subscribers_dropped_total", help: "Subscribers dropped because they stopped reading")
@@ -189,6 +191,7 @@ public final class EventLogServer: @unchecked Sendable {
                     appendSeconds.observeSince([], started)
                     appendedEntries.inc(by: Double(entries.count))
                     appendedBytes.inc(by: Double(entries.reduce(0) { $0 + $1.effect.count }))
+                    for e in entries { effectSize.observe([], Double(e.effect.count)) }
                     headGauge.set([], Double(ack.lastSeq))
                     welcomeHead.store(ack.lastSeq, ordering: .relaxed)
                     scheduleIdleCheckpoint()

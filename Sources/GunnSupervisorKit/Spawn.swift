@@ -109,6 +109,9 @@ final class LogPump: Sendable {
         t.start()
     }
 
+    /// Runs on the caller's thread until the pipe ends (for tests).
+    func runUntilEnd() { run() }
+
     private func run() {
         var fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         var size = Int(lseek(fd, 0, SEEK_END))

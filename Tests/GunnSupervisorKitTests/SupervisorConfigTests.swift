@@ -130,7 +130,7 @@ final class SupervisorPartsTests: XCTestCase {
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
         let path = dir + "/child.log"
-        LogPump(readFD: fds[0], path: path, maxBytes: 1000, keep: 2).start()
+        LogPump(readFD: fds[0], path: path, maxBytes: 1000, keep: 2, process: "child").start()
         let line = [UInt8](repeating: UInt8(ascii: "x"), count: 99) + [10]
         for _ in 0..<50 { _ = line.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) } }
         close(fds[1])
@@ -145,6 +145,47 @@ final class SupervisorPartsTests: XCTestCase {
             XCTAssertTrue(size > 0 && size <= 1000, "\(p): \(size)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".3"), "only `keep` old files")
+    }
+
+    /// Every line a child writes reaches its log file as one redacted JSON line: gunn's own lines
+    /// as they are (redacted), anything else wrapped; a line past the bound is cut, and a last
+    /// line without a newline is written when the child's output ends.
+    func testTheLogPumpRedactsEveryLineAndWrapsPlainOnes() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let path = dir + "/child.log"
+        let pump = LogPump(readFD: fds[0], path: path, maxBytes: 1 << 20, keep: 1, process: "child")
+        let token = "gunn1.eyJ0ZW5hbnQiOiJ0MSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+        let input = [
+            #"{"event":"started","level":"info","process":"child","ts":"2026-12-01T00:00:00.000Z","note":"mail ann@example.com"}"#,
+            "panic: Authorization: Bearer \(token)",
+            #"plain line with "quotes" and a phone +44 20 7946 0958"#,
+            String(repeating: "y", count: LogPump.maxLineBytes + 10),
+            "the last line, no newline, sk-abcdefghijklmnopqrstuvwx",
+        ].joined(separator: "\n")
+        let bytes = Array(input.utf8)
+        // Written in small pieces, so lines cross reads.
+        var off = 0
+        while off < bytes.count {
+            let n = min(7, bytes.count - off)
+            _ = bytes[off..<(off + n)].withUnsafeBytes { write(fds[1], $0.baseAddress, n) }
+            off += n
+        }
+        close(fds[1])
+        pump.runUntilEnd()
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 6, text) // the long line is cut in two
+        for l in lines {
+            let o = try JSONParser.parse(Array(l.utf8))
+            XCTAssertNotNil(o["ts"]); XCTAssertNotNil(o["event"]); XCTAssertEqual(o["process"], "child")
+        }
+        for secret in ["ann@example.com", token, "7946 0958", "sk-abcdefghijklmnopqrstuvwx"] { XCTAssertFalse(text.contains(secret), secret) }
+        XCTAssertEqual(try JSONParser.parse(Array(lines[0].utf8))["note"], "mail [REDACTED:email]")
+        XCTAssertEqual(try JSONParser.parse(Array(lines[2].utf8))["message"], "plain line with \"quotes\" and a phone [REDACTED:phone]")
+        XCTAssertEqual(try JSONParser.parse(Array(lines[3].utf8))["message"]?.stringValue?.count, LogPump.maxLineBytes)
+        XCTAssertEqual(try JSONParser.parse(Array(lines[4].utf8))["message"], "yyyyyyyyyy")
+        XCTAssertEqual(try JSONParser.parse(Array(lines[5].utf8))["message"], "the last line, no newline, [REDACTED:api_key]")
     }
 
     func testStraysOfAPreviousSupervisorAreKilledButAReusedPidIsNot() throws {
