@@ -219,13 +219,13 @@ public final class GunnClient: Sendable {
         }
     }
 
-    private func send(_ c: FramedConnection, _ body: Frame.Body) async throws -> Frame {
-        try await send(c, [body])[0].value()
+    private func send(_ c: FramedConnection, _ body: Frame.Body, traceparent: String = "") async throws -> Frame {
+        try await send(c, [body], traceparent: traceparent)[0].value()
     }
 
     /// Sends requests in one hop and one write; their replies are waited for apart. Each reply
     /// is expected before the frame goes out, so the reader never sees a reply nobody waits for.
-    private func send(_ c: FramedConnection, _ bodies: [Frame.Body]) async throws -> [PendingReply] {
+    private func send(_ c: FramedConnection, _ bodies: [Frame.Body], traceparent: String = "") async throws -> [PendingReply] {
         let (first, replies) = state.withLock { s -> (UInt64, [PendingReply]) in
             let first = s.nextID + 1
             s.nextID += UInt64(bodies.count)
@@ -234,7 +234,7 @@ public final class GunnClient: Sendable {
             return (first, replies)
         }
         do {
-            try await c.send(frames: bodies.enumerated().map { Frame(id: first + UInt64($0.offset), $0.element) })
+            try await c.send(frames: bodies.enumerated().map { Frame(id: first + UInt64($0.offset), traceparent: traceparent, $0.element) })
         } catch {
             let lost = state.withLock { s in (0..<UInt64(bodies.count)).compactMap { s.pending.removeValue(forKey: first + $0) } }
             for r in lost { r.fulfil(.failure(error)) }
@@ -243,12 +243,12 @@ public final class GunnClient: Sendable {
     }
 
     /// A request, re-sent on a new connection if the old one is lost before the reply.
-    func request(_ body: Frame.Body, deadlineSeconds: Double = 10) async throws -> Frame {
+    func request(_ body: Frame.Body, deadlineSeconds: Double = 10, traceparent: String = "") async throws -> Frame {
         let until = Date().timeIntervalSince1970 + deadlineSeconds
         while true {
             do {
                 let c = try await connection(deadlineSeconds: max(0.1, until - Date().timeIntervalSince1970))
-                return try await send(c, body)
+                return try await send(c, body, traceparent: traceparent)
             } catch let e as ConnectionError where e.code == .adapterUnavailable && Date().timeIntervalSince1970 < until {
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
@@ -275,10 +275,11 @@ public final class GunnClient: Sendable {
     }
 
     /// Submits an intent; retried on a new connection with the same req_id if the link drops, so
-    /// the world executes it at most once.
-    public func submit(_ intent: Intent, deadlineSeconds: Double = 10) async throws -> IntentOutcome {
+    /// the world executes it at most once. `traceparent` (a W3C trace context) makes the
+    /// orchestrator's and the log writer's spans part of the caller's trace when they trace.
+    public func submit(_ intent: Intent, deadlineSeconds: Double = 10, traceparent: String = "") async throws -> IntentOutcome {
         let bytes = CanonicalJSON.encode(intent.json)
-        let reply = try await request(.submitIntent(JSONPayload(bytes)), deadlineSeconds: deadlineSeconds)
+        let reply = try await request(.submitIntent(JSONPayload(bytes)), deadlineSeconds: deadlineSeconds, traceparent: traceparent)
         return try Self.outcome(of: reply)
     }
 

@@ -57,6 +57,8 @@ public final class EventLogServer: @unchecked Sendable {
     /// What start-up verification found.
     public let startupReport: VerifyReport
     public let telemetry: Telemetry
+    /// Spans of the traced entries appended (the `tracing` feature).
+    public let tracer: Tracer
     let appends, appendSeconds, appendedEntries, appendedBytes, effectSize, readEntries, subscribersGauge, droppedSubscribers, headGauge: Recorder
 
     public init(settings: Settings) throws {
@@ -72,6 +74,7 @@ public final class EventLogServer: @unchecked Sendable {
         loop = try EventLoop(name: "eventlog-io")
         let t = Telemetry(process: "eventlog", features: settings.features)
         telemetry = t
+        tracer = t.tracer(home: settings.home)
         appends = t.counter("gunn_eventlog_appends_total", help: "Append batches, by outcome and error code name", labels: ["outcome", "code"])
         appendSeconds = t.histogram("gunn_eventlog_commit_seconds", help: "An append batch received to its durable commit in SQLite (seconds)")
         appendedEntries = t.counter("gunn_eventlog_entries_total", help: "Entries committed")
@@ -173,6 +176,10 @@ public final class EventLogServer: @unchecked Sendable {
                 try? await conn.send(telemetry.answer(body)!, id: frame.id)
             case .append(let batch):
                 let started = DispatchTime.now().uptimeNanoseconds
+                let spans = tracer.enabled ? batch.entries.compactMap { e -> (Span, UInt64)? in
+                    guard !e.traceparent.isEmpty, let s = tracer.start("eventlog append", parent: TraceContext.parse(e.traceparent), kind: .server) else { return nil }
+                    return (s, e.globalSeq)
+                } : []
                 let entries = batch.entries.map {
                     StoredEntry(globalSeq: $0.globalSeq, simTime: $0.simTime, wallTime: $0.wallTime, reqID: $0.reqID.isEmpty ? nil : $0.reqID,
                                 agentID: $0.agentID.isEmpty ? nil : $0.agentID, worldID: $0.worldID.isEmpty ? worldID : $0.worldID,
@@ -187,6 +194,7 @@ public final class EventLogServer: @unchecked Sendable {
                 }
                 switch result {
                 case .success(let ack):
+                    for (s, seq) in spans { tracer.end(s, ["global_seq": .number(Double(seq)), "batch_entries": .number(Double(entries.count))]) }
                     appends.inc(["committed", ""])
                     appendSeconds.observeSince([], started)
                     appendedEntries.inc(by: Double(entries.count))
@@ -201,6 +209,7 @@ public final class EventLogServer: @unchecked Sendable {
                     try? await conn.send(.appendAck(a), id: frame.id)
                     publish()
                 case .failure(let e):
+                    for (s, seq) in spans { tracer.end(s, ["global_seq": .number(Double(seq))], error: "\(e.code.name): \(e.message)") }
                     appends.inc(["rejected", e.code.name])
                     if e.code == .logStorageFailure {
                         telemetry.log(.error, "degraded", ["code": .number(Double(e.code.code)), "message": .string(e.message)])

@@ -81,6 +81,15 @@ public actor OrchestratorServer {
     /// When each SubmitIntent still unanswered was received (monotonic ns), by connection and
     /// frame id; bounded (past the bound an intent is simply not timed).
     var received: [OrchestratorMetrics.Request: UInt64] = [:]
+    /// Tracing (the `tracing` feature): each traced intent's span until it is answered, and the
+    /// trace of each committed effect until its observations go out (both bounded).
+    public nonisolated let tracer: Tracer
+    var spans: [OrchestratorMetrics.Request: Span] = [:]
+    /// The same spans' contexts by the intent's agent and req_id, for the entry that commits it.
+    var intentTraces: [OrchestratorCore.WaiterKey: TraceContext] = [:]
+    var seqTraces: [UInt64: TraceContext] = [:]
+    var seqTraceOrder: [UInt64] = []
+    static let maxTraced = 10_000
     /// When each append went out and how many entries it held, by batch.
     var appendsOut: [UInt64: (start: UInt64, entries: Int)] = [:]
 
@@ -91,6 +100,7 @@ public actor OrchestratorServer {
                             requestTimeoutSeconds: settings.logRequestTimeoutSeconds)
         appender = Appender(log: log, deadlineSeconds: settings.appendDeadlineSeconds)
         metrics = OrchestratorMetrics(Telemetry(process: "orchestrator", features: settings.features))
+        tracer = metrics.telemetry.tracer(home: settings.home)
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -288,11 +298,13 @@ public actor OrchestratorServer {
         defer { FramedConnection.post(posts) }
         for a in actions {
             switch a {
-            case let .send(id, frames):
+            case .send(let id, var frames):
                 metrics.sent(frames, received: &received, conn: id.raw)
+                if tracer.enabled { traceSent(&frames, conn: id) }
                 if let c = connections[id] { posts.append((c, frames)) }
-            case let .append(batch, entries):
+            case .append(let batch, var entries):
                 appendsOut[batch] = (DispatchTime.now().uptimeNanoseconds, entries.count)
+                if tracer.enabled && !intentTraces.isEmpty { traceAppend(&entries) }
                 appender.enqueue(batch, entries)
             case .retryAfter(let ms):
                 Task { // on this actor: the retry runs on it after the sleep
@@ -412,6 +424,10 @@ public actor OrchestratorServer {
         run { $0.closed(id, now: now) }
         connections[id] = nil
         if !received.isEmpty { received = received.filter { $0.key.conn != id.raw } }
+        if !spans.isEmpty {
+            spans = spans.filter { $0.key.conn != id.raw }
+            if spans.isEmpty { intentTraces.removeAll() }
+        }
     }
 
     func pass(_ frames: [Frame], from id: ConnID) {
@@ -419,8 +435,54 @@ public actor OrchestratorServer {
             let t = DispatchTime.now().uptimeNanoseconds
             for f in frames where f.id != 0 { if case .submitIntent? = f.body { received[.init(conn: id.raw, id: f.id)] = t } }
         }
+        if tracer.enabled, spans.count < Self.maxTraced {
+            for f in frames where f.id != 0 {
+                // The intent is read here too (only while tracing): its agent and req_id name the
+                // log entry that will commit it.
+                guard case .submitIntent(let p)? = f.body, let intent = try? JSONParser.parse(p.json),
+                      let agent = intent["agent_id"]?.stringValue, let req = intent["req_id"]?.stringValue,
+                      let span = tracer.start("orchestrator intent", parent: TraceContext.parse(f.traceparent), kind: .server) else { continue }
+                spans[.init(conn: id.raw, id: f.id)] = span
+                if intentTraces.count >= 2 * Self.maxTraced { intentTraces.removeAll() } // answers that never matched: forgotten
+                intentTraces[.init(agent: AgentID(agent), req: ReqID(req))] = span.context
+            }
+        }
         let now = Self.now()
         run { $0.receive(frames, from: id, now: now) }
+    }
+
+    /// Each entry that commits a traced intent carries the intent's span context to the log
+    /// writer; its seq remembers the trace for the observations it causes.
+    func traceAppend(_ entries: inout [LogEntry]) {
+        for i in entries.indices where !entries[i].reqID.isEmpty {
+            let key = OrchestratorCore.WaiterKey(agent: AgentID(entries[i].agentID), req: ReqID(entries[i].reqID))
+            guard let ctx = intentTraces[key] else { continue }
+            entries[i].traceparent = ctx.header
+            seqTraces[entries[i].globalSeq] = ctx
+            seqTraceOrder.append(entries[i].globalSeq)
+            if seqTraceOrder.count > Self.maxTraced { seqTraces[seqTraceOrder.removeFirst()] = nil }
+        }
+    }
+
+    /// A traced intent's answer ends its span; an observation of a traced effect is a delivery
+    /// span of that trace, and its frame carries the delivery's context to the observer.
+    func traceSent(_ frames: inout [Frame], conn: ConnID) {
+        for i in frames.indices {
+            switch frames[i].body {
+            case .intentResult(let r)?:
+                guard let span = spans.removeValue(forKey: .init(conn: conn.raw, id: frames[i].id)) else { continue }
+                intentTraces[.init(agent: AgentID(r.agentID), req: ReqID(r.reqID))] = nil
+                var attrs: JSONObject = ["agent_id": .string(r.agentID), "req_id": .string(r.reqID), "outcome": .string(r.committed ? "committed" : "rejected")]
+                if let e = r.error { attrs["code"] = .string(e.name) }
+                tracer.end(span, attrs, error: r.error.map { "\($0.name): \($0.message)" })
+            case .observation(let o)?:
+                guard let ctx = seqTraces[o.globalSeq] else { continue }
+                let d = tracer.start("orchestrator deliver", parent: ctx, kind: .producer)
+                frames[i].traceparent = d?.context.header ?? ""
+                tracer.end(d, ["agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)), "global_seq": .number(Double(o.globalSeq))])
+            default: break
+            }
+        }
     }
 
     /// The gauges (bounds, breaker, head, links), sampled at most twice a second.

@@ -77,9 +77,10 @@ enum Spawn {
 }
 
 /// Copies a child's output pipe into `logs/<name>.log`, rotating by size (`.1` … `.keep`).
-/// Every line passes through the redactor on the way; a line that is not one of gunn's JSON log
-/// lines (a panic message, a library's print) is wrapped into one (`event: "output"`), so the
-/// file is JSON lines throughout. A line longer than `maxLineBytes` is cut there.
+/// Every line passes through the redactor on the way. A JSON object line keeps its fields and
+/// gets the log line's `ts`, `level` and `process` where it lacks them (the LLM adapter's event
+/// lines); any other line (a panic message, a library's print) is wrapped into one (`event:
+/// "output"`), so the file is JSON lines throughout. A line longer than `maxLineBytes` is cut there.
 final class LogPump: Sendable {
     let readFD: Int32
     let path: String
@@ -95,8 +96,13 @@ final class LogPump: Sendable {
     /// One line of the child's output (no newline) as the line written to the file (with one).
     static func logLine(_ raw: ArraySlice<UInt8>, process: String, redactor: Redactor) -> [UInt8] {
         let text = String(decoding: raw, as: UTF8.self)
-        if raw.first == UInt8(ascii: "{"), case .object(let o)? = try? JSONParser.parse(Array(raw)), o["event"] != nil, o["ts"] != nil {
-            return Array((redactor.redact(text) + "\n").utf8)
+        if raw.first == UInt8(ascii: "{"), case .object(var o)? = try? JSONParser.parse(Array(raw)) {
+            if o["ts"] != nil && o["level"] != nil && o["process"] != nil && o["event"] != nil { return Array((redactor.redact(text) + "\n").utf8) }
+            let event = o["event"]?.stringValue ?? "output"
+            let level = o["level"]?.stringValue.flatMap(LogLine.Level.init(rawValue:)) ?? .info
+            for k in ["ts", "level", "process", "event"] { o[k] = nil }
+            let line = LogLine(level, process: process, event: event, o)
+            return Array((line.render(wallTime: Date().timeIntervalSince1970, redactor: redactor) + "\n").utf8)
         }
         let line = LogLine(.info, process: process, event: "output", ["message": .string(text)])
         return Array((line.render(wallTime: Date().timeIntervalSince1970, redactor: redactor) + "\n").utf8)

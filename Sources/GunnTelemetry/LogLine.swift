@@ -27,6 +27,13 @@ public struct LogLine: Sendable {
         return redactor.redact(CanonicalJSON.encodeString(.object(o)))
     }
 
+    /// An error as a log line: its code, its name, and a message that starts with both, as
+    /// docs/errors.md writes them (`CONFIG_INVALID (7001): …`).
+    public static func failure(process: String, event: String, _ e: GunnError) -> LogLine {
+        LogLine(.error, process: process, event: event, ["code": .number(Double(e.code.code)), "name": .string(e.code.name),
+                                                         "message": .string("\(e.code.name) (\(e.code.code)): \(e.message)")])
+    }
+
     /// `2026-12-01T20:30:05.123Z`.
     static func iso8601(_ t: Double) -> String {
         let f = ISO8601DateFormatter()

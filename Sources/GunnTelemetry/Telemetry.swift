@@ -8,10 +8,10 @@ import GunnWire
 ///
 /// - `telemetry` (on unless a list is given without it): counters, gauges and histograms are
 ///   recorded; off, every recording is skipped and `/metrics` shows the process gauges only.
-///
-/// A flag is known only once it does something: `tracing` joins when spans are exported.
+/// - `tracing` (off by default): spans of every intent (W3C trace context carried in
+///   `Frame.traceparent` and the HTTP `traceparent` header) exported as OTLP/JSON lines.
 public struct Features: Sendable, Equatable {
-    public static let known = ["telemetry"]
+    public static let known = ["telemetry", "tracing"]
     public static let defaults: Set<String> = ["telemetry"]
     public let enabled: Set<String>
 
@@ -37,9 +37,7 @@ public struct Features: Sendable, Equatable {
     /// as every other bad setting does.
     public static func fromEnvironmentOrExit(_ program: String) -> Features {
         do { return try parse(ProcessInfo.processInfo.environment["GUNN_FEATURES"]) } catch {
-            FileHandle.standardError.write(Data((LogLine(.error, process: program, event: "config_invalid",
-                                                         ["code": .number(Double(error.code.code)), "message": .string(error.message)])
-                .render(wallTime: Date().timeIntervalSince1970) + "\n").utf8))
+            Telemetry.write(LogLine.failure(process: program, event: "config_invalid", error))
             exit(78)
         }
     }
@@ -63,6 +61,9 @@ public final class Telemetry: Sendable {
                       labels: ["feature"]) { [features] in Features.known.map { ([$0], features.has($0) ? 1 : 0) } }
         metrics.gauge("gunn_process_pid", help: "The process id") { [([], Double(getpid()))] }
     }
+
+    /// The process's span exporter (on with the `tracing` feature), writing under `home`/logs.
+    public func tracer(home: String) -> Tracer { Tracer(process: process, home: home, enabled: features.has("tracing")) }
 
     /// Whether counters and histograms are recorded (the `telemetry` feature).
     public var recording: Bool { features.has("telemetry") }

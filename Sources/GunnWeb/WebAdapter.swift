@@ -8,6 +8,7 @@ import GunnHTTP
 import GunnIO
 import GunnOrchestratorServer
 import GunnWire
+import GunnTelemetry
 
 /// Settings of the web adapter (docs/web.md). Every bound has a default.
 public struct WebConfig: Sendable {
@@ -67,8 +68,12 @@ public final class WebAdapter: Sendable {
     public var delivered: Int { hub.delivered }
 
     /// `agentsFile` (data/web-agents.json) keeps agent → tenant across restarts.
-    public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil) {
+    /// Spans of the intents submitted here (on with the `tracing` feature).
+    let tracer: Tracer?
+
+    public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil, tracer: Tracer? = nil) {
         self.config = config
+        self.tracer = tracer
         self.client = client
         self.auth = auth
         self.agentsFile = agentsFile
@@ -297,16 +302,22 @@ public final class WebAdapter: Sendable {
         obj["agent_id"] = .string(agent)
         let intent: Intent
         do { intent = try Intent(json: .object(obj)) } catch { return Self.answer(error) }
+        // The request's traceparent header (if any) is the parent: this intent joins the caller's trace.
+        let span = tracer?.start("web POST /v1/agents/{agent_id}/intents", parent: req.headers["traceparent"].flatMap(TraceContext.parse), kind: .server)
+        let response: HTTPResponse
         do {
-            switch try await client.submit(intent) {
+            switch try await client.submit(intent, traceparent: span?.context.header ?? "") {
             case .committed(let effect):
-                return .json(.object(JSONObject(["status": "committed", "req_id": .string(intent.reqID.rawValue), "effect": effect.json])))
+                response = .json(.object(JSONObject(["status": "committed", "req_id": .string(intent.reqID.rawValue), "effect": effect.json])))
             case .rejected(let e):
-                return .error(e)
+                response = .error(e)
             }
         } catch {
-            return Self.failure(error)
+            response = Self.failure(error)
         }
+        tracer?.end(span, ["agent_id": .string(agent), "req_id": .string(intent.reqID.rawValue), "http.response.status_code": .number(Double(response.status))],
+                    error: response.status >= 400 ? "HTTP \(response.status)" : nil)
+        return response
     }
 
     func emit(_ req: HTTPRequest) async -> HTTPResponse {

@@ -3,10 +3,13 @@
 public struct LogEntry: WireMessage {
     public var globalSeq: UInt64 = 0, simTime: Double = 0, wallTime: Double = 0, effect: [UInt8] = []
     public var checksum = "", reqID = "", agentID = "", worldID = ""
+    /// The W3C trace context of the intent this entry commits, on an append only (never stored,
+    /// never hashed): the log writer's span joins that trace.
+    public var traceparent = ""
     public init() {}
     public func encode(to w: inout ProtoWriter) {
         w.uint64(1, globalSeq); w.double(2, simTime); w.double(3, wallTime); w.bytesField(4, effect)
-        w.string(5, checksum); w.string(6, reqID); w.string(7, agentID); w.string(8, worldID)
+        w.string(5, checksum); w.string(6, reqID); w.string(7, agentID); w.string(8, worldID); w.string(9, traceparent)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -18,6 +21,7 @@ public struct LogEntry: WireMessage {
         case 6: guard let v = try r.string(wt, field: n) else { return false }; reqID = v
         case 7: guard let v = try r.string(wt, field: n) else { return false }; agentID = v
         case 8: guard let v = try r.string(wt, field: n) else { return false }; worldID = v
+        case 9: guard let v = try r.string(wt, field: n) else { return false }; traceparent = v
         default: return false
         }
         return true

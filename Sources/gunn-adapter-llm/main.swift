@@ -33,7 +33,7 @@ do {
         for i in config.agents.indices where config.agents[i].backend != .dummy { config.agents[i].endpoint = endpoint }
     }
 } catch let e as GunnError {
-    Telemetry.write(LogLine(.error, process: "llm", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
+    Telemetry.write(LogLine.failure(process: "llm", event: "config_invalid", e))
     exit(2)
 }
 let telemetry = Telemetry(process: "llm", features: Features.fromEnvironmentOrExit("llm"))

@@ -24,7 +24,7 @@ let args = ProcessArguments()
 let home = args.homeOrExit(usage: usage)
 
 func fail(_ e: GunnError) -> Never {
-    Telemetry.write(LogLine(.error, process: "unity", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
+    Telemetry.write(LogLine.failure(process: "unity", event: "config_invalid", e))
     exit(64)
 }
 let telemetry = Telemetry(process: "unity", features: Features.fromEnvironmentOrExit("unity"))

@@ -23,7 +23,7 @@ let args = ProcessArguments()
 let home = args.homeOrExit(usage: usage)
 
 func fail(_ e: GunnError) -> Never {
-    Telemetry.write(LogLine(.error, process: "web", event: "config_invalid", ["code": .number(Double(e.code.code)), "message": .string(e.message)]))
+    Telemetry.write(LogLine.failure(process: "web", event: "config_invalid", e))
     exit(64)
 }
 let telemetry = Telemetry(process: "web", features: Features.fromEnvironmentOrExit("web"))
@@ -55,7 +55,8 @@ webConfig.tenantBurst = number("--tenant-burst", 1...1e6) ?? webConfig.tenantBur
 webConfig.maxAgentsPerTenant = Int(number("--max-agents-per-tenant", 1...1e6) ?? Double(webConfig.maxAgentsPerTenant))
 webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) ?? Double(webConfig.maxStreamsPerTenant))
 webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(webConfig.quarantineAfter))
-let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json")
+let tracer = telemetry.tracer(home: home)
+let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json", tracer: tracer)
 
 config.serverName = "gunn-adapter-web"
 let requests = telemetry.counter("gunn_http_requests_total", help: "HTTP responses written, by route pattern, method and status",
@@ -101,6 +102,7 @@ telemetry.log(.info, "started", ["world_id": .string(world), "url": .string(url)
 _ = await termination.wait()
 await server.stop()
 await control.stop()
+tracer.flush()
 try? FileManager.default.removeItem(atPath: addrPath)
 client.close()
 exit(0)

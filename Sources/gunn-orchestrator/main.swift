@@ -72,4 +72,5 @@ server.metrics.telemetry.log(.info, "started", [
 FileHandle.standardOutput.write(Data("ready\n".utf8))
 _ = await termination.wait()
 await server.stop()
+server.tracer.flush()
 exit(0)
