@@ -270,9 +270,10 @@ final class Ctl {
             }
         }
         var children: [ChildStatus] = []
+        var features: [String]?, profile = ""
         let silentBefore = silent.count
         let supBody = try reply(sup)
-        if case .statusResult(let r)? = supBody { children = r.children }
+        if case .statusResult(let r)? = supBody { children = r.children; features = r.features; profile = r.profile }
         // Supervised when the supervisor answered, or its socket is there but it did not answer.
         let supervised = supBody != nil || silent.count > silentBefore
         var orch: StatusResult?
@@ -302,11 +303,14 @@ final class Ctl {
                     ["name": .string($0.name), "value": .number(Double($0.value)), "limit": .number(Double($0.limit)), "high_water": .number(Double($0.highWater))]
                 })
             }
+            if let features { o["features"] = .array(features.map { .string($0) }) }
+            if !profile.isEmpty { o["profile"] = .string(profile) }
             o["not_answering"] = .array(silent.map { .string($0) })
             if let engine = engineStatus() { o["engine"] = engine }
             return emitJSON(.object(o))
         }
         out("gunn under \(home)" + (supervised ? "" : " (no supervisor: processes started by hand)"))
+        if let features { out("features: \(features.isEmpty ? "none" : features.joined(separator: ","))" + (profile.isEmpty ? "" : "; profile \(profile)")) }
         if !children.isEmpty {
             out("")
             table(["CHILD", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"], children.map {

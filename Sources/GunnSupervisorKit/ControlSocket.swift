@@ -62,6 +62,8 @@ extension Supervisor {
             case .status?:
                 var r = StatusResult()
                 r.children = await status()
+                r.features = config.features.enabled.sorted()
+                r.profile = config.profile ?? ""
                 conn.post([Frame(id: frame.id, .statusResult(r))])
             case .metrics?:
                 conn.post([Frame(id: frame.id, telemetry.answer(frame.body)!)])

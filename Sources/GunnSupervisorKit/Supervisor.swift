@@ -187,6 +187,8 @@ public final class Supervisor: Sendable {
         env["GUNN_WORLD_ID"] = config.worldID
         env["GUNN_WORLD_SEED"] = "\(config.worldSeed)"
         env["GUNN_DURABILITY"] = config.durability
+        env["GUNN_FEATURES"] = config.features.list
+        env["GUNN_LOG_LEVEL"] = config.logLevel.rawValue
         let args = spec.args.map(substitute)
         let pid: pid_t
         do { pid = try Spawn.start(path: path, args: args, environment: env, outputFD: fds[1]) } catch {

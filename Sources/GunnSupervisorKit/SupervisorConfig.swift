@@ -40,8 +40,14 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// How long a status call waits for each child's handshake (all children at once) before
     /// showing it `not_answering`; well inside gunnctl's default deadline.
     public var statusProbeMs: Double = 1000
-    /// GUNN_FEATURES, parsed strictly.
+    /// `features` (a GUNN_FEATURES list), parsed strictly; GUNN_FEATURES overrides it. The children
+    /// get it in their GUNN_FEATURES.
     public var features = Features(Features.defaults)
+    /// The least level a process writes to its log (debug, info, warn, error); GUNN_LOG_LEVEL
+    /// overrides it, and the children get it in theirs.
+    public var logLevel = LogLine.Level.info
+    /// The profile applied (`--profile`), if any.
+    public var profile: String?
     public var logMaxBytes = 1 << 20
     public var logKeep = 3
     public var children: [Child] = []
@@ -53,15 +59,32 @@ public struct SupervisorConfig: Sendable, Equatable {
 
     static let topKeys: Set<String> = ["world_id", "world_seed", "durability", "strategy", "max_restarts", "max_seconds", "backoff_base_ms",
                                        "backoff_cap_ms", "stable_seconds", "ready_timeout_ms", "status_probe_ms", "log_max_bytes", "log_keep",
-                                       "children"]
+                                       "features", "log_level", "children"]
     static let childKeys: Set<String> = ["name", "executable", "args", "restart", "depends_on", "shutdown_timeout_ms", "socket"]
 
+    /// A profile's values (one entry of ops/profiles.json) over the config's: the profile wins
+    /// where both set a key, the environment over both. A profile holds top-level keys only.
+    public static func profile(_ name: String, from bytes: [UInt8]) throws(GunnError) -> JSONObject {
+        let json: JSONValue
+        do { json = try JSONParser.parse(bytes) } catch { throw GunnError(.configInvalid, "the profiles file is not valid JSON: \(error)") }
+        guard case .object(let all) = json else { throw GunnError(.configInvalid, "the profiles file must be a JSON object of profiles") }
+        guard case .object(let p)? = all[name] else {
+            throw GunnError(.configInvalid, "no profile \"\(name)\" (profiles: \(all.map(\.key).sorted().joined(separator: ", ")))")
+        }
+        for (k, _) in p where !topKeys.contains(k) || k == "children" {
+            throw GunnError(.configInvalid, "profile \"\(name)\": unknown key \"\(k)\" (a profile sets top-level keys other than children)")
+        }
+        return p
+    }
+
     /// Parses and validates; every refusal is CONFIG_INVALID naming the key.
-    public static func parse(_ bytes: [UInt8], environment: [String: String] = [:]) throws(GunnError) -> SupervisorConfig {
+    public static func parse(_ bytes: [UInt8], environment: [String: String] = [:], profile: (name: String, values: JSONObject)? = nil) throws(GunnError) -> SupervisorConfig {
         let json: JSONValue
         do { json = try JSONParser.parse(bytes) } catch { throw GunnError(.configInvalid, "the config is not valid JSON: \(error)") }
-        guard case .object(let top) = json else { throw GunnError(.configInvalid, "the config must be a JSON object") }
+        guard case .object(var top) = json else { throw GunnError(.configInvalid, "the config must be a JSON object") }
+        if let profile { for (k, v) in profile.values { top[k] = v } }
         var c = SupervisorConfig()
+        c.profile = profile?.name
         for (k, v) in top {
             let key = k
             guard topKeys.contains(key) else {
@@ -81,6 +104,8 @@ public struct SupervisorConfig: Sendable, Equatable {
             case "status_probe_ms": c.statusProbeMs = try number(v, key, Limits.statusProbeMs)
             case "log_max_bytes": c.logMaxBytes = Int(try integer(v, key, Limits.logMaxBytes))
             case "log_keep": c.logKeep = Int(try integer(v, key, Limits.logKeep))
+            case "features": c.features = try Features.parse(try string(v, key))
+            case "log_level": c.logLevel = LogLine.Level(rawValue: try choice(v, key, LogLine.Level.allCases.map(\.rawValue)))!
             case "children":
                 guard case .array(let items) = v else { throw GunnError(.configInvalid, "\"children\" must be an array") }
                 c.children = try items.enumerated().map { i, item throws(GunnError) in try child(item, "children[\(i)]") }
@@ -88,7 +113,13 @@ public struct SupervisorConfig: Sendable, Equatable {
             }
         }
         if let v = environment["GUNN_WORLD_ID"] { c.worldID = v }
-        c.features = try Features.parse(environment["GUNN_FEATURES"])
+        if let v = environment["GUNN_FEATURES"] { c.features = try Features.parse(v) }
+        if let v = environment["GUNN_LOG_LEVEL"] {
+            guard let l = LogLine.Level(rawValue: v) else {
+                throw GunnError(.configInvalid, "GUNN_LOG_LEVEL must be one of debug, info, warn, error, got \"\(v)\"")
+            }
+            c.logLevel = l
+        }
         if let v = environment["GUNN_WORLD_SEED"] {
             // The whole 64-bit range: a decimal string is exact where a JSON number is not.
             guard !v.isEmpty, v.count <= 20, v.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = UInt64(v) else {

@@ -6,7 +6,10 @@ import GunnCore
 /// `latency_ms` where they apply). Durations are measured by the caller on a monotonic clock;
 /// the wall time here is never used for one. Every line passes through the `Redactor`.
 public struct LogLine: Sendable {
-    public enum Level: String, Sendable { case debug, info, warn, error }
+    public enum Level: String, Sendable, CaseIterable, Comparable {
+        case debug, info, warn, error
+        public static func < (a: Level, b: Level) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+    }
 
     public var level: Level
     public var process: String

@@ -17,16 +17,20 @@ public struct Features: Sendable, Equatable {
 
     public init(_ enabled: Set<String>) { self.enabled = enabled }
 
+    /// The list as GUNN_FEATURES spells it (`none` for no feature).
+    public var list: String { enabled.isEmpty ? "none" : enabled.sorted().joined(separator: ",") }
+
     public func has(_ name: String) -> Bool { enabled.contains(name) }
 
-    /// An empty or absent list means the defaults.
+    /// An empty or absent list means the defaults; `none`, no feature at all.
     public static func parse(_ text: String?) throws(GunnError) -> Features {
         guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return Features(defaults) }
+        if text.trimmingCharacters(in: .whitespaces).lowercased() == "none" { return Features([]) }
         var out: Set<String> = []
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let name = part.trimmingCharacters(in: .whitespaces).lowercased()
             guard known.contains(name) else {
-                throw GunnError(.configInvalid, "GUNN_FEATURES: unknown feature \"\(name)\" (known: \(known.joined(separator: ", ")))")
+                throw GunnError(.configInvalid, "GUNN_FEATURES: unknown feature \"\(name)\" (known: \(known.joined(separator: ", ")); or none)")
             }
             out.insert(name)
         }
@@ -89,8 +93,14 @@ public final class Telemetry: Sendable {
         return .metricsResult(JSONPayload(Array(CanonicalJSON.encodeString(metrics.snapshot()).utf8)))
     }
 
-    /// Writes one structured line to stderr (into the supervisor's `logs/<name>.log`).
+    /// The least level written: GUNN_LOG_LEVEL (the supervisor passes its config's), else info.
+    /// An unknown value here means info (the supervisor refuses one before any child starts).
+    public static let minimumLevel = LogLine.Level(rawValue: ProcessInfo.processInfo.environment["GUNN_LOG_LEVEL"] ?? "info") ?? .info
+
+    /// Writes one structured line to stderr (into the supervisor's `logs/<name>.log`), when
+    /// `level` is at least the minimum.
     public func log(_ level: LogLine.Level, _ event: String, _ fields: JSONObject = [:]) {
+        guard level >= Self.minimumLevel else { return }
         Self.write(LogLine(level, process: process, event: event, fields))
     }
 

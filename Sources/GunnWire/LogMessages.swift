@@ -255,10 +255,14 @@ public struct AgentStatus: WireMessage {
 public struct StatusResult: WireMessage {
     public var children: [ChildStatus] = [], breakers: [BreakerStatus] = [], headSeq: UInt64 = 0, worldDigest = "", agents: [AgentStatus] = []
     public var gauges: [StatusGauge] = []
+    /// The GUNN_FEATURES the answering process runs with, and (the supervisor) the profile applied.
+    public var features: [String] = [], profile = ""
     public init() {}
     public func encode(to w: inout ProtoWriter) {
         w.repeatedMessage(1, children); w.repeatedMessage(2, breakers); w.uint64(3, headSeq); w.string(4, worldDigest); w.repeatedMessage(5, agents)
         w.repeatedMessage(6, gauges)
+        for f in features { w.string(7, f) }
+        w.string(8, profile)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -268,6 +272,8 @@ public struct StatusResult: WireMessage {
         case 4: guard let v = try r.string(wt, field: n) else { return false }; worldDigest = v
         case 5: guard let v = try r.message(wt, AgentStatus.self) else { return false }; agents.append(v)
         case 6: guard let v = try r.message(wt, StatusGauge.self) else { return false }; gauges.append(v)
+        case 7: guard let v = try r.string(wt, field: n) else { return false }; features.append(v)
+        case 8: guard let v = try r.string(wt, field: n) else { return false }; profile = v
         default: return false
         }
         return true

@@ -33,6 +33,40 @@ final class SupervisorConfigTests: XCTestCase {
         XCTAssertEqual(c.children[0].shutdownTimeoutMs, 5000)
     }
 
+    /// ops/profiles.json's profiles: a profile's keys win over the config's, the environment
+    /// over both; an unknown profile, a profile with children or an unknown key, a bad feature
+    /// or log level are CONFIG_INVALID.
+    func testProfilesFeaturesAndLogLevel() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ops/profiles.json")
+        let file = [UInt8](try Data(contentsOf: url))
+        let dev = try SupervisorConfig.profile("dev", from: file)
+        let config = #"{"durability": "full", "max_restarts": 3, "log_level": "warn", "children": [{"name": "a", "executable": "x"}]}"#
+        let c = try SupervisorConfig.parse(Array(config.utf8), profile: ("dev", dev))
+        XCTAssertEqual(c.durability, "normal"); XCTAssertEqual(c.maxRestarts, 20); XCTAssertEqual(c.logLevel, .debug)
+        XCTAssertEqual(c.features.enabled, ["telemetry", "tracing"]); XCTAssertEqual(c.profile, "dev")
+        let prod = try SupervisorConfig.parse(Array(config.utf8), environment: ["GUNN_FEATURES": "none", "GUNN_LOG_LEVEL": "error"],
+                                              profile: ("prod", try SupervisorConfig.profile("prod", from: file)))
+        XCTAssertEqual(prod.durability, "full"); XCTAssertEqual(prod.features.enabled, []); XCTAssertEqual(prod.features.list, "none")
+        XCTAssertEqual(prod.logLevel, .error)
+        let plain = try parse(config)
+        XCTAssertEqual(plain.logLevel, .warn); XCTAssertEqual(plain.features.enabled, ["telemetry"]); XCTAssertNil(plain.profile)
+        func refused(_ body: () throws -> Void, _ mention: String) {
+            do { try body(); XCTFail("accepted: \(mention)") } catch {
+                XCTAssertEqual((error as? GunnError)?.code, .configInvalid, mention)
+                XCTAssertTrue("\(error)".contains(mention), "\(error)")
+            }
+        }
+        refused({ _ = try SupervisorConfig.profile("staging", from: file) }, "profiles: dev, prod")
+        refused({ _ = try SupervisorConfig.profile("p", from: Array(#"{"p": {"children": []}}"#.utf8)) }, "\"children\"")
+        refused({ _ = try SupervisorConfig.profile("p", from: Array(#"{"p": {"durabilty": "full"}}"#.utf8)) }, "\"durabilty\"")
+        refused({ _ = try SupervisorConfig.profile("p", from: Array("not json".utf8)) }, "not valid JSON")
+        refused({ _ = try self.parse(#"{"features": "telemetry,warp", "children": [{"name": "a", "executable": "x"}]}"#) }, "warp")
+        refused({ _ = try self.parse(#"{"log_level": "loud", "children": [{"name": "a", "executable": "x"}]}"#) }, "log_level")
+        refused({ _ = try self.parse(self.minimal, env: ["GUNN_LOG_LEVEL": "loud"]) }, "GUNN_LOG_LEVEL")
+        refused({ _ = try self.parse(self.minimal, env: ["GUNN_FEATURES": "nope"]) }, "nope")
+    }
+
     func testUnknownKeysAndBadValuesAreRefusedNamingTheKey() {
         let cases: [(String, [String: String], String)] = [
             (#"{"childrn": []}"#, [:], "\"childrn\""),

@@ -345,4 +345,35 @@ final class TelemetryTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(summary["trace_ids"]?.numberValue ?? 0, 2, "the second request began a trace of its own")
         print("trace: \(spans.count) spans in one trace over 3 processes; \(summary["lines"]?.numberValue ?? 0) OTLP lines parsed")
     }
+
+    /// `--profile dev` (ops/profiles.json) sets the features every child runs with, and status
+    /// and the metrics say so.
+    func testAProfileSetsTheFeaturesOfEveryProcessAndStatusShowsThem() throws {
+        let config = """
+        {"world_id": "w1", "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}"]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
+        env["GUNN_FEATURES"] = nil
+        sup = try SupervisorTests.SessionProcess(root.appendingPathComponent(".build/debug/gunn-supervisor").path,
+                                                 ["--config", home + "/gunn.json", "--home", home, "--profile", "dev", "--profiles", root.path + "/ops/profiles.json"],
+                                                 environment: env, stderrPath: home + "/supervisor.err")
+        _ = try GunnHome(home).waitReady(["eventlog", "orchestrator"])
+        let status = try GunnHome(home).gunnctl(["--json", "status"])
+        XCTAssertEqual(status.json?["features"], ["telemetry", "tracing"], status.out)
+        XCTAssertEqual(status.json?["profile"], "dev")
+        let human = try GunnHome(home).gunnctl(["status"])
+        XCTAssertTrue(human.out.contains("features: telemetry,tracing; profile dev"), human.out)
+        let metrics = try GunnHome(home).gunnctl(["metrics"])
+        XCTAssertEqual(metrics.status, 0, metrics.err)
+        for p in ["orchestrator", "eventlog", "supervisor"] {
+            XCTAssertTrue(metrics.out.contains("gunn_feature_enabled{process=\"\(p)\",feature=\"tracing\"} 1"), metrics.out)
+        }
+        // The children write their structured lines under the profile: the log writer's start line is there.
+        let log = try String(contentsOfFile: home + "/logs/eventlog.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"event\":\"started\""), log)
+    }
 }
