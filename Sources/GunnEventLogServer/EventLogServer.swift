@@ -199,7 +199,7 @@ public final class EventLogServer: @unchecked Sendable {
                     appendSeconds.observeSince([], started)
                     appendedEntries.inc(by: Double(entries.count))
                     appendedBytes.inc(by: Double(entries.reduce(0) { $0 + $1.effect.count }))
-                    for e in entries { effectSize.observe([], Double(e.effect.count)) }
+                    effectSize.observe(values: entries.lazy.map { Double($0.effect.count) })
                     headGauge.set([], Double(ack.lastSeq))
                     welcomeHead.store(ack.lastSeq, ordering: .relaxed)
                     scheduleIdleCheckpoint()

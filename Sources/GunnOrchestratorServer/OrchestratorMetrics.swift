@@ -39,32 +39,48 @@ public final class OrchestratorMetrics: Sendable {
 
     static func breakerValue(_ s: String) -> Double { s == "open" ? 2 : s == "half_open" ? 1 : 0 }
 
-    /// Counts the frames an action sends: intent and emit answers, observations, cancels.
     struct Request: Hashable { let conn: UInt64, id: UInt64 }
 
+    /// Counts the frames an action sends: intent and emit answers, observations, cancels (summed
+    /// over the frames first: one recording per family and action).
     func sent(_ frames: [Frame], received: inout [Request: UInt64], conn: UInt64) {
+        guard telemetry.recording else { return }
+        var committed = 0.0, accepted = 0.0, observed = 0.0, bytes = 0.0
+        var refused: [String: Double] = [:], emitRefused: [String: Double] = [:], cancelled: [String: Double] = [:]
+        var latencies: [Double] = []
+        let now = DispatchTime.now().uptimeNanoseconds
         for f in frames {
             switch f.body {
             case .intentResult(let r)?:
-                intents.inc(r.committed ? ["committed", ""] : ["rejected", r.error?.name ?? "UNKNOWN"])
-                if f.id != 0, let start = received.removeValue(forKey: Request(conn: conn, id: f.id)) { intentSeconds.observeSince([], start) }
+                if r.committed { committed += 1 } else { refused[r.error?.name ?? "UNKNOWN", default: 0] += 1 }
+                if f.id != 0, let start = received.removeValue(forKey: Request(conn: conn, id: f.id)) { latencies.append(Double(now &- start) / 1e9) }
             case .emitResult(let r)?:
-                emits.inc(r.accepted ? ["accepted", ""] : ["rejected", r.error?.name ?? "UNKNOWN"])
+                if r.accepted { accepted += 1 } else { emitRefused[r.error?.name ?? "UNKNOWN", default: 0] += 1 }
             case .observation(let o)?:
-                observations.inc()
-                observationBytes.inc(by: Double(o.patches.count))
+                observed += 1
+                bytes += Double(o.patches.count)
             case .cancel(let c)?:
-                cancellations.inc([c.reason])
+                cancelled[c.reason, default: 0] += 1
             default: break
             }
         }
+        if committed > 0 { intents.inc(["committed", ""], by: committed) }
+        for (code, n) in refused { intents.inc(["rejected", code], by: n) }
+        if accepted > 0 { emits.inc(["accepted", ""], by: accepted) }
+        for (code, n) in emitRefused { emits.inc(["rejected", code], by: n) }
+        if observed > 0 { observations.inc(by: observed); observationBytes.inc(by: bytes) }
+        for (reason, n) in cancelled { cancellations.inc([reason], by: n) }
+        if !latencies.isEmpty { intentSeconds.observe(values: latencies) }
     }
 
     /// Effects by kind and whole-view fallbacks, from what the core publishes.
     func published(_ outputs: [EngineOutput]) {
+        guard telemetry.recording else { return }
+        var kinds: [String: Double] = [:]
         for o in outputs {
-            if case .effectCommitted(let e) = o { effects.inc([e.effect.kind]) }
+            if case .effectCommitted(let e) = o { kinds[e.effect.kind, default: 0] += 1 }
         }
+        for (k, n) in kinds { effects.inc([k], by: n) }
     }
 
     func delta(_ d: ObservationDelta, bytes: Int) {

@@ -88,7 +88,9 @@ public actor OrchestratorServer {
     /// The same spans' contexts by the intent's agent and req_id, for the entry that commits it.
     var intentTraces: [OrchestratorCore.WaiterKey: TraceContext] = [:]
     var seqTraces: [UInt64: TraceContext] = [:]
-    var seqTraceOrder: [UInt64] = []
+    /// The seqs in `seqTraces`, oldest first, as a ring of `maxTraced` (the oldest forgotten first).
+    var seqTraceRing = [UInt64](repeating: 0, count: OrchestratorServer.maxTraced)
+    var seqTraceNext = 0
     static let maxTraced = 10_000
     /// When each append went out and how many entries it held, by batch.
     var appendsOut: [UInt64: (start: UInt64, entries: Int)] = [:]
@@ -441,7 +443,7 @@ public actor OrchestratorServer {
                 // log entry that will commit it.
                 guard case .submitIntent(let p)? = f.body, let intent = try? JSONParser.parse(p.json),
                       let agent = intent["agent_id"]?.stringValue, let req = intent["req_id"]?.stringValue,
-                      let span = tracer.start("orchestrator intent", parent: TraceContext.parse(f.traceparent), kind: .server) else { continue }
+                      let span = tracer.start("orchestrator intent", parent: TraceContext.parse(f.traceparent), kind: .server, sampleNew: true) else { continue }
                 spans[.init(conn: id.raw, id: f.id)] = span
                 if intentTraces.count >= 2 * Self.maxTraced { intentTraces.removeAll() } // answers that never matched: forgotten
                 intentTraces[.init(agent: AgentID(agent), req: ReqID(req))] = span.context
@@ -458,9 +460,11 @@ public actor OrchestratorServer {
             let key = OrchestratorCore.WaiterKey(agent: AgentID(entries[i].agentID), req: ReqID(entries[i].reqID))
             guard let ctx = intentTraces[key] else { continue }
             entries[i].traceparent = ctx.header
+            let slot = seqTraceNext % Self.maxTraced
+            if seqTraceNext >= Self.maxTraced { seqTraces[seqTraceRing[slot]] = nil }
+            seqTraceRing[slot] = entries[i].globalSeq
+            seqTraceNext += 1
             seqTraces[entries[i].globalSeq] = ctx
-            seqTraceOrder.append(entries[i].globalSeq)
-            if seqTraceOrder.count > Self.maxTraced { seqTraces[seqTraceOrder.removeFirst()] = nil }
         }
     }
 

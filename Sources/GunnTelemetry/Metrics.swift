@@ -49,7 +49,9 @@ public final class Metrics: Sendable {
         let slot: Int
         public func inc(_ labels: [String] = [], by v: Double = 1) { metrics.record(slot, labels) { $0.value += v } }
         public func set(_ labels: [String] = [], _ v: Double) { metrics.record(slot, labels) { $0.value = v } }
-        public func observe(_ labels: [String] = [], _ v: Double) { metrics.observe(slot, labels, v) }
+        public func observe(_ labels: [String] = [], _ v: Double) { metrics.observe(slot, labels, CollectionOfOne(v)) }
+        /// Many observations under one lock.
+        public func observe<S: Sequence>(_ labels: [String] = [], values: S) where S.Element == Double { metrics.observe(slot, labels, values) }
     }
 
     /// Declares a family (or returns the one declared under that name; the first declaration wins).
@@ -78,33 +80,37 @@ public final class Metrics: Sendable {
         family(name, .gauge, help: help, labels: labels, collect: collect)
     }
 
-    private func key(_ f: Family, _ labels: [String], _ s: inout State) -> [String] {
+    /// The series key for `labels` in family `slot` (padded or cut to its label count; past the
+    /// bound, the `_other` series). Reads the family in place: no copy of its table.
+    private func key(_ slot: Int, _ labels: [String], _ s: inout State) -> [String] {
+        let n = s.families[slot].labels.count
         var k = labels
-        if k.count != f.labels.count { k = Array((k + Array(repeating: "", count: f.labels.count)).prefix(f.labels.count)) }
-        if f.series[k] == nil && f.series.count >= Self.maxSeries {
+        if k.count != n { k = Array((k + Array(repeating: "", count: n)).prefix(n)) }
+        if s.families[slot].series.count >= Self.maxSeries && s.families[slot].series[k] == nil {
             s.folded += 1
-            return Array(repeating: Self.otherValue, count: f.labels.count)
+            return Array(repeating: Self.otherValue, count: n)
         }
         return k
     }
 
     func record(_ slot: Int, _ labels: [String], _ change: (inout Series) -> Void) {
         state.withLock { s in
-            let k = key(s.families[slot], labels, &s)
+            let k = key(slot, labels, &s)
             change(&s.families[slot].series[k, default: Series()])
         }
     }
 
-    func observe(_ slot: Int, _ labels: [String], _ v: Double) {
+    func observe<S: Sequence>(_ slot: Int, _ labels: [String], _ values: S) where S.Element == Double {
         state.withLock { s in
-            let k = key(s.families[slot], labels, &s)
+            let k = key(slot, labels, &s)
             let buckets = s.families[slot].buckets
-            var series = s.families[slot].series[k] ?? Series(counts: Array(repeating: 0, count: buckets.count + 1))
-            let i = buckets.firstIndex { v <= $0 } ?? buckets.count
-            series.counts[i] += 1
-            series.sum += v
-            series.count += 1
-            s.families[slot].series[k] = series
+            if s.families[slot].series[k] == nil { s.families[slot].series[k] = Series(counts: Array(repeating: 0, count: buckets.count + 1)) }
+            for v in values {
+                let i = buckets.firstIndex { v <= $0 } ?? buckets.count
+                s.families[slot].series[k]!.counts[i] += 1
+                s.families[slot].series[k]!.sum += v
+                s.families[slot].series[k]!.count += 1
+            }
         }
     }
 

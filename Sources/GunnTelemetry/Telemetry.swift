@@ -116,6 +116,7 @@ public struct Recorder: Sendable {
     public func inc(_ labels: [String] = [], by v: Double = 1) { if on { handle.inc(labels, by: v) } }
     public func set(_ labels: [String] = [], _ v: Double) { if on { handle.set(labels, v) } }
     public func observe(_ labels: [String] = [], _ v: Double) { if on { handle.observe(labels, v) } }
+    public func observe<S: Sequence>(_ labels: [String] = [], values: S) where S.Element == Double { if on { handle.observe(labels, values: values) } }
     /// Observes the seconds since `startNs` (a `DispatchTime` uptime reading).
     public func observeSince(_ labels: [String] = [], _ startNs: UInt64) {
         if on { handle.observe(labels, Double(DispatchTime.now().uptimeNanoseconds &- startNs) / 1e9) }

@@ -36,10 +36,21 @@ public struct TraceContext: Sendable, Equatable {
     /// The first span of a new trace.
     public static func root() -> TraceContext { TraceContext(traceID: randomBytes(16), spanID: randomBytes(8)) }
 
+    /// Ids from a SplitMix64 seeded once from the system's generator: ids must be unique, not
+    /// secret, and a system call per id would cost more than the span.
+    static let ids = Mutex(SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
+
     static func randomBytes(_ n: Int) -> [UInt8] {
-        var g = SystemRandomNumberGenerator()
         var out = [UInt8](repeating: 0, count: n)
-        repeat { for i in 0..<n { out[i] = UInt8.random(in: 0...255, using: &g) } } while !out.contains { $0 != 0 }
+        repeat {
+            ids.withLock { g in
+                var i = 0
+                while i < n {
+                    var v = g.next()
+                    for _ in 0..<8 where i < n { out[i] = UInt8(truncatingIfNeeded: v); v >>= 8; i += 1 }
+                }
+            }
+        } while !out.contains { $0 != 0 }
         return out
     }
 
@@ -85,38 +96,60 @@ public struct Span: Sendable {
 
 /// Exports spans as OTLP/JSON, one `TracesData` object per line, to `<home>/logs/traces.<process>.jsonl`
 /// (each process its own file, so no two processes write one file). On only with the `tracing`
-/// feature; off, `start` returns nil and nothing is timed or written. Writing happens on a serial
-/// queue, off the caller's path; past `maxQueued` spans waiting, new ones are dropped and counted.
-/// The file is rotated at `maxFileBytes` (one old file, `.1`).
+/// feature; off, `start` returns nil and nothing is timed or written. An ended span's line joins
+/// a buffer that a serial queue writes out every `flushSeconds` in one write, off the caller's
+/// path; past `maxBufferedBytes` waiting, new spans are dropped and counted. The file is rotated
+/// at `maxFileBytes` (one old file, `.1`).
 public final class Tracer: Sendable {
     public let process: String
     public let enabled: Bool
     let path: String
     let queue = DispatchQueue(label: "gunn-tracer")
-    let queued = Atomic<Int>(0)
+    let buffer = Mutex<(bytes: [UInt8], spans: Int)>(([], 0))
     let droppedSpans = Atomic<Int>(0)
     let exportedSpans = Atomic<Int>(0)
-    static let maxQueued = 10_000
+    static let maxBufferedBytes = 8 << 20
     static let maxFileBytes = 64 << 20
-    private let resource: JSONValue
+    static let flushSeconds = 0.02
+    /// The line up to the span, and after it: the resource and scope are the same for every span.
+    private let prefix: [UInt8], suffix: [UInt8]
 
-    public init(process: String, home: String, enabled: Bool) {
-        self.process = process; self.enabled = enabled
+    public init(process: String, home: String, enabled: Bool, sampleRatio: Double = Tracer.environmentSampleRatio) {
+        self.process = process; self.enabled = enabled; self.sampleRatio = sampleRatio
         path = home + "/logs/traces.\(process).jsonl"
-        resource = ["attributes": [["key": "service.name", "value": ["stringValue": .string("gunn-" + process)]],
-                                   ["key": "service.namespace", "value": ["stringValue": "gunn"]],
-                                   ["key": "process.pid", "value": ["intValue": .string(String(getpid()))]]]]
+        let resource: JSONValue = ["attributes": [["key": "service.name", "value": ["stringValue": .string("gunn-" + process)]],
+                                                  ["key": "service.namespace", "value": ["stringValue": "gunn"]],
+                                                  ["key": "process.pid", "value": ["intValue": .string(String(getpid()))]]]]
+        prefix = Array(("{\"resourceSpans\":[{\"resource\":" + CanonicalJSON.encodeString(resource)
+                        + ",\"scopeSpans\":[{\"scope\":{\"name\":\"gunn\",\"version\":\"1\"},\"spans\":[").utf8)
+        suffix = Array("]}]}]}\n".utf8)
         if enabled { try? FileManager.default.createDirectory(atPath: home + "/logs", withIntermediateDirectories: true) }
     }
 
     public var dropped: Int { droppedSpans.load(ordering: .relaxed) }
     public var exported: Int { exportedSpans.load(ordering: .relaxed) }
 
+    /// The share of new traces started (GUNN_TRACE_SAMPLE, 0 < r ≤ 1, default 1: every intent
+    /// that arrives without a trace of its own starts one). A sampled parent is always followed.
+    public let sampleRatio: Double
+    let sampleCounter = Atomic<UInt64>(0)
+
+    /// GUNN_TRACE_SAMPLE from the environment (an unreadable or out-of-range value means 1).
+    public static let environmentSampleRatio: Double = {
+        guard let t = ProcessInfo.processInfo.environment["GUNN_TRACE_SAMPLE"], let r = Double(t), r > 0, r <= 1 else { return 1 }
+        return r
+    }()
+
     /// Starts a span: a child of `parent` (a new trace when there is none), or nil when tracing
-    /// is off or the parent is not sampled.
-    public func start(_ name: String, parent: TraceContext?, kind: Span.Kind = .internalSpan) -> Span? {
+    /// is off or the parent is not sampled. With `sampleNew`, a span without a parent starts a
+    /// trace only for its share of `sampleRatio` (every 1/ratio-th one, deterministically).
+    public func start(_ name: String, parent: TraceContext?, kind: Span.Kind = .internalSpan, sampleNew: Bool = false) -> Span? {
         guard enabled else { return nil }
         if let parent, !parent.sampled { return nil }
+        if parent == nil, sampleNew, sampleRatio < 1 {
+            let n = sampleCounter.add(1, ordering: .relaxed).newValue
+            guard Double(n).truncatingRemainder(dividingBy: (1 / sampleRatio).rounded()) == 0 else { return nil }
+        }
         let ctx = parent?.child() ?? TraceContext.root()
         return Span(context: ctx, parentSpanID: parent?.spanID, name: name, kind: kind,
                     startWallNs: UInt64(Date().timeIntervalSince1970 * 1e9), startMonoNs: DispatchTime.now().uptimeNanoseconds)
@@ -127,33 +160,49 @@ public final class Tracer: Sendable {
     public func end(_ span: Span?, _ attributes: JSONObject = [:], error: String? = nil) {
         guard let span else { return }
         let endNs = span.startWallNs &+ (DispatchTime.now().uptimeNanoseconds &- span.startMonoNs)
-        guard queued.add(1, ordering: .relaxed).newValue <= Self.maxQueued else {
-            queued.subtract(1, ordering: .relaxed)
-            droppedSpans.add(1, ordering: .relaxed)
-            return
-        }
         let line = encode(span, endNs: endNs, attributes, error: error)
-        queue.async { [self] in
-            write(line)
-            queued.subtract(1, ordering: .relaxed)
-            exportedSpans.add(1, ordering: .relaxed)
+        let first = buffer.withLock { b -> Bool? in
+            guard b.bytes.count + line.count <= Self.maxBufferedBytes else { return nil }
+            let first = b.bytes.isEmpty
+            b.bytes += line
+            b.spans += 1
+            return first
         }
+        guard let first else { droppedSpans.add(1, ordering: .relaxed); return }
+        if first { queue.asyncAfter(deadline: .now() + Self.flushSeconds) { [self] in writeBuffered() } }
     }
 
     /// Waits until every span ended so far is in the file (for tests and a clean stop).
-    public func flush() { queue.sync {} }
+    public func flush() { queue.sync { writeBuffered() } }
 
+    private func writeBuffered() {
+        let (bytes, n) = buffer.withLock { b in defer { b = ([], 0) }; return (b.bytes, b.spans) }
+        guard !bytes.isEmpty else { return }
+        write(bytes)
+        exportedSpans.add(n, ordering: .relaxed)
+    }
+
+    /// One span as one TracesData line (the OTLP/JSON mapping: hex ids, int64 times as strings,
+    /// enums as integers).
     func encode(_ s: Span, endNs: UInt64, _ attributes: JSONObject, error: String?) -> [UInt8] {
-        var span: JSONObject = ["traceId": .string(TraceContext.hexString(s.context.traceID)), "spanId": .string(TraceContext.hexString(s.context.spanID)),
-                                "name": .string(s.name), "kind": .number(Double(s.kind.rawValue)),
-                                "startTimeUnixNano": .string(String(s.startWallNs)), "endTimeUnixNano": .string(String(endNs)),
-                                "attributes": .array(attributes.map { k, v in ["key": .string(k), "value": Self.anyValue(v)] })]
-        if let p = s.parentSpanID { span["parentSpanId"] = .string(TraceContext.hexString(p)) }
-        span["status"] = error.map { ["code": 2, "message": .string($0)] } ?? ["code": 1]
-        let data: JSONValue = ["resourceSpans": [["resource": resource, "scopeSpans": [["scope": ["name": "gunn", "version": "1"], "spans": [.object(span)]]]]]]
-        var bytes = CanonicalJSON.encode(data)
-        bytes.append(10)
-        return bytes
+        var o = prefix
+        o.reserveCapacity(prefix.count + 400)
+        func add(_ t: String) { o.append(contentsOf: t.utf8) }
+        add("{\"traceId\":\"\(TraceContext.hexString(s.context.traceID))\",\"spanId\":\"\(TraceContext.hexString(s.context.spanID))\"")
+        if let p = s.parentSpanID { add(",\"parentSpanId\":\"\(TraceContext.hexString(p))\"") }
+        add(",\"name\":"); o += CanonicalJSON.encode(.string(s.name))
+        add(",\"kind\":\(s.kind.rawValue),\"startTimeUnixNano\":\"\(s.startWallNs)\",\"endTimeUnixNano\":\"\(endNs)\",\"attributes\":[")
+        var firstAttribute = true
+        for (k, v) in attributes {
+            if !firstAttribute { o.append(44) }
+            firstAttribute = false
+            add("{\"key\":"); o += CanonicalJSON.encode(.string(k)); add(",\"value\":"); o += CanonicalJSON.encode(Self.anyValue(v)); add("}")
+        }
+        add("],\"status\":")
+        if let error { add("{\"code\":2,\"message\":"); o += CanonicalJSON.encode(.string(error)); add("}") } else { add("{\"code\":1}") }
+        add("}")
+        o += suffix
+        return o
     }
 
     /// OTLP's AnyValue: integers as decimal strings (int64 in proto3 JSON).
@@ -167,6 +216,7 @@ public final class Tracer: Sendable {
         }
     }
 
+    /// Called on `queue` only.
     private func write(_ line: [UInt8]) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }

@@ -303,7 +303,8 @@ public final class WebAdapter: Sendable {
         let intent: Intent
         do { intent = try Intent(json: .object(obj)) } catch { return Self.answer(error) }
         // The request's traceparent header (if any) is the parent: this intent joins the caller's trace.
-        let span = tracer?.start("web POST /v1/agents/{agent_id}/intents", parent: req.headers["traceparent"].flatMap(TraceContext.parse), kind: .server)
+        let span = tracer?.start("web POST /v1/agents/{agent_id}/intents", parent: req.headers["traceparent"].flatMap(TraceContext.parse), kind: .server,
+                                 sampleNew: true)
         let response: HTTPResponse
         do {
             switch try await client.submit(intent, traceparent: span?.context.header ?? "") {

@@ -7,12 +7,26 @@ enum BenchSupport {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
+    /// GUNN_FEATURES for the processes launched from now on (the telemetry bench sets it per run;
+    /// nil: the bench's own environment).
+    /// `nonisolated(unsafe)` is safe: only TelemetryBench writes it, between runs, on the bench's one
+    /// top-level task, and `launch` reads it synchronously on that same task, so no two threads touch it.
+    nonisolated(unsafe) static var features: String?
+    /// GUNN_TRACE_SAMPLE likewise (the same proof: one writer between runs, read on the same task).
+    nonisolated(unsafe) static var traceSample: String?
+
     /// Starts a gunn process and waits for its "ready" line. Its stdin is a pipe the caller may
     /// close to stop it (gunn-wire-peer exits then).
     static func launch(_ name: String, _ args: [String]) throws -> (process: Process, stdin: Pipe) {
         let p = Process()
         p.executableURL = binary(name)
         p.arguments = args
+        if let features {
+            var env = ProcessInfo.processInfo.environment
+            env["GUNN_FEATURES"] = features
+            if let traceSample { env["GUNN_TRACE_SAMPLE"] = traceSample }
+            p.environment = env
+        }
         let out = Pipe(), input = Pipe()
         p.standardOutput = out
         p.standardInput = input

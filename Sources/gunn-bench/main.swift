@@ -3,7 +3,7 @@ import Foundation
 // gunn-bench: measures gunn's figures next to a baseline measured in the same run.
 // Usage: gunn-bench <suite> [--json PATH]; suites: json.
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|web|engine-bridge|all [--json PATH]"
+let usage = "usage: gunn-bench json|engine|observe|wire|log|system|llm|quick|soak|restart|memory|http|web|engine-bridge|telemetry|all [--json PATH]"
 guard let suite = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(64)
@@ -26,6 +26,7 @@ struct Report: Encodable {
     var http: HTTPBench.Figures?
     var web: WebBench.Figures?
     var engineBridge: EngineBridgeBench.Figures?
+    var telemetry: TelemetryBench.Figures?
 }
 var report = Report()
 switch suite {
@@ -43,6 +44,7 @@ case "memory": report.memory = try await MemoryBench.run(arguments: arguments)
 case "http": report.http = try await HTTPBench.run(arguments: arguments)
 case "web": report.web = try await WebBench.run(arguments: arguments)
 case "engine-bridge": report.engineBridge = try await EngineBridgeBench.run(arguments: arguments)
+case "telemetry": report.telemetry = try await TelemetryBench.run(arguments: arguments)
 case "all":
     report.json = JSONBench.run(arguments: arguments)
     report.engine = EngineBench.run(arguments: arguments)
