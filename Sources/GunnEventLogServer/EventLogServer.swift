@@ -85,7 +85,7 @@ public final class EventLogServer: @unchecked Sendable {
         subscribersGauge = t.gauge("gunn_eventlog_subscribers", help: "Subscribers following new commits")
         droppedSubscribers = t.counter("gunn_eventlog_subscribers_dropped_total", help: "Subscribers dropped because they stopped reading")
         headGauge = t.gauge("gunn_eventlog_head_seq", help: "The global_seq of the last committed entry")
-        t.gauge("gunn_eventlog_checkpoints_starved", help: "WAL checkpoints that readers starved") { [unowned self] in
+        t.metrics.counter("gunn_eventlog_checkpoints_starved_total", help: "WAL checkpoints that readers starved") { [unowned self] in
             [([], Double(starvedCheckpoints))]
         }
     }

@@ -9,7 +9,7 @@ public final class OrchestratorMetrics: Sendable {
     public let telemetry: Telemetry
     let intents, intentSeconds, emits, effects, cancellations, observations, observationBytes: Recorder
     let fallbacks, fallbackBytes, appendSeconds, appendEntries, queueDepth, queueLimit, queueHighWater: Recorder
-    let breaker, headSeq, connections, linkFrames, linkBytes, generationsHalted, tokensDiscarded: Recorder
+    let breaker, headSeq, connections, linkFrames, linkBytes, generationsHalted, tokensRelayed: Recorder
 
     public init(_ telemetry: Telemetry) {
         self.telemetry = telemetry
@@ -31,13 +31,22 @@ public final class OrchestratorMetrics: Sendable {
         breaker = t.gauge("gunn_breaker_state", help: "The log link's breaker: 0 closed, 1 half open, 2 open", labels: ["breaker"])
         headSeq = t.gauge("gunn_head_seq", help: "The durable head: the global_seq of the last committed effect")
         connections = t.gauge("gunn_connections", help: "Connections open to the orchestrator")
-        linkFrames = t.gauge("gunn_link_frames", help: "Frames over each open connection, by peer and direction", labels: ["peer", "direction"])
-        linkBytes = t.gauge("gunn_link_bytes", help: "Bytes over each open connection, by peer and direction", labels: ["peer", "direction"])
+        linkFrames = t.counter("gunn_link_frames_total", help: "Frames over the orchestrator's connections, by the peer's role and direction",
+                               labels: ["role", "direction"])
+        linkBytes = t.counter("gunn_link_bytes_total", help: "Bytes over the orchestrator's connections, by the peer's role and direction",
+                              labels: ["role", "direction"])
         generationsHalted = t.counter("gunn_generations_halted_total", help: "Generations a worker reported halted or finished")
-        tokensDiscarded = t.counter("gunn_tokens_relayed_total", help: "Token chunks relayed from workers to observers")
+        tokensRelayed = t.counter("gunn_tokens_relayed_total", help: "Token chunks relayed from workers to the agents that see the speaker")
     }
 
     static func breakerValue(_ s: String) -> Double { s == "open" ? 2 : s == "half_open" ? 1 : 0 }
+
+    /// A peer's role as a label: the roles gunn's own processes use, else `other` (a Hello's role
+    /// is the client's to choose; the label set stays bounded).
+    static func roleLabel(_ role: String?) -> String {
+        guard let role else { return "other" }
+        return ["agent", "adapter", "ctl", "orchestrator", "supervisor", "client", ""].contains(role) ? (role.isEmpty ? "client" : role) : "other"
+    }
 
     struct Request: Hashable { let conn: UInt64, id: UInt64 }
 
@@ -45,7 +54,7 @@ public final class OrchestratorMetrics: Sendable {
     /// over the frames first: one recording per family and action).
     func sent(_ frames: [Frame], received: inout [Request: UInt64], conn: UInt64) {
         guard telemetry.recording else { return }
-        var committed = 0.0, accepted = 0.0, observed = 0.0, bytes = 0.0
+        var committed = 0.0, accepted = 0.0, observed = 0.0, bytes = 0.0, tokens = 0.0
         var refused: [String: Double] = [:], emitRefused: [String: Double] = [:], cancelled: [String: Double] = [:]
         var latencies: [Double] = []
         let now = DispatchTime.now().uptimeNanoseconds
@@ -60,10 +69,14 @@ public final class OrchestratorMetrics: Sendable {
                 observed += 1
                 bytes += Double(o.patches.count)
             case .cancel(let c)?:
-                cancelled[c.reason, default: 0] += 1
+                // `stale_due_to:<seq>` names its cause's seq: the label keeps the reason only.
+                cancelled[String(c.reason.prefix { $0 != ":" }), default: 0] += 1
+            case .tokenChunk?:
+                tokens += 1
             default: break
             }
         }
+        if tokens > 0 { tokensRelayed.inc(by: tokens) }
         if committed > 0 { intents.inc(["committed", ""], by: committed) }
         for (code, n) in refused { intents.inc(["rejected", code], by: n) }
         if accepted > 0 { emits.inc(["accepted", ""], by: accepted) }
@@ -71,6 +84,14 @@ public final class OrchestratorMetrics: Sendable {
         if observed > 0 { observations.inc(by: observed); observationBytes.inc(by: bytes) }
         for (reason, n) in cancelled { cancellations.inc([reason], by: n) }
         if !latencies.isEmpty { intentSeconds.observe(values: latencies) }
+    }
+
+    /// Frames taken in: a worker's Halted reports.
+    func received(_ frames: [Frame]) {
+        guard telemetry.recording else { return }
+        var halted = 0.0
+        for f in frames { if case .halted? = f.body { halted += 1 } }
+        if halted > 0 { generationsHalted.inc(by: halted) }
     }
 
     /// Effects by kind and whole-view fallbacks, from what the core publishes.

@@ -81,6 +81,8 @@ public actor OrchestratorServer {
     /// When each SubmitIntent still unanswered was received (monotonic ns), by connection and
     /// frame id; bounded (past the bound an intent is simply not timed).
     var received: [OrchestratorMetrics.Request: UInt64] = [:]
+    /// Each open connection's frames and bytes as last counted (its entry leaves with it).
+    var linkCounted: [ConnID: (Int, Int, Int, Int)] = [:]
     /// Tracing (the `tracing` feature): each traced intent's span until it is answered, and the
     /// trace of each committed effect until its observations go out (both bounded).
     public nonisolated let tracer: Tracer
@@ -424,6 +426,8 @@ public actor OrchestratorServer {
         }
         let now = Self.now()
         run { $0.closed(id, now: now) }
+        if metrics.telemetry.recording { countLink(id, conn) }
+        linkCounted[id] = nil
         connections[id] = nil
         if !received.isEmpty { received = received.filter { $0.key.conn != id.raw } }
         if !spans.isEmpty {
@@ -433,6 +437,7 @@ public actor OrchestratorServer {
     }
 
     func pass(_ frames: [Frame], from id: ConnID) {
+        metrics.received(frames)
         if metrics.telemetry.recording, received.count < 100_000 {
             let t = DispatchTime.now().uptimeNanoseconds
             for f in frames where f.id != 0 { if case .submitIntent? = f.body { received[.init(conn: id.raw, id: f.id)] = t } }
@@ -441,9 +446,11 @@ public actor OrchestratorServer {
             for f in frames where f.id != 0 {
                 // The intent is read here too (only while tracing): its agent and req_id name the
                 // log entry that will commit it.
-                guard case .submitIntent(let p)? = f.body, let intent = try? JSONParser.parse(p.json),
-                      let agent = intent["agent_id"]?.stringValue, let req = intent["req_id"]?.stringValue,
-                      let span = tracer.start("orchestrator intent", parent: TraceContext.parse(f.traceparent), kind: .server, sampleNew: true) else { continue }
+                guard case .submitIntent(let p)? = f.body,
+                      let span = tracer.start("orchestrator intent", parent: TraceContext.parse(f.traceparent), kind: .server, sampleNew: true),
+                      span.recording, // not sampled: nothing to record here or after
+                      let intent = try? JSONParser.parse(p.json),
+                      let agent = intent["agent_id"]?.stringValue, let req = intent["req_id"]?.stringValue else { continue }
                 spans[.init(conn: id.raw, id: f.id)] = span
                 if intentTraces.count >= 2 * Self.maxTraced { intentTraces.removeAll() } // answers that never matched: forgotten
                 intentTraces[.init(agent: AgentID(agent), req: ReqID(req))] = span.context
@@ -496,18 +503,18 @@ public actor OrchestratorServer {
         metrics.breaker.set(["eventlog"], OrchestratorMetrics.breakerValue(core.linkBreakerState))
         metrics.headSeq.set([], Double(core.durableHead))
         metrics.connections.set([], Double(connections.count))
-        var frames: [[String]: (Double, Double, Double, Double)] = [:]
-        for c in connections.values {
-            let peer = c.peerHello.map { $0.clientName.isEmpty ? $0.role : $0.clientName } ?? "unknown"
-            let st = c.stats
-            var v = frames[[peer]] ?? (0, 0, 0, 0)
-            v.0 += Double(st.framesIn); v.1 += Double(st.framesOut); v.2 += Double(st.bytesIn); v.3 += Double(st.bytesOut)
-            frames[[peer]] = v
-        }
-        for (k, v) in frames {
-            metrics.linkFrames.set(k + ["in"], v.0); metrics.linkFrames.set(k + ["out"], v.1)
-            metrics.linkBytes.set(k + ["in"], v.2); metrics.linkBytes.set(k + ["out"], v.3)
-        }
+        for (id, c) in connections { countLink(id, c) }
+    }
+
+    /// Adds what a connection carried since it was last counted to the link counters.
+    func countLink(_ id: ConnID, _ c: FramedConnection) {
+        let st = c.stats
+        let now = (st.framesIn, st.framesOut, st.bytesIn, st.bytesOut)
+        let before = linkCounted[id] ?? (0, 0, 0, 0)
+        linkCounted[id] = now
+        let role = OrchestratorMetrics.roleLabel(c.peerHello?.role)
+        metrics.linkFrames.inc([role, "in"], by: Double(now.0 - before.0)); metrics.linkFrames.inc([role, "out"], by: Double(now.1 - before.1))
+        metrics.linkBytes.inc([role, "in"], by: Double(now.2 - before.2)); metrics.linkBytes.inc([role, "out"], by: Double(now.3 - before.3))
     }
 
     /// gunnctl breaker open|close|reset eventlog: manual control of the log link.

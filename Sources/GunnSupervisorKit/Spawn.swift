@@ -80,7 +80,10 @@ enum Spawn {
 /// Every line passes through the redactor on the way. A JSON object line keeps its fields and
 /// gets the log line's `ts`, `level` and `process` where it lacks them (the LLM adapter's event
 /// lines); any other line (a panic message, a library's print) is wrapped into one (`event:
-/// "output"`), so the file is JSON lines throughout. A line longer than `maxLineBytes` is cut there.
+/// "output"`), so the file is JSON lines throughout. A line longer than `maxLineBytes` keeps its
+/// first part, cut at the last space before the bound and marked `"truncated": true`; the rest of it,
+/// up to its newline, is dropped (never written in pieces, where a secret cut in two would no
+/// longer be recognised).
 final class LogPump: Sendable {
     let readFD: Int32
     let path: String
@@ -94,8 +97,12 @@ final class LogPump: Sendable {
     }
 
     /// One line of the child's output (no newline) as the line written to the file (with one).
-    static func logLine(_ raw: ArraySlice<UInt8>, process: String, redactor: Redactor) -> [UInt8] {
+    static func logLine(_ raw: ArraySlice<UInt8>, process: String, redactor: Redactor, truncated: Bool = false) -> [UInt8] {
         let text = String(decoding: raw, as: UTF8.self)
+        if truncated {
+            let line = LogLine(.info, process: process, event: "output", ["message": .string(text), "truncated": true])
+            return Array((line.render(wallTime: Date().timeIntervalSince1970, redactor: redactor) + "\n").utf8)
+        }
         if raw.first == UInt8(ascii: "{"), case .object(var o)? = try? JSONParser.parse(Array(raw)) {
             if o["ts"] != nil && o["level"] != nil && o["process"] != nil && o["event"] != nil { return Array((redactor.redact(text) + "\n").utf8) }
             let event = o["event"]?.stringValue ?? "output"
@@ -125,6 +132,7 @@ final class LogPump: Sendable {
         let redactor = Redactor()
         var pending: [UInt8] = []
         var ended = false
+        var dropping = false // inside the rest of a line already truncated
         while !ended {
             let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
@@ -133,12 +141,19 @@ final class LogPump: Sendable {
             var out: [UInt8] = []
             var start = 0
             while start < pending.count {
-                if let nl = pending[start...].firstIndex(of: 10), nl - start <= Self.maxLineBytes {
+                if dropping {
+                    guard let nl = pending[start...].firstIndex(of: 10) else { start = pending.count; break }
+                    start = nl + 1
+                    dropping = false
+                } else if let nl = pending[start...].firstIndex(of: 10), nl - start <= Self.maxLineBytes {
                     out += Self.logLine(pending[start..<nl], process: process, redactor: redactor)
                     start = nl + 1
                 } else if pending.count - start > Self.maxLineBytes {
-                    out += Self.logLine(pending[start..<(start + Self.maxLineBytes)], process: process, redactor: redactor)
-                    start += Self.maxLineBytes
+                    let limit = start + Self.maxLineBytes
+                    let cut = pending[start..<limit].lastIndex(of: 32) ?? limit
+                    out += Self.logLine(pending[start..<cut], process: process, redactor: redactor, truncated: true)
+                    start = limit
+                    dropping = true
                 } else if ended {
                     out += Self.logLine(pending[start...], process: process, redactor: redactor)
                     start = pending.count

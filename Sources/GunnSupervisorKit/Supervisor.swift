@@ -73,7 +73,7 @@ public final class Supervisor: Sendable {
         telemetry.gauge("gunn_child_up", help: "1 while the child is ready, 0 otherwise", labels: ["child"]) { [unowned self] in
             childTable().map { ([$0.name], $0.state == .ready ? 1 : 0) }
         }
-        telemetry.gauge("gunn_child_restarts", help: "Restarts of each child since the supervisor started", labels: ["child"]) { [unowned self] in
+        telemetry.metrics.counter("gunn_child_restarts_total", help: "Restarts of each child since the supervisor started", labels: ["child"]) { [unowned self] in
             childTable().map { ([$0.name], Double($0.restarts)) }
         }
         telemetry.gauge("gunn_child_resident_memory_bytes", help: "Resident set size of each running child", labels: ["child"]) { [unowned self] in

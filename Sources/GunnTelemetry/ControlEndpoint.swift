@@ -19,7 +19,11 @@ public final class ControlEndpoint: Sendable {
         if FileManager.default.fileExists(atPath: path) {
             let probe = ControlProbe(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: name),
                                      deadlineMs: 500)
-            if case .answered = await probe.run() { path = home + "/run/\(name)-\(getpid()).sock" }
+            // Taken over only when nothing listens; a copy that answers, or is too busy to, keeps it.
+            switch await probe.run() {
+            case .absent: break
+            case .answered, .notAnswering: path = home + "/run/\(name)-\(getpid()).sock"
+            }
         }
         let server = try await UnixSocketServer(path: path, loop: loop) { conn in
             Task {
@@ -41,6 +45,32 @@ public final class ControlEndpoint: Sendable {
     public func stop() async { await server.stop() }
 }
 
+/// One gathering at a time for an HTTP endpoint: scrapes that come while one is in flight share
+/// it, and an answer younger than `maxAgeSeconds` is served again, so a flood of GET /metrics
+/// costs one round of control requests per `maxAgeSeconds` at most.
+public actor ScrapeCache {
+    let home: String, loop: EventLoop, process: String, deadlineMs: Double, maxAgeSeconds: Double
+    var last: (at: Double, text: String)?
+    var inFlight: Task<String, Never>?
+
+    public init(home: String, loop: EventLoop, process: String, deadlineMs: Double = 1000, maxAgeSeconds: Double = 1) {
+        self.home = home; self.loop = loop; self.process = process; self.deadlineMs = deadlineMs; self.maxAgeSeconds = maxAgeSeconds
+    }
+
+    public func exposition() async -> String {
+        let now = EventLoop.now()
+        if let last, now - last.at < maxAgeSeconds { return last.text }
+        if let inFlight { return await inFlight.value }
+        let (home, loop, deadline, process) = (home, loop, deadlineMs, process)
+        let task = Task { await MetricsGatherer.exposition(home: home, loop: loop, deadlineMs: deadline, process: process) }
+        inFlight = task
+        let text = await task.value
+        last = (EventLoop.now(), text)
+        inFlight = nil
+        return text
+    }
+}
+
 /// Asks every process under a home for its metrics at once, each within one deadline: every
 /// `run/*.sock` is a gunn process's socket. What answers is rendered; what does not is reported
 /// as `gunn_process_up{socket} 0`, so a wedged process shows in the scrape instead of stalling it.
@@ -56,22 +86,39 @@ public enum MetricsGatherer {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".sock") && !skip.contains($0) }.sorted()
         let hello = Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunn-metrics")
         var result = Result(snapshots: [], up: [:])
-        await withTaskGroup(of: (String, JSONValue?).self) { group in
+        await withTaskGroup(of: (String, JSONValue?, Bool).self) { group in
             for name in names {
                 let probe = ControlProbe(path: dir + "/" + name, loop: loop, hello: hello, deadlineMs: deadlineMs)
                 group.addTask {
-                    guard case .answered(.metricsResult(let p)?) = await probe.run(request: .metrics(Empty())),
-                          let v = try? JSONParser.parse(p.json) else { return (name, nil) }
-                    return (name, v)
+                    let outcome = await probe.run(request: .metrics(Empty()))
+                    guard case .answered(.metricsResult(let p)?) = outcome, var v = try? JSONParser.parse(p.json) else {
+                        // A second copy's socket left behind by a process that is gone: not a process any more.
+                        if case .absent = outcome, let pid = Self.copyPID(name), kill(pid, 0) != 0 { return (name, nil, false) }
+                        return (name, nil, true)
+                    }
+                    // A second copy (run/web-<pid>.sock) reports as web-<pid>: its series stay apart.
+                    let stem = String(name.dropLast(".sock".count))
+                    if let process = v["process"]?.stringValue, stem.hasPrefix(process + "-"), case .object(var o) = v {
+                        o["process"] = .string(stem)
+                        v = .object(o)
+                    }
+                    return (name, v, true)
                 }
             }
-            for await (name, snap) in group {
+            for await (name, snap, present) in group where present {
                 result.up[name] = snap != nil
                 if let snap { result.snapshots.append(snap) }
             }
         }
         result.snapshots.sort { ($0["process"]?.stringValue ?? "") < ($1["process"]?.stringValue ?? "") }
         return result
+    }
+
+    /// The pid in a second copy's socket name (`web-1234.sock`), if it is one.
+    static func copyPID(_ name: String) -> pid_t? {
+        let stem = name.dropLast(".sock".count)
+        guard let dash = stem.lastIndex(of: "-") else { return nil }
+        return pid_t(stem[stem.index(after: dash)...])
     }
 
     /// Every process's metrics in the Prometheus text format, `gunn_process_up` included.

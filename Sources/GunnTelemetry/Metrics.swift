@@ -75,9 +75,13 @@ public final class Metrics: Sendable {
     public func histogram(_ name: String, help: String, labels: [String] = [], buckets: [Double] = Metrics.latencyBuckets) -> Handle {
         family(name, .histogram, help: help, labels: labels, buckets: buckets)
     }
-    /// A gauge whose series are read from `collect` at each snapshot.
+    /// A gauge whose series are read from `collect` at each snapshot (at most `maxSeries` of them).
     public func gauge(_ name: String, help: String, labels: [String] = [], collect: @escaping @Sendable () -> [([String], Double)]) {
         family(name, .gauge, help: help, labels: labels, collect: collect)
+    }
+    /// A counter kept elsewhere (a total that only grows), read from `collect` at each snapshot.
+    public func counter(_ name: String, help: String, labels: [String] = [], collect: @escaping @Sendable () -> [([String], Double)]) {
+        family(name, .counter, help: help, labels: labels, collect: collect)
     }
 
     /// The series key for `labels` in family `slot` (padded or cut to its label count; past the
@@ -87,7 +91,7 @@ public final class Metrics: Sendable {
         var k = labels
         if k.count != n { k = Array((k + Array(repeating: "", count: n)).prefix(n)) }
         if s.families[slot].series.count >= Self.maxSeries && s.families[slot].series[k] == nil {
-            s.folded += 1
+            s.folded += 1 // a recording that found no room (counted once per recording)
             return Array(repeating: Self.otherValue, count: n)
         }
         return k
@@ -123,7 +127,7 @@ public final class Metrics: Sendable {
         for f in families {
             var series = f.series.map { ($0.key, $0.value) }
             if let collect = f.collect {
-                for (labels, v) in collect() { series.append((labels, Series(value: v))) }
+                for (labels, v) in collect().prefix(Self.maxSeries) where labels.count == f.labels.count { series.append((labels, Series(value: v))) }
             }
             series.sort { $0.0.lexicographicallyPrecedes($1.0) }
             let items: [JSONValue] = series.map { labels, s in
@@ -132,10 +136,10 @@ public final class Metrics: Sendable {
                     var running: UInt64 = 0
                     o["buckets"] = .array(f.buckets.map { .number($0) })
                     o["counts"] = .array(s.counts.map { running += $0; return .number(Double(running)) })
-                    o["sum"] = .number(s.sum)
+                    o["sum"] = .number(s.sum.isFinite ? s.sum : 0)
                     o["count"] = .number(Double(s.count))
                 } else {
-                    o["value"] = .number(s.value)
+                    o["value"] = .number(s.value.isFinite ? s.value : 0) // JSON has no NaN or infinity
                 }
                 return .object(o)
             }

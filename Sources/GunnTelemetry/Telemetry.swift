@@ -67,7 +67,13 @@ public final class Telemetry: Sendable {
     }
 
     /// The process's span exporter (on with the `tracing` feature), writing under `home`/logs.
-    public func tracer(home: String) -> Tracer { Tracer(process: process, home: home, enabled: features.has("tracing")) }
+    public func tracer(home: String) -> Tracer {
+        let t = Tracer(process: process, home: home, enabled: features.has("tracing"))
+        metrics.counter("gunn_trace_spans_total", help: "Spans exported, and spans dropped because the export buffer was full", labels: ["outcome"]) {
+            [(["exported"], Double(t.exported)), (["dropped"], Double(t.dropped))]
+        }
+        return t
+    }
 
     /// Whether counters and histograms are recorded (the `telemetry` feature).
     public var recording: Bool { features.has("telemetry") }

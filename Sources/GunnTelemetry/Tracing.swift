@@ -92,6 +92,9 @@ public struct Span: Sendable {
     public let kind: Kind
     let startWallNs: UInt64
     let startMonoNs: UInt64
+    /// False for a span that is not sampled: it records nothing, but its context (flags `00`) is
+    /// passed on, so the processes after this one do not start a trace of their own.
+    public var recording: Bool { context.sampled }
 }
 
 /// Exports spans as OTLP/JSON, one `TracesData` object per line, to `<home>/logs/traces.<process>.jsonl`
@@ -141,16 +144,16 @@ public final class Tracer: Sendable {
     }()
 
     /// Starts a span: a child of `parent` (a new trace when there is none), or nil when tracing
-    /// is off or the parent is not sampled. With `sampleNew`, a span without a parent starts a
-    /// trace only for its share of `sampleRatio` (every 1/ratio-th one, deterministically).
+    /// is off. A parent that is not sampled gives a span that records nothing and passes the
+    /// decision on. With `sampleNew`, a span without a parent starts a recorded trace for its
+    /// share of `sampleRatio` (deterministically: the n-th when ⌊n·r⌋ moves), else an unsampled one.
     public func start(_ name: String, parent: TraceContext?, kind: Span.Kind = .internalSpan, sampleNew: Bool = false) -> Span? {
         guard enabled else { return nil }
-        if let parent, !parent.sampled { return nil }
+        var ctx = parent?.child() ?? TraceContext.root()
         if parent == nil, sampleNew, sampleRatio < 1 {
-            let n = sampleCounter.add(1, ordering: .relaxed).newValue
-            guard Double(n).truncatingRemainder(dividingBy: (1 / sampleRatio).rounded()) == 0 else { return nil }
+            let n = Double(sampleCounter.add(1, ordering: .relaxed).newValue)
+            ctx.sampled = (n * sampleRatio).rounded(.down) != ((n - 1) * sampleRatio).rounded(.down)
         }
-        let ctx = parent?.child() ?? TraceContext.root()
         return Span(context: ctx, parentSpanID: parent?.spanID, name: name, kind: kind,
                     startWallNs: UInt64(Date().timeIntervalSince1970 * 1e9), startMonoNs: DispatchTime.now().uptimeNanoseconds)
     }
@@ -158,7 +161,7 @@ public final class Tracer: Sendable {
     /// Ends a span now and exports it with `attributes` (strings, integers, booleans, doubles)
     /// and, when `error` is given, an error status with that message.
     public func end(_ span: Span?, _ attributes: JSONObject = [:], error: String? = nil) {
-        guard let span else { return }
+        guard let span, span.recording else { return }
         let endNs = span.startWallNs &+ (DispatchTime.now().uptimeNanoseconds &- span.startMonoNs)
         let line = encode(span, endNs: endNs, attributes, error: error)
         let first = buffer.withLock { b -> Bool? in
@@ -222,8 +225,8 @@ public final class Tracer: Sendable {
         guard fd >= 0 else { return }
         defer { close(fd) }
         if lseek(fd, 0, SEEK_END) > Self.maxFileBytes {
-            rename(path, path + ".1")
-            return write(line)
+            // Rotated once; if the rename fails, the file is emptied instead (never a loop).
+            if rename(path, path + ".1") != 0 { _ = ftruncate(fd, 0) } else { return write(line) }
         }
         line.withUnsafeBytes { p in
             var off = 0

@@ -261,7 +261,7 @@ public struct StatusResult: WireMessage {
     public func encode(to w: inout ProtoWriter) {
         w.repeatedMessage(1, children); w.repeatedMessage(2, breakers); w.uint64(3, headSeq); w.string(4, worldDigest); w.repeatedMessage(5, agents)
         w.repeatedMessage(6, gauges)
-        for f in features { w.string(7, f) }
+        w.repeatedString(7, features) // an empty element is a value: written too
         w.string(8, profile)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {

@@ -68,7 +68,9 @@ config.onResponse = { route, method, status, seconds in
     requestSeconds.observe([route], seconds)
 }
 telemetry.gauge("gunn_web_streams", help: "WebSocket and SSE streams open") { [([], Double(adapter.openStreams))] }
-telemetry.gauge("gunn_web_observations_delivered", help: "Observations delivered to WebSocket and SSE streams") { [([], Double(adapter.delivered))] }
+telemetry.metrics.counter("gunn_web_observations_delivered_total", help: "Observations delivered to WebSocket and SSE streams") {
+    [([], Double(adapter.delivered))]
+}
 config.maxConnections = 4096
 // Slow clients (slowloris): the header and body progress deadlines and the keep-alive idle time.
 config.headerTimeout = (number("--header-timeout-ms", 50...600_000) ?? config.headerTimeout * 1000) / 1000
@@ -79,9 +81,10 @@ if let cert = args.value("--tls-cert"), let key = args.value("--tls-key") {
 }
 let server: HTTPServer
 var router = adapter.router()
+let scrapes = ScrapeCache(home: home, loop: loop, process: "web")
 router.on("GET", "/metrics") { _, res in
     Task {
-        let text = await MetricsGatherer.exposition(home: home, loop: loop, deadlineMs: 1000, process: "web")
+        let text = await scrapes.exposition()
         res.respond(HTTPResponse(status: 200, headers: [("Content-Type", PrometheusText.contentType)], body: Array(text.utf8)))
     }
 }

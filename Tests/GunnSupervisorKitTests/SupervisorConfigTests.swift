@@ -194,7 +194,7 @@ final class SupervisorPartsTests: XCTestCase {
             #"{"event":"started","level":"info","process":"child","ts":"2026-12-01T00:00:00.000Z","note":"mail ann@example.com"}"#,
             "panic: Authorization: Bearer \(token)",
             #"plain line with "quotes" and a phone +44 20 7946 0958"#,
-            String(repeating: "y", count: LogPump.maxLineBytes + 10),
+            String(repeating: "y", count: LogPump.maxLineBytes - 20) + " Authorization: Bearer \(token)" + String(repeating: "z", count: 100),
             "the last line, no newline, sk-abcdefghijklmnopqrstuvwx",
         ].joined(separator: "\n")
         let bytes = Array(input.utf8)
@@ -209,7 +209,7 @@ final class SupervisorPartsTests: XCTestCase {
         pump.runUntilEnd()
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let lines = text.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 6, text) // the long line is cut in two
+        XCTAssertEqual(lines.count, 5, text) // the long line is cut once, its rest dropped
         for l in lines {
             let o = try JSONParser.parse(Array(l.utf8))
             XCTAssertNotNil(o["ts"]); XCTAssertNotNil(o["event"]); XCTAssertEqual(o["process"], "child")
@@ -217,9 +217,13 @@ final class SupervisorPartsTests: XCTestCase {
         for secret in ["ann@example.com", token, "7946 0958", "sk-abcdefghijklmnopqrstuvwx"] { XCTAssertFalse(text.contains(secret), secret) }
         XCTAssertEqual(try JSONParser.parse(Array(lines[0].utf8))["note"], "mail [REDACTED:email]")
         XCTAssertEqual(try JSONParser.parse(Array(lines[2].utf8))["message"], "plain line with \"quotes\" and a phone [REDACTED:phone]")
-        XCTAssertEqual(try JSONParser.parse(Array(lines[3].utf8))["message"]?.stringValue?.count, LogPump.maxLineBytes)
-        XCTAssertEqual(try JSONParser.parse(Array(lines[4].utf8))["message"], "yyyyyyyyyy")
-        XCTAssertEqual(try JSONParser.parse(Array(lines[5].utf8))["message"], "the last line, no newline, [REDACTED:api_key]")
+        // The bound falls inside the token: the line is cut before it (at the last space), not through it.
+        let cut = try JSONParser.parse(Array(lines[3].utf8))
+        let long = try XCTUnwrap(cut["message"]?.stringValue)
+        XCTAssertEqual(cut["truncated"], true)
+        XCTAssertTrue(long.hasSuffix("Authorization:") && long.count < LogPump.maxLineBytes, "\(long.suffix(60))")
+        XCTAssertFalse(text.contains("zzz") || text.contains(String(token.prefix(20))), "nothing of the line past the cut")
+        XCTAssertEqual(try JSONParser.parse(Array(lines[4].utf8))["message"], "the last line, no newline, [REDACTED:api_key]")
     }
 
     func testStraysOfAPreviousSupervisorAreKilledButAReusedPidIsNot() throws {

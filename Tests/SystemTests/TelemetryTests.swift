@@ -372,6 +372,17 @@ final class TelemetryTests: XCTestCase {
         for p in ["orchestrator", "eventlog", "supervisor"] {
             XCTAssertTrue(metrics.out.contains("gunn_feature_enabled{process=\"\(p)\",feature=\"tracing\"} 1"), metrics.out)
         }
+        // A wedged process: health names it and exits 5, within its deadline, and says ok again after.
+        let orchPID = try XCTUnwrap(status.json?["children"]?.arrayValue?.first { $0["name"] == "orchestrator" }?["pid"]?.numberValue)
+        kill(pid_t(orchPID), SIGSTOP)
+        let wedged = try GunnHome(home).gunnctl(["--json", "--timeout-ms", "1000", "health"])
+        kill(pid_t(orchPID), SIGCONT)
+        XCTAssertEqual(wedged.status, 5, wedged.out + wedged.err)
+        XCTAssertEqual(wedged.json?["status"], "degraded")
+        XCTAssertEqual(wedged.json?["processes"]?["orchestrator"], "not_answering")
+        XCTAssertEqual(wedged.json?["processes"]?["eventlog"], "ok")
+        XCTAssertTrue(wedged.err.contains("OPERATION_TIMEOUT") && wedged.err.contains("orchestrator.sock"), wedged.err)
+        XCTAssertEqual(try GunnHome(home).gunnctl(["health"]).status, 0)
         // The children write their structured lines under the profile: the log writer's start line is there.
         let log = try String(contentsOfFile: home + "/logs/eventlog.log", encoding: .utf8)
         XCTAssertTrue(log.contains("\"event\":\"started\""), log)
