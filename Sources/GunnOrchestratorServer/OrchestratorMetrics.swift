@@ -36,6 +36,11 @@ public final class OrchestratorMetrics: Sendable {
         linkBytes = t.counter("gunn_link_bytes_total", help: "Bytes over the orchestrator's connections, by the peer's role and direction",
                               labels: ["role", "direction"])
         generationsHalted = t.counter("gunn_generations_halted_total", help: "Generations a worker reported halted or finished")
+        // The series every run has exist from the start, at 0: a rate over a window that begins
+        // before the first intent then starts from a sample of 0 (Prometheus's advice too).
+        intents.inc(["committed", ""], by: 0)
+        emits.inc(["accepted", ""], by: 0)
+        observations.inc(by: 0)
         tokensRelayed = t.counter("gunn_tokens_relayed_total", help: "Token chunks relayed from workers to the agents that see the speaker")
     }
 

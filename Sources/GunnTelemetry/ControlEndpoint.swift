@@ -50,24 +50,39 @@ public final class ControlEndpoint: Sendable {
 /// costs one round of control requests per `maxAgeSeconds` at most.
 public actor ScrapeCache {
     let home: String, loop: EventLoop, process: String, deadlineMs: Double, maxAgeSeconds: Double
-    var last: (at: Double, text: String)?
-    var inFlight: Task<String, Never>?
+    var last: (at: Double, result: MetricsGatherer.Result)?
+    var inFlight: Task<MetricsGatherer.Result, Never>?
 
     public init(home: String, loop: EventLoop, process: String, deadlineMs: Double = 1000, maxAgeSeconds: Double = 1) {
         self.home = home; self.loop = loop; self.process = process; self.deadlineMs = deadlineMs; self.maxAgeSeconds = maxAgeSeconds
     }
 
     public func exposition() async -> String {
+        let r = await gathered()
+        return PrometheusText.render(r.snapshots + [MetricsGatherer.upSnapshot(r, process: process)])
+    }
+
+    /// The latest gathering (shared, at most `maxAgeSeconds` old).
+    public func gathered() async -> MetricsGatherer.Result {
         let now = EventLoop.now()
-        if let last, now - last.at < maxAgeSeconds { return last.text }
+        if let last, now - last.at < maxAgeSeconds { return last.result }
         if let inFlight { return await inFlight.value }
-        let (home, loop, deadline, process) = (home, loop, deadlineMs, process)
-        let task = Task { await MetricsGatherer.exposition(home: home, loop: loop, deadlineMs: deadline, process: process) }
+        let (home, loop, deadline) = (home, loop, deadlineMs)
+        let task = Task { await MetricsGatherer.gather(home: home, loop: loop, deadlineMs: deadline) }
         inFlight = task
-        let text = await task.value
-        last = (EventLoop.now(), text)
+        let result = await task.value
+        last = (EventLoop.now(), result)
         inFlight = nil
-        return text
+        return result
+    }
+
+    /// Every process's health as `{"status": "ok"|"degraded", "processes": {name: "ok"|"not_answering"}}`.
+    public func health() async -> (ok: Bool, body: JSONValue) {
+        let r = await gathered()
+        var processes = JSONObject()
+        for (k, v) in r.up { processes[String(k.dropLast(".sock".count))] = .string(v ? "ok" : "not_answering") }
+        let ok = !r.up.isEmpty && r.up.values.allSatisfy { $0 }
+        return (ok, ["status": .string(ok ? "ok" : "degraded"), "processes": .object(processes)])
     }
 }
 

@@ -88,6 +88,13 @@ router.on("GET", "/metrics") { _, res in
         res.respond(HTTPResponse(status: 200, headers: [("Content-Type", PrometheusText.contentType)], body: Array(text.utf8)))
     }
 }
+// Every process's health: 200 when all of them answer, 503 naming the ones that do not.
+router.on("GET", "/health/processes") { _, res in
+    Task {
+        let (ok, body) = await scrapes.health()
+        res.respond(.json(body, status: ok ? 200 : 503))
+    }
+}
 do { server = try HTTPServer(configuration: config, router: router) } catch {
     fail(GunnError(.configInvalid, "cannot listen on \(listen): \(error)"))
 }

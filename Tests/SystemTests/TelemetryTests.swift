@@ -109,6 +109,12 @@ final class TelemetryTests: XCTestCase {
         }
         let windowStart = Date().timeIntervalSince1970.rounded(.up) + 1
         while Date().timeIntervalSince1970 < windowStart { usleep(50_000) } // the window opens on a whole second, before any intent
+        // A scrape inside the window before the load: the rate starts from a sample of 0, however
+        // late a loaded machine's next scrapes come.
+        try poll("a scrape inside the window, before the load") {
+            (try? promQuery(prom, "timestamp(gunn_intents_total{outcome=\"committed\"})")).map { $0 >= windowStart } ?? false
+        }
+        XCTAssertEqual(try promQuery(prom, "sum(gunn_intents_total{outcome=\"committed\"})"), 0)
         // Load: three agents speak lines of many lengths (so effect sizes spread over buckets),
         // and some intents are refused (an agent nobody registered).
         let c = client("load")
@@ -173,6 +179,10 @@ final class TelemetryTests: XCTestCase {
         let intents = orch?["families"]?.arrayValue?.first { $0["name"] == "gunn_intents_total" }
         let committedSeries = intents?["series"]?.arrayValue?.first { $0["labels"] == ["committed", ""] }
         XCTAssertEqual(committedSeries?["value"]?.numberValue, Double(committed))
+        let web200 = try JSONParser.parse(Array(try curl([web + "/health/processes"]).utf8))
+        XCTAssertEqual(web200["status"], "ok")
+        XCTAssertEqual(web200["processes"]?["eventlog"], "ok")
+        XCTAssertEqual(web200["processes"]?["web"], "ok")
         let health = try GunnHome(home).gunnctl(["--json", "health"])
         XCTAssertEqual(health.status, 0, health.err)
         XCTAssertEqual(health.json?["status"], "ok")
