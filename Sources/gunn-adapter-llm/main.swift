@@ -55,6 +55,9 @@ let adapter = LLMAdapter(config: config, client: client, runID: runID) { event i
     line.append(0x0A)
     out.withLock { _ in FileHandle.standardOutput.write(Data(line)) }
 }
+telemetry.metrics.counter("gunn_orchestrator_reconnects_total", help: "Times this process's connection to the orchestrator was opened again") {
+    [([], Double(client.reconnects))]
+}
 let control = try? await ControlEndpoint.start(home: home, name: "llm", loop: loop, telemetry: telemetry)
 telemetry.log(.info, "started", ["agents": .array(config.agents.map { .string("\($0.id) (\($0.backend.rawValue))") }),
                                  "control": .string(control?.path ?? "none")])

@@ -87,6 +87,9 @@ Task {
         }
     }
 }
+telemetry.metrics.counter("gunn_orchestrator_reconnects_total", help: "Times this process's connection to the orchestrator was opened again") {
+    [([], Double(client.reconnects))]
+}
 telemetry.gauge("gunn_engine_links", help: "Each engine's link: 1 connected, 0.5 syncing, 0 lost or none", labels: ["engine"]) {
     bridge.linkStatus.map { ([$0.engine], $0.link == "connected" ? 1 : $0.link == "syncing" ? 0.5 : 0) }
 }

@@ -67,6 +67,9 @@ config.onResponse = { route, method, status, seconds in
     requests.inc([route, method, String(status)])
     requestSeconds.observe([route], seconds)
 }
+telemetry.metrics.counter("gunn_orchestrator_reconnects_total", help: "Times this process's connection to the orchestrator was opened again") {
+    [([], Double(client.reconnects))]
+}
 telemetry.gauge("gunn_web_streams", help: "WebSocket and SSE streams open") { [([], Double(adapter.openStreams))] }
 telemetry.metrics.counter("gunn_web_observations_delivered_total", help: "Observations delivered to WebSocket and SSE streams") {
     [([], Double(adapter.delivered))]

@@ -263,7 +263,15 @@ final class LLMAdapterTests: XCTestCase {
         servers.append(p)
         let until = Date().addingTimeInterval(90)
         while Date() < until {
-            if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains("Uvicorn running") { return port }
+            if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains("Uvicorn running") {
+                // One short completion first: the model's first evaluation (its buffers, its caches)
+                // happens here, not inside the scenario, where B must answer while A still speaks.
+                let body = #"{"messages":[{"role":"user","content":"Hello"}],"max_tokens":2}"#
+                let (status, out) = try runTool("/usr/bin/curl", ["-sS", "--max-time", "60", "-H", "Content-Type: application/json",
+                                                                   "--data-binary", body, "http://127.0.0.1:\(port)/v1/chat/completions"])
+                XCTAssertEqual(status, 0, "warming the model server: \(out)")
+                return port
+            }
             guard p.isRunning else { break }
             usleep(100_000)
         }
@@ -278,7 +286,7 @@ final class LLMAdapterTests: XCTestCase {
         let agents = """
         {"agents": [
           {"id": "A", "backend": "openai", "endpoint": "http://127.0.0.1:\(portA)", "spawn": [0, 0], "start": true, "max_turns": 1,
-           "max_tokens": 220, "request_extra": {"min_tokens": 200}, "max_retries": 3,
+           "max_tokens": 420, "request_extra": {"min_tokens": 400}, "max_retries": 3,
            "persona": "You are A, a guide in a village. Describe the old well by the north gate in detail."},
           {"id": "B", "backend": "openai", "endpoint": "http://127.0.0.1:\(portBC)", "spawn": [3, 0], "respond_to": ["A"], "interject": true,
            "max_turns": 1, "max_tokens": 10, "request_extra": {"min_tokens": 2}, "persona": "You are B, a guard. Say that the north gate is closed today."},

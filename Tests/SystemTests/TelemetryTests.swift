@@ -139,6 +139,7 @@ final class TelemetryTests: XCTestCase {
         try exposition.write(toFile: home + "/metrics.txt", atomically: true, encoding: .utf8)
         let (lint, lintOut) = try runTool("/bin/sh", ["-c", "/usr/bin/promtool check metrics < '\(home!)/metrics.txt' 2>&1"])
         XCTAssertEqual(lint, 0, "promtool check metrics: \(lintOut)")
+        XCTAssertTrue(exposition.contains("gunn_orchestrator_reconnects_total{process=\"web\"} 0"), "the web adapter never lost the orchestrator")
         // Prometheus holds the final count, then the window closes on a whole second.
         try poll("the committed count in Prometheus") {
             (try? promQuery(prom, "sum(gunn_intents_total{outcome=\"committed\"})")) == Double(committed)
