@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What the benchmarks that run real processes share.
 enum BenchSupport {
@@ -7,13 +8,9 @@ enum BenchSupport {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// GUNN_FEATURES for the processes launched from now on (the telemetry bench sets it per run;
-    /// nil: the bench's own environment).
-    /// `nonisolated(unsafe)` is safe: only TelemetryBench writes it, between runs, on the bench's one
-    /// top-level task, and `launch` reads it synchronously on that same task, so no two threads touch it.
-    nonisolated(unsafe) static var features: String?
-    /// GUNN_TRACE_SAMPLE likewise (the same proof: one writer between runs, read on the same task).
-    nonisolated(unsafe) static var traceSample: String?
+    /// GUNN_FEATURES and GUNN_TRACE_SAMPLE for the processes launched from now on (the telemetry
+    /// bench sets them per run; nil: the bench's own environment).
+    static let overrides = Mutex<(features: String?, traceSample: String?)>((nil, nil))
 
     /// Starts a gunn process and waits for its "ready" line. Its stdin is a pipe the caller may
     /// close to stop it (gunn-wire-peer exits then).
@@ -21,6 +18,7 @@ enum BenchSupport {
         let p = Process()
         p.executableURL = binary(name)
         p.arguments = args
+        let (features, traceSample) = overrides.withLock { $0 }
         if let features {
             var env = ProcessInfo.processInfo.environment
             env["GUNN_FEATURES"] = features

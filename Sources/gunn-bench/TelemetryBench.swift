@@ -23,11 +23,11 @@ enum TelemetryBench {
         let settings = ["none", "telemetry", "telemetry,tracing", "telemetry,tracing@0.1"]
         var rows = settings.map { Row(features: $0, intentsPerSecond: [], deliveryP99Micros: []) }
         print("telemetry: the same runs with GUNN_FEATURES none, telemetry, telemetry+tracing, interleaved (\(rounds) rounds)")
-        defer { BenchSupport.features = nil; BenchSupport.traceSample = nil }
+        defer { BenchSupport.overrides.withLock { $0 = (nil, nil) } }
         for r in 0..<rounds {
             for (i, f) in settings.enumerated() {
-                BenchSupport.features = f.components(separatedBy: "@")[0]
-                BenchSupport.traceSample = f.contains("@") ? f.components(separatedBy: "@")[1] : nil
+                let parts = f.components(separatedBy: "@")
+                BenchSupport.overrides.withLock { $0 = (parts[0], parts.count > 1 ? parts[1] : nil) }
                 let home = base + "/r\(r)-\(i)"
                 let sys = try await SystemBench.pipelined(home: home + "/sys", durability: "full", agents: 10, window: 64, perAgent: intents / 10, loop: loop)
                 let d = try await SystemBench.delivery(home: home + "/delivery", loop: loop, events: 100, killTest: false)

@@ -107,9 +107,9 @@ final class TelemetryTests: XCTestCase {
         try poll("Prometheus's first scrape of /metrics") {
             (try? promQuery(prom, "up{job=\"gunn\"}")) == 1 && (try? promQuery(prom, "gunn_process_up{socket=\"orchestrator.sock\"}")) == 1
         }
+        // The window opens on a whole second, before any intent.
         let windowStart = Date().timeIntervalSince1970.rounded(.up) + 1
-        while Date().timeIntervalSince1970 < windowStart { usleep(50_000) } // the window opens on a whole second, before any intent
-        // A scrape inside the window before the load: the rate starts from a sample of 0, however
+        // A scrape inside the window before the load (so the window has opened): the rate starts from a sample of 0, however
         // late a loaded machine's next scrapes come.
         try poll("a scrape inside the window, before the load") {
             (try? promQuery(prom, "timestamp(gunn_intents_total{outcome=\"committed\"})")).map { $0 >= windowStart } ?? false
@@ -145,7 +145,7 @@ final class TelemetryTests: XCTestCase {
             (try? promQuery(prom, "sum(gunn_intents_total{outcome=\"committed\"})")) == Double(committed)
         }
         let windowEnd = Date().timeIntervalSince1970.rounded(.up) + 2
-        while Date().timeIntervalSince1970 < windowEnd { usleep(50_000) }
+        // A scrape stamped after the window's end (so it has closed).
         try poll("a scrape after the window") { (try? promQuery(prom, "timestamp(up{job=\"gunn\"})")).map { $0 >= windowEnd } ?? false }
         let entries = try await OrchestratorProcessTests.logEntries(home: home, worldID: "w1")
         let spoken = entries.filter { (try? JSONParser.parse($0.effect))?["kind"] == "Speak" }
