@@ -47,7 +47,11 @@ public final class GunnClient: Sendable {
     /// Pushed errors kept at most (the newest).
     public static let maxPushedErrors = 256
 
-    public init(path: String, loop: EventLoop, name: String = "client") {
+    /// Hello capabilities this client asks for (e.g. `spectate_speech`: hear every agent's partial speech).
+    public let capabilities: [String]
+
+    public init(path: String, loop: EventLoop, name: String = "client", capabilities: [String] = []) {
+        self.capabilities = capabilities
         self.path = path; self.loop = loop; self.name = name
     }
 
@@ -98,7 +102,8 @@ public final class GunnClient: Sendable {
         let until = Date().timeIntervalSince1970 + deadlineSeconds
         while true {
             do {
-                let c = try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", clientName: name))
+                let c = try await FramedConnection.connect(path: path, loop: loop, hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "agent", clientName: name,
+                                                                                                    capabilities: capabilities))
                 let again = state.withLock { s -> [RegisterAgent] in
                     s.connects += 1
                     s.observations.reopen(); s.cancels.reopen(); s.tokens.reopen()

@@ -46,6 +46,8 @@ public struct AdapterConfig: Sendable, Equatable {
         public var interrupt = "always"
         public var stalenessThreshold = 0
         public var debounceMs: Double = 0
+        /// The registration's view radius (nil: the whole world).
+        public var distanceLimit: Double?
         public var spawn: [Double] = [0, 0]
         /// Speaks once registered (the first turn), and again after each of its turns when `repeat`.
         public var start = false
@@ -89,7 +91,7 @@ public struct AdapterConfig: Sendable, Equatable {
     static let topKeys: Set<String> = ["agents", "breaker"]
     static let agentKeys: Set<String> = [
         "id", "persona", "backend", "model", "endpoint", "temperature", "max_tokens", "token_budget", "deadline_ms",
-        "interrupt", "staleness_threshold", "debounce_ms", "spawn", "start", "repeat", "respond_to", "interject",
+        "interrupt", "staleness_threshold", "debounce_ms", "distance_limit", "spawn", "start", "repeat", "respond_to", "interject",
         "max_turns", "max_retries", "seed", "lines", "token_interval_ms", "request_extra", "stall_ms", "connect_timeout_ms", "ca_file",
     ]
     static let breakerKeys: Set<String> = ["slow_first_token_ms", "consecutive_failures", "open_ms", "open_max_ms"]
@@ -159,6 +161,7 @@ public struct AdapterConfig: Sendable, Equatable {
                 a.interrupt = s
             case "staleness_threshold": a.stalenessThreshold = try integer(x, key, 0...Limits.maxStalenessThreshold)
             case "debounce_ms": a.debounceMs = try number(x, key, Limits.durationMs)
+            case "distance_limit": a.distanceLimit = try number(x, key, 0...1e12)
             case "spawn":
                 guard case .array(let p) = x, p.count == 2 || p.count == 3,
                       p.allSatisfy({ $0.numberValue.map { $0.isFinite && abs($0) <= Limits.maxCoordinate } == true }) else {

@@ -136,8 +136,11 @@ actor LLMAgent {
     }
 
     var registration: JSONValue {
-        ["agent_id": .string(id.rawValue), "spawn": .array(config.spawn.map { .number($0) }), "staleness_threshold": .number(Double(config.stalenessThreshold)),
-         "interrupt": .string(config.interrupt), "debounce_ms": .number(config.debounceMs)]
+        var o: JSONObject = ["agent_id": .string(id.rawValue), "spawn": .array(config.spawn.map { .number($0) }),
+                             "staleness_threshold": .number(Double(config.stalenessThreshold)),
+                             "interrupt": .string(config.interrupt), "debounce_ms": .number(config.debounceMs)]
+        if let d = config.distanceLimit { o["distance_limit"] = .number(d) }
+        return .object(o)
     }
 
     func register() async {

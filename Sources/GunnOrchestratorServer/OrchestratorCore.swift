@@ -151,6 +151,8 @@ public struct OrchestratorCore: Sendable {
 
     struct Session: Sendable { var role: String; var name: String; var pid: Int32 }
     var sessions: [ConnID: Session] = [:]
+    /// Connections that asked to hear all partial speech (bounded by `maxSpectators`).
+    var spectators: Set<ConnID> = []
     /// Agent → the connection that registered it: the only one that may act for it, and where its
     /// observations and cancellations go.
     var owners: [AgentID: ConnID] = [:]
@@ -291,9 +293,16 @@ public struct OrchestratorCore: Sendable {
         return .success(w)
     }
 
-    public mutating func opened(_ conn: ConnID, role: String, name: String, pid: Int32) {
+    public mutating func opened(_ conn: ConnID, role: String, name: String, pid: Int32, capabilities: [String] = []) {
         sessions[conn] = Session(role: role, name: name, pid: pid)
+        // A spectator (the web adapter's dashboard) hears every agent's partial speech.
+        if capabilities.contains(Self.spectateSpeech), spectators.count < Self.maxSpectators { spectators.insert(conn) }
     }
+
+    /// The Hello capability of a connection that is relayed every token chunk, whoever sees the speaker.
+    public static let spectateSpeech = "spectate_speech"
+    /// Spectating connections at once: past it, a further one is an ordinary connection.
+    static let maxSpectators = 16
 
     /// The connection closed: queued behind its last frames, so its halt reports come first.
     public mutating func closed(_ conn: ConnID, now: HostTime) -> [CoreAction] {

@@ -122,6 +122,7 @@ extension OrchestratorCore {
         case .closed:
             guard let conn = item.conn else { return }
             sessions[conn] = nil
+            spectators.remove(conn)
             // Its agents' generations will never be reported halted: the live ones are cancelled
             // (worker_lost) and every cancellation is logged with the tokens that were relayed.
             for agent in owners.filter({ $0.value == conn }).map(\.key).sorted() { // sorted: the records' order in the log
@@ -290,6 +291,9 @@ extension OrchestratorCore {
             if durable {
                 a.viewSeq = engine.viewSeq(of: id) ?? 0
                 a.queueDepth = UInt32(engine.queueDepth(of: id)); a.pendingObservations = UInt32(engine.pendingObservations(of: id))
+                a.viewGlobalSeq = engine.viewGlobalSeq(of: id) ?? 0
+                a.activeGenerations = UInt32(engine.activeGenerations(of: id).count)
+                if let r = engine.registration(of: id) { a.policy = CanonicalJSON.encodeString(WireJSON.policyJSON(r.observation)) }
             }
             a.connected = durable ? owners[id] != nil : answeredRegistrations[id]?.conn.map { sessions[$0] != nil } ?? false
             st.agents.append(a)
@@ -330,6 +334,7 @@ extension OrchestratorCore {
             seen.append(sink)
             send(sink, [Frame(.tokenChunk(t))])
         }
+        for sink in spectators.sorted() where !seen.contains(sink) { send(sink, [Frame(.tokenChunk(t))]) }
     }
 
     // MARK: Publishing

@@ -392,7 +392,8 @@ public actor OrchestratorServer {
         let id = ConnID(nextConn)
         connections[id] = conn
         let hello = conn.peerHello
-        core?.opened(id, role: hello?.role ?? "", name: hello?.clientName ?? "", pid: conn.peerCredentials?.pid ?? 0)
+        core?.opened(id, role: hello?.role ?? "", name: hello?.clientName ?? "", pid: conn.peerCredentials?.pid ?? 0,
+                     capabilities: hello?.capabilities ?? [])
         let bound = core?.settings.maxInFlightPerConnection ?? 1
         while true {
             // At the bound, nothing more is read: the client's frames wait for credit on its side.

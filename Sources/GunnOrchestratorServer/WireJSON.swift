@@ -71,6 +71,17 @@ public enum WireJSON {
                                  spawn: spawn, entityFields: entity, observation: policy)
     }
 
+    /// An observation policy's filtering fields, as a registration would name them: what
+    /// `registration` reads back into the same filter (the dashboard computes views with it).
+    public static func policyJSON(_ p: ObservationPolicy) -> JSONValue {
+        var o = JSONObject()
+        if let d = p.distanceLimit { o["distance_limit"] = .number(d) }
+        if !p.hiddenFields.isEmpty { o["hidden_fields"] = .array(p.hiddenFields.sorted().map { .string($0) }) }
+        if p.requireRelationship { o["require_relationship"] = true }
+        if let v = p.relationshipValues { o["relationship_values"] = .array(v.sorted().map { .string($0) }) }
+        return .object(o)
+    }
+
     public static func registrationJSON(agentID: String, spawn: Position? = nil, distanceLimit: Double? = nil) -> JSONValue {
         var o: JSONObject = ["agent_id": .string(agentID)]
         if let spawn { o["spawn"] = spawn.json }

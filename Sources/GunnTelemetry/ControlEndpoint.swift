@@ -94,6 +94,7 @@ public enum MetricsGatherer {
         public var snapshots: [JSONValue]
         /// Socket file name → answered.
         public var up: [String: Bool]
+        public init(snapshots: [JSONValue] = [], up: [String: Bool] = [:]) { self.snapshots = snapshots; self.up = up }
     }
 
     public static func gather(home: String, loop: EventLoop, deadlineMs: Double, skip: Set<String> = []) async -> Result {

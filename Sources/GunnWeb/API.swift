@@ -104,6 +104,7 @@ extension WebAdapter {
         r.get("/favicon.ico") { _ in HTTPResponse(status: 204) }
         r.webSocket("/v1/stream", WebSocketEndpoint(subprotocols: ["gunn.web.v1"]) { [self] ws, req in openWebSocket(ws, req) })
         r.on("GET", "/v1/events") { [self] req, res in openEventStream(req, res) }
+        if let dashboard { dashboardRoutes(&r, dashboard) }
         return r
     }
 
@@ -162,7 +163,9 @@ extension WebAdapter {
                                         "interrupt": ["enum": ["always", "only_conflict"]],
                                         "debounce_ms": ["type": "integer", "minimum": 0, "maximum": 3_600_000],
                                         "latency_ms": ["type": "number", "minimum": 0, "maximum": 60000],
-                                        "require_relationship": ["type": "boolean"]]],
+                                        "require_relationship": ["type": "boolean"],
+                                        "hidden_fields": ["type": "array", "maxItems": 64,
+                                                          "items": ["type": "string", "minLength": 1, "maxLength": 128]]]],
         "Intent": ["type": "object", "additionalProperties": false, "required": ["kind"],
                    "properties": ["kind": ["enum": ["Speak", "Move", "Interact", "Custom"]], "payload": ["type": "object"],
                                   "context_seq": ["type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_992],

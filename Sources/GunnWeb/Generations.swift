@@ -93,6 +93,7 @@ extension StreamHub {
 
     /// A token of `speaker` to every subscribed agent (other than the speaker) whose view holds it.
     func relayLocally(speaker: String, reqID: String, index: UInt32, text: String) {
+        heard?(speaker, reqID, index, text)
         for listener in subscribedAgents() where listener != speaker {
             guard let (_, doc) = client.view(of: AgentID(listener)), doc["entities"]?[speaker] != nil else { continue }
             let m = Self.encode(["type": "token", "agent_id": .string(listener), "speaker": .string(speaker), "req_id": .string(reqID),

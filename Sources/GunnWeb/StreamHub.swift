@@ -37,10 +37,14 @@ final class StreamHub: Sendable {
     let tokenForwarderStarted = Atomic<Bool>(false)
     /// Told of every cancellation (the adapter retires the generation: its tokens are refused after).
     let onCancel: (@Sendable (String, String) -> Void)?
+    /// Told of every partial token heard (speaker, req_id, index, text): the dashboard's bubbles.
+    let heard: (@Sendable (String, String, UInt32, String) -> Void)?
 
-    init(client: GunnClient, window: Int, onCancel: (@Sendable (String, String) -> Void)? = nil) {
+    init(client: GunnClient, window: Int, heard: (@Sendable (String, String, UInt32, String) -> Void)? = nil,
+         onCancel: (@Sendable (String, String) -> Void)? = nil) {
         self.client = client
         self.onCancel = onCancel
+        self.heard = heard
         self.window = max(1, window)
     }
 

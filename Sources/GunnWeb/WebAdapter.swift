@@ -71,15 +71,22 @@ public final class WebAdapter: Sendable {
     /// Spans of the intents submitted here (on with the `tracing` feature).
     let tracer: Tracer?
 
-    public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil, tracer: Tracer? = nil) {
+    /// The live dashboard at `/` (nil: not served).
+    let dashboard: Dashboard?
+
+    public init(config: WebConfig, client: GunnClient, auth: Authenticator, agentsFile: String? = nil, tracer: Tracer? = nil,
+                dashboard: Dashboard? = nil) {
         self.config = config
+        self.dashboard = dashboard
         self.tracer = tracer
         self.client = client
         self.auth = auth
         self.agentsFile = agentsFile
         quarantine = agentsFile.map { QuarantineList(dataDir: ($0 as NSString).deletingLastPathComponent) }
         let generationsBox = GenerationsBox()
-        hub = StreamHub(client: client, window: config.resumeWindow) { agent, reqID in generationsBox.cancelled(agent, reqID) }
+        var heard: (@Sendable (String, String, UInt32, String) -> Void)?
+        if let dashboard { heard = { speaker, req, index, text in dashboard.token(speaker: speaker, reqID: req, index: index, text: text) } }
+        hub = StreamHub(client: client, window: config.resumeWindow, heard: heard) { agent, reqID in generationsBox.cancelled(agent, reqID) }
         self.generationsBox = generationsBox
         hub.ensureTokenForwarder()
         contexts = ContextJournal(path: agentsFile.map { ($0 as NSString).deletingLastPathComponent + "/web-contexts.jsonl" },
@@ -431,6 +438,11 @@ public final class WebAdapter: Sendable {
         let draft = EffectDraft(kind: "AgentQuarantined", payload: ["agent_id": .string(agent), "reason": .string(reason), "token_id": .string(claims.id)],
                                 sourceID: "gunn-adapter-web")
         Task { [client] in _ = try? await client.emit(draft) }
+    }
+
+    /// The agents `tenant` registered through this adapter.
+    func ownedAgents(of tenant: String) -> Set<String> {
+        state.withLock { s in Set(s.owners.filter { $0.value.tenant == tenant }.keys) }
     }
 
     /// Whether `agent` is this adapter's (registered through it, now or before a restart).

@@ -235,9 +235,13 @@ public struct BreakerStatus: WireMessage {
 
 public struct AgentStatus: WireMessage {
     public var agentID = "", viewSeq: UInt64 = 0, queueDepth: UInt32 = 0, pendingObservations: UInt32 = 0, connected = false
+    /// The global seq of the last observation delivered to the agent, its live generations, and its
+    /// observation policy as canonical JSON (the registration's filtering fields).
+    public var viewGlobalSeq: UInt64 = 0, activeGenerations: UInt32 = 0, policy = ""
     public init() {}
     public func encode(to w: inout ProtoWriter) {
         w.string(1, agentID); w.uint64(2, viewSeq); w.uint32(3, queueDepth); w.uint32(4, pendingObservations); w.bool(5, connected)
+        w.uint64(6, viewGlobalSeq); w.uint32(7, activeGenerations); w.string(8, policy)
     }
     public mutating func decodeField(_ n: Int, _ wt: WireType, _ r: inout ProtoReader) throws(WireError) -> Bool {
         switch n {
@@ -246,6 +250,9 @@ public struct AgentStatus: WireMessage {
         case 3: guard let v = try r.uint32(wt) else { return false }; queueDepth = v
         case 4: guard let v = try r.uint32(wt) else { return false }; pendingObservations = v
         case 5: guard let v = try r.bool(wt) else { return false }; connected = v
+        case 6: guard let v = try r.uint64(wt) else { return false }; viewGlobalSeq = v
+        case 7: guard let v = try r.uint32(wt) else { return false }; activeGenerations = v
+        case 8: guard let v = try r.string(wt, field: n) else { return false }; policy = v
         default: return false
         }
         return true

@@ -41,7 +41,8 @@ do { auth = try Authenticator(store: store, world: world) } catch { fail(error) 
 
 let termination = TerminationSignals.install()
 let loop = try EventLoop(name: "adapter-web")
-let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web")
+// A spectator of partial speech: the dashboard shows every agent's tokens as they come.
+let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web", capabilities: ["spectate_speech"])
 var webConfig = WebConfig(worldID: world)
 func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
     guard let text = args.value(flag) else { return nil }
@@ -56,7 +57,10 @@ webConfig.maxAgentsPerTenant = Int(number("--max-agents-per-tenant", 1...1e6) ??
 webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) ?? Double(webConfig.maxStreamsPerTenant))
 webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(webConfig.quarantineAfter))
 let tracer = telemetry.tracer(home: home)
-let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json", tracer: tracer)
+let scrapes = ScrapeCache(home: home, loop: loop, process: "web")
+let dashboard = Dashboard(home: home, loop: loop, client: client) { await scrapes.gathered() }
+let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json", tracer: tracer,
+                         dashboard: dashboard)
 
 config.serverName = "gunn-adapter-web"
 let requests = telemetry.counter("gunn_http_requests_total", help: "HTTP responses written, by route pattern, method and status",
@@ -70,6 +74,7 @@ config.onResponse = { route, method, status, seconds in
 telemetry.metrics.counter("gunn_orchestrator_reconnects_total", help: "Times this process's connection to the orchestrator was opened again") {
     [([], Double(client.reconnects))]
 }
+telemetry.gauge("gunn_dashboard_pages", help: "Dashboard pages connected") { [([], Double(dashboard.pages))] }
 telemetry.gauge("gunn_web_streams", help: "WebSocket and SSE streams open") { [([], Double(adapter.openStreams))] }
 telemetry.metrics.counter("gunn_web_observations_delivered_total", help: "Observations delivered to WebSocket and SSE streams") {
     [([], Double(adapter.delivered))]
@@ -84,7 +89,6 @@ if let cert = args.value("--tls-cert"), let key = args.value("--tls-key") {
 }
 let server: HTTPServer
 var router = adapter.router()
-let scrapes = ScrapeCache(home: home, loop: loop, process: "web")
 router.on("GET", "/metrics") { _, res in
     Task {
         let text = await scrapes.exposition()
@@ -104,6 +108,7 @@ do { server = try HTTPServer(configuration: config, router: router) } catch {
 let url = "\(config.tls == nil ? "http" : "https")://\(config.urlHost):\(server.port)"
 let addrPath = home + "/run/web.addr"
 if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
+dashboard.start()
 // Agents registered before a restart are registered again, so their views and streams go on.
 Task { await adapter.restoreAgents() }
 let control: ControlEndpoint

@@ -43,6 +43,35 @@ final class EventLogTests: XCTestCase {
         XCTAssertThrowsError(try Replay.replay(gapped[...])) { XCTAssertEqual(($0 as? GunnError)?.code, .sequenceGap) }
     }
 
+    /// A live follower applies entry by entry: the same world as a replay at every seq, the ids
+    /// each entry changed, and the refusals of a replay (a gap, a broken chain) leave it untouched.
+    func testFollowingEntryByEntryIsAReplayAndNamesWhatChanged() throws {
+        let d = populated(30)
+        let entries = d.engine.log.entries
+        var world = WorldState()
+        var prev: String?
+        for (i, e) in entries.enumerated() {
+            let ids = try Replay.follow(e, world: &world, previousChecksum: prev)
+            prev = e.checksum
+            XCTAssertEqual(world, try Replay.replay(entries[...i]), "at \(e.globalSeq)")
+            switch e.effect.kind {
+            case "Move", "Speak", "EntityUpsert": XCTAssertEqual(ids, [e.effect.payload["agent_id"]?.stringValue ?? e.effect.payload["id"]?.stringValue ?? "?"])
+            case "RelationshipSet": XCTAssertEqual(ids, [], "relationships change no entity")
+            default: break
+            }
+        }
+        let before = world
+        var tampered = entries[5]
+        tampered.effect.payload = ["agent_id": "a", "to": [666, 0, 0]]
+        var w = try Replay.replay(entries[..<5])
+        XCTAssertThrowsError(try Replay.follow(tampered, world: &w, previousChecksum: entries[4].checksum)) {
+            XCTAssertEqual(($0 as? GunnError)?.code, .logIntegrityViolation)
+        }
+        XCTAssertEqual(w, try Replay.replay(entries[..<5]), "a refused entry changes nothing")
+        XCTAssertThrowsError(try Replay.follow(entries[3], world: &world, previousChecksum: prev)) { XCTAssertEqual(($0 as? GunnError)?.code, .sequenceGap) }
+        XCTAssertEqual(world, before)
+    }
+
     func testReplayReproducesStateSeqsAndDigest() throws {
         let d = populated(100)
         let replayed = try Replay.replay(d.committed[...])

@@ -108,6 +108,28 @@ final class InteropTests: XCTestCase {
         }
     }
 
+    /// AgentStatus's fields for the dashboard (view_global_seq, active_generations, policy) decode
+    /// in protoc under the names and numbers of the .proto, and round-trip.
+    func testAgentStatusDashboardFieldsMatchTheProto() throws {
+        var a = AgentStatus()
+        a.agentID = "eye"; a.viewSeq = 9; a.queueDepth = 2; a.pendingObservations = 1; a.connected = true
+        a.viewGlobalSeq = 4242; a.activeGenerations = 1; a.policy = #"{"distance_limit":6,"hidden_fields":["secret"]}"#
+        var st = StatusResult()
+        st.agents = [a]
+        let frame = Frame(.statusResult(st))
+        let file = work.appendingPathComponent("status.bin")
+        try Data(frame.serialized()).write(to: file)
+        let text = try run("protoc", ["--decode=gunn.v1.Frame", "-I", "proto", "proto/gunn/v1/gunn.proto"], stdin: file)
+        XCTAssertEqual(text.status, 0, text.output)
+        for e in ["view_global_seq: 4242", "active_generations: 1", #"policy: "{\"distance_limit\":6,\"hidden_fields\":[\"secret\"]}""#] {
+            XCTAssertTrue(text.output.contains(e), "\(e) in\n\(text.output)")
+        }
+        guard case .statusResult(let back)? = try Frame(serialized: frame.serialized()).body else { return XCTFail("not a StatusResult") }
+        XCTAssertEqual(back.agents.first?.viewGlobalSeq, 4242)
+        XCTAssertEqual(back.agents.first?.policy, a.policy)
+        XCTAssertEqual(back.agents.first?.activeGenerations, 1)
+    }
+
     func testFrameWrittenByPythonWithUnknownFieldsReadsInGunnWire() throws {
         let file = work.appendingPathComponent("py-frame.bin")
         let py = try python("write-frame", file)

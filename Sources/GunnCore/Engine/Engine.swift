@@ -137,6 +137,11 @@ public struct Engine: Sendable {
         agentIndex[agent].map { observers.agents[$0].viewSeq }
     }
 
+    /// The global seq of the last observation delivered to the agent (0: none yet).
+    public func viewGlobalSeq(of agent: AgentID) -> GlobalSeq? {
+        agentIndex[agent].map { observers.agents[$0].deliveredGlobalSeq }
+    }
+
     /// What the agent sees now, by its observation policy.
     public func view(of agent: AgentID) -> View? {
         agentIndex[agent].map { observers.view(of: $0) }

@@ -155,4 +155,21 @@ public enum Replay {
         }
         return state
     }
+
+    /// Applies one entry that continues `world` (the next seq, a checksum continuing
+    /// `previousChecksum`) for a live follower of the log, and returns the ids of the entities it
+    /// changed. The same refusals as `replay`; the world is unchanged when the entry is refused.
+    public static func follow(_ entry: EventLogEntry, world: inout WorldState, previousChecksum: String?,
+                              reducers: ReducerRegistry = ReducerRegistry()) throws(GunnError) -> [String] {
+        let report = IntegrityReport.check([entry][...], previousChecksum: previousChecksum, expectedFirstSeq: world.lastGlobalSeq + 1)
+        if let gap = report.gaps.first { throw GunnError(.sequenceGap, "expected global_seq \(gap.expected), found \(gap.found)") }
+        if report.firstBadSeq != nil { throw GunnError(.logIntegrityViolation, "checksum of global_seq \(entry.globalSeq) does not continue the chain") }
+        _ = world.takeChanges()
+        var next = world
+        do { try reducers.apply(entry.effect, to: &next) } catch {
+            throw GunnError(.worldStateCorrupted, "global_seq \(entry.globalSeq) does not apply: \(error)")
+        }
+        world = next
+        return world.takeChanges().entityIDs
+    }
 }

@@ -12,6 +12,8 @@ struct AgentObservation: Sendable {
     /// The view as the agent holds it after the deltas delivered so far.
     var delivered: JSONValue = .null
     var deliveredSeq: ViewSeq = 0
+    /// The global seq of the last observation delivered: how far the view the agent holds reaches.
+    var deliveredGlobalSeq: GlobalSeq = 0
     var generations: [ActiveGeneration] = []
     var lastCancelAt: HostTime?
     var collapsedDeliveries = 0
@@ -330,6 +332,7 @@ struct ObserverRegistry: Sendable {
             let doc = agents[i].document
             agents[i].delivered = doc
             agents[i].deliveredSeq = agents[i].viewSeq
+            agents[i].deliveredGlobalSeq = p.globalSeq
             return ObservationDelta(viewSeq: agents[i].viewSeq, patches: JSONPatch([.replace(path: .root, value: doc)]), contextDigest: SHA256Digest.of(doc),
                                     globalSeq: p.globalSeq)
         }
@@ -340,6 +343,7 @@ struct ObserverRegistry: Sendable {
         }
         agents[i].delivered = doc
         agents[i].deliveredSeq = p.viewSeq
+        agents[i].deliveredGlobalSeq = p.globalSeq
         return ObservationDelta(viewSeq: p.viewSeq, patches: patch, contextDigest: SHA256Digest.of(doc), globalSeq: p.globalSeq)
     }
 

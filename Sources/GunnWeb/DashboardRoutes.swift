@@ -1,0 +1,76 @@
+import Foundation
+import GunnAuth
+import GunnCore
+import GunnHTTP
+
+extension WebAdapter {
+    /// The dashboard's routes: the page at `/` (HTML, CSS and JavaScript from the binary, no
+    /// external asset), its stream and the world at a seq. The page itself is public (it holds no
+    /// data); everything it shows needs a token with `observe` or `admin`.
+    func dashboardRoutes(_ r: inout Router, _ dashboard: Dashboard) {
+        r.get("/") { _ in .text(DashboardPage.html, contentType: "text/html; charset=utf-8") }
+        r.get("/dashboard.js") { _ in .text(DashboardPage.script, contentType: "text/javascript; charset=utf-8") }
+        r.get("/dashboard.css") { _ in .text(DashboardPage.style, contentType: "text/css; charset=utf-8") }
+        r.webSocket("/v1/dashboard/stream", WebSocketEndpoint(subprotocols: ["gunn.dashboard.v1"]) { [self] ws, req in
+            openDashboard(ws, req, dashboard)
+        })
+        r.on("GET", "/v1/dashboard/world") { [self] req, res in
+            Task { res.respond(await worldAt(req, dashboard)) }
+        }
+    }
+
+    /// Who may see what: an `admin` token sees the whole world, the log and every agent's eyes;
+    /// an `observe` token only the eyes of its tenant's agents registered here that it names.
+    func dashboardScope(_ req: HTTPRequest) throws(GunnError) -> Set<String>? {
+        let claims = try authorize(req, .observe)
+        if claims.rights.contains(.admin) { return nil }
+        return ownedAgents(of: claims.tenant).filter { claims.covers(agent: $0) }
+    }
+
+    func openDashboard(_ ws: WebSocket, _ req: HTTPRequest, _ dashboard: Dashboard) {
+        func refuse(_ e: GunnError, _ close: UInt16) {
+            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)]))
+            ws.close(code: close, reason: e.code.name)
+        }
+        let allowed: Set<String>?
+        do { allowed = try dashboardScope(req) } catch {
+            return refuse(error, error.code == .unauthorized ? 4401 : error.code == .quotaExceeded ? 4429 : 4403)
+        }
+        let sink: @Sendable (String) -> Bool = { [weak ws] text in ws?.send(.text, Array(text.utf8)) ?? false }
+        guard let id = dashboard.attach(allowed: allowed, send: sink) else {
+            return refuse(GunnError(.tooManyConnections, "\(Dashboard.maxPages) dashboard pages are open already", retryAfterMs: 5000), 4429)
+        }
+        ws.onClose = { _, _ in dashboard.detach(id) }
+        ws.onMessage = { [weak ws] m in
+            // The page's one message: whose eyes to look through, `{"select": AGENT|null}`.
+            guard let text = m.text, let v = try? JSONParser.parse(Array(text.utf8)), case .object(let o) = v, o.count == 1,
+                  let sel = o["select"], sel == .null || sel.stringValue != nil else {
+                ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)), "name": .string(ErrorCode.unknownMessage.name),
+                                                "message": "the dashboard stream takes {\"select\": AGENT} or {\"select\": null}"]))
+                return
+            }
+            if let e = dashboard.select(id, sel.stringValue) {
+                ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)]))
+            }
+        }
+    }
+
+    /// `GET /v1/dashboard/world?seq=N`: the world right after entry N, replayed from the log
+    /// (admin only: it is the whole world).
+    func worldAt(_ req: HTTPRequest, _ dashboard: Dashboard) async -> HTTPResponse {
+        do {
+            guard try dashboardScope(req) == nil else { return .error(.forbidden, "the world at a seq needs the admin right") }
+        } catch { return Self.answer(error) }
+        guard let text = req.query("seq"), let seq = UInt64(text), seq >= 1 else {
+            return .error(.invalidField, "query parameter \"seq\" must be a whole number from 1")
+        }
+        do {
+            let world = try await dashboard.world(at: seq)
+            var ents = JSONObject()
+            for (id, e) in world.entities { ents[id] = .object(e) }
+            return .json(["seq": .number(Double(world.lastGlobalSeq)), "world_digest": .string(world.digest), "entities": .object(ents)])
+        } catch {
+            return Self.answer(error)
+        }
+    }
+}
