@@ -143,6 +143,119 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(r["restart"]?["mismatched"], .array([]))
     }
 
+    /// Every bad input to the dashboard gets its code from docs/errors.md and traps nothing: a
+    /// stream with no token, a forged one, a message that is not a selection, text or binary, a
+    /// selection an observe token may not make, one page too many; the world at a seq without
+    /// admin, with a seq that is no number, zero, or past the log. The page itself needs no token.
+    func testBadDashboardInputIsAnsweredWithCodes() throws {
+        let config = """
+        {"world_id": "dash", "durability": "normal", "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}"]},
+          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}"]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        let (sup, url) = try start(home + "/gunn.json", ["eventlog", "orchestrator", "web"])
+        defer { kill(sup.pid, SIGTERM); sup.wait() }
+        let admin = try token(["--rights", "admin"])
+        let observer = try token(["--tenant", "t1", "--rights", "observe,act"])
+        XCTAssertEqual(try http("POST", url + "/v1/agents", token: observer, body: #"{"agent_id": "mine", "spawn": [1, 1]}"#), 201)
+        XCTAssertEqual(try http("POST", url + "/v1/agents", token: admin, body: #"{"agent_id": "theirs", "spawn": [2, 2]}"#), 201)
+        let script = #"""
+        import asyncio, json, sys, urllib.request, urllib.error
+        import websockets
+        url, admin, observer = sys.argv[1], sys.argv[2], sys.argv[3]
+        ws_url = url.replace("http", "ws") + "/v1/dashboard/stream"
+        out = {}
+        def get(path, tok=None):
+            req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + tok} if tok else {})
+            try:
+                with urllib.request.urlopen(req, timeout=20) as r:
+                    body = r.read()
+                    return r.status, r.headers.get("Content-Type"), body
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers.get("Content-Type"), e.read()
+        def code(path, tok=None):
+            s, _, b = get(path, tok)
+            return [s, json.loads(b).get("name")] if s != 200 else [s, json.loads(b).get("seq")]
+        async def refused(q):
+            async with websockets.connect(ws_url + q, subprotocols=["gunn.dashboard.v1"]) as ws:
+                m = json.loads(await ws.recv())
+                try:
+                    await ws.recv()
+                except websockets.ConnectionClosed as c:
+                    return [m["name"], c.rcvd.code]
+        async def until(ws, t):
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if m["type"] == t:
+                    return m
+        async def main():
+            out["no_token"] = await refused("")
+            out["forged"] = await refused("?access_token=gunn1.e30.AAAA")
+            async with websockets.connect(ws_url + "?access_token=" + observer, subprotocols=["gunn.dashboard.v1"]) as ws:
+                hello = await until(ws, "hello")
+                out["observer_hello"] = [hello["scope"], hello.get("agents"), "entities" in hello, "tail" in hello]
+                await ws.send(json.dumps({"select": "theirs"}))
+                out["select_theirs"] = (await until(ws, "error"))["name"]
+                await ws.send("not json")
+                out["garbage"] = (await until(ws, "error"))["name"]
+                await ws.send(json.dumps({"select": 7}))
+                out["ill_typed"] = (await until(ws, "error"))["name"]
+                await ws.send(json.dumps({"select": "mine", "extra": 1}))
+                out["unknown_field"] = (await until(ws, "error"))["name"]
+                await ws.send(b"\x00\x01")
+                out["binary"] = (await until(ws, "error"))["name"]
+                await ws.send(json.dumps({"select": "mine"}))
+                eyes = await until(ws, "eyes")
+                while not eyes["known"]:  # its policy comes with the orchestrator's next status (once a second)
+                    eyes = await until(ws, "eyes")
+                out["select_mine"] = [eyes["agent_id"], eyes["known"], sorted(eyes.get("view", {}).get("entities", {}))]
+            pages = []
+            try:
+                for _ in range(32):
+                    ws = await websockets.connect(ws_url + "?access_token=" + admin, subprotocols=["gunn.dashboard.v1"])
+                    await until(ws, "hello")
+                    pages.append(ws)
+                out["one_too_many"] = await refused("?access_token=" + admin)
+            finally:
+                for ws in pages:
+                    await ws.close()
+        asyncio.run(main())
+        s, ctype, body = get("/")
+        out["page"] = [s, ctype, b"gunn dashboard" in body]
+        s, ctype, _ = get("/dashboard.js")
+        out["script"] = [s, ctype]
+        out["world_no_token"] = code("/v1/dashboard/world?seq=1")
+        out["world_observer"] = code("/v1/dashboard/world?seq=1", observer)
+        out["world_not_a_number"] = code("/v1/dashboard/world?seq=abc", admin)
+        out["world_zero"] = code("/v1/dashboard/world?seq=0", admin)
+        out["world_past_the_log"] = code("/v1/dashboard/world?seq=99999999", admin)
+        out["world_one"] = code("/v1/dashboard/world?seq=1", admin)
+        print(json.dumps(out, sort_keys=True))
+        """#
+        try script.write(toFile: home + "/bad.py", atomically: true, encoding: .utf8)
+        let (status, out) = try runTool(root + "/.venv-tools/bin/python", [home + "/bad.py", url, admin, observer])
+        XCTAssertEqual(status, 0, out)
+        guard let line = out.split(separator: "\n").last, let r = try? JSONParser.parse(String(line)) else { return XCTFail(out) }
+        print("dashboard refusals: \(line)")
+        XCTAssertEqual(r["no_token"], ["UNAUTHORIZED", 4401])
+        XCTAssertEqual(r["forged"], ["UNAUTHORIZED", 4401])
+        XCTAssertEqual(r["observer_hello"], ["agents", ["mine"], false, false])
+        XCTAssertEqual(r["select_theirs"], "FORBIDDEN")
+        for key in ["garbage", "ill_typed", "unknown_field", "binary"] { XCTAssertEqual(r[key], "UNKNOWN_MESSAGE", key) }
+        XCTAssertEqual(r["select_mine"], ["mine", true, ["mine", "theirs"]], "the stream went on after every refusal; its eyes are its view (no radius: it sees both)")
+        XCTAssertEqual(r["one_too_many"], ["TOO_MANY_CONNECTIONS", 4429])
+        XCTAssertEqual(r["page"], [200, "text/html; charset=utf-8", true])
+        XCTAssertEqual(r["script"], [200, "text/javascript; charset=utf-8"])
+        XCTAssertEqual(r["world_no_token"], [401, "UNAUTHORIZED"])
+        XCTAssertEqual(r["world_observer"], [403, "FORBIDDEN"])
+        XCTAssertEqual(r["world_not_a_number"], [400, "INVALID_FIELD"])
+        XCTAssertEqual(r["world_zero"], [400, "INVALID_FIELD"])
+        XCTAssertEqual(r["world_past_the_log"], [400, "INVALID_FIELD"])
+        XCTAssertEqual(r["world_one"], [200, 1])
+    }
+
     /// The shipped city demo (ops/city.json: 1,000 scripted agents, three dummy-LLM agents):
     /// frames per second with all of them moving and the web adapter's CPU are printed (not
     /// asserted: machines are noisy); the batches the page got are bounded by the design (one
