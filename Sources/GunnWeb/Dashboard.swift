@@ -412,7 +412,8 @@ public final class Dashboard: Sendable {
     }
 
     /// A process's metrics reduced to one number a family: counters and gauges summed over their
-    /// series, histograms as their p99 (seconds) over every series merged.
+    /// series, histograms as their p99 (seconds) over every series merged; a gauge of 2 to 16
+    /// series also has each series apart, as `name{label values}`.
     static func keyMetrics(_ snap: JSONValue) -> JSONValue {
         var out = JSONObject()
         for f in snap["families"]?.arrayValue ?? [] {
@@ -432,6 +433,13 @@ public final class Dashboard: Sendable {
                 out[name + ":p99"] = .number(i < bounds.count ? bounds[i] : (bounds.last ?? 0))
             } else {
                 out[name] = .number(series.reduce(0) { $0 + ($1["value"]?.numberValue ?? 0) })
+                // A gauge's series apart too (a few at most): `gunn_queue_depth{queued_items}`.
+                if f["type"]?.stringValue == "gauge", series.count > 1, series.count <= 16 {
+                    for s in series {
+                        let labels = (s["labels"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ",")
+                        out[name + "{" + labels + "}"] = .number(s["value"]?.numberValue ?? 0)
+                    }
+                }
             }
         }
         return .object(out)

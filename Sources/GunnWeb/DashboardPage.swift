@@ -225,7 +225,7 @@ enum DashboardPage {
           hist.last = {count, at: now};
           const p99 = 1000 * (v['gunn_intent_seconds:p99'] || v['gunn_http_request_seconds:p99'] || v['gunn_eventlog_commit_seconds:p99'] || 0);
           const push = (k, x) => { hist.series[k].push(x); if (hist.series[k].length > 60) hist.series[k].shift(); };
-          push('rate', rate); push('p99', p99); push('queue', v.gunn_queue_depth || 0); push('rss', (v.gunn_process_resident_memory_bytes || 0) / 1048576);
+          push('rate', rate); push('p99', p99); push('queue', v['gunn_queue_depth{queued_items}'] || 0); push('rss', (v.gunn_process_resident_memory_bytes || 0) / 1048576);
         }
       }
 

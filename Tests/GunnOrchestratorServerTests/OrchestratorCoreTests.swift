@@ -282,6 +282,36 @@ final class OrchestratorCoreTests: XCTestCase {
         let lines = out.compactMap { if case .log(let l) = $0 { return l } else { return nil } }
         XCTAssertTrue(lines.contains { $0.hasPrefix("warning:") }, "\(lines)")
     }
+
+    /// A connection whose Hello says `spectate_speech` hears every agent's partial speech, even a
+    /// speaker none of its agents sees; at most 16 connections spectate, and one that closed hears
+    /// nothing more. An ordinary connection still hears only speakers its agents see.
+    func testSpectatorsHearEveryTokenAndAreBounded() throws {
+        var core = try self.core()
+        _ = ackAll(&core, core.receive(Frame(id: 1, register("a", 0)), from: c1, now: 100))
+        let far = RegisterAgent(agentIDForTest: "b", json: ["agent_id": "b", "spawn": [500, 0], "distance_limit": 5])
+        _ = ackAll(&core, core.receive(Frame(id: 1, .registerAgent(far)), from: c2, now: 100))
+        let spectators = (0..<17).map { ConnID(UInt64(100 + $0)) }
+        for s in spectators { core.opened(s, role: "agent", name: "dashboard", pid: 0, capabilities: [OrchestratorCore.spectateSpeech]) }
+        var g = BeginGeneration()
+        g.agentID = "a"; g.reqID = "a-1"
+        _ = ackAll(&core, core.receive(Frame(id: 2, .beginGeneration(g)), from: c1, now: 100))
+        var t = TokenChunk()
+        t.agentID = "a"; t.reqID = "a-1"; t.index = 0; t.text = "Hel"
+        let heard = core.receive(Frame(id: 0, .tokenChunk(t)), from: c1, now: 101)
+        func tokens(_ actions: [CoreAction], _ conn: ConnID) -> [String] {
+            sent(actions, to: conn).compactMap { if case .tokenChunk(let c)? = $0.body { return c.text } else { return nil } }
+        }
+        for s in spectators.prefix(16) { XCTAssertEqual(tokens(heard, s), ["Hel"], "spectator \(s)") }
+        XCTAssertEqual(tokens(heard, spectators[16]), [], "past 16, a connection does not spectate")
+        XCTAssertEqual(tokens(heard, c2), [], "b does not see a, and c2 is no spectator")
+        XCTAssertEqual(tokens(heard, c1), [], "never back to the speaker's own connection")
+        _ = core.closed(spectators[0], now: 102)
+        t.index = 1; t.text = "lo"
+        let later = core.receive(Frame(id: 0, .tokenChunk(t)), from: c1, now: 103)
+        XCTAssertEqual(tokens(later, spectators[0]), [], "a closed spectator hears nothing")
+        XCTAssertEqual(tokens(later, spectators[1]), ["lo"])
+    }
 }
 
 extension RegisterAgent {

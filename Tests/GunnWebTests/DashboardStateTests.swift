@@ -143,11 +143,13 @@ final class DashboardStateTests: XCTestCase {
             ["name": "gunn_intents_total", "type": "counter", "labels": ["outcome"], "series": [["labels": ["committed"], "value": 10], ["labels": ["rejected"], "value": 5]]],
             ["name": "gunn_intent_seconds", "type": "histogram", "labels": [], "series": [
                 ["labels": [], "buckets": [0.001, 0.01, 0.1], "counts": [90, 99, 100, 100], "sum": 1, "count": 100]]],
-            ["name": "gunn_empty_seconds", "type": "histogram", "labels": [], "series": []]]]
+            ["name": "gunn_empty_seconds", "type": "histogram", "labels": [], "series": []],
+            ["name": "gunn_queue_depth", "type": "gauge", "labels": ["queue"], "series": [["labels": ["queued_items"], "value": 3], ["labels": ["rss_bytes"], "value": 5e7]]]]]
         let k = Dashboard.keyMetrics(snap)
         XCTAssertEqual(k["gunn_intents_total"]?.numberValue, 15)
         XCTAssertEqual(k["gunn_intent_seconds:p99"]?.numberValue, 0.01)
         XCTAssertEqual(k["gunn_empty_seconds:p99"]?.numberValue, 0)
+        XCTAssertEqual(k["gunn_queue_depth{queued_items}"]?.numberValue, 3, "a gauge's series apart: the sum mixes bounds")
     }
 
     func testThePolicyGoesThroughStatusAndBackUnchanged() throws {

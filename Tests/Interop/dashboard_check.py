@@ -200,7 +200,11 @@ def city(home, url, token, shots):
         out["commits_per_s"] = (s1 - s0) / (t1 - t0)
         out["adapter_cpu"] = (c1 - c0) / (t1 - t0)
         out["agents_moving"] = page.evaluate("Object.keys(gunnDash.model.entities).length")
+        # The side panel scrolled to the log and the health tree, beside the whole city.
+        page.evaluate("document.querySelector('aside').scrollTop = document.getElementById('h-log').offsetTop - 8")
+        page.wait_for_timeout(300)
         page.screenshot(path=os.path.join(shots, "dashboard-world.png"))
+        page.evaluate("document.querySelector('aside').scrollTop = 0")
         out["world_colours"] = nonblank(page)
         # One agent's view: a city agent, its 25-unit radius.
         page.evaluate("gunnDash.select('c0500')")
