@@ -43,6 +43,8 @@ public final class Dashboard: Sendable {
         let allowed: Set<String>?
         var selected: String?
         var lastEyes: String?
+        /// The world seq and status poll the last eyes were computed at (nothing new: not again).
+        var eyesAt: (UInt64, UInt64) = (0, 0)
         /// The seq of the picture it got first: later batches carry only what came after.
         var since: UInt64 = 0
     }
@@ -56,6 +58,8 @@ public final class Dashboard: Sendable {
         var seq: UInt64 = 0
         var tokens = 0
         var order: UInt64 = 0
+        /// When its last token came (monotonic seconds): a generation that goes quiet ends.
+        var lastHeard = EventLoop.now()
 
         var json: JSONValue {
             var o: JSONObject = ["agent_id": .string(agent), "req_id": .string(req), "text": .string(text), "state": .string(state),
@@ -73,6 +77,12 @@ public final class Dashboard: Sendable {
         /// Set when the log cannot be followed (a broken chain, a kind without a reducer here):
         /// the world stays at the last entry applied, the tail goes on.
         var followError: String?
+        /// The log writer refused the subscription (the reason), until entries flow again.
+        var linkError: String?
+        /// The last entry taken into the tail (the world's last while it follows): where a
+        /// resubscription starts, so nothing is listed or counted twice.
+        var tailSeq: UInt64 = 0
+        var polls: UInt64 = 0
         var changed: Set<String> = []
         var tail: [JSONValue] = []
         var fresh: [JSONValue] = []
@@ -88,12 +98,16 @@ public final class Dashboard: Sendable {
         var tokens: [String: Int] = [:]
         var cancellations: [String: Int] = [:]
         var health: JSONValue = .null
-        var agentsMessage: String?
+        var head: UInt64 = 0
         var entriesFollowed = 0
     }
 
-    public init(home: String, loop: EventLoop, client: GunnClient, gather: @escaping @Sendable () async -> MetricsGatherer.Result) {
-        self.home = home; self.loop = loop; self.client = client; self.gather = gather
+    /// A bubble still "speaking" with no token for this long has ended without a line.
+    let quietSeconds: Double
+
+    public init(home: String, loop: EventLoop, client: GunnClient, quietSeconds: Double = 30,
+                gather: @escaping @Sendable () async -> MetricsGatherer.Result) {
+        self.home = home; self.loop = loop; self.client = client; self.quietSeconds = quietSeconds; self.gather = gather
     }
 
     /// Starts following the log, batching, and polling status and health; runs for the process's life.
@@ -135,26 +149,34 @@ public final class Dashboard: Sendable {
     }
 
     /// Follows the log writer's subscription for ever, reconnecting after it restarts, and
-    /// resuming after the last entry applied (nothing is applied twice or skipped).
+    /// resuming after the last entry taken (nothing is listed twice or skipped). A refusal of the
+    /// subscription is shown to pages (`link_error`) and retried with backoff.
     func follow() async {
         var backoff = Backoff(baseSeconds: 0.1, capSeconds: 2)
         while true {
             if let conn = try? await connectLog() {
                 // A compacted log starts after a snapshot: a replica with nothing yet starts from it.
-                if state.withLock({ $0.world.lastGlobalSeq == 0 }), case .headResult(let h)? = await request(.head(Empty())), h.count < h.seq,
+                if state.withLock({ $0.tailSeq == 0 }), case .headResult(let h)? = await request(.head(Empty())), h.count < h.seq,
                    case .snapshot(let snap)? = await request(.snapshotRequest(Nonce(h.seq - h.count))), snap.globalSeq > 0,
-                   let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json) {
+                   HashChain.checksum(previous: nil, canonicalEffect: snap.state) == snap.digest,
+                   let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json), w.lastGlobalSeq == snap.globalSeq {
                     state.withLock { s in
+                        guard s.tailSeq == 0 else { return }
                         s.world = w
                         s.previousChecksum = snap.chainChecksum
+                        s.tailSeq = w.lastGlobalSeq
                         s.changed.formUnion(w.entities.keys)
                     }
                 }
-                let next = state.withLock { $0.world.lastGlobalSeq + 1 }
+                let next = state.withLock { $0.tailSeq + 1 }
                 if (try? await conn.send(.subscribe(Nonce(next)), id: 1)) != nil {
-                    backoff = Backoff(baseSeconds: 0.1, capSeconds: 2)
                     while let f = await conn.receive() {
+                        if case .error(let e)? = f.body {
+                            state.withLock { $0.linkError = "\(e.name): \(e.message)" }
+                            break
+                        }
                         guard case .entries(let batch)? = f.body else { continue }
+                        backoff = Backoff(baseSeconds: 0.1, capSeconds: 2)
                         for e in batch.entries { take(e) }
                     }
                 }
@@ -164,11 +186,24 @@ public final class Dashboard: Sendable {
         }
     }
 
-    /// One entry of the subscription: applied to the replica, added to the tail, and read for speech.
+    /// One entry of the subscription: applied to the replica, added to the tail, and read for
+    /// speech. One already taken is ignored; a gap, an entry that cannot be read or one the
+    /// replica refuses stops the world there (`follow_error`), and the tail goes on.
     func take(_ wire: LogEntry) {
-        guard let entry = try? WireJSON.eventLogEntry(wire) else { return }
+        let decoded = Result { () throws(GunnError) in try WireJSON.eventLogEntry(wire) }
         state.withLock { s in
-            guard entry.globalSeq == s.world.lastGlobalSeq + 1 || s.followError != nil else { return }
+            guard wire.globalSeq > s.tailSeq else { return }
+            defer { s.tailSeq = wire.globalSeq; s.linkError = nil; s.entriesFollowed += 1 }
+            if s.followError == nil && wire.globalSeq != s.tailSeq + 1 {
+                s.followError = "\(ErrorCode.sequenceGap.name) at \(wire.globalSeq): expected global_seq \(s.tailSeq + 1)"
+            }
+            let entry: EventLogEntry
+            switch decoded {
+            case .success(let e): entry = e
+            case .failure(let error):
+                if s.followError == nil { s.followError = "\(error.code.name) at \(wire.globalSeq): \(error.message)" }
+                return
+            }
             if s.followError == nil {
                 do throws(GunnError) {
                     let ids = try Replay.follow(entry, world: &s.world, previousChecksum: s.previousChecksum)
@@ -178,7 +213,6 @@ public final class Dashboard: Sendable {
                     s.followError = "\(error.code.name) at \(entry.globalSeq): \(error.message)"
                 }
             }
-            s.entriesFollowed += 1
             let summary = Self.summary(entry)
             s.tail.append(summary)
             if s.tail.count > Self.tailKept { s.tail.removeFirst(s.tail.count - Self.tailKept) }
@@ -187,9 +221,20 @@ public final class Dashboard: Sendable {
         }
     }
 
+    /// `text` cut to at most `maxBytes` of UTF-8, on a character boundary.
+    static func capped(_ text: String, _ maxBytes: Int) -> String {
+        guard text.utf8.count > maxBytes else { return text }
+        var out = ""
+        for ch in text {
+            if out.utf8.count + ch.utf8.count > maxBytes { break }
+            out.append(ch)
+        }
+        return out
+    }
+
     static func summary(_ e: EventLogEntry) -> JSONValue {
         var payload = CanonicalJSON.encodeString(e.effect.payload)
-        if payload.utf8.count > 160 { payload = String(payload.utf8.prefix(157)).map { $0 + "…" } ?? "" }
+        if payload.utf8.count > 160 { payload = capped(payload, 157) + "…" }
         return ["seq": .number(Double(e.globalSeq)), "kind": .string(e.effect.kind), "agent_id": .string(e.agentID?.rawValue ?? ""),
                 "req_id": .string(e.reqID?.rawValue ?? ""), "checksum": .string(String(e.checksum.prefix(12))), "payload": .string(payload),
                 "sim_time": .number(e.simTime)]
@@ -200,35 +245,36 @@ public final class Dashboard: Sendable {
         case "Speak":
             guard let agent = e.effect.payload["agent_id"]?.stringValue, let text = e.effect.payload["text"]?.stringValue else { return }
             let key = bubbleKey(agent, e.reqID?.rawValue ?? "seq-\(e.globalSeq)", &s)
-            s.bubbles[key]!.text = String(text.prefix(maxBubbleText))
-            s.bubbles[key]!.state = "said"
-            s.bubbles[key]!.seq = e.globalSeq
+            guard var b = s.bubbles[key] else { return }
+            b.text = capped(text, maxBubbleText); b.state = "said"; b.seq = e.globalSeq
+            s.bubbles[key] = b
         case "GenerationCancelled":
             guard let agent = e.effect.payload["agent_id"]?.stringValue, let req = e.effect.payload["req_id"]?.stringValue else { return }
             let reason = e.effect.payload["reason"]?.stringValue ?? ""
             let key = bubbleKey(agent, req, &s)
-            s.bubbles[key]!.state = "cancelled"
-            s.bubbles[key]!.reason = reason
-            s.bubbles[key]!.seq = e.globalSeq
-            if reason.hasPrefix("stale_due_to:"), let n = UInt64(reason.dropFirst("stale_due_to:".count)) { s.bubbles[key]!.staleSeq = n }
+            guard var b = s.bubbles[key] else { return }
+            b.state = "cancelled"; b.reason = capped(reason, 256); b.seq = e.globalSeq
+            if reason.hasPrefix("stale_due_to:"), let n = UInt64(reason.dropFirst("stale_due_to:".count)) { b.staleSeq = n }
+            s.bubbles[key] = b
             if s.cancellations.count < maxCountedAgents || s.cancellations[agent] != nil { s.cancellations[agent, default: 0] += 1 }
         default:
             return
         }
     }
 
-    /// The bubble of one utterance, made when first heard; the oldest go past `bubblesKept`.
+    /// The bubble of one utterance, made when first heard. At the bound, room is made first: the
+    /// oldest bubble goes, a cancelled one only when every bubble is (interruptions are what people
+    /// look for).
     static func bubbleKey(_ agent: String, _ req: String, _ s: inout State) -> String {
         let key = agent + "/" + req
         if s.bubbles[key] == nil {
+            if s.bubbles.count >= bubblesKept {
+                let oldest = s.bubbles.filter { $0.value.state != "cancelled" }.min { $0.value.order < $1.value.order }?.key
+                    ?? s.bubbles.min { $0.value.order < $1.value.order }?.key
+                if let oldest { s.bubbles[oldest] = nil; s.changedBubbles.remove(oldest) }
+            }
             s.bubbleOrder += 1
             s.bubbles[key] = Bubble(agent: agent, req: req, order: s.bubbleOrder)
-            // Past the bound the oldest goes, a cancelled one last: interruptions are what people look for.
-            if s.bubbles.count > bubblesKept,
-               let oldest = s.bubbles.min(by: { ($0.value.state == "cancelled" ? 1 : 0, $0.value.order) < ($1.value.state == "cancelled" ? 1 : 0, $1.value.order) })?.key {
-                s.bubbles[oldest] = nil
-                s.changedBubbles.remove(oldest)
-            }
         }
         s.changedBubbles.insert(key)
         return key
@@ -239,9 +285,11 @@ public final class Dashboard: Sendable {
     public func token(speaker: String, reqID: String, index: UInt32, text: String) {
         state.withLock { s in
             let key = Self.bubbleKey(speaker, reqID, &s)
-            guard s.bubbles[key]!.state == "speaking" else { return }
-            if s.bubbles[key]!.text.utf8.count < Self.maxBubbleText { s.bubbles[key]!.text += text }
-            s.bubbles[key]!.tokens += 1
+            guard var b = s.bubbles[key], b.state == "speaking" else { return }
+            if b.text.utf8.count < Self.maxBubbleText { b.text = Self.capped(b.text + text, Self.maxBubbleText) }
+            b.tokens += 1
+            b.lastHeard = EventLoop.now()
+            s.bubbles[key] = b
             if s.tokens.count < Self.maxCountedAgents || s.tokens[speaker] != nil { s.tokens[speaker, default: 0] += 1 }
         }
     }
@@ -249,9 +297,12 @@ public final class Dashboard: Sendable {
     // MARK: - pages
 
     /// A page's stream opens: the whole picture first, then batches. `allowed` nil is the whole
-    /// world; otherwise only the eyes of those agents are sent (no world, no log).
+    /// world; otherwise only the eyes of those agents are sent (no world, no log). Called on the
+    /// socket's event loop (its onOpen), so what other threads send afterwards (they hop to the
+    /// loop) goes out after this picture; nothing is sent while the lock is held, since a write
+    /// that fails on the loop closes the socket and its close handler takes the lock.
     func attach(allowed: Set<String>?, send: @escaping @Sendable (String) -> Bool) -> UInt64? {
-        state.withLock { s -> UInt64? in
+        let picked = state.withLock { s -> (UInt64, [String])? in
             guard s.pages.count < Self.maxPages else { return nil }
             s.nextPage += 1
             let id = s.nextPage
@@ -267,51 +318,89 @@ public final class Dashboard: Sendable {
                 hello["tail"] = .array(s.tail)
                 hello["speech"] = .array(s.bubbles.values.sorted { $0.order < $1.order }.map(\.json))
                 if let err = s.followError { hello["follow_error"] = .string(err) }
+                if let err = s.linkError { hello["link_error"] = .string(err) }
             }
-            _ = send(CanonicalJSON.encodeString(.object(hello)))
-            if let m = s.agentsMessage { _ = send(m) }
-            if s.health != .null { _ = send(CanonicalJSON.encodeString(s.health)) }
-            return id
+            var out = [CanonicalJSON.encodeString(.object(hello))]
+            if let m = Self.agentsMessage(s, allowed) { out.append(m) }
+            if s.health != .null { out.append(CanonicalJSON.encodeString(s.health)) }
+            return (id, out)
         }
+        guard let (id, messages) = picked else { return nil }
+        for m in messages where !send(m) { detach(id); return id }
+        return id
     }
 
     func detach(_ id: UInt64) { state.withLock { _ = $0.pages.removeValue(forKey: id) } }
 
-    /// The page chose whose eyes to look through (nil: the whole world again).
+    /// The page chose whose eyes to look through (nil: the whole world again). Called on the
+    /// socket's loop (its onMessage): the eyes are sent after the lock is released.
     func select(_ id: UInt64, _ agent: String?) -> GunnError? {
-        state.withLock { s -> GunnError? in
+        let outcome = state.withLock { s -> Result<(Page, String?), GunnError>? in
             guard let page = s.pages[id] else { return nil }
             if let agent, let allowed = page.allowed, !allowed.contains(agent) {
-                return GunnError(.forbidden, "this token may not look through the eyes of \(agent)")
+                return .failure(GunnError(.forbidden, "this token may not look through the eyes of \(agent)"))
             }
             s.pages[id]!.selected = agent
             s.pages[id]!.lastEyes = nil
-            if let agent { Self.sendEyes(id, agent, &s) }
-            return nil
+            s.pages[id]!.eyesAt = (0, 0)
+            return .success((page, agent.flatMap { Self.eyes(id, $0, &s) }))
         }
+        switch outcome {
+        case .failure(let e)?: return e
+        case .success((let page, let m?))?: if !page.send(m) { detach(id) }
+        default: break
+        }
+        return nil
     }
 
-    /// The selected agent's view of the replica, when it changed since the page last got it.
-    static func sendEyes(_ id: UInt64, _ agent: String, _ s: inout State) {
-        guard let page = s.pages[id] else { return }
+    /// The selected agent's view of the replica, when it changed since the page last got it (nil:
+    /// nothing new). Its entities are the world's through the agent's policy, computed with the
+    /// orchestrator's own filter; the queues beside it are the orchestrator's last status.
+    static func eyes(_ id: UInt64, _ agent: String, _ s: inout State) -> String? {
+        guard let page = s.pages[id] else { return nil }
+        guard page.eyesAt != (s.world.lastGlobalSeq, s.polls) else { return nil }
+        s.pages[id]!.eyesAt = (s.world.lastGlobalSeq, s.polls)
         let status = s.agents.first { $0.agentID == agent }
         guard let policy = s.policies[agent] else {
             let m = StreamHub.encode(["type": "eyes", "agent_id": .string(agent), "seq": .number(Double(s.world.lastGlobalSeq)), "known": false])
-            if page.lastEyes != m { s.pages[id]!.lastEyes = m; _ = page.send(m) }
-            return
+            guard page.lastEyes != "unknown" else { return nil }
+            s.pages[id]!.lastEyes = "unknown"
+            return m
         }
         let view = policy.filter(s.world, for: AgentID(agent))
+        // Resent only when the view or its queues changed (the seq moves on every commit).
+        let key = view.contextDigest + "/\(status?.viewSeq ?? 0)/\(status?.queueDepth ?? 0)/\(status?.pendingObservations ?? 0)"
+        guard page.lastEyes != key else { return nil }
+        s.pages[id]!.lastEyes = key
+        var ents = JSONObject()
+        for (eid, e) in view.entities { ents[eid] = e.objectValue.map(entityJSON) ?? e }
         var o: JSONObject = ["type": "eyes", "agent_id": .string(agent), "known": true, "seq": .number(Double(s.world.lastGlobalSeq)),
-                             "view": view.document, "context_digest": .string(view.contextDigest), "policy": WireJSON.policyJSON(policy)]
+                             "view": ["entities": .object(ents), "relationships": .object(view.relationships)],
+                             "context_digest": .string(view.contextDigest), "policy": WireJSON.policyJSON(policy)]
         if let status {
             o["view_seq"] = .number(Double(status.viewSeq)); o["view_global_seq"] = .number(Double(status.viewGlobalSeq))
             o["queue_depth"] = .number(Double(status.queueDepth)); o["pending_observations"] = .number(Double(status.pendingObservations))
         }
-        // Resent only when the view itself changed (the seq moves on every commit).
-        let key = view.contextDigest + "/\(status?.viewSeq ?? 0)/\(status?.queueDepth ?? 0)/\(status?.pendingObservations ?? 0)"
-        guard page.lastEyes != key else { return }
-        s.pages[id]!.lastEyes = key
-        _ = page.send(CanonicalJSON.encodeString(.object(o)))
+        return CanonicalJSON.encodeString(.object(o))
+    }
+
+    /// The agents message a page may have: every agent for the whole world, its own otherwise.
+    static func agentsMessage(_ s: State, _ allowed: Set<String>?) -> String? {
+        guard s.polls > 0 else { return nil }
+        let agents = allowed.map { a in s.agents.filter { a.contains($0.agentID) } } ?? s.agents
+        return StreamHub.encode(["type": "agents", "head": .number(Double(allowed == nil ? s.head : 0)), "agents": .array(agents.map { a in
+            ["agent_id": .string(a.agentID), "view_seq": .number(Double(a.viewSeq)), "view_global_seq": .number(Double(a.viewGlobalSeq)),
+             "queue_depth": .number(Double(a.queueDepth)), "pending_observations": .number(Double(a.pendingObservations)),
+             "active_generations": .number(Double(a.activeGenerations)), "connected": .bool(a.connected),
+             "tokens": .number(Double(s.tokens[a.agentID] ?? 0)), "cancellations": .number(Double(s.cancellations[a.agentID] ?? 0))]
+        })])
+    }
+
+    /// Sends each message to its page, then drops the pages that are gone (a send refused).
+    func deliver(_ out: [(UInt64, @Sendable (String) -> Bool, String)]) {
+        var gone: Set<UInt64> = []
+        for (id, send, m) in out where !gone.contains(id) { if !send(m) { gone.insert(id) } }
+        if !gone.isEmpty { state.withLock { s in for id in gone { s.pages[id] = nil } } }
     }
 
     static func entityJSON(_ e: JSONObject) -> JSONValue {
@@ -324,13 +413,20 @@ public final class Dashboard: Sendable {
     }
 
     /// One batch to every page: what changed since the last (entities, new entries, speech), and
-    /// each selected agent's eyes when they changed.
+    /// each selected agent's eyes when they changed. Sent once the lock is released.
     func flush() {
-        state.withLock { s in
+        let now = EventLoop.now()
+        let out = state.withLock { s -> [(UInt64, @Sendable (String) -> Bool, String)] in
+            // A generation gone quiet without a line or a cancellation has ended.
+            for (k, b) in s.bubbles where b.state == "speaking" && now - b.lastHeard > quietSeconds {
+                s.bubbles[k]!.state = "ended"
+                s.changedBubbles.insert(k)
+            }
             guard !s.pages.isEmpty else {
                 s.changed.removeAll(); s.fresh.removeAll(); s.skipped = 0; s.changedBubbles.removeAll()
-                return
+                return []
             }
+            var out: [(UInt64, @Sendable (String) -> Bool, String)] = []
             if !s.changed.isEmpty || !s.fresh.isEmpty || !s.changedBubbles.isEmpty {
                 var ents = JSONObject()
                 for id in s.changed { ents[id] = s.world.entities[id].map(Self.entityJSON) ?? .null }
@@ -338,6 +434,7 @@ public final class Dashboard: Sendable {
                                          "tail": .array(s.fresh), "skipped": .number(Double(s.skipped)),
                                          "speech": .array(s.changedBubbles.compactMap { s.bubbles[$0]?.json })]
                 if let err = s.followError { batch["follow_error"] = .string(err) }
+                if let err = s.linkError { batch["link_error"] = .string(err) }
                 let text = CanonicalJSON.encodeString(.object(batch))
                 let firstFresh = s.fresh.first?["seq"]?.numberValue.map { UInt64($0) } ?? UInt64.max
                 for (id, p) in s.pages where p.allowed == nil {
@@ -345,30 +442,55 @@ public final class Dashboard: Sendable {
                     if p.since >= firstFresh && p.since < UInt64.max {
                         var own = batch
                         own["tail"] = .array(s.fresh.filter { ($0["seq"]?.numberValue ?? 0) > Double(p.since) })
-                        _ = p.send(CanonicalJSON.encodeString(.object(own)))
+                        out.append((id, p.send, CanonicalJSON.encodeString(.object(own))))
                     } else {
-                        _ = p.send(text)
+                        out.append((id, p.send, text))
                     }
                     s.pages[id]!.since = 0
                 }
                 s.changed.removeAll(); s.fresh.removeAll(); s.skipped = 0; s.changedBubbles.removeAll()
             }
-            for (id, p) in s.pages { if let a = p.selected { Self.sendEyes(id, a, &s) } }
+            for (id, p) in s.pages {
+                if let a = p.selected, let m = Self.eyes(id, a, &s) { out.append((id, p.send, m)) }
+            }
+            return out
         }
+        deliver(out)
     }
 
     // MARK: - status and health
 
-    /// Once a second: the orchestrator's agents (queues, policies) and every process's health.
+    /// `body`'s answer, or nil when it takes more than `seconds` (it goes on, and is dropped).
+    static func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async -> T?) async -> T? {
+        let once = Once<T>()
+        return await withCheckedContinuation { (c: CheckedContinuation<T?, Never>) in
+            once.waiter.withLock { $0 = c }
+            Task { let v = await body(); once.resume(v) }
+            Task { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); once.resume(nil) }
+        }
+    }
+
+    /// A continuation resumed by whichever comes first.
+    final class Once<T: Sendable>: Sendable {
+        let waiter = Mutex<CheckedContinuation<T?, Never>?>(nil)
+        func resume(_ v: T?) { waiter.withLock { $0.take() }?.resume(returning: v) }
+    }
+
+    /// Once a second: the orchestrator's agents (queues, policies) and every process's health,
+    /// each asked within a second, so a process that does not answer shows as such at once.
     func poll() async {
-        let status = try? await client.status()
-        let supervisor = await ControlProbe(path: home + "/run/supervisor.sock", loop: loop,
+        let client = client
+        async let asked = Self.within(1) { try? await client.status() }
+        async let supervisor = ControlProbe(path: home + "/run/supervisor.sock", loop: loop,
                                             hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunn-dashboard"),
                                             deadlineMs: 1000).run(request: .status(Empty()))
-        let gathered = await gather()
-        state.withLock { s in
+        async let gathering = gather()
+        let (status, sup, gathered) = await (asked, supervisor, gathering)
+        let out = state.withLock { s -> [(UInt64, @Sendable (String) -> Bool, String)] in
+            s.polls += 1
             if let status {
                 s.agents = status.agents
+                s.head = status.headSeq
                 var policies: [String: ObservationPolicy] = [:]
                 for a in status.agents where !a.policy.isEmpty {
                     guard let json = try? JSONParser.parse(a.policy), case .object(var o) = json else { continue }
@@ -376,16 +498,9 @@ public final class Dashboard: Sendable {
                     if let r = try? WireJSON.registration(.object(o)) { policies[a.agentID] = r.observation }
                 }
                 s.policies = policies
-                s.agentsMessage = StreamHub.encode(["type": "agents", "head": .number(Double(status.headSeq)),
-                                                    "agents": .array(status.agents.map { a in
-                    ["agent_id": .string(a.agentID), "view_seq": .number(Double(a.viewSeq)), "view_global_seq": .number(Double(a.viewGlobalSeq)),
-                     "queue_depth": .number(Double(a.queueDepth)), "pending_observations": .number(Double(a.pendingObservations)),
-                     "active_generations": .number(Double(a.activeGenerations)), "connected": .bool(a.connected),
-                     "tokens": .number(Double(s.tokens[a.agentID] ?? 0)), "cancellations": .number(Double(s.cancellations[a.agentID] ?? 0))]
-                })])
             }
             var children: [JSONValue] = []
-            if case .answered(.statusResult(let st)?) = supervisor {
+            if case .answered(.statusResult(let st)?) = sup {
                 children = st.children.map { c in
                     ["name": .string(c.name), "state": .string(c.state), "restarts": .number(Double(c.restarts)), "pid": .number(Double(c.pid)),
                      "last_exit": .string(c.lastExit), "uptime_ms": .number(Double(c.uptimeMs))]
@@ -404,11 +519,15 @@ public final class Dashboard: Sendable {
                         "up": .object(up), "breakers": .array(breakers), "orchestrator": .bool(status != nil),
                         "head": .number(Double(status?.headSeq ?? 0)), "replica_seq": .number(Double(s.world.lastGlobalSeq))]
             let health = CanonicalJSON.encodeString(s.health)
-            for p in s.pages.values {
-                if p.allowed == nil, let m = s.agentsMessage { _ = p.send(m) }
-                _ = p.send(health)
+            let all = Self.agentsMessage(s, nil)
+            var out: [(UInt64, @Sendable (String) -> Bool, String)] = []
+            for (id, p) in s.pages {
+                if let m = p.allowed == nil ? all : Self.agentsMessage(s, p.allowed) { out.append((id, p.send, m)) }
+                out.append((id, p.send, health))
             }
+            return out
         }
+        deliver(out)
     }
 
     /// A process's metrics reduced to one number a family: counters and gauges summed over their

@@ -86,6 +86,7 @@ enum DashboardPage {
     #speech li .who { color: var(--accent); font-weight: 600; margin-right: .4em; }
     #speech li.speaking .text::after { content: "▍"; color: var(--accent); }
     #speech li.cancelled .text { text-decoration: line-through; color: var(--dim); }
+    #speech li.ended .text { color: var(--dim); font-style: italic; }
     #speech li .reason { color: var(--bad); margin-left: .4em; font-size: .9em; }
     a { color: var(--accent); }
     #tail { max-height: 260px; overflow-y: auto; font: 12px/1.5 ui-monospace, monospace; }
@@ -128,7 +129,8 @@ enum DashboardPage {
         const url = location.origin.replace(/^http/, 'ws') + '/v1/dashboard/stream?access_token=' + encodeURIComponent(token);
         ws = new WebSocket(url, 'gunn.dashboard.v1');
         ws.onopen = () => { backoff = 200; };
-        ws.onmessage = ev => { queue.push(ev.data); stats.messages++; };
+        // Applied once per animation frame; in a hidden tab (no frames) at once, so nothing piles up.
+        ws.onmessage = ev => { stats.messages++; if (document.hidden) apply(ev.data); else queue.push(ev.data); };
         ws.onclose = ev => {
           model.connected = false; setConn();
           if (ev.code === 4401 || ev.code === 4403) { $('login').hidden = false; $('conn').textContent = 'token refused'; return; }
@@ -150,7 +152,7 @@ enum DashboardPage {
             model.hellos++; model.connected = true; model.scope = msg.scope; model.seq = msg.seq;
             model.entities = msg.entities || {}; model.tail = msg.tail || []; model.speech = {};
             for (const b of msg.speech || []) model.speech[b.agent_id + '/' + b.req_id] = b;
-            model.followError = msg.follow_error || null;
+            model.followError = msg.follow_error || null; model.linkError = msg.link_error || null;
             if (msg.scope === 'agents') { model.agentOrder = msg.agents; for (const a of msg.agents) model.agents[a] = model.agents[a] || {agent_id: a}; }
             if (model.selected) send({select: model.selected});
             setConn(); for (const k in dirty) dirty[k] = true;
@@ -164,10 +166,14 @@ enum DashboardPage {
             if (added.length) { model.tail = model.tail.concat(added).slice(-200); dirty.tail = true; }
             model.skipped = (model.skipped || 0) + msg.skipped;
             for (const b of msg.speech) model.speech[b.agent_id + '/' + b.req_id] = b;
+            // The server's bound, kept the same way: the oldest go first, a cancelled one last.
             const keys = Object.keys(model.speech);
-            if (keys.length > 64) { keys.sort((a, b) => model.speech[a].order - model.speech[b].order); for (const k of keys.slice(0, keys.length - 64)) delete model.speech[k]; }
+            if (keys.length > 64) {
+              keys.sort((a, b) => ((model.speech[a].state === 'cancelled') - (model.speech[b].state === 'cancelled')) || model.speech[a].order - model.speech[b].order);
+              for (const k of keys.slice(0, keys.length - 64)) delete model.speech[k];
+            }
             if (msg.speech.length) dirty.speech = true;
-            model.followError = msg.follow_error || null;
+            model.followError = msg.follow_error || null; model.linkError = msg.link_error || null;
             dirty.map = true;
             break;
           case 'eyes':
@@ -205,9 +211,12 @@ enum DashboardPage {
       }
 
       async function openReplay(seq) {
-        const r = await fetch('/v1/dashboard/world?seq=' + seq, {headers: {'Authorization': 'Bearer ' + token}});
-        const body = await r.json();
-        if (r.status !== 200) { $('mode').textContent = 'replay refused: ' + body.name; return; }
+        let r, body;
+        try {
+          r = await fetch('/v1/dashboard/world?seq=' + seq, {headers: {'Authorization': 'Bearer ' + token}});
+          body = await r.json();
+        } catch (e) { $('mode').textContent = 'replay failed: ' + e; return; }
+        if (r.status !== 200) { $('mode').textContent = 'replay refused: ' + body.name + ': ' + body.message; return; }
         model.replay = body; $('live').hidden = false;
         $('mode').textContent = 'the world as it was at seq ' + body.seq + ' (replayed from the log)';
         dirty.map = dirty.tail = true;
@@ -401,8 +410,8 @@ enum DashboardPage {
         }
         $('tail').innerHTML = rows.join('');
         const v = $('verify');
-        v.className = model.followError ? 'bad' : 'ok';
-        v.textContent = model.followError ? '✕ ' + model.followError : '✓ chain verified to ' + model.seq;
+        v.className = model.followError || model.linkError ? 'bad' : 'ok';
+        v.textContent = model.followError ? '✕ ' + model.followError : model.linkError ? '✕ the log writer refused: ' + model.linkError : '✓ chain verified to ' + model.seq;
       }
       $('tail').addEventListener('click', ev => { const b = ev.target.closest('button[data-seq]'); if (b) { model.mark = +b.dataset.seq; openReplay(+b.dataset.seq); } });
       $('kindfilter').addEventListener('change', () => { dirty.tail = true; });
@@ -432,7 +441,9 @@ enum DashboardPage {
       let lastPanels = 0;
       function frame(now) {
         stats.frames++;
-        if (queue.length) { const q = queue; queue = []; for (const t of q) apply(t); }
+        // The next frame is asked for first: one bad message or drawing error never stops the page.
+        requestAnimationFrame(frame);
+        if (queue.length) { const q = queue; queue = []; for (const t of q) { try { apply(t); } catch (e) { console.warn('dashboard: ' + e); } } }
         if (dirty.map) { draw(); dirty.map = false; }
         if (dirty.eyes) { renderEyes(); dirty.eyes = false; }
         // The lists are rebuilt at most four times a second: the map keeps the frame rate.
@@ -444,7 +455,6 @@ enum DashboardPage {
           if (dirty.health) { renderHealth(); dirty.health = false; }
           $('seqinfo').textContent = 'seq ' + model.seq + ' · ' + Object.keys(model.entities).length + ' entities' + (model.skipped ? ' · ' + model.skipped + ' entries not listed (over 100 a batch)' : '');
         }
-        requestAnimationFrame(frame);
       }
       window.addEventListener('resize', () => { dirty.map = true; });
       requestAnimationFrame(frame);

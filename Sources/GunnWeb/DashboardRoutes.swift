@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GunnAuth
 import GunnCore
 import GunnHTTP
@@ -37,11 +38,14 @@ extension WebAdapter {
             return refuse(error, error.code == .unauthorized ? 4401 : error.code == .quotaExceeded ? 4429 : 4403)
         }
         let sink: @Sendable (String) -> Bool = { [weak ws] text in ws?.send(.text, Array(text.utf8)) ?? false }
-        guard let id = dashboard.attach(allowed: allowed, send: sink) else {
-            return refuse(GunnError(.tooManyConnections, "\(Dashboard.maxPages) dashboard pages are open already", retryAfterMs: 5000), 4429)
+        // The handlers are in place before the first message goes out: a write that fails while
+        // the first picture is sent closes the socket at once, and the page is still let go.
+        let page = Mutex<(id: UInt64?, closed: Bool)>((nil, false))
+        ws.onClose = { _, _ in
+            if let id = page.withLock({ p -> UInt64? in p.closed = true; return p.id }) { dashboard.detach(id) }
         }
-        ws.onClose = { _, _ in dashboard.detach(id) }
         ws.onMessage = { [weak ws] m in
+            guard let id = page.withLock({ $0.id }) else { return }
             // The page's one message: whose eyes to look through, `{"select": AGENT|null}`.
             guard let text = m.text, let v = try? JSONParser.parse(Array(text.utf8)), case .object(let o) = v, o.count == 1,
                   let sel = o["select"], sel == .null || sel.stringValue != nil else {
@@ -53,6 +57,10 @@ extension WebAdapter {
                 ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)]))
             }
         }
+        guard let id = dashboard.attach(allowed: allowed, send: sink) else {
+            return refuse(GunnError(.tooManyConnections, "\(Dashboard.maxPages) dashboard pages are open already", retryAfterMs: 5000), 4429)
+        }
+        if page.withLock({ p -> Bool in p.id = id; return p.closed }) { dashboard.detach(id) }
     }
 
     /// `GET /v1/dashboard/world?seq=N`: the world right after entry N, replayed from the log

@@ -103,6 +103,67 @@ final class DashboardStateTests: XCTestCase {
         XCTAssertEqual(inbox.of("hello").first?["tail"]?.arrayValue?.count, Dashboard.bubblesKept * 2 + 1 > Dashboard.tailKept ? Dashboard.tailKept : Dashboard.bubblesKept * 2 + 1)
     }
 
+    /// More cancellations than bubbles are kept: the bound holds (the newest kept), nothing traps,
+    /// and speech goes on being heard after.
+    func testManyCancellationsKeepTheBoundAndNewSpeechIsStillHeard() throws {
+        for i in 0..<(Dashboard.bubblesKept + 10) {
+            commit("GenerationCancelled", ["agent_id": .string("a\(i)"), "req_id": "r", "reason": "stale_due_to:1", "tokens_discarded": 0, "halt_latency_us": 0],
+                   agent: "a\(i)")
+        }
+        dashboard.token(speaker: "zed", reqID: "z-1", index: 0, text: "still here")
+        commit("Speak", ["agent_id": "zed", "text": "still here"], agent: "zed", req: "z-1")
+        let inbox = Inbox()
+        _ = dashboard.attach(allowed: nil) { inbox.send($0) }
+        let speech = try XCTUnwrap(inbox.of("hello").first?["speech"]?.arrayValue)
+        XCTAssertEqual(speech.count, Dashboard.bubblesKept)
+        XCTAssertEqual(speech.last?["agent_id"], "zed", "the newest bubble is kept")
+        XCTAssertEqual(speech.last?["state"], "said")
+    }
+
+    /// A gap in what the log writer sends stops the world at the last entry it continued and
+    /// says so; an entry sent twice (a resubscription) is listed once.
+    func testAGapStopsTheWorldWithItsCodeAndARepeatIsIgnored() throws {
+        commit("EntityUpsert", ["id": "ann", "entity": ["kind": "agent", "pos": [1, 2]]])
+        let first = seq
+        commit("Move", ["agent_id": "ann", "to": [2, 2]], agent: "ann", req: "m1")
+        // The same entry again: ignored.
+        var again = seq
+        seq = first
+        chain = nil
+        commit("EntityUpsert", ["id": "ann", "entity": ["kind": "agent", "pos": [1, 2]]])
+        seq = again
+        // Entry seq+1 never comes: seq+2 is a gap.
+        seq += 1
+        again = seq
+        commit("Move", ["agent_id": "ann", "to": [7, 7]], agent: "ann", req: "m3")
+        let inbox = Inbox()
+        _ = dashboard.attach(allowed: nil) { inbox.send($0) }
+        let hello = try XCTUnwrap(inbox.of("hello").first)
+        XCTAssertEqual(hello["seq"]?.numberValue, 2)
+        XCTAssertEqual(hello["entities"]?["ann"]?["pos"], [2, 2, 0])
+        XCTAssertEqual(hello["tail"]?.arrayValue?.map { $0["seq"]?.numberValue }, [1, 2, Double(again + 1)], "listed once each, the gap's entry too")
+        XCTAssertTrue(hello["follow_error"]?.stringValue?.hasPrefix("SEQUENCE_GAP at \(again + 1)") == true, "\(hello)")
+    }
+
+    /// A generation that goes quiet with no line and no cancellation (a halt) ends its bubble.
+    func testAQuietGenerationEnds() throws {
+        let quick = Dashboard(home: "/nonexistent", loop: dashboard.loop, client: dashboard.client, quietSeconds: 0) { MetricsGatherer.Result() }
+        let inbox = Inbox()
+        _ = quick.attach(allowed: nil) { inbox.send($0) }
+        quick.token(speaker: "A", reqID: "a-1", index: 0, text: "Hm")
+        quick.flush()
+        XCTAssertEqual(inbox.of("batch").last?["speech"]?.arrayValue?.first?["state"], "ended")
+    }
+
+    func testLongTextIsCutOnACharacter() {
+        XCTAssertEqual(Dashboard.capped("ééé", 5), "éé", "within the bytes, never inside a character")
+        XCTAssertEqual(Dashboard.capped("abc", 5), "abc")
+        dashboard.token(speaker: "A", reqID: "a-1", index: 0, text: String(repeating: "é", count: 5000))
+        let inbox = Inbox()
+        _ = dashboard.attach(allowed: nil) { inbox.send($0) }
+        XCTAssertLessThanOrEqual(inbox.of("hello").first?["speech"]?.arrayValue?.first?["text"]?.stringValue?.utf8.count ?? .max, Dashboard.maxBubbleText)
+    }
+
     func testAScopedPageGetsNoWorldAndMayLookOnlyThroughItsAgents() throws {
         commit("EntityUpsert", ["id": "ann", "entity": ["kind": "agent", "pos": [1, 2], "secret": 1]])
         let inbox = Inbox()

@@ -134,6 +134,7 @@ def follow(home, url, token, llm_config):
         record = by_seq.get(cancelled["seq"], {}).get("effect", {})
         out["speech"] = {"partial_tokens_seen": page.evaluate("gunnSeen.partial"), "reason": cancelled["reason"], "link": int(link),
                          "stale_entry_kind": by_seq.get(int(link), {}).get("effect", {}).get("kind"),
+                         "stale_entry_agent": by_seq.get(int(link), {}).get("agent_id"),
                          "log_record": [record.get("kind"), record.get("payload", {}).get("reason")],
                          "struck": page.evaluate("getComputedStyle(document.querySelector('#speech li.cancelled .text')).textDecorationLine")}
 
@@ -152,7 +153,9 @@ def follow(home, url, token, llm_config):
         entry = log_entries(home, top[0])[-1]
         out["tail"] = {"first": first, "top": top[0], "checksum_shown": entry["checksum"][:12] in top[1], "kind_shown": entry["effect"]["kind"] in top[1]}
 
-        # 6. kill -9 of the orchestrator: the tree shows it restarting, the page goes on by itself.
+        # 6. kill -9 of the orchestrator: the tree shows it restarting, the page goes on by itself
+        # (its own stream, to the web adapter, is not even reopened).
+        hellos = page.evaluate("gunnDash.model.hellos")
         orch = child(home, "orchestrator")
         until(page, "document.querySelector('[data-child=orchestrator]') !== null", what="the supervision tree")
         before = page.evaluate("+document.querySelector('[data-child=orchestrator]').dataset.restarts")
@@ -165,7 +168,24 @@ def follow(home, url, token, llm_config):
         mine = positions_at(log_entries(home, snap["seq"]), snap["seq"])
         out["restart"] = {"restarts_before": before, "restarts_after": page.evaluate("+document.querySelector('[data-child=orchestrator]').dataset.restarts"),
                           "seq_after": snap["seq"], "head_at_restart": head,
-                          "mismatched": sorted(k for k in set(mine) | set(snap["pos"]) if mine.get(k) != snap["pos"].get(k))}
+                          "mismatched": sorted(k for k in set(mine) | set(snap["pos"]) if mine.get(k) != snap["pos"].get(k)),
+                          "hellos_before": hellos, "hellos_after": page.evaluate("gunnDash.model.hellos")}
+
+        # 7. kill -9 of the log writer: the adapter's subscription resumes after the last entry it
+        # had, and the page goes on, still the log's world, with nothing listed twice.
+        log = child(home, "eventlog")
+        before = page.evaluate("+document.querySelector('[data-child=eventlog]').dataset.restarts")
+        os.kill(int(log["pid"]), signal.SIGKILL)
+        until(page, "+document.querySelector('[data-child=eventlog]').dataset.restarts === %d" % (before + 1), 60, "the log writer's restart in the tree")
+        head = status(home)["log_head"]["seq"]
+        until(page, "gunnDash.model.seq > %d" % head, 60, "new commits after the log writer's restart")
+        snap = model_positions(page)
+        mine = positions_at(log_entries(home, snap["seq"]), snap["seq"])
+        seqs = page.evaluate("gunnDash.model.tail.map(e => e.seq)")
+        out["log_restart"] = {"restarts_after": page.evaluate("+document.querySelector('[data-child=eventlog]').dataset.restarts"), "restarts_before": before,
+                              "seq_after": snap["seq"], "head_at_restart": head, "tail_in_order": seqs == sorted(set(seqs)),
+                              "mismatched": sorted(k for k in set(mine) | set(snap["pos"]) if mine.get(k) != snap["pos"].get(k)),
+                              "follow_error": page.evaluate("gunnDash.model.followError")}
         browser.close()
     out["console_errors"], out["outside"] = errors, outside
     return out
@@ -206,22 +226,20 @@ def city(home, url, token, shots):
         page.screenshot(path=os.path.join(shots, "dashboard-world.png"))
         page.evaluate("document.querySelector('aside').scrollTop = 0")
         out["world_colours"] = nonblank(page)
+        def through(agent, scale, name):
+            """The map through `agent`'s eyes at `scale`, saved as `name`; its colours counted."""
+            page.evaluate("gunnDash.select('%s')" % agent)
+            until(page, "gunnDash.model.eyes && gunnDash.model.eyes.agent_id === '%s' && gunnDash.model.eyes.known" % agent, what="the eyes of " + agent)
+            page.evaluate("gunnDash.zoom(%d)" % scale)
+            page.wait_for_timeout(500)
+            page.screenshot(path=os.path.join(shots, name))
+            return nonblank(page)
         # One agent's view: a city agent, its 25-unit radius.
-        page.evaluate("gunnDash.select('c0500')")
-        until(page, "gunnDash.model.eyes && gunnDash.model.eyes.agent_id === 'c0500' && gunnDash.model.eyes.known", what="the eyes of c0500")
-        page.evaluate("gunnDash.zoom(9)")
-        page.wait_for_timeout(500)
-        page.screenshot(path=os.path.join(shots, "dashboard-eyes.png"))
-        out["eyes_colours"] = nonblank(page)
+        out["eyes_colours"] = through("c0500", 9, "dashboard-eyes.png")
         out["eyes_entities"] = page.evaluate("Object.keys(gunnDash.model.eyes.view.entities).length")
         # A cancelled bubble: A's, interrupted by B in their corner.
         until(page, "Object.values(gunnDash.model.speech).some(b => b.agent_id === 'A' && b.state === 'cancelled')", 60, "A's cancelled bubble")
-        page.evaluate("gunnDash.select('A')")
-        until(page, "gunnDash.model.eyes && gunnDash.model.eyes.agent_id === 'A' && gunnDash.model.eyes.known", what="the eyes of A")
-        page.evaluate("gunnDash.zoom(14)")
-        page.wait_for_timeout(500)
-        page.screenshot(path=os.path.join(shots, "dashboard-cancelled.png"))
-        out["cancelled_colours"] = nonblank(page)
+        out["cancelled_colours"] = through("A", 14, "dashboard-cancelled.png")
         out["cancelled_reason"] = page.evaluate("Object.values(gunnDash.model.speech).find(b => b.agent_id === 'A' && b.state === 'cancelled').reason")
         out["shots"] = {n: os.path.getsize(os.path.join(shots, n)) for n in ("dashboard-world.png", "dashboard-eyes.png", "dashboard-cancelled.png")}
         browser.close()

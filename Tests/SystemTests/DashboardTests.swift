@@ -131,6 +131,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertGreaterThan(speech?["partial_tokens_seen"]?.numberValue ?? 0, 0, "partial tokens streamed into A's bubble")
         XCTAssertEqual(speech?["reason"]?.stringValue, "stale_due_to:\(Int(speech?["link"]?.numberValue ?? -1))")
         XCTAssertEqual(speech?["stale_entry_kind"]?.stringValue, "Speak", "the entry that made A stale is B's remark")
+        XCTAssertEqual(speech?["stale_entry_agent"]?.stringValue, "B")
         XCTAssertEqual(speech?["log_record"], ["GenerationCancelled", .string(speech?["reason"]?.stringValue ?? "")])
         XCTAssertEqual(speech?["struck"]?.stringValue, "line-through")
         XCTAssertEqual(r["replay"]?["mismatched"], .array([]), "the world at the linked seq is the log's")
@@ -141,6 +142,13 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(r["restart"]?["restarts_after"]?.numberValue, (r["restart"]?["restarts_before"]?.numberValue ?? -2) + 1)
         XCTAssertGreaterThan(r["restart"]?["seq_after"]?.numberValue ?? 0, r["restart"]?["head_at_restart"]?.numberValue ?? .infinity)
         XCTAssertEqual(r["restart"]?["mismatched"], .array([]))
+        XCTAssertEqual(r["restart"]?["hellos_after"], r["restart"]?["hellos_before"], "the page's stream was not even reopened")
+        let logRestart = r["log_restart"]
+        XCTAssertEqual(logRestart?["restarts_after"]?.numberValue, (logRestart?["restarts_before"]?.numberValue ?? -2) + 1)
+        XCTAssertGreaterThan(logRestart?["seq_after"]?.numberValue ?? 0, logRestart?["head_at_restart"]?.numberValue ?? .infinity)
+        XCTAssertEqual(logRestart?["mismatched"], .array([]), "after the log writer's restart the page is still the log's world")
+        XCTAssertEqual(logRestart?["tail_in_order"], true, "nothing listed twice")
+        XCTAssertEqual(logRestart?["follow_error"], .null)
     }
 
     /// Every bad input to the dashboard gets its code from docs/errors.md and traps nothing: a
@@ -196,6 +204,10 @@ final class DashboardTests: XCTestCase {
             async with websockets.connect(ws_url + "?access_token=" + observer, subprotocols=["gunn.dashboard.v1"]) as ws:
                 hello = await until(ws, "hello")
                 out["observer_hello"] = [hello["scope"], hello.get("agents"), "entities" in hello, "tail" in hello]
+                agents = await until(ws, "agents")
+                while not agents["agents"]:  # the status polled before "mine" was registered
+                    agents = await until(ws, "agents")
+                out["observer_agents"] = sorted(a["agent_id"] for a in agents["agents"])
                 await ws.send(json.dumps({"select": "theirs"}))
                 out["select_theirs"] = (await until(ws, "error"))["name"]
                 await ws.send("not json")
@@ -242,6 +254,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(r["no_token"], ["UNAUTHORIZED", 4401])
         XCTAssertEqual(r["forged"], ["UNAUTHORIZED", 4401])
         XCTAssertEqual(r["observer_hello"], ["agents", ["mine"], false, false])
+        XCTAssertEqual(r["observer_agents"], ["mine"], "an observe token hears of its own agents only")
         XCTAssertEqual(r["select_theirs"], "FORBIDDEN")
         for key in ["garbage", "ill_typed", "unknown_field", "binary"] { XCTAssertEqual(r[key], "UNKNOWN_MESSAGE", key) }
         XCTAssertEqual(r["select_mine"], ["mine", true, ["mine", "theirs"]], "the stream went on after every refusal; its eyes are its view (no radius: it sees both)")
