@@ -12,6 +12,7 @@ import GunnWeb
 //     [--agent-rate R --agent-burst B --tenant-rate R --tenant-burst B] (requests/s, token buckets)
 //     [--max-agents-per-tenant N --max-streams-per-tenant N] [--quarantine-after N (0: never)]
 //     [--header-timeout-ms MS --body-timeout-ms MS --idle-timeout-ms MS] (slow clients get 408)
+//     [--dashboard on|off] (the dashboard at /, on by default; GUNN_DASHBOARD)
 // --listen (or GUNN_WEB_LISTEN) defaults to 127.0.0.1:8787; port 0 picks a free one. The address
 // bound is written to run/web.addr ("http://HOST:PORT"). --world-id falls back to GUNN_WORLD_ID
 // (the supervisor sets it). Tokens are checked against data/web-secret and data/web-tokens.json.
@@ -41,8 +42,13 @@ do { auth = try Authenticator(store: store, world: world) } catch { fail(error) 
 
 let termination = TerminationSignals.install()
 let loop = try EventLoop(name: "adapter-web")
+// The dashboard (docs/dashboard.md) keeps a replica of the world that follows the log: on by
+// default; --dashboard off (or GUNN_DASHBOARD=off) for an adapter that serves only agents.
+let dashboardSetting = args.value("--dashboard", env: "GUNN_DASHBOARD") ?? "on"
+guard dashboardSetting == "on" || dashboardSetting == "off" else { fail(GunnError(.configInvalid, "--dashboard must be on or off, got \(dashboardSetting)")) }
 // A spectator of partial speech: the dashboard shows every agent's tokens as they come.
-let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web", capabilities: ["spectate_speech"])
+let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web",
+                        capabilities: dashboardSetting == "on" ? ["spectate_speech"] : [])
 var webConfig = WebConfig(worldID: world)
 func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
     guard let text = args.value(flag) else { return nil }
@@ -58,7 +64,7 @@ webConfig.maxStreamsPerTenant = Int(number("--max-streams-per-tenant", 1...1e6) 
 webConfig.quarantineAfter = Int(number("--quarantine-after", 0...1e6) ?? Double(webConfig.quarantineAfter))
 let tracer = telemetry.tracer(home: home)
 let scrapes = ScrapeCache(home: home, loop: loop, process: "web")
-let dashboard = Dashboard(home: home, loop: loop, client: client) { await scrapes.gathered() }
+let dashboard = dashboardSetting == "on" ? Dashboard(home: home, loop: loop, client: client) { await scrapes.gathered() } : nil
 let adapter = WebAdapter(config: webConfig, client: client, auth: auth, agentsFile: home + "/data/web-agents.json", tracer: tracer,
                          dashboard: dashboard)
 
@@ -74,7 +80,7 @@ config.onResponse = { route, method, status, seconds in
 telemetry.metrics.counter("gunn_orchestrator_reconnects_total", help: "Times this process's connection to the orchestrator was opened again") {
     [([], Double(client.reconnects))]
 }
-telemetry.gauge("gunn_dashboard_pages", help: "Dashboard pages connected") { [([], Double(dashboard.pages))] }
+telemetry.gauge("gunn_dashboard_pages", help: "Dashboard pages connected") { [([], Double(dashboard?.pages ?? 0))] }
 telemetry.gauge("gunn_web_streams", help: "WebSocket and SSE streams open") { [([], Double(adapter.openStreams))] }
 telemetry.metrics.counter("gunn_web_observations_delivered_total", help: "Observations delivered to WebSocket and SSE streams") {
     [([], Double(adapter.delivered))]
@@ -108,7 +114,7 @@ do { server = try HTTPServer(configuration: config, router: router) } catch {
 let url = "\(config.tls == nil ? "http" : "https")://\(config.urlHost):\(server.port)"
 let addrPath = home + "/run/web.addr"
 if FileManager.default.createFile(atPath: addrPath + ".tmp", contents: Data((url + "\n").utf8)) { _ = rename(addrPath + ".tmp", addrPath) }
-dashboard.start()
+dashboard?.start()
 // Agents registered before a restart are registered again, so their views and streams go on.
 Task { await adapter.restoreAgents() }
 let control: ControlEndpoint

@@ -70,6 +70,13 @@ final class EventLogTests: XCTestCase {
         XCTAssertEqual(w, try Replay.replay(entries[..<5]), "a refused entry changes nothing")
         XCTAssertThrowsError(try Replay.follow(entries[3], world: &world, previousChecksum: prev)) { XCTAssertEqual(($0 as? GunnError)?.code, .sequenceGap) }
         XCTAssertEqual(world, before)
+        // A kind without a reducer here, on a sound chain: refused, and the world is as it was.
+        let seq = world.lastGlobalSeq + 1
+        let odd = Effect(uuid: "u", kind: "NoSuchKind", payload: ["x": 1], globalSeq: seq, simTime: 0, sourceID: "t")
+        let entry = EventLogEntry(globalSeq: seq, simTime: 0, wallTime: 0, effect: odd, worldID: "w", agentID: nil, reqID: nil,
+                                  checksum: HashChain.checksum(previous: prev, canonicalEffect: odd.canonicalBytes))
+        XCTAssertThrowsError(try Replay.follow(entry, world: &world, previousChecksum: prev)) { XCTAssertEqual(($0 as? GunnError)?.code, .worldStateCorrupted) }
+        XCTAssertEqual(world, before)
     }
 
     func testReplayReproducesStateSeqsAndDigest() throws {

@@ -269,6 +269,41 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(r["world_one"], [200, 1])
     }
 
+    /// `--dashboard off` serves no dashboard (and keeps no replica); a value other than on or off
+    /// is refused at start: exit 64 with a CONFIG_INVALID line, nothing served.
+    func testTheDashboardFlag() throws {
+        let bad = Process()
+        bad.executableURL = URL(fileURLWithPath: root + "/.build/debug/gunn-adapter-web")
+        bad.arguments = ["--home", home, "--world-id", "w", "--listen", "127.0.0.1:0", "--dashboard", "maybe"]
+        let err = Pipe()
+        bad.standardError = err
+        bad.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try bad.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        bad.waitUntilExit()
+        XCTAssertEqual(bad.terminationStatus, 64, text)
+        XCTAssertTrue(text.contains("CONFIG_INVALID") && text.contains("--dashboard must be on or off"), text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: home + "/run/web.addr"), "nothing served")
+
+        let config = """
+        {"world_id": "dash", "durability": "normal", "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}"]},
+          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--dashboard", "off"]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        let (sup, url) = try start(home + "/gunn.json", ["eventlog", "orchestrator", "web"])
+        defer { kill(sup.pid, SIGTERM); sup.wait() }
+        let admin = try token(["--rights", "admin"])
+        let (status, out) = try runTool("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", url + "/"])
+        XCTAssertEqual(status, 0)
+        XCTAssertEqual(out, "404", "no page")
+        let (_, world) = try runTool("/usr/bin/curl", ["-s", "-H", "Authorization: Bearer " + admin, url + "/v1/dashboard/world?seq=1"])
+        XCTAssertTrue(world.contains("NOT_FOUND") || world.contains("404"), world)
+        let (_, health) = try runTool("/usr/bin/curl", ["-s", url + "/health"])
+        XCTAssertTrue(health.contains("ok"), "the rest of the adapter is served: \(health)")
+    }
+
     /// The shipped city demo (ops/city.json: 1,000 scripted agents, three dummy-LLM agents):
     /// frames per second with all of them moving and the web adapter's CPU are printed (not
     /// asserted: machines are noisy); the batches the page got are bounded by the design (one

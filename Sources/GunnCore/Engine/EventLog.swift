@@ -165,11 +165,12 @@ public enum Replay {
         if let gap = report.gaps.first { throw GunnError(.sequenceGap, "expected global_seq \(gap.expected), found \(gap.found)") }
         if report.firstBadSeq != nil { throw GunnError(.logIntegrityViolation, "checksum of global_seq \(entry.globalSeq) does not continue the chain") }
         _ = world.takeChanges()
-        var next = world
-        do { try reducers.apply(entry.effect, to: &next) } catch {
+        // In place (a copy would cost the whole world per entry): a reducer that refuses changes
+        // nothing, which the engine's own commits rely on too.
+        do { try reducers.apply(entry.effect, to: &world) } catch {
+            _ = world.takeChanges()
             throw GunnError(.worldStateCorrupted, "global_seq \(entry.globalSeq) does not apply: \(error)")
         }
-        world = next
         return world.takeChanges().entityIDs
     }
 }
