@@ -23,6 +23,15 @@ public final class Dashboard: Sendable {
     private let state = Mutex(State())
     /// Replays (the world at a seq) running now: at most `maxReplays`, each reading the log.
     private let replays = Atomic<Int>(0)
+    /// A status ask is running (it may outlive its one-second wait).
+    private let statusAsked = Gate()
+
+    /// Lets one in at a time.
+    final class Gate: Sendable {
+        private let busy = Atomic<Bool>(false)
+        func enter() -> Bool { busy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
+        func leave() { busy.store(false, ordering: .releasing) }
+    }
     static let maxReplays = 2
 
     /// Pages connected at once (past it, 503 TOO_MANY_CONNECTIONS), and what one batch carries.
@@ -44,7 +53,7 @@ public final class Dashboard: Sendable {
         var selected: String?
         var lastEyes: String?
         /// The world seq and status poll the last eyes were computed at (nothing new: not again).
-        var eyesAt: (UInt64, UInt64) = (0, 0)
+        var eyesAt: (UInt64, UInt64)?
         /// The seq of the picture it got first: later batches carry only what came after.
         var since: UInt64 = 0
     }
@@ -72,6 +81,16 @@ public final class Dashboard: Sendable {
     }
 
     struct State {
+        /// The replica starts again from nothing (then from the log writer's newest snapshot): the
+        /// world it had goes, every page is sent its entities again.
+        mutating func restartFromSnapshot() {
+            changed.formUnion(world.entities.keys)
+            world = WorldState()
+            previousChecksum = nil
+            tailSeq = 0
+            followError = nil
+        }
+
         var world = WorldState()
         var previousChecksum: String?
         /// Set when the log cannot be followed (a broken chain, a kind without a reducer here):
@@ -168,11 +187,17 @@ public final class Dashboard: Sendable {
                         s.changed.formUnion(w.entities.keys)
                     }
                 }
-                let next = state.withLock { $0.tailSeq + 1 }
+                let next = state.withLock { $0.tailSeq < UInt64.max ? $0.tailSeq + 1 : $0.tailSeq }
                 if (try? await conn.send(.subscribe(Nonce(next)), id: 1)) != nil {
+                    state.withLock { $0.linkError = nil }
                     while let f = await conn.receive() {
                         if case .error(let e)? = f.body {
-                            state.withLock { $0.linkError = "\(e.name): \(e.message)" }
+                            state.withLock { s in
+                                s.linkError = "\(e.name): \(e.message)"
+                                // Compacted past the replica: start again from the newest snapshot
+                                // (the tail keeps what it listed; the compacted entries are gone).
+                                if e.code == UInt32(ErrorCode.snapshotRequired.code) { s.restartFromSnapshot() }
+                            }
                             break
                         }
                         guard case .entries(let batch)? = f.body else { continue }
@@ -193,7 +218,7 @@ public final class Dashboard: Sendable {
         let decoded = Result { () throws(GunnError) in try WireJSON.eventLogEntry(wire) }
         state.withLock { s in
             guard wire.globalSeq > s.tailSeq else { return }
-            defer { s.tailSeq = wire.globalSeq; s.linkError = nil; s.entriesFollowed += 1 }
+            defer { s.tailSeq = wire.globalSeq; s.entriesFollowed += 1 }
             if s.followError == nil && wire.globalSeq != s.tailSeq + 1 {
                 s.followError = "\(ErrorCode.sequenceGap.name) at \(wire.globalSeq): expected global_seq \(s.tailSeq + 1)"
             }
@@ -285,7 +310,9 @@ public final class Dashboard: Sendable {
     public func token(speaker: String, reqID: String, index: UInt32, text: String) {
         state.withLock { s in
             let key = Self.bubbleKey(speaker, reqID, &s)
-            guard var b = s.bubbles[key], b.state == "speaking" else { return }
+            // A generation that went quiet and speaks again is speaking again.
+            guard var b = s.bubbles[key], b.state == "speaking" || b.state == "ended" else { return }
+            b.state = "speaking"
             if b.text.utf8.count < Self.maxBubbleText { b.text = Self.capped(b.text + text, Self.maxBubbleText) }
             b.tokens += 1
             b.lastHeard = EventLoop.now()
@@ -306,7 +333,7 @@ public final class Dashboard: Sendable {
             guard s.pages.count < Self.maxPages else { return nil }
             s.nextPage += 1
             let id = s.nextPage
-            s.pages[id] = Page(send: send, allowed: allowed, since: s.world.lastGlobalSeq)
+            s.pages[id] = Page(send: send, allowed: allowed, since: s.tailSeq)
             var hello: JSONObject = ["type": "hello", "scope": .string(allowed == nil ? "world" : "agents"),
                                      "seq": .number(Double(s.world.lastGlobalSeq))]
             if let allowed {
@@ -342,7 +369,7 @@ public final class Dashboard: Sendable {
             }
             s.pages[id]!.selected = agent
             s.pages[id]!.lastEyes = nil
-            s.pages[id]!.eyesAt = (0, 0)
+            s.pages[id]!.eyesAt = nil
             return .success((page, agent.flatMap { Self.eyes(id, $0, &s) }))
         }
         switch outcome {
@@ -358,7 +385,7 @@ public final class Dashboard: Sendable {
     /// orchestrator's own filter; the queues beside it are the orchestrator's last status.
     static func eyes(_ id: UInt64, _ agent: String, _ s: inout State) -> String? {
         guard let page = s.pages[id] else { return nil }
-        guard page.eyesAt != (s.world.lastGlobalSeq, s.polls) else { return nil }
+        if let at = page.eyesAt, at == (s.world.lastGlobalSeq, s.polls) { return nil }
         s.pages[id]!.eyesAt = (s.world.lastGlobalSeq, s.polls)
         let status = s.agents.first { $0.agentID == agent }
         guard let policy = s.policies[agent] else {
@@ -480,7 +507,10 @@ public final class Dashboard: Sendable {
     /// each asked within a second, so a process that does not answer shows as such at once.
     func poll() async {
         let client = client
-        async let asked = Self.within(1) { try? await client.status() }
+        let asking = statusAsked
+        // One status ask at a time: one the orchestrator never answers is not asked again beside.
+        let ask = asking.enter()
+        async let asked = ask ? Self.within(1) { defer { asking.leave() }; return try? await client.status() } : nil
         async let supervisor = ControlProbe(path: home + "/run/supervisor.sock", loop: loop,
                                             hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunn-dashboard"),
                                             deadlineMs: 1000).run(request: .status(Empty()))

@@ -130,7 +130,13 @@ enum DashboardPage {
         ws = new WebSocket(url, 'gunn.dashboard.v1');
         ws.onopen = () => { backoff = 200; };
         // Applied once per animation frame; in a hidden tab (no frames) at once, so nothing piles up.
-        ws.onmessage = ev => { stats.messages++; if (document.hidden) apply(ev.data); else queue.push(ev.data); };
+        ws.onmessage = ev => {
+          stats.messages++;
+          if (!document.hidden) { queue.push(ev.data); return; }
+          // What was queued before the tab was hidden goes first: messages are applied in order.
+          if (queue.length) { const q = queue; queue = []; for (const t of q) apply(t); }
+          apply(ev.data);
+        };
         ws.onclose = ev => {
           model.connected = false; setConn();
           if (ev.code === 4401 || ev.code === 4403) { $('login').hidden = false; $('conn').textContent = 'token refused'; return; }

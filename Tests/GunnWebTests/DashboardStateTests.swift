@@ -181,6 +181,29 @@ final class DashboardStateTests: XCTestCase {
         XCTAssertTrue(inbox.of("batch").isEmpty, "batches are the world: not for an observe token")
     }
 
+    /// On a dashboard that has nothing yet (seq 0, no status), a selection is still answered.
+    func testASelectionIsAnsweredBeforeAnything() throws {
+        let inbox = Inbox()
+        let id = try XCTUnwrap(dashboard.attach(allowed: nil) { inbox.send($0) })
+        XCTAssertNil(dashboard.select(id, "ann"))
+        XCTAssertEqual(inbox.of("eyes").first?["known"], false)
+    }
+
+    /// After the world stopped (a broken chain), a page that comes then gets no entry twice: its
+    /// first batch starts after the tail of its first picture.
+    func testAPageAfterAStoppedWorldGetsNoEntryTwice() throws {
+        commit("EntityUpsert", ["id": "ann", "entity": ["kind": "agent", "pos": [1, 2]]])
+        chain = "0000"
+        commit("Move", ["agent_id": "ann", "to": [9, 9]], agent: "ann", req: "m")
+        commit("Move", ["agent_id": "ann", "to": [8, 8]], agent: "ann", req: "m2")
+        let inbox = Inbox()
+        _ = dashboard.attach(allowed: nil) { inbox.send($0) }
+        commit("Move", ["agent_id": "ann", "to": [7, 7]], agent: "ann", req: "m3")
+        dashboard.flush()
+        XCTAssertEqual(inbox.of("hello").first?["tail"]?.arrayValue?.map { $0["seq"]?.numberValue }, [1, 2, 3])
+        XCTAssertEqual(inbox.of("batch").last?["tail"]?.arrayValue?.map { $0["seq"]?.numberValue }, [4])
+    }
+
     func testPagesAreBounded() {
         for _ in 0..<Dashboard.maxPages { XCTAssertNotNil(dashboard.attach(allowed: nil) { _ in true }) }
         XCTAssertNil(dashboard.attach(allowed: nil) { _ in true })
