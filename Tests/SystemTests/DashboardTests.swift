@@ -272,16 +272,8 @@ final class DashboardTests: XCTestCase {
     /// `--dashboard off` serves no dashboard (and keeps no replica); a value other than on or off
     /// is refused at start: exit 64 with a CONFIG_INVALID line, nothing served.
     func testTheDashboardFlag() throws {
-        let bad = Process()
-        bad.executableURL = URL(fileURLWithPath: root + "/.build/debug/gunn-adapter-web")
-        bad.arguments = ["--home", home, "--world-id", "w", "--listen", "127.0.0.1:0", "--dashboard", "maybe"]
-        let err = Pipe()
-        bad.standardError = err
-        bad.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try bad.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        bad.waitUntilExit()
-        XCTAssertEqual(bad.terminationStatus, 64, text)
+        let (exit, text) = try GunnHome.runToExit("gunn-adapter-web", ["--home", home, "--world-id", "w", "--listen", "127.0.0.1:0", "--dashboard", "maybe"])
+        XCTAssertEqual(exit, 64, text)
         XCTAssertTrue(text.contains("CONFIG_INVALID") && text.contains("--dashboard must be on or off"), text)
         XCTAssertFalse(FileManager.default.fileExists(atPath: home + "/run/web.addr"), "nothing served")
 

@@ -28,6 +28,21 @@ struct GunnHome {
                    json: args.contains("--json") ? try? JSONParser.parse(Array(text.split(separator: "\n").first.map { Array($0.utf8) } ?? [])) : nil)
     }
 
+    /// Runs one of gunn's binaries to its end (stdout to /dev/null): its exit status and stderr.
+    static func runToExit(_ binary: String, _ args: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = bin.appendingPathComponent(binary)
+        p.arguments = args
+        if let environment { p.environment = environment }
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     /// The supervisor's children as `gunnctl --json status` reports them, by name.
     func children() throws -> [String: JSONValue] {
         guard let j = try gunnctl(["--json", "status"]).json, case .array(let items)? = j["children"] else { return [:] }

@@ -205,17 +205,8 @@ final class TelemetryTests: XCTestCase {
         XCTAssertTrue(err.contains("CONFIG_INVALID") && err.contains("warp-drive") && err.contains("known: telemetry, tracing"), err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: home + "/run/eventlog.sock"), "nothing started")
         // A process started by hand refuses it too, with exit 78.
-        let e = Process()
-        e.executableURL = root.appendingPathComponent(".build/debug/gunn-eventlog")
-        e.arguments = ["--home", home]
-        e.environment = env
-        let pipe = Pipe()
-        e.standardError = pipe
-        e.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try e.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        e.waitUntilExit()
-        XCTAssertEqual(e.terminationStatus, 78, text)
+        let (exit, text) = try GunnHome.runToExit("gunn-eventlog", ["--home", home], environment: env)
+        XCTAssertEqual(exit, 78, text)
         let line = try JSONParser.parse(Array(text.split(separator: "\n").first.map { Array($0.utf8) } ?? []))
         XCTAssertEqual(line["event"], "config_invalid")
         XCTAssertEqual(line["code"], 7001)
