@@ -49,9 +49,15 @@ public final class GunnClient: Sendable {
 
     /// Hello capabilities this client asks for (e.g. `spectate_speech`: hear every agent's partial speech).
     public let capabilities: [String]
+    /// Whether a whole view that replaces an agent's held view (a resync, a re-registration, a
+    /// resumed stream after a restart) is also queued for `nextObservation`, as an observation
+    /// whose patch replaces the root (`Self.isWholeView`). A reader that forwards the deltas (the
+    /// web adapter) needs it: the deltas after it follow the new view, not the one before.
+    public let queuesWholeViews: Bool
 
-    public init(path: String, loop: EventLoop, name: String = "client", capabilities: [String] = []) {
+    public init(path: String, loop: EventLoop, name: String = "client", capabilities: [String] = [], queuesWholeViews: Bool = false) {
         self.capabilities = capabilities
+        self.queuesWholeViews = queuesWholeViews
         self.path = path; self.loop = loop; self.name = name
     }
 
@@ -156,37 +162,63 @@ public final class GunnClient: Sendable {
         }
     }
 
+    /// The held view of `agent`, queued as an observation replacing the root (when the client
+    /// queues whole views): what a reader of `nextObservation` must rebase its deltas on.
+    private static func queueWholeView(_ agent: AgentID, _ s: inout State, _ on: Bool) -> (CheckedContinuation<Observation?, Never>, Observation)? {
+        guard on, let h = s.held.views[agent] else { return nil }
+        var o = Observation()
+        o.agentID = agent.rawValue; o.viewSeq = h.seq; o.globalSeq = h.globalSeq; o.contextDigest = h.digest
+        o.patches = CanonicalJSON.encode([["op": "replace", "path": "", "value": h.doc]])
+        return s.observations.push(o, for: agent).map { ($0, o) }
+    }
+
+    /// Whether an observation replaces the whole view (a patch of one root replace): the deltas
+    /// after it follow it, whatever came before.
+    public static func isWholeView(_ o: Observation) -> Bool {
+        guard let v = try? JSONParser.parse(o.patches), case .array(let ops) = v, ops.count == 1 else { return false }
+        return ops[0]["op"]?.stringValue == "replace" && ops[0]["path"]?.stringValue == ""
+    }
+
     private func route(_ f: Frame) {
+        let wholeViews = queuesWholeViews
         // A reply first (the whole view that follows a registration reply is a push: its request
         // was already answered).
-        if f.id != 0, let c = state.withLock({ s -> PendingReply? in
-            let c = s.pending.removeValue(forKey: f.id)
+        if f.id != 0, let (c, rebase) = state.withLock({ s -> (PendingReply, (CheckedContinuation<Observation?, Never>, Observation)?)? in
+            guard let c = s.pending.removeValue(forKey: f.id) else { return nil }
             // A resync's whole view is applied here, in the order frames arrived, so the deltas
             // that follow it apply to it.
-            if c != nil, case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil { s.held.whole(v) }
-            return c
+            if case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil, s.held.whole(v) == .applied {
+                return (c, Self.queueWholeView(AgentID(v.agentID), &s, wholeViews))
+            }
+            return (c, nil)
         }) {
+            if let (waiter, o) = rebase { waiter.resume(returning: o) }
             c.fulfil(.success(f))
             return
         }
         switch f.body {
         case .view(let v)?:
-            let outcome = state.withLock { s in
+            let (outcome, rebase) = state.withLock { s -> (HeldViews.Outcome, (CheckedContinuation<Observation?, Never>, Observation)?) in
                 s.resyncPending.remove(AgentID(v.agentID))
-                return s.held.whole(v)
+                let outcome = s.held.whole(v)
+                return (outcome, outcome == .applied ? Self.queueWholeView(AgentID(v.agentID), &s, wholeViews) : nil)
             }
+            if let (waiter, o) = rebase { waiter.resume(returning: o) }
             if case .resync = outcome { resync(AgentID(v.agentID)) }
         case .observation(let o)?:
             let agent = AgentID(o.agentID)
             // An observation answering a registration (id ≠ 0) resumes from the view held here,
-            // whatever its view_seq: a restarted orchestrator numbers views afresh.
+            // whatever its view_seq: a restarted orchestrator numbers views afresh. A reader that
+            // takes whole views gets the view it produced as one (its view_seq may go back).
             let resume = f.id != 0
-            let (waiter, outcome) = state.withLock { s -> (CheckedContinuation<Observation?, Never>?, HeldViews.Outcome) in
+            let (waiter, outcome, queued) = state.withLock { s -> (CheckedContinuation<Observation?, Never>?, HeldViews.Outcome, Observation) in
                 let outcome = s.resyncPending.contains(agent) ? .ignored : s.held.delta(o, resume: resume)
-                return (s.observations.push(o, for: agent), outcome)
+                if resume && wholeViews && outcome == .applied, let (w, whole) = Self.queueWholeView(agent, &s, true) { return (w, outcome, whole) }
+                if resume && wholeViews && outcome == .applied { return (nil, outcome, o) }
+                return (s.observations.push(o, for: agent), outcome, o)
             }
             if case .resync = outcome { resync(agent) }
-            waiter?.resume(returning: o)
+            waiter?.resume(returning: queued)
         case .tokenChunk(let t)?:
             let waiter = state.withLock { $0.tokens.push(t, for: Self.anyAgent) }
             waiter?.resume(returning: t)

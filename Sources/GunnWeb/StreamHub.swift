@@ -76,6 +76,22 @@ final class StreamHub: Sendable {
     }
 
     private func deliver(_ o: Observation) {
+        // A whole view that replaced the held one (a resync, a resumed stream after a restart:
+        // its view_seq may even go back): every stream starts again from it, as a view message,
+        // and it is the only resume point, since the deltas before it followed another view.
+        if GunnClient.isWholeView(o), let v = (try? JSONParser.parse(o.patches))?.arrayValue?.first?["value"] {
+            let m = Self.encode(["type": "view", "agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)),
+                                 "global_seq": .number(Double(o.globalSeq)), "context_digest": .string(o.contextDigest), "view": v])
+            state.withLock { s in
+                s.recent[o.agentID] = [Recent(viewSeq: o.viewSeq, digest: o.contextDigest, message: nil)]
+                guard var subs = s.subscribers[o.agentID] else { return }
+                for (id, sub) in subs {
+                    if sub.sink(m) { subs[id]?.lastSeq = o.viewSeq; s.delivered += 1 } else { subs[id] = nil }
+                }
+                s.subscribers[o.agentID] = subs
+            }
+            return
+        }
         let m = Self.observationMessage(o)
         state.withLock { s in
             var r = s.recent[o.agentID] ?? []

@@ -47,8 +47,9 @@ let loop = try EventLoop(name: "adapter-web")
 let dashboardSetting = args.value("--dashboard", env: "GUNN_DASHBOARD") ?? "on"
 guard dashboardSetting == "on" || dashboardSetting == "off" else { fail(GunnError(.configInvalid, "--dashboard must be on or off, got \(dashboardSetting)")) }
 // A spectator of partial speech: the dashboard shows every agent's tokens as they come.
+// Whole views are queued with the deltas, so the streams rebase on them (docs/web.md, After a restart).
 let client = GunnClient(path: home + "/run/orchestrator.sock", loop: loop, name: "gunn-adapter-web",
-                        capabilities: dashboardSetting == "on" ? ["spectate_speech"] : [])
+                        capabilities: dashboardSetting == "on" ? ["spectate_speech"] : [], queuesWholeViews: true)
 var webConfig = WebConfig(worldID: world)
 func number(_ flag: String, _ range: ClosedRange<Double>) -> Double? {
     guard let text = args.value(flag) else { return nil }

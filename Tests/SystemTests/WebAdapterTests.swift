@@ -654,6 +654,95 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertEqual(v["result"]?["pos"], [5, 8, 0])
     }
 
+    /// A kill -9 of the orchestrator under a WebSocket stream: the adapter's client re-registers
+    /// the agent and takes the view the orchestrator resumes it with as a whole view, which the
+    /// stream gets as a `view` message (the second one it sees), then the deltas after it. The
+    /// stream's rebuilt view equals GET view, with every digest checked.
+    func testAStreamGoesOnAfterTheOrchestratorRestarts() throws {
+        let config = """
+        {"world_id": "w1", "world_seed": 4, "durability": "full", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
+         "backoff_cap_ms": 400, "stable_seconds": 5, "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}"]},
+          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = EventLogProcessTests.root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
+        let sup = try SupervisorTests.SessionProcess(EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-supervisor").path,
+                                                     ["--config", home + "/gunn.json", "--home", home], environment: env, stderrPath: home + "/supervisor.err")
+        defer {
+            kill(sup.pid, SIGTERM)
+            sup.wait()
+            for pid in SupervisorTests.processes(where: { $0.cmdline.contains(self.home) }) { kill(pid, SIGKILL) }
+        }
+        let before = try GunnHome(home).waitReady(["eventlog", "orchestrator", "web"])
+        waitFor("run/web.addr") { FileManager.default.fileExists(atPath: self.home + "/run/web.addr") }
+        url = try String(contentsOfFile: home + "/run/web.addr", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard case .number(let orchestratorPID)? = before["orchestrator"]?["pid"] else { return XCTFail("no pid: \(before)") }
+        let tok = try token(["--tenant", "t1", "--world", "w1"])
+        let script = #"""
+        import asyncio, hashlib, json, os, signal, sys, time, urllib.request, urllib.error
+        import jsonpatch, rfc8785, websockets
+        url, tok, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        H = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+        def call(method, path, body=None):
+            req = urllib.request.Request(url + path, data=None if body is None else json.dumps(body).encode(), method=method, headers=H)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, None
+            except Exception:
+                return 0, None
+        def digest(doc):
+            return hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
+        async def main():
+            assert call("POST", "/v1/agents", {"agent_id": "s1", "spawn": [0, 0]})[0] == 201
+            state = {"doc": None, "seq": 0, "bad": 0, "views": 0}
+            async def moves(k0, n):
+                for k in range(k0, k0 + n):
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:
+                        status, _ = await asyncio.to_thread(call, "POST", "/v1/agents/s1/intents", {"kind": "Move", "payload": {"to": [k, 1]}})
+                        if status == 200:
+                            break
+                        await asyncio.sleep(0.05)  # the orchestrator is restarting: a client's retry
+            async with websockets.connect(url.replace("http", "ws") + "/v1/stream?agents=s1", additional_headers={"Authorization": H["Authorization"]}) as ws:
+                async def read():
+                    async for text in ws:
+                        m = json.loads(text)
+                        if m["type"] == "view":
+                            state["doc"], state["seq"] = m["view"], m["view_seq"]
+                            state["views"] += 1
+                        elif m["type"] == "observation" and state["doc"] is not None and m["view_seq"] > state["seq"]:
+                            state["doc"], state["seq"] = jsonpatch.apply_patch(state["doc"], m["patches"]), m["view_seq"]
+                        else:
+                            continue
+                        if digest(state["doc"]) != m["context_digest"]:
+                            state["bad"] += 1
+                reader = asyncio.create_task(read())
+                await moves(1, 5)
+                os.kill(pid, signal.SIGKILL)
+                await moves(6, 5)
+                status, v = await asyncio.to_thread(call, "GET", "/v1/agents/s1/view")
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and (state["doc"] is None or rfc8785.dumps(state["doc"]) != rfc8785.dumps(v["view"])):
+                    await asyncio.sleep(0.05)  # the stream catching up with the view read (polled under a deadline)
+                reader.cancel()
+                same = state["doc"] is not None and rfc8785.dumps(state["doc"]) == rfc8785.dumps(v["view"])
+                print(json.dumps({"same": same, "bad": state["bad"], "views": state["views"], "pos": v["view"]["entities"]["s1"]["pos"]}))
+        asyncio.run(main())
+        """#
+        let out = try runScript(script, named: "restart", [url, tok, String(Int(orchestratorPID))])
+        guard let line = out.split(separator: "\n").last, let v = try? JSONParser.parse(String(line)) else { return XCTFail(out) }
+        print("stream across an orchestrator restart: \(line)")
+        XCTAssertEqual(v["same"], true, "the stream's view is GET view after the restart: \(line)")
+        XCTAssertEqual(v["bad"]?.numberValue, 0, String(line))
+        XCTAssertEqual(v["pos"], [10, 1, 0], String(line))
+        XCTAssertGreaterThanOrEqual(v["views"]?.numberValue ?? 0, 2, "a whole view at the start and one after the restart: \(line)")
+    }
+
     /// A token refused again and again for its own agent quarantines that agent (403
     /// AGENT_QUARANTINED for every token, an AgentQuarantined record in the log) until gunnctl
     /// releases it (an AgentReleased record); refusals for an agent the token does not cover
