@@ -50,6 +50,32 @@ final class WebAdapterTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: home + "/run/web.addr", encoding: .utf8), url + "\n", "run/web.addr names the bound address")
     }
 
+    /// The log writer, the orchestrator and the web adapter under the supervisor (fast restarts),
+    /// once the adapter has written run/web.addr.
+    func startSupervised(durability: String) throws -> SupervisorTests.SessionProcess {
+        let config = """
+        {"world_id": "w1", "world_seed": 4, "durability": "\(durability)", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
+         "backoff_cap_ms": 400, "stable_seconds": 5, "children": [
+          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
+          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}"]},
+          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"]}]}
+        """
+        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = EventLogProcessTests.root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
+        let sup = try SupervisorTests.SessionProcess(EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-supervisor").path,
+                                                     ["--config", home + "/gunn.json", "--home", home], environment: env, stderrPath: home + "/supervisor.err")
+        do { _ = try GunnHome(home).waitReady(["eventlog", "orchestrator", "web"]) } catch { stopSupervised(sup); throw error }
+        waitFor("run/web.addr") { FileManager.default.fileExists(atPath: self.home + "/run/web.addr") }
+        return sup
+    }
+
+    func stopSupervised(_ sup: SupervisorTests.SessionProcess) {
+        kill(sup.pid, SIGTERM)
+        sup.wait()
+        for pid in SupervisorTests.processes(where: { $0.cmdline.contains(self.home) }) { kill(pid, SIGKILL) }
+    }
+
     func token(_ args: [String] = []) throws -> String {
         let ctl = try GunnHome(home).gunnctl(["token", "issue"] + args)
         XCTAssertEqual(ctl.status, 0, ctl.err)
@@ -247,25 +273,9 @@ final class WebAdapterTests: XCTestCase {
     /// journalled, so a retry after the restart is the same intent), none refused is in it, and no
     /// client's view diverges from GET view.
     func testKillNineOfTheWebAdapterUnderLoadLosesAndDuplicatesNothing() async throws {
-        let config = """
-        {"world_id": "w1", "world_seed": 4, "durability": "normal", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
-         "backoff_cap_ms": 400, "stable_seconds": 5, "children": [
-          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
-          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}"]},
-          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"]}]}
-        """
-        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
-        var env = ProcessInfo.processInfo.environment
-        env["PATH"] = EventLogProcessTests.root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
-        let sup = try SupervisorTests.SessionProcess(EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-supervisor").path,
-                                                     ["--config", home + "/gunn.json", "--home", home], environment: env, stderrPath: home + "/supervisor.err")
-        defer {
-            kill(sup.pid, SIGTERM)
-            sup.wait()
-            for pid in SupervisorTests.processes(where: { $0.cmdline.contains(self.home) }) { kill(pid, SIGKILL) }
-        }
+        let sup = try startSupervised(durability: "normal")
+        defer { stopSupervised(sup) }
         let before = try GunnHome(home).waitReady(["eventlog", "orchestrator", "web"])
-        waitFor("run/web.addr") { FileManager.default.fileExists(atPath: self.home + "/run/web.addr") }
         guard case .number(let webPID)? = before["web"]?["pid"] else { return XCTFail("no pid for web: \(before)") }
         let tok = try token(["--tenant", "t1", "--world", "w1"])
 
@@ -659,25 +669,9 @@ final class WebAdapterTests: XCTestCase {
     /// stream gets as a `view` message (the second one it sees), then the deltas after it. The
     /// stream's rebuilt view equals GET view, with every digest checked.
     func testAStreamGoesOnAfterTheOrchestratorRestarts() throws {
-        let config = """
-        {"world_id": "w1", "world_seed": 4, "durability": "full", "max_restarts": 10, "max_seconds": 60, "backoff_base_ms": 50,
-         "backoff_cap_ms": 400, "stable_seconds": 5, "children": [
-          {"name": "eventlog", "executable": "gunn-eventlog", "socket": "run/eventlog.sock", "args": ["--home", "{home}", "--world-id", "{world_id}", "--durability", "{durability}"]},
-          {"name": "orchestrator", "executable": "gunn-orchestrator", "socket": "run/orchestrator.sock", "depends_on": ["eventlog"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--world-seed", "{world_seed}"]},
-          {"name": "web", "executable": "gunn-adapter-web", "depends_on": ["orchestrator"], "args": ["--home", "{home}", "--world-id", "{world_id}", "--listen", "127.0.0.1:0"]}]}
-        """
-        try config.write(toFile: home + "/gunn.json", atomically: true, encoding: .utf8)
-        var env = ProcessInfo.processInfo.environment
-        env["PATH"] = EventLogProcessTests.root.appendingPathComponent(".build/debug").path + ":" + (env["PATH"] ?? "")
-        let sup = try SupervisorTests.SessionProcess(EventLogProcessTests.root.appendingPathComponent(".build/debug/gunn-supervisor").path,
-                                                     ["--config", home + "/gunn.json", "--home", home], environment: env, stderrPath: home + "/supervisor.err")
-        defer {
-            kill(sup.pid, SIGTERM)
-            sup.wait()
-            for pid in SupervisorTests.processes(where: { $0.cmdline.contains(self.home) }) { kill(pid, SIGKILL) }
-        }
+        let sup = try startSupervised(durability: "full")
+        defer { stopSupervised(sup) }
         let before = try GunnHome(home).waitReady(["eventlog", "orchestrator", "web"])
-        waitFor("run/web.addr") { FileManager.default.fileExists(atPath: self.home + "/run/web.addr") }
         url = try String(contentsOfFile: home + "/run/web.addr", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard case .number(let orchestratorPID)? = before["orchestrator"]?["pid"] else { return XCTFail("no pid: \(before)") }
         let tok = try token(["--tenant", "t1", "--world", "w1"])
