@@ -37,7 +37,14 @@ final class DashboardStateTests: XCTestCase {
         let messages = Mutex<[JSONValue]>([])
         var all: [JSONValue] { messages.withLock { $0 } }
         func of(_ type: String) -> [JSONValue] { all.filter { $0["type"]?.stringValue == type } }
-        func send(_ text: String) -> Bool { messages.withLock { $0.append(try! JSONParser.parse(Array(text.utf8))) }; return true }
+        func send(_ text: String) -> Bool {
+            guard let v = try? JSONParser.parse(Array(text.utf8)) else {
+                XCTFail("the dashboard sent a message that is not JSON: \(text.prefix(200))")
+                return true
+            }
+            messages.withLock { $0.append(v) }
+            return true
+        }
     }
 
     func testAPageGetsTheWholePictureThenBatchesOfWhatChanged() throws {

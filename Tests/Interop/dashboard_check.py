@@ -53,6 +53,12 @@ def until(page, expr, seconds=20, what=None):
         raise SystemExit("timed out waiting for %s: %s" % (what or expr, e))
 
 
+def drawn(page):
+    """Waits for two more animation frames: what was just changed (a zoom, a scroll) is on screen."""
+    f = page.evaluate("gunnDash.stats.frames")
+    until(page, "gunnDash.stats.frames >= %d" % (f + 2), what="two frames drawn")
+
+
 def model_positions(page):
     return page.evaluate("""() => { const m = gunnDash.model, out = {};
         for (const id in m.entities) out[id] = m.entities[id].pos || null;
@@ -211,7 +217,8 @@ def city(home, url, token, shots):
         web = int(child(home, "web")["pid"])
         # Frames per second while the city moves (requestAnimationFrame counts), and the adapter's CPU.
         f0, b0, s0, c0, t0 = page.evaluate("gunnDash.stats.frames"), page.evaluate("gunnDash.stats.batches"), page.evaluate("gunnDash.model.seq"), cpu_seconds(web), time.monotonic()
-        time.sleep(8)
+        # The window is 60 batches of the city's commits (about 6 s), not a fixed time.
+        until(page, "gunnDash.stats.batches >= %d" % (b0 + 60), 120, "60 batches of the city moving")
         f1, b1, s1, c1, t1 = page.evaluate("gunnDash.stats.frames"), page.evaluate("gunnDash.stats.batches"), page.evaluate("gunnDash.model.seq"), cpu_seconds(web), time.monotonic()
         out["fps"] = (f1 - f0) / (t1 - t0)
         out["window_s"] = t1 - t0
@@ -222,7 +229,7 @@ def city(home, url, token, shots):
         out["agents_moving"] = page.evaluate("Object.keys(gunnDash.model.entities).length")
         # The side panel scrolled to the log and the health tree, beside the whole city.
         page.evaluate("document.querySelector('aside').scrollTop = document.getElementById('h-log').offsetTop - 8")
-        page.wait_for_timeout(300)
+        drawn(page)
         page.screenshot(path=os.path.join(shots, "dashboard-world.png"))
         page.evaluate("document.querySelector('aside').scrollTop = 0")
         out["world_colours"] = nonblank(page)
@@ -231,7 +238,7 @@ def city(home, url, token, shots):
             page.evaluate("gunnDash.select('%s')" % agent)
             until(page, "gunnDash.model.eyes && gunnDash.model.eyes.agent_id === '%s' && gunnDash.model.eyes.known" % agent, what="the eyes of " + agent)
             page.evaluate("gunnDash.zoom(%d)" % scale)
-            page.wait_for_timeout(500)
+            drawn(page)
             page.screenshot(path=os.path.join(shots, name))
             return nonblank(page)
         # One agent's view: a city agent, its 25-unit radius.

@@ -694,6 +694,7 @@ final class WebAdapterTests: XCTestCase {
         async def main():
             assert call("POST", "/v1/agents", {"agent_id": "s1", "spawn": [0, 0]})[0] == 201
             state = {"doc": None, "seq": 0, "bad": 0, "views": 0}
+            applied = asyncio.Event()  # set by the reader each time it applies a message
             async def moves(k0, n):
                 for k in range(k0, k0 + n):
                     deadline = time.monotonic() + 30
@@ -715,14 +716,22 @@ final class WebAdapterTests: XCTestCase {
                             continue
                         if digest(state["doc"]) != m["context_digest"]:
                             state["bad"] += 1
+                        applied.set()
                 reader = asyncio.create_task(read())
                 await moves(1, 5)
                 os.kill(pid, signal.SIGKILL)
                 await moves(6, 5)
                 status, v = await asyncio.to_thread(call, "GET", "/v1/agents/s1/view")
                 deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and (state["doc"] is None or rfc8785.dumps(state["doc"]) != rfc8785.dumps(v["view"])):
-                    await asyncio.sleep(0.05)  # the stream catching up with the view read (polled under a deadline)
+                # Each message the stream applies is looked at, until it holds the view read (or the deadline).
+                while time.monotonic() < deadline:
+                    applied.clear()  # before the check: a message applied after it wakes the wait
+                    if state["doc"] is not None and rfc8785.dumps(state["doc"]) == rfc8785.dumps(v["view"]):
+                        break
+                    try:
+                        await asyncio.wait_for(applied.wait(), timeout=max(0.01, deadline - time.monotonic()))
+                    except asyncio.TimeoutError:
+                        break
                 reader.cancel()
                 same = state["doc"] is not None and rfc8785.dumps(state["doc"]) == rfc8785.dumps(v["view"])
                 print(json.dumps({"same": same, "bad": state["bad"], "views": state["views"], "pos": v["view"]["entities"]["s1"]["pos"]}))
