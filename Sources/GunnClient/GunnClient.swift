@@ -162,22 +162,23 @@ public final class GunnClient: Sendable {
         }
     }
 
-    /// The held view of `agent`, queued as an observation replacing the root (when the client
-    /// queues whole views): what a reader of `nextObservation` must rebase its deltas on.
-    private static func queueWholeView(_ agent: AgentID, _ s: inout State, _ on: Bool) -> (CheckedContinuation<Observation?, Never>, Observation)? {
-        guard on, let h = s.held.views[agent] else { return nil }
+    /// The held view of `agent` as an observation replacing the root: what a reader of
+    /// `nextObservation` rebases its deltas on (when the client queues whole views).
+    private static func wholeView(_ agent: AgentID, _ s: State) -> Observation? {
+        guard let h = s.held.views[agent] else { return nil }
         var o = Observation()
         o.agentID = agent.rawValue; o.viewSeq = h.seq; o.globalSeq = h.globalSeq; o.contextDigest = h.digest
         o.patches = CanonicalJSON.encode([["op": "replace", "path": "", "value": h.doc]])
-        return s.observations.push(o, for: agent).map { ($0, o) }
+        return o
     }
 
-    /// Whether an observation replaces the whole view (a patch of one root replace): the deltas
-    /// after it follow it, whatever came before.
-    public static func isWholeView(_ o: Observation) -> Bool {
-        guard let v = try? JSONParser.parse(o.patches), case .array(let ops) = v, ops.count == 1 else { return false }
-        return ops[0]["op"]?.stringValue == "replace" && ops[0]["path"]?.stringValue == ""
-    }
+    /// The canonical bytes every whole view's patch starts with (`[{"op":"replace","path":"","value":`).
+    static let wholeViewPrefix = Array(#"[{"op":"replace","path":"","value":"#.utf8)
+
+    /// Whether an observation replaces the whole view (one root replace, as this client and the
+    /// orchestrator write it: canonical JSON): the deltas after it follow it, whatever came before.
+    /// A look at the first bytes, not a parse: it runs for every observation a reader forwards.
+    public static func isWholeView(_ o: Observation) -> Bool { o.patches.starts(with: wholeViewPrefix) }
 
     private func route(_ f: Frame) {
         let wholeViews = queuesWholeViews
@@ -187,8 +188,9 @@ public final class GunnClient: Sendable {
             guard let c = s.pending.removeValue(forKey: f.id) else { return nil }
             // A resync's whole view is applied here, in the order frames arrived, so the deltas
             // that follow it apply to it.
-            if case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil, s.held.whole(v) == .applied {
-                return (c, Self.queueWholeView(AgentID(v.agentID), &s, wholeViews))
+            if case .view(let v)? = f.body, s.resyncPending.remove(AgentID(v.agentID)) != nil, s.held.whole(v) == .applied,
+               wholeViews, let o = Self.wholeView(AgentID(v.agentID), s) {
+                return (c, s.observations.push(o, for: AgentID(v.agentID)).map { ($0, o) })
             }
             return (c, nil)
         }) {
@@ -201,7 +203,8 @@ public final class GunnClient: Sendable {
             let (outcome, rebase) = state.withLock { s -> (HeldViews.Outcome, (CheckedContinuation<Observation?, Never>, Observation)?) in
                 s.resyncPending.remove(AgentID(v.agentID))
                 let outcome = s.held.whole(v)
-                return (outcome, outcome == .applied ? Self.queueWholeView(AgentID(v.agentID), &s, wholeViews) : nil)
+                guard outcome == .applied, wholeViews, let o = Self.wholeView(AgentID(v.agentID), s) else { return (outcome, nil) }
+                return (outcome, s.observations.push(o, for: AgentID(v.agentID)).map { ($0, o) })
             }
             if let (waiter, o) = rebase { waiter.resume(returning: o) }
             if case .resync = outcome { resync(AgentID(v.agentID)) }
@@ -213,9 +216,13 @@ public final class GunnClient: Sendable {
             let resume = f.id != 0
             let (waiter, outcome, queued) = state.withLock { s -> (CheckedContinuation<Observation?, Never>?, HeldViews.Outcome, Observation) in
                 let outcome = s.resyncPending.contains(agent) ? .ignored : s.held.delta(o, resume: resume)
-                if resume && wholeViews && outcome == .applied, let (w, whole) = Self.queueWholeView(agent, &s, true) { return (w, outcome, whole) }
-                if resume && wholeViews && outcome == .applied { return (nil, outcome, o) }
-                return (s.observations.push(o, for: agent), outcome, o)
+                guard wholeViews else { return (s.observations.push(o, for: agent), outcome, o) }
+                // A reader that rebases gets only what the held view took: a refused delta, or one
+                // while a resync is pending, is not queued (the resync's whole view will be), and a
+                // resumed one comes as the view it made.
+                guard outcome == .applied else { return (nil, outcome, o) }
+                let queued = resume ? Self.wholeView(agent, s) ?? o : o
+                return (s.observations.push(queued, for: agent), outcome, queued)
             }
             if case .resync = outcome { resync(agent) }
             waiter?.resume(returning: queued)

@@ -461,8 +461,7 @@ final class Ctl {
         var prev: String?
         var next: UInt64 = 1
         if snap.globalSeq > 0 && from > 1 {
-            guard HashChain.checksum(previous: nil, canonicalEffect: snap.state) == snap.digest,
-                  let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json), w.lastGlobalSeq == snap.globalSeq else {
+            guard let w = try? WireJSON.verifiedSnapshot(snap) else {
                 negative = true
                 return out("replay FAILED: the durable snapshot at \(snap.globalSeq) does not match its digest")
             }

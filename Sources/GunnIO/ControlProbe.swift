@@ -72,3 +72,32 @@ public final class Flag: Sendable {
     public func set() { value.withLock { $0 = true } }
     public var isSet: Bool { value.withLock { $0 } }
 }
+
+/// Deadlines for work that cannot be cancelled from outside (a request whose reply may never come).
+public enum Deadline {
+    /// `body`'s answer, or nil when it takes more than `seconds`: then it goes on, and its answer
+    /// is dropped. Callers bound how many they start (one at a time, or one per request).
+    public static func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async -> T?) async -> T? {
+        let once = Once<T>()
+        return await withCheckedContinuation { (c: CheckedContinuation<T?, Never>) in
+            once.waiter.withLock { $0 = c }
+            Task { let v = await body(); once.resume(v) }
+            Task { try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9)); once.resume(nil) }
+        }
+    }
+
+    /// A continuation resumed by whichever comes first.
+    final class Once<T: Sendable>: Sendable {
+        let waiter = Mutex<CheckedContinuation<T?, Never>?>(nil)
+        func resume(_ v: T?) { waiter.withLock { $0.take() }?.resume(returning: v) }
+    }
+}
+
+/// At most `limit` at once: what enters past it is refused, and what entered leaves once.
+public final class Admission: Sendable {
+    public let limit: Int
+    private let inside = Mutex(0)
+    public init(limit: Int) { self.limit = limit }
+    public func enter() -> Bool { inside.withLock { n in guard n < limit else { return false }; n += 1; return true } }
+    public func leave() { inside.withLock { $0 = max(0, $0 - 1) } }
+}

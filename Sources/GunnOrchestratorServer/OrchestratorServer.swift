@@ -152,7 +152,7 @@ public actor OrchestratorServer {
             let snap = cursor == 0 ? nil : try await log.snapshot(atOrBefore: cursor)
             var base: (state: WorldState, checksum: String)? = nil
             if let snap {
-                let verified: Result<WorldState, GunnError> = Result { () throws(GunnError) in try Self.verifiedSnapshot(snap) }
+                let verified: Result<WorldState, GunnError> = Result { () throws(GunnError) in try WireJSON.verifiedSnapshot(snap) }
                 switch verified {
                 case .success(let w): base = (w, snap.chainChecksum)
                 case .failure(let e):
@@ -176,20 +176,6 @@ public actor OrchestratorServer {
                 cursor = snap.globalSeq - 1
             }
         }
-    }
-
-    /// A snapshot's world, once its bytes match its digest and hold a world at its seq.
-    static func verifiedSnapshot(_ s: SnapshotMessage) throws(GunnError) -> WorldState {
-        guard HashChain.checksum(previous: nil, canonicalEffect: s.state) == s.digest, !s.chainChecksum.isEmpty else {
-            throw GunnError(.worldStateCorrupted, "its state does not match its digest, or it has no chain checksum")
-        }
-        let json: JSONValue
-        do { json = try JSONParser.parse(s.state) } catch { throw GunnError(.worldStateCorrupted, "its state is not JSON: \(error)") }
-        let world = try WorldState(json: json)
-        guard world.lastGlobalSeq == s.globalSeq else {
-            throw GunnError(.worldStateCorrupted, "its world is at \(world.lastGlobalSeq), not \(s.globalSeq)")
-        }
-        return world
     }
 
     static func warn(_ line: String) { FileHandle.standardError.write(Data("gunn-orchestrator: warning: \(line)\n".utf8)) }
@@ -264,7 +250,7 @@ public actor OrchestratorServer {
             // older than the writer's snapshots reach gets the whole view instead).
             let most = UInt64(max(2 * settings.durableSnapshotEvery, 20_000))
             guard seq - (snap?.globalSeq ?? 0) <= most else { return nil }
-            let base = try snap.map { try Self.verifiedSnapshot($0) }
+            let base = try snap.map { try WireJSON.verifiedSnapshot($0) }
             let from = (snap?.globalSeq ?? 0) + 1
             var wire: [LogEntry] = []
             if from <= seq {

@@ -25,6 +25,21 @@ public enum WireJSON {
         WireErrorMessage(code: UInt32(e.code.code), name: e.code.name, message: e.message, retryAfterMs: e.retryAfterMs ?? 0)
     }
 
+    /// A snapshot's world, once its bytes match its digest and hold a world at its seq: what the
+    /// orchestrator recovers from, gunnctl replays from and the dashboard follows from.
+    public static func verifiedSnapshot(_ s: SnapshotMessage) throws(GunnError) -> WorldState {
+        guard HashChain.checksum(previous: nil, canonicalEffect: s.state) == s.digest, !s.chainChecksum.isEmpty else {
+            throw GunnError(.worldStateCorrupted, "its state does not match its digest, or it has no chain checksum")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse(s.state) } catch { throw GunnError(.worldStateCorrupted, "its state is not JSON: \(error)") }
+        let world = try WorldState(json: json)
+        guard world.lastGlobalSeq == s.globalSeq else {
+            throw GunnError(.worldStateCorrupted, "its world is at \(world.lastGlobalSeq), not \(s.globalSeq)")
+        }
+        return world
+    }
+
     public static func gunnError(_ e: WireErrorMessage) -> GunnError {
         GunnError(ErrorCode.byCode(Int(e.code)) ?? .internalError, e.message, retryAfterMs: e.retryAfterMs == 0 ? nil : e.retryAfterMs)
     }

@@ -21,18 +21,11 @@ public final class Dashboard: Sendable {
     /// Every process's metrics (shared with /metrics, so the dashboard adds no scrape of its own).
     let gather: @Sendable () async -> MetricsGatherer.Result
     private let state = Mutex(State())
-    /// Replays (the world at a seq) running now: at most `maxReplays`, each reading the log.
-    private let replays = Atomic<Int>(0)
-    /// A status ask is running (it may outlive its one-second wait).
-    private let statusAsked = Gate()
-
-    /// Lets one in at a time.
-    final class Gate: Sendable {
-        private let busy = Atomic<Bool>(false)
-        func enter() -> Bool { busy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
-        func leave() { busy.store(false, ordering: .releasing) }
-    }
+    /// Replays (the world at a seq) running at once, each reading the log.
+    private let replays = Admission(limit: Dashboard.maxReplays)
     static let maxReplays = 2
+    /// One status ask at a time (it may outlive its one-second wait).
+    private let statusAsked = Admission(limit: 1)
 
     /// Pages connected at once (past it, 503 TOO_MANY_CONNECTIONS), and what one batch carries.
     static let maxPages = 32
@@ -113,7 +106,7 @@ public final class Dashboard: Sendable {
         var nextPage: UInt64 = 0
         /// From the orchestrator's status: each agent's policy and queues.
         var agents: [AgentStatus] = []
-        var policies: [String: ObservationPolicy] = [:]
+        var policies: [String: (text: String, policy: ObservationPolicy)] = [:]
         var tokens: [String: Int] = [:]
         var cancellations: [String: Int] = [:]
         var health: JSONValue = .null
@@ -139,8 +132,9 @@ public final class Dashboard: Sendable {
             }
         }
         Task {
+            // Status and health are for pages: asked only while one is open.
             while true {
-                await self.poll()
+                if self.pages > 0 { await self.poll() }
                 try? await Task.sleep(nanoseconds: UInt64(Self.pollSeconds * 1e9))
             }
         }
@@ -158,13 +152,13 @@ public final class Dashboard: Sendable {
         return try await FramedConnection.connect(path: home + "/run/eventlog.sock", loop: loop, hello: hello, options: options)
     }
 
-    /// One request on its own connection, its reply (nil when the log writer is away or refuses).
+    /// One request on its own connection, its reply within 2 s (nil when the log writer is away,
+    /// refuses or does not answer in time).
     func request(_ body: Frame.Body) async -> Frame.Body? {
-        guard let conn = try? await connectLog() else { return nil }
-        defer { conn.close() }
-        guard (try? await conn.send(body, id: 1)) != nil else { return nil }
-        while let f = await conn.receive() { if f.id == 1 { return f.body } }
-        return nil
+        let probe = ControlProbe(path: home + "/run/eventlog.sock", loop: loop,
+                                 hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunn-dashboard"), deadlineMs: 2000)
+        guard case .answered(let reply) = await probe.run(request: body) else { return nil }
+        return reply
     }
 
     /// Follows the log writer's subscription for ever, reconnecting after it restarts, and
@@ -176,9 +170,8 @@ public final class Dashboard: Sendable {
             if let conn = try? await connectLog() {
                 // A compacted log starts after a snapshot: a replica with nothing yet starts from it.
                 if state.withLock({ $0.tailSeq == 0 }), case .headResult(let h)? = await request(.head(Empty())), h.count < h.seq,
-                   case .snapshot(let snap)? = await request(.snapshotRequest(Nonce(h.seq - h.count))), snap.globalSeq > 0,
-                   HashChain.checksum(previous: nil, canonicalEffect: snap.state) == snap.digest,
-                   let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json), w.lastGlobalSeq == snap.globalSeq {
+                   case .snapshot(let snap)? = await request(.snapshotRequest(Nonce(h.seq - h.count))),
+                   let w = try? WireJSON.verifiedSnapshot(snap) {
                     state.withLock { s in
                         guard s.tailSeq == 0 else { return }
                         s.world = w
@@ -329,8 +322,9 @@ public final class Dashboard: Sendable {
     /// loop) goes out after this picture; nothing is sent while the lock is held, since a write
     /// that fails on the loop closes the socket and its close handler takes the lock.
     func attach(allowed: Set<String>?, send: @escaping @Sendable (String) -> Bool) -> UInt64? {
-        let picked = state.withLock { s -> (UInt64, [String])? in
+        let picked = state.withLock { s -> (UInt64, [String], Bool)? in
             guard s.pages.count < Self.maxPages else { return nil }
+            let first = s.pages.isEmpty
             s.nextPage += 1
             let id = s.nextPage
             s.pages[id] = Page(send: send, allowed: allowed, since: s.tailSeq)
@@ -350,10 +344,12 @@ public final class Dashboard: Sendable {
             var out = [CanonicalJSON.encodeString(.object(hello))]
             if let m = Self.agentsMessage(s, allowed) { out.append(m) }
             if s.health != .null { out.append(CanonicalJSON.encodeString(s.health)) }
-            return (id, out)
+            return (id, out, first)
         }
-        guard let (id, messages) = picked else { return nil }
+        guard let (id, messages, first) = picked else { return nil }
         for m in messages where !send(m) { detach(id); return id }
+        // The first page after none: status and health now (none was asked without pages).
+        if first { Task { await self.poll() } }
         return id
     }
 
@@ -388,7 +384,7 @@ public final class Dashboard: Sendable {
         if let at = page.eyesAt, at == (s.world.lastGlobalSeq, s.polls) { return nil }
         s.pages[id]!.eyesAt = (s.world.lastGlobalSeq, s.polls)
         let status = s.agents.first { $0.agentID == agent }
-        guard let policy = s.policies[agent] else {
+        guard let policy = s.policies[agent]?.policy else {
             let m = StreamHub.encode(["type": "eyes", "agent_id": .string(agent), "seq": .number(Double(s.world.lastGlobalSeq)), "known": false])
             guard page.lastEyes != "unknown" else { return nil }
             s.pages[id]!.lastEyes = "unknown"
@@ -487,22 +483,6 @@ public final class Dashboard: Sendable {
 
     // MARK: - status and health
 
-    /// `body`'s answer, or nil when it takes more than `seconds` (it goes on, and is dropped).
-    static func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async -> T?) async -> T? {
-        let once = Once<T>()
-        return await withCheckedContinuation { (c: CheckedContinuation<T?, Never>) in
-            once.waiter.withLock { $0 = c }
-            Task { let v = await body(); once.resume(v) }
-            Task { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)); once.resume(nil) }
-        }
-    }
-
-    /// A continuation resumed by whichever comes first.
-    final class Once<T: Sendable>: Sendable {
-        let waiter = Mutex<CheckedContinuation<T?, Never>?>(nil)
-        func resume(_ v: T?) { waiter.withLock { $0.take() }?.resume(returning: v) }
-    }
-
     /// Once a second: the orchestrator's agents (queues, policies) and every process's health,
     /// each asked within a second, so a process that does not answer shows as such at once.
     func poll() async {
@@ -510,7 +490,7 @@ public final class Dashboard: Sendable {
         let asking = statusAsked
         // One status ask at a time: one the orchestrator never answers is not asked again beside.
         let ask = asking.enter()
-        async let asked = ask ? Self.within(1) { defer { asking.leave() }; return try? await client.status() } : nil
+        async let asked = ask ? Deadline.within(1) { defer { asking.leave() }; return try? await client.status() } : nil
         async let supervisor = ControlProbe(path: home + "/run/supervisor.sock", loop: loop,
                                             hello: Hello(protocolMajor: 1, protocolMinor: 0, role: "ctl", clientName: "gunn-dashboard"),
                                             deadlineMs: 1000).run(request: .status(Empty()))
@@ -521,11 +501,13 @@ public final class Dashboard: Sendable {
             if let status {
                 s.agents = status.agents
                 s.head = status.headSeq
-                var policies: [String: ObservationPolicy] = [:]
+                // A policy is read again only when its text changed (they rarely do).
+                var policies: [String: (text: String, policy: ObservationPolicy)] = [:]
                 for a in status.agents where !a.policy.isEmpty {
+                    if let known = s.policies[a.agentID], known.text == a.policy { policies[a.agentID] = known; continue }
                     guard let json = try? JSONParser.parse(a.policy), case .object(var o) = json else { continue }
                     o["agent_id"] = .string(a.agentID)
-                    if let r = try? WireJSON.registration(.object(o)) { policies[a.agentID] = r.observation }
+                    if let r = try? WireJSON.registration(.object(o)) { policies[a.agentID] = (a.policy, r.observation) }
                 }
                 s.policies = policies
             }
@@ -599,18 +581,14 @@ public final class Dashboard: Sendable {
     /// The world right after `seq`, rebuilt from the log writer (its newest durable snapshot before
     /// it, then the entries after): what the log says, independent of the live replica.
     func world(at seq: UInt64) async throws(GunnError) -> WorldState {
-        guard replays.add(1, ordering: .relaxed).newValue <= Self.maxReplays else {
-            replays.subtract(1, ordering: .relaxed)
-            throw GunnError(.quotaExceeded, "\(Self.maxReplays) replays are running already", retryAfterMs: 500)
-        }
-        defer { replays.subtract(1, ordering: .relaxed) }
+        guard replays.enter() else { throw GunnError(.quotaExceeded, "\(Self.maxReplays) replays are running already", retryAfterMs: 500) }
+        defer { replays.leave() }
         guard case .headResult(let h)? = await request(.head(Empty())) else { throw GunnError(.adapterUnavailable, "the log writer does not answer", retryAfterMs: 500) }
         guard seq >= 1, seq <= h.seq else { throw GunnError(.invalidField, "seq \(seq) is not in the log (1…\(h.seq))") }
         var world = WorldState()
         var prev: String?
-        if case .snapshot(let snap)? = await request(.snapshotRequest(Nonce(seq))), snap.globalSeq > 0, snap.globalSeq <= seq,
-           HashChain.checksum(previous: nil, canonicalEffect: snap.state) == snap.digest,
-           let json = try? JSONParser.parse(snap.state), let w = try? WorldState(json: json) {
+        if case .snapshot(let snap)? = await request(.snapshotRequest(Nonce(seq))), snap.globalSeq <= seq,
+           let w = try? WireJSON.verifiedSnapshot(snap) {
             world = w; prev = snap.chainChecksum
         }
         guard world.lastGlobalSeq < seq else { return world }
@@ -620,7 +598,8 @@ public final class Dashboard: Sendable {
         do { try await conn.send(.readRange(SeqRange(from: world.lastGlobalSeq + 1, to: seq, maxBatch: 512)), id: 1) } catch {
             throw GunnError(.adapterUnavailable, "the log writer closed the connection", retryAfterMs: 500)
         }
-        while let f = await conn.receive() {
+        // Each batch within 5 s: a log writer that stops answering ends the replay, not its slot.
+        while let f = await Deadline.within(5, { await conn.receive() }) {
             if case .error(let e)? = f.body { throw WireJSON.gunnError(e) }
             guard case .entries(let b)? = f.body else { continue }
             let entries = try b.entries.map { e throws(GunnError) in try WireJSON.eventLogEntry(e) }

@@ -362,7 +362,7 @@ enum DashboardPage {
         const n = Math.min(listed.length, 200);
         if (ev.key === 'ArrowDown') active = Math.min(n - 1, active + 1);
         else if (ev.key === 'ArrowUp') active = Math.max(0, active - 1);
-        else if (ev.key === 'Enter' && active >= 0) select(listed[active]);
+        else if (ev.key === 'Enter' && active >= 0 && listed[active] !== undefined) select(listed[active]);
         else if (ev.key === 'Escape') select(null);
         else return;
         ev.preventDefault(); dirty.agents = true;

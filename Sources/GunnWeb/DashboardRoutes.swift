@@ -29,14 +29,8 @@ extension WebAdapter {
     }
 
     func openDashboard(_ ws: WebSocket, _ req: HTTPRequest, _ dashboard: Dashboard) {
-        func refuse(_ e: GunnError, _ close: UInt16) {
-            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)]))
-            ws.close(code: close, reason: e.code.name)
-        }
         let allowed: Set<String>?
-        do { allowed = try dashboardScope(req) } catch {
-            return refuse(error, error.code == .unauthorized ? 4401 : error.code == .quotaExceeded ? 4429 : 4403)
-        }
+        do { allowed = try dashboardScope(req) } catch { return StreamHub.refuse(ws, error) }
         let sink: @Sendable (String) -> Bool = { [weak ws] text in ws?.send(.text, Array(text.utf8)) ?? false }
         // The handlers are in place before the first message goes out: a write that fails while
         // the first picture is sent closes the socket at once, and the page is still let go.
@@ -49,16 +43,15 @@ extension WebAdapter {
             // The page's one message: whose eyes to look through, `{"select": AGENT|null}`.
             guard let text = m.text, let v = try? JSONParser.parse(Array(text.utf8)), case .object(let o) = v, o.count == 1,
                   let sel = o["select"], sel == .null || sel.stringValue != nil else {
-                ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)), "name": .string(ErrorCode.unknownMessage.name),
-                                                "message": "the dashboard stream takes {\"select\": AGENT} or {\"select\": null}"]))
+                ws?.send(text: StreamHub.errorMessage(GunnError(.unknownMessage, "the dashboard stream takes {\"select\": AGENT} or {\"select\": null}")))
                 return
             }
             if let e = dashboard.select(id, sel.stringValue) {
-                ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)]))
+                ws?.send(text: StreamHub.errorMessage(e))
             }
         }
         guard let id = dashboard.attach(allowed: allowed, send: sink) else {
-            return refuse(GunnError(.tooManyConnections, "\(Dashboard.maxPages) dashboard pages are open already", retryAfterMs: 5000), 4429)
+            return StreamHub.refuse(ws, GunnError(.tooManyConnections, "\(Dashboard.maxPages) dashboard pages are open already", retryAfterMs: 5000))
         }
         if page.withLock({ p -> Bool in p.id = id; return p.closed }) { dashboard.detach(id) }
     }

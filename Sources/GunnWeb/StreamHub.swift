@@ -3,6 +3,7 @@ import Synchronization
 import GunnClient
 import GunnCore
 import GunnWire
+import GunnHTTP
 
 /// Fans each hosted agent's observations and cancellations out to the streams (WebSocket, SSE)
 /// that watch it. One forwarder per agent reads GunnClient's queue (its queues take one reader),
@@ -68,6 +69,18 @@ final class StreamHub: Sendable {
 
     static func encode(_ members: [String: JSONValue]) -> String { CanonicalJSON.encodeString(.object(JSONObject(members))) }
 
+    /// A stream's `error` message.
+    static func errorMessage(_ e: GunnError) -> String {
+        encode(["type": "error", "code": .number(Double(e.code.code)), "name": .string(e.code.name), "message": .string(e.message)])
+    }
+
+    /// Sends a refusal of the stream, then closes it with its code: 4401 (token refused), 4429
+    /// (a cap), 4403 (anything else).
+    static func refuse(_ ws: WebSocket, _ e: GunnError) {
+        ws.send(text: errorMessage(e))
+        ws.close(code: e.code == .unauthorized ? 4401 : e.code == .quotaExceeded || e.code == .tooManyConnections ? 4429 : 4403, reason: e.code.name)
+    }
+
     static func observationMessage(_ o: Observation) -> String {
         let patches = (try? JSONParser.parse(o.patches)) ?? .array([])
         return encode(["type": "observation", "agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)),
@@ -79,7 +92,7 @@ final class StreamHub: Sendable {
         // A whole view that replaced the held one (a resync, a resumed stream after a restart:
         // its view_seq may even go back): every stream starts again from it, as a view message,
         // and it is the only resume point, since the deltas before it followed another view.
-        if GunnClient.isWholeView(o), let v = (try? JSONParser.parse(o.patches))?.arrayValue?.first?["value"] {
+        if GunnClient.isWholeView(o), let v = (try? JSONParser.parse(o.patches))?.arrayValue?.first?["value"] { // parsed once
             let m = Self.encode(["type": "view", "agent_id": .string(o.agentID), "view_seq": .number(Double(o.viewSeq)),
                                  "global_seq": .number(Double(o.globalSeq)), "context_digest": .string(o.contextDigest), "view": v])
             state.withLock { s in

@@ -13,10 +13,7 @@ extension WebAdapter {
     func openWebSocket(_ ws: WebSocket, _ req: HTTPRequest) {
         let claims: TokenClaims, agents: [String]
         do { (claims, agents) = try openStream(req) } catch {
-            ws.send(text: StreamHub.encode(["type": "error", "code": .number(Double(error.code.code)), "name": .string(error.code.name),
-                                            "message": .string(error.message)]))
-            ws.close(code: error.code == .unauthorized ? 4401 : error.code == .quotaExceeded ? 4429 : 4403, reason: error.code.name)
-            return
+            return StreamHub.refuse(ws, error)
         }
         let marks = Self.resumeMarks(req)
         for a in agents where client.view(of: AgentID(a)) == nil { Task { _ = await self.ensureRegistered(a) } }
@@ -39,8 +36,7 @@ extension WebAdapter {
         }
         ws.onMessage = { [weak ws] m in
             // The stream is one-way; a client's text is answered with an error, nothing else.
-            ws?.send(text: StreamHub.encode(["type": "error", "code": .number(Double(ErrorCode.unknownMessage.code)),
-                                            "name": .string(ErrorCode.unknownMessage.name), "message": "this stream takes no messages; use the REST API"]))
+            ws?.send(text: StreamHub.errorMessage(GunnError(.unknownMessage, "this stream takes no messages; use the REST API")))
         }
         for a in agents {
             let id = hub.subscribe(a, resume: marks[a], sink).0

@@ -71,6 +71,9 @@ public final class WebAdapter: Sendable {
     /// Spans of the intents submitted here (on with the `tracing` feature).
     let tracer: Tracer?
 
+    /// Readiness asks of the orchestrator waiting at once.
+    let readyProbes = Admission(limit: 16)
+
     /// The live dashboard at `/` (nil: not served).
     let dashboard: Dashboard?
 
@@ -361,18 +364,17 @@ public final class WebAdapter: Sendable {
     /// Ready: the orchestrator answers its status within a second and every breaker it reports
     /// (its log link's) is closed.
     func ready() async -> HTTPResponse {
-        let probe = Task { try await client.status() }
-        let timer = Task { try await Task.sleep(nanoseconds: 1_000_000_000); probe.cancel() }
-        defer { timer.cancel() }
-        do {
-            let status = try await probe.value
-            if let open = status.breakers.first(where: { $0.state != "closed" }) {
-                return .error(.adapterUnavailable, "the orchestrator's \(open.name) breaker is \(open.state)", retryAfterMs: 1000)
-            }
-            return .json(.object(JSONObject(["status": "ready", "global_seq": .number(Double(status.headSeq))])))
-        } catch {
+        // Cancelling a status request does not end its wait for the reply: a deadline does, and
+        // at most `readyProbes.limit` asks that outlived theirs wait at once.
+        let (client, probes) = (client, readyProbes)
+        guard probes.enter() else { return .error(.adapterUnavailable, "the orchestrator has not answered the last readiness probes", retryAfterMs: 1000) }
+        guard let status = await Deadline.within(1, { defer { probes.leave() }; return try? await client.status() }) else {
             return .error(.adapterUnavailable, "the orchestrator does not answer", retryAfterMs: 1000)
         }
+        if let open = status.breakers.first(where: { $0.state != "closed" }) {
+            return .error(.adapterUnavailable, "the orchestrator's \(open.name) breaker is \(open.state)", retryAfterMs: 1000)
+        }
+        return .json(.object(JSONObject(["status": "ready", "global_seq": .number(Double(status.headSeq))])))
     }
 
     // MARK: - streams

@@ -101,6 +101,7 @@ def follow(home, url, token, llm_config):
         out["caught_up"] = {"head": head, "page": page.evaluate("gunnDash.model.seq")}
 
         # 2. Through the eyes of `eye`, chosen with the keyboard: exactly its view.
+        until(page, "gunnDash.model.agentOrder.includes('eye')", what="eye in the agent list")
         page.focus("#agentfilter")
         page.keyboard.type("eye")
         page.keyboard.press("Tab")
